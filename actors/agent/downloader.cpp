@@ -1,0 +1,1158 @@
+#include "actors/agent/downloader.hpp"
+
+#include <curl/curl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
+// GCC 12 with -fsanitize=address reports -Wmaybe-uninitialized inside <regex> itself
+// (false positive in _NFA::_M_insert_*); keep SPIDERHUB_SANITIZE + WERROR builds green.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <regex>
+#pragma GCC diagnostic pop
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "protocol/json_codec.hpp"
+
+extern char** environ;
+
+namespace spiderhub::actors {
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+using time_point = steady::time_point;
+using std::chrono::milliseconds;
+
+constexpr std::size_t max_header_bytes = 8 * 1024; // response headers kept per result
+constexpr std::size_t max_header_count = 64;
+constexpr milliseconds max_backoff{30000};
+constexpr milliseconds max_retry_after{60000};
+constexpr milliseconds max_poll_wait{1000};     // loop wakes at least this often
+constexpr milliseconds housekeeping_every{1000};
+constexpr int max_thread_num = 256;             // per block, guards against absurd leases
+
+// ---------------------------------------------------------------------------------------
+// small string helpers
+
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size())
+    return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (lower(a[i]) != lower(b[i]))
+      return false;
+  return true;
+}
+
+/// True when `line` starts with `prefix` (lower case), ignoring case.
+bool istarts_with(std::string_view line, std::string_view prefix) {
+  return line.size() >= prefix.size() && iequals(line.substr(0, prefix.size()), prefix);
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' ||
+                        s.back() == '\n'))
+    s.remove_suffix(1);
+  return s;
+}
+
+/// Non-negative decimal integer, or -1.
+std::int64_t parse_count(std::string_view s) {
+  s = trim(s);
+  if (s.empty() || s.size() > 18)
+    return -1;
+  std::int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9')
+      return -1;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+/// Host part of an absolute URL ("" when there is none).
+std::string_view url_host(std::string_view url) {
+  auto scheme = url.find("://");
+  if (scheme == std::string_view::npos)
+    return {};
+  url.remove_prefix(scheme + 3);
+  url = url.substr(0, url.find_first_of("/?#"));
+  if (auto at = url.rfind('@'); at != std::string_view::npos)
+    url.remove_prefix(at + 1);
+  if (!url.empty() && url.front() == '[')
+    return url.substr(0, url.find(']') + 1);
+  return url.substr(0, url.find(':'));
+}
+
+/// Value of the first header `name` (lower case) in raw header lines, if present.
+std::optional<std::string_view> find_header(std::string_view raw, std::string_view name) {
+  std::size_t pos = 0;
+  while (pos < raw.size()) {
+    auto eol = raw.find('\n', pos);
+    if (eol == std::string_view::npos)
+      eol = raw.size();
+    auto line = raw.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (line.size() > name.size() && line[name.size()] == ':' &&
+        istarts_with(line, name))
+      return trim(line.substr(name.size() + 1));
+  }
+  return std::nullopt;
+}
+
+/// Response header lines (status line first) to the result's map: lower-case names,
+/// repeated names joined with ", ", at most max_header_count names.
+void parse_headers(std::string_view raw, protocol::header_map& out) {
+  std::size_t pos = raw.find('\n'); // skip the status line
+  while (pos != std::string_view::npos && pos < raw.size()) {
+    ++pos;
+    auto eol = raw.find('\n', pos);
+    auto line = raw.substr(pos, eol == std::string_view::npos ? raw.size() - pos : eol - pos);
+    pos = eol;
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0)
+      continue;
+    std::string name(trim(line.substr(0, colon)));
+    for (auto& c : name)
+      c = lower(c);
+    auto value = trim(line.substr(colon + 1));
+    auto it = out.find(name);
+    if (it != out.end()) {
+      it->second.append(", ").append(value);
+    } else if (out.size() < max_header_count) {
+      out.emplace(std::move(name), std::string(value));
+    }
+  }
+}
+
+/// "a=1; b=2" -> {{"a","1"},{"b","2"}}; pieces without a name are skipped.
+void parse_cookie_pairs(std::string_view s,
+                        std::vector<std::pair<std::string, std::string>>& out) {
+  while (!s.empty()) {
+    auto semi = s.find(';');
+    auto piece = trim(s.substr(0, semi));
+    s = semi == std::string_view::npos ? std::string_view{} : s.substr(semi + 1);
+    auto eq = piece.find('=');
+    if (eq == std::string_view::npos)
+      continue;
+    auto name = trim(piece.substr(0, eq));
+    if (name.empty())
+      continue;
+    auto value = trim(piece.substr(eq + 1));
+    auto same = std::find_if(out.begin(), out.end(), [&](auto& kv) { return kv.first == name; });
+    if (same != out.end())
+      same->second = std::string(value); // block cookies override site cookies
+    else
+      out.emplace_back(std::string(name), std::string(value));
+  }
+}
+
+bool retryable(CURLcode rc) {
+  switch (rc) {
+  case CURLE_COULDNT_RESOLVE_PROXY:
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_CONNECT:
+  case CURLE_PARTIAL_FILE:
+  case CURLE_OPERATION_TIMEDOUT:
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_GOT_NOTHING:
+  case CURLE_SEND_ERROR:
+  case CURLE_RECV_ERROR:
+  case CURLE_HTTP2:
+  case CURLE_HTTP2_STREAM:
+  case CURLE_HTTP3:
+  case CURLE_QUIC_CONNECT_ERROR:
+    return true;
+  default:
+    return false;
+  }
+}
+
+bool retryable_status(long status) {
+  return status == 429 || (status >= 500 && status <= 599);
+}
+
+// ---------------------------------------------------------------------------------------
+// change-IP pattern
+
+/// The block's changeIpPattern. Plain text (optionally "a|b|c") is searched with
+/// string_view::find; anything else with std::regex. libstdc++'s default (DFS) regex
+/// executor recurses once per input character and overflows an 8 MB stack on bodies of
+/// ~16 KB with patterns like "(a|b)*", so we ask for its BFS executor, which runs in
+/// bounded stack but rejects back-references (such a pattern is reported as invalid).
+class body_matcher {
+public:
+  /// Empty pattern: no matcher. Returns an error text for unusable patterns.
+  std::string compile(const std::string& pattern) {
+    literals_.clear();
+    re_.reset();
+    if (pattern.empty())
+      return {};
+    if (pattern.find_first_of("\\^$.*+?()[]{}") == std::string::npos) {
+      std::string_view rest = pattern;
+      while (true) {
+        auto bar = rest.find('|');
+        literals_.emplace_back(rest.substr(0, bar));
+        if (bar == std::string_view::npos)
+          break;
+        rest.remove_prefix(bar + 1);
+      }
+      return {};
+    }
+    try {
+      auto flags = std::regex::ECMAScript | std::regex::nosubs;
+#ifdef __GLIBCXX__
+      flags |= std::regex_constants::__polynomial;
+#endif
+      re_.emplace(pattern, flags);
+    } catch (const std::regex_error& e) {
+      re_.reset();
+      return e.what();
+    }
+    return {};
+  }
+
+  bool empty() const { return literals_.empty() && !re_; }
+
+  bool matches(std::string_view body) const {
+    for (const auto& lit : literals_)
+      if (body.find(lit) != std::string_view::npos)
+        return true;
+    if (!re_)
+      return false;
+#ifndef __GLIBCXX__
+    // Without the bounded-stack executor only a prefix is searched (see above).
+    body = body.substr(0, 4096);
+#endif
+    return std::regex_search(body.data(), body.data() + body.size(), *re_);
+  }
+
+private:
+  std::vector<std::string> literals_;
+  std::optional<std::regex> re_;
+};
+
+// ---------------------------------------------------------------------------------------
+// loop-thread state
+
+/// Cookie jar of one run identity: a share handle holding the cookies, used by every
+/// transfer of that identity so cookies persist across its requests and blocks.
+struct identity_jar {
+  CURLSH* share = nullptr;
+  std::unordered_set<std::string> seeded; // host + '\n' + seed cookies already added
+  int blocks = 0;                         // active blocks using the jar
+  time_point idle_since;
+
+  identity_jar() {
+    share = curl_share_init();
+    if (share)
+      curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
+  }
+  ~identity_jar() {
+    if (share)
+      curl_share_cleanup(share);
+  }
+  identity_jar(const identity_jar&) = delete;
+  identity_jar& operator=(const identity_jar&) = delete;
+};
+
+/// A request to (re)start: index into the block's requests plus its retry state.
+struct work_item {
+  std::uint32_t index = 0;
+  std::uint16_t attempt = 0; // 0 on the first attempt
+  bool ip_retried = false;   // already repeated once after a change-IP match
+  time_point due{};
+};
+
+struct block_state {
+  protocol::block b;
+  identity_jar* jar = nullptr;
+  body_matcher matcher;
+  std::vector<std::pair<std::string, std::string>> seed_cookies; // site + block cookies
+  std::string seed_key;            // the seed cookies as text, part of identity_jar::seeded
+  milliseconds sleep{0};           // site.sleep_time
+  std::size_t next = 0;            // next request never started
+  int in_flight = 0;
+  std::vector<time_point> slot_ready; // per download slot; time_point::max() while busy
+  std::vector<work_item> retries;     // waiting for their due time
+  std::vector<work_item> ip_waiting;  // waiting for the change-IP command to end
+  std::vector<protocol::result> batch;
+  std::size_t batch_bytes = 0;
+  time_point batch_since{};
+  curl_slist* headers_plain = nullptr; // request headers of the site, for requests
+  curl_slist* headers_body = nullptr;  // without headers of their own (GET / with body)
+
+  block_state() = default;
+  block_state(const block_state&) = delete;
+  block_state& operator=(const block_state&) = delete;
+  ~block_state() {
+    curl_slist_free_all(headers_plain);
+    curl_slist_free_all(headers_body);
+  }
+
+  bool finished() const {
+    return next >= b.requests.size() && in_flight == 0 && retries.empty() &&
+           ip_waiting.empty();
+  }
+};
+
+/// One pooled easy handle and the buffers of the transfer it runs.
+struct transfer {
+  CURL* easy = nullptr;
+  CURLSH* share = nullptr;       // share handle currently attached to `easy`
+  block_state* blk = nullptr;    // null while idle in the pool
+  work_item item;
+  int slot = 0;
+  bool head = false;             // HEAD request: no body expected
+  bool too_big = false;          // body exceeded max_body
+  std::int64_t max_body = 0;
+  curl_slist* own_headers = nullptr; // when the request has headers of its own
+  std::string body;
+  std::string raw_headers; // header lines of the latest response, capped
+  char errbuf[CURL_ERROR_SIZE];
+
+  transfer() { errbuf[0] = 0; }
+  ~transfer() {
+    if (easy)
+      curl_easy_cleanup(easy);
+    curl_slist_free_all(own_headers);
+  }
+  transfer(const transfer&) = delete;
+  transfer& operator=(const transfer&) = delete;
+};
+
+std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
+  auto* t = static_cast<transfer*>(user);
+  const std::size_t len = size * n;
+  if (static_cast<std::int64_t>(t->body.size() + len) > t->max_body) {
+    t->too_big = true;
+    return len == 0 ? 1 : 0; // anything but len aborts with CURLE_WRITE_ERROR
+  }
+  t->body.append(data, len);
+  return len;
+}
+
+std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
+  auto* t = static_cast<transfer*>(user);
+  const std::size_t len = size * n;
+  std::string_view line(data, len);
+  if (line.size() >= 5 && line.compare(0, 5, "HTTP/") == 0) {
+    // A new response (after a redirect or a 1xx): only the final one is reported.
+    t->raw_headers.clear();
+    t->body.clear();
+  } else if (!t->head && istarts_with(line, "content-length:")) {
+    // Reserve once instead of growing the body by doubling; gzip bodies grow further.
+    auto n_bytes = parse_count(line.substr(15));
+    if (n_bytes > 0)
+      t->body.reserve(static_cast<std::size_t>(std::min(n_bytes, t->max_body)));
+  }
+  if (t->raw_headers.size() + len <= max_header_bytes)
+    t->raw_headers.append(line);
+  return len;
+}
+
+/// Header list of a request: User-Agent, Accept, Content-Type (requests with a body),
+/// the site's headers, then the request's own; later names replace earlier ones.
+curl_slist* build_headers(const downloader_options& opts, const protocol::site& site,
+                          const protocol::header_map* own, bool with_body) {
+  std::vector<std::pair<std::string_view, std::string_view>> list;
+  list.reserve(4 + site.headers.size() + (own ? own->size() : 0));
+  auto put = [&](std::string_view name, std::string_view value) {
+    for (auto& kv : list)
+      if (iequals(kv.first, name)) {
+        kv.second = value;
+        return;
+      }
+    list.emplace_back(name, value);
+  };
+  put("User-Agent", site.user_agent.empty() ? opts.user_agent : site.user_agent);
+  if (!site.accept.empty())
+    put("Accept", site.accept);
+  if (with_body) {
+    if (!site.content_type.empty())
+      put("Content-Type", site.content_type);
+    put("Expect", ""); // no "100-continue" round trip before large bodies
+  }
+  for (auto& [k, v] : site.headers)
+    put(k, v);
+  if (own)
+    for (auto& [k, v] : *own)
+      put(k, v);
+
+  curl_slist* out = nullptr;
+  std::string line;
+  for (auto& [name, value] : list) {
+    if (name.empty())
+      continue;
+    line.assign(name);
+    if (value.empty())
+      // "Name:" tells curl to drop its own header; "Name;" sends it empty. Expect is
+      // meant to be dropped.
+      line.append(iequals(name, "Expect") ? ":" : ";");
+    else
+      line.append(": ").append(value);
+    if (auto* grown = curl_slist_append(out, line.c_str()))
+      out = grown;
+  }
+  return out;
+}
+
+void global_init() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------
+
+struct downloader::impl {
+  downloader_options opts;
+  results_fn on_results;
+  block_done_fn on_block_done;
+  CURLM* multi = nullptr;
+  std::thread thread;
+
+  // Shared with the callers' threads, under mu.
+  mutable std::mutex mu;
+  std::deque<protocol::block> queue;        // submitted, not yet active
+  std::unordered_set<std::string> ids;      // ids of active and queued blocks
+  std::vector<std::string> cancels;         // identities the loop has yet to drop
+  int active = 0;                           // blocks taken from queue by the loop
+  bool started = false;
+  bool stopping = false;
+
+  std::atomic<std::uint64_t> n_pages{0}, n_bytes{0}, n_errors{0}, n_retries{0};
+  std::atomic<int> n_in_flight{0};
+
+  // change-IP command: runs on ip_thread; the loop owns ip_running.
+  std::thread ip_thread;
+  std::atomic<bool> ip_finished{false};
+  std::mutex ip_mu;   // guards ip_pid against the reap (so stop() never kills a reused pid)
+  pid_t ip_pid = 0;
+  bool ip_stop = false; // set by stop(): spawn nothing more
+  bool ip_running = false;
+
+  // Loop thread only.
+  std::vector<std::unique_ptr<block_state>> blocks;
+  std::unordered_map<std::string, std::unique_ptr<identity_jar>> jars;
+  std::vector<std::unique_ptr<transfer>> transfers; // every easy handle made
+  std::vector<transfer*> idle;                      // the free ones
+  time_point next_housekeeping{};
+
+  impl(downloader_options o, results_fn r, block_done_fn d)
+      : opts(std::move(o)), on_results(std::move(r)), on_block_done(std::move(d)) {
+    global_init();
+    opts.max_blocks = std::max(1, opts.max_blocks);
+    opts.retry_download = std::max(0, opts.retry_download);
+    opts.results_batch = std::max<std::size_t>(1, opts.results_batch);
+    opts.max_body_bytes = std::max<std::int64_t>(0, opts.max_body_bytes);
+    multi = curl_multi_init();
+    if (!multi)
+      throw std::runtime_error("downloader: curl_multi_init failed");
+  }
+
+  ~impl() {
+    idle.clear();
+    transfers.clear(); // easy handles first: they detach from the shares
+    jars.clear();
+    curl_multi_cleanup(multi);
+  }
+
+  void wake() { curl_multi_wakeup(multi); }
+
+  // ---- caller side -------------------------------------------------------------------
+
+  bool identity_cancel_pending(const std::string& identity) const {
+    std::lock_guard lock(mu);
+    return std::find(cancels.begin(), cancels.end(), identity) != cancels.end();
+  }
+
+  // ---- transfers ---------------------------------------------------------------------
+
+  transfer* acquire() {
+    if (!idle.empty()) {
+      auto* t = idle.back();
+      idle.pop_back();
+      return t;
+    }
+    auto t = std::make_unique<transfer>();
+    t->easy = curl_easy_init();
+    if (!t->easy)
+      return nullptr;
+    CURL* e = t->easy;
+    // Options that never change for this handle.
+    curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, static_cast<long>(opts.max_redirects));
+    curl_easy_setopt(e, CURLOPT_AUTOREFERER, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(opts.timeout.count()));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     static_cast<long>(opts.connect_timeout.count()));
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); // every encoding curl can decode
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
+                     static_cast<curl_off_t>(opts.max_body_bytes));
+    curl_easy_setopt(e, CURLOPT_COOKIEFILE, ""); // cookie engine on, no file
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    t->max_body = opts.max_body_bytes;
+    transfers.push_back(std::move(t));
+    return transfers.back().get();
+  }
+
+  void release(transfer* t) {
+    curl_slist_free_all(t->own_headers);
+    t->own_headers = nullptr;
+    t->blk = nullptr;
+    t->raw_headers.clear();
+    t->body.clear();
+    idle.push_back(t);
+  }
+
+  /// Removes a transfer from the multi handle without a result (cancel, stop).
+  void abandon(transfer* t) {
+    curl_multi_remove_handle(multi, t->easy);
+    n_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    release(t);
+  }
+
+  /// Adds the seed cookies for the request's host to the identity's jar, once.
+  void seed_cookies(block_state& bs, transfer* t, const std::string& url) {
+    auto host = url_host(url);
+    if (host.empty())
+      return;
+    std::string key;
+    key.reserve(host.size() + 1 + bs.seed_key.size());
+    key.append(host).append("\n").append(bs.seed_key);
+    if (!bs.jar->seeded.insert(std::move(key)).second)
+      return;
+    std::string line;
+    for (auto& [name, value] : bs.seed_cookies) {
+      line.assign("Set-Cookie: ").append(name).append("=").append(value);
+      line.append("; domain=").append(host).append("; path=/");
+      curl_easy_setopt(t->easy, CURLOPT_COOKIELIST, line.c_str());
+    }
+  }
+
+  void start_transfer(block_state& bs, const work_item& item, int slot) {
+    const auto& rq = bs.b.requests[item.index];
+    transfer* t = acquire();
+    if (!t) {
+      finish_request(bs, item, "curl_easy_init failed", 0, 0, nullptr, nullptr);
+      return;
+    }
+    t->blk = &bs;
+    t->item = item;
+    t->slot = slot;
+    t->too_big = false;
+    t->errbuf[0] = 0;
+    CURL* e = t->easy;
+    curl_easy_setopt(e, CURLOPT_URL, rq.url.c_str());
+
+    if (t->share != bs.jar->share) {
+      curl_easy_setopt(e, CURLOPT_SHARE, bs.jar->share);
+      t->share = bs.jar->share;
+    }
+    if (!bs.seed_cookies.empty())
+      seed_cookies(bs, t, rq.url);
+
+    const std::string& m = rq.method;
+    const bool is_get = m.empty() || iequals(m, "GET");
+    const bool is_head = iequals(m, "HEAD");
+    const bool is_post = iequals(m, "POST");
+    const bool with_body = is_post || (!is_get && !is_head && !rq.content.empty());
+    t->head = is_head;
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, nullptr);
+    if (with_body) {
+      curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                       static_cast<curl_off_t>(rq.content.size()));
+      // Not copied: the block (and so the request) outlives the transfer.
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, rq.content.data());
+    } else {
+      // Forget a body a previous request of this handle sent, then back to GET.
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, nullptr);
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(-1));
+      curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+      if (is_head)
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    }
+    if (!is_get && !is_head && !is_post)
+      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m.c_str());
+
+    curl_slist* headers;
+    if (rq.headers.empty()) {
+      headers = with_body ? bs.headers_body : bs.headers_plain;
+    } else {
+      t->own_headers = build_headers(opts, bs.b.site_settings, &rq.headers, with_body);
+      headers = t->own_headers;
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(e, CURLOPT_REFERER, rq.referer.empty() ? nullptr : rq.referer.c_str());
+
+    if (auto rc = curl_multi_add_handle(multi, e); rc != CURLM_OK) {
+      spdlog::warn("downloader: cannot add {}: {}", rq.url, curl_multi_strerror(rc));
+      release(t);
+      finish_request(bs, item, curl_multi_strerror(rc), 0, 0, nullptr, nullptr);
+      return;
+    }
+    bs.slot_ready[static_cast<std::size_t>(slot)] = time_point::max();
+    ++bs.in_flight;
+    n_in_flight.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// Schedules another attempt of `item` after `delay`.
+  void retry_later(block_state& bs, work_item item, milliseconds delay, time_point now) {
+    ++item.attempt;
+    item.due = now + delay;
+    bs.retries.push_back(item);
+    n_retries.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  milliseconds backoff(int attempt) const {
+    // retry_backoff * 2^attempt, capped at 30 s (the shift is bounded to avoid overflow).
+    auto d = opts.retry_backoff * (std::int64_t{1} << std::min(attempt, 20));
+    return std::min<milliseconds>(d, max_backoff);
+  }
+
+  /// A finished transfer: retry it, park it for the change-IP command, or make a result.
+  void on_transfer_done(transfer* t, CURLcode rc, time_point now) {
+    auto& bs = *t->blk;
+    curl_multi_remove_handle(multi, t->easy);
+    n_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    --bs.in_flight;
+    bs.slot_ready[static_cast<std::size_t>(t->slot)] = now + bs.sleep;
+
+    const auto& rq = bs.b.requests[t->item.index];
+    long status = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_off_t total_us = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+    const auto elapsed_ms = static_cast<std::int64_t>(total_us / 1000);
+    const bool more_attempts = t->item.attempt < opts.retry_download;
+
+    std::string error;
+    if (rc == CURLE_OK) {
+      if (retryable_status(status) && more_attempts) {
+        auto delay = backoff(t->item.attempt);
+        if (status == 429 || status == 503)
+          if (auto ra = find_header(t->raw_headers, "retry-after")) {
+            auto secs = parse_count(*ra); // the HTTP-date form is ignored
+            if (secs >= 0)
+              delay = std::min<milliseconds>(std::chrono::seconds(secs), max_retry_after);
+          }
+        spdlog::debug("downloader: {} -> HTTP {}, retry {} in {} ms", rq.url, status,
+                      t->item.attempt + 1, delay.count());
+        retry_later(bs, t->item, delay, now);
+        release(t);
+        return;
+      }
+      if (!bs.matcher.empty() && bs.matcher.matches(t->body)) {
+        if (!t->item.ip_retried) {
+          spdlog::info("downloader: {} matches the change-IP pattern of block {}", rq.url,
+                       bs.b.block_id);
+          work_item again = t->item;
+          again.ip_retried = true;
+          bs.ip_waiting.push_back(again);
+          n_retries.fetch_add(1, std::memory_order_relaxed);
+          release(t);
+          request_ip_change();
+          return;
+        }
+        error = "body still matches the change-IP pattern after an IP change";
+      } else if (retryable_status(status)) {
+        error = "HTTP " + std::to_string(status);
+        if (t->item.attempt > 0)
+          error += " after " + std::to_string(t->item.attempt) + " retries";
+      }
+    } else if (t->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+      error = "body larger than " + std::to_string(opts.max_body_bytes) + " bytes";
+      t->body.clear();
+    } else {
+      if (retryable(rc) && more_attempts) {
+        auto delay = backoff(t->item.attempt);
+        spdlog::debug("downloader: {} -> {}, retry {} in {} ms", rq.url,
+                      curl_easy_strerror(rc), t->item.attempt + 1, delay.count());
+        retry_later(bs, t->item, delay, now);
+        release(t);
+        return;
+      }
+      error = curl_easy_strerror(rc);
+      if (t->errbuf[0])
+        error.append(": ").append(t->errbuf);
+      t->body.clear(); // a partial body is no page
+    }
+    finish_request(bs, t->item, std::move(error), status, elapsed_ms, t, &t->body);
+    release(t);
+  }
+
+  /// Makes the result of a request and adds it to the block's batch.
+  void finish_request(block_state& bs, const work_item& item, std::string error, long status,
+                      std::int64_t elapsed_ms, transfer* t, std::string* body) {
+    const auto& rq = bs.b.requests[item.index];
+    protocol::result r;
+    r.request_hash = protocol::request_hash(rq);
+    r.url = rq.url;
+    r.status_code = static_cast<std::int32_t>(status);
+    r.response_time = elapsed_ms;
+    r.depth = rq.depth;
+    if (t && status != 0)
+      parse_headers(t->raw_headers, r.headers);
+    const std::size_t body_size = body ? body->size() : 0;
+    if (body && !body->empty())
+      protocol::set_result_body(r, std::move(*body));
+    if (error.empty()) {
+      n_pages.fetch_add(1, std::memory_order_relaxed);
+      spdlog::debug("downloader: {} {} -> {} in {} ms, {} bytes", rq.method, rq.url, status,
+                    elapsed_ms, body_size);
+    } else {
+      n_errors.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("downloader: {} {} failed: {}", rq.method, rq.url, error);
+    }
+    n_bytes.fetch_add(body_size, std::memory_order_relaxed);
+    r.error = std::move(error);
+
+    if (bs.batch.empty())
+      bs.batch_since = steady::now();
+    bs.batch_bytes += r.content.size();
+    bs.batch.push_back(std::move(r));
+    if (bs.batch.size() >= opts.results_batch || bs.batch_bytes >= opts.results_batch_bytes)
+      flush(bs);
+  }
+
+  void flush(block_state& bs) {
+    if (bs.batch.empty())
+      return;
+    protocol::block_response resp;
+    resp.block_id = bs.b.block_id;
+    resp.identity = bs.b.identity;
+    resp.results = std::move(bs.batch);
+    bs.batch = {};
+    bs.batch.reserve(std::min(opts.results_batch, bs.b.requests.size()));
+    bs.batch_bytes = 0;
+    if (identity_cancel_pending(resp.identity))
+      return;
+    try {
+      on_results(std::move(resp));
+    } catch (const std::exception& e) {
+      spdlog::error("downloader: on_results threw: {}", e.what());
+    }
+  }
+
+  // ---- change IP ---------------------------------------------------------------------
+
+  void request_ip_change() {
+    if (ip_running)
+      return; // the running command covers this request too
+    if (opts.change_ip_command.empty()) {
+      release_ip_waiting();
+      return;
+    }
+    if (ip_thread.joinable())
+      ip_thread.join();
+    ip_running = true;
+    ip_finished = false;
+    spdlog::info("downloader: changing IP: {}", opts.change_ip_command);
+    ip_thread = std::thread([this] { run_ip_command(); });
+  }
+
+  void run_ip_command() {
+    std::string cmd = opts.change_ip_command;
+    char sh[] = "sh";
+    char dash_c[] = "-c";
+    char* argv[] = {sh, dash_c, cmd.data(), nullptr};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3); // not our sockets
+#endif
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP); // stop() kills the group
+    posix_spawnattr_setpgroup(&attr, 0);
+    pid_t pid = 0;
+    int err;
+    {
+      std::lock_guard lock(ip_mu);
+      err = ip_stop ? ECANCELED : posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, environ);
+      if (err == 0)
+        ip_pid = pid;
+    }
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    if (err != 0) {
+      spdlog::warn("downloader: cannot run the change-IP command: {}", std::strerror(err));
+    } else {
+      // Wait without reaping, so the pid stays ours while stop() may still kill it.
+      siginfo_t info{};
+      while (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) != 0 &&
+             errno == EINTR) {
+      }
+      {
+        std::lock_guard lock(ip_mu);
+        ip_pid = 0;
+      }
+      int status = 0;
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        spdlog::info("downloader: change-IP command done");
+      else
+        spdlog::warn("downloader: change-IP command failed (wait status {})", status);
+    }
+    ip_finished = true;
+    wake();
+  }
+
+  void release_ip_waiting() {
+    const auto now = steady::now();
+    for (auto& bs : blocks) {
+      for (auto& item : bs->ip_waiting) {
+        item.due = now;
+        bs->retries.push_back(item);
+      }
+      bs->ip_waiting.clear();
+    }
+  }
+
+  /// Kills a running change-IP command (its process group) and prevents new ones.
+  void kill_ip_command() {
+    std::lock_guard lock(ip_mu);
+    ip_stop = true;
+    if (ip_pid > 0)
+      ::kill(-ip_pid, SIGTERM);
+  }
+
+  // ---- blocks ------------------------------------------------------------------------
+
+  identity_jar* jar_for(const std::string& identity) {
+    auto& slot = jars[identity];
+    if (!slot)
+      slot = std::make_unique<identity_jar>();
+    return slot.get();
+  }
+
+  void drop_jar(const std::string& identity) {
+    auto it = jars.find(identity);
+    if (it == jars.end())
+      return;
+    // curl_share_cleanup refuses while an easy handle is still attached.
+    for (auto& t : transfers)
+      if (t->share == it->second->share) {
+        curl_easy_setopt(t->easy, CURLOPT_SHARE, nullptr);
+        t->share = nullptr;
+      }
+    jars.erase(it);
+  }
+
+  void activate(protocol::block b) {
+    auto bs = std::make_unique<block_state>();
+    bs->b = std::move(b);
+    const auto& site = bs->b.site_settings;
+    const int slots = std::clamp(bs->b.thread_num, 1, max_thread_num);
+    bs->slot_ready.assign(static_cast<std::size_t>(slots), time_point{});
+    bs->sleep = milliseconds(std::max(0, site.sleep_time));
+    if (auto why = bs->matcher.compile(bs->b.change_ip_pattern); !why.empty())
+      spdlog::warn("downloader: block {}: change-IP pattern '{}' ignored: {}", bs->b.block_id,
+                   bs->b.change_ip_pattern, why);
+    parse_cookie_pairs(site.cookies, bs->seed_cookies);
+    parse_cookie_pairs(bs->b.cookies, bs->seed_cookies);
+    for (auto& [k, v] : bs->seed_cookies)
+      bs->seed_key.append(k).append("=").append(v).append(";");
+    bs->headers_plain = build_headers(opts, site, nullptr, false);
+    bs->headers_body = build_headers(opts, site, nullptr, true);
+    bs->jar = jar_for(bs->b.identity);
+    ++bs->jar->blocks;
+    bs->batch.reserve(std::min(opts.results_batch, bs->b.requests.size()));
+    spdlog::debug("downloader: block {} of {}: {} requests, {} slots", bs->b.block_id,
+                  bs->b.identity, bs->b.requests.size(), slots);
+    blocks.push_back(std::move(bs));
+  }
+
+  /// Removes a block from the active set (its transfers must be gone).
+  void retire(std::size_t i) {
+    auto& bs = *blocks[i];
+    if (--bs.jar->blocks == 0)
+      bs.jar->idle_since = steady::now();
+    {
+      std::lock_guard lock(mu);
+      ids.erase(bs.b.block_id);
+      --active;
+    }
+    blocks.erase(blocks.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+
+  void drop_block(std::size_t i) {
+    auto* bs = blocks[i].get();
+    for (auto& t : transfers)
+      if (t->blk == bs)
+        abandon(t.get());
+    spdlog::debug("downloader: block {} of {} dropped", bs->b.block_id, bs->b.identity);
+    retire(i);
+  }
+
+  void cancel(const std::string& identity) {
+    for (std::size_t i = blocks.size(); i-- > 0;)
+      if (blocks[i]->b.identity == identity)
+        drop_block(i);
+    drop_jar(identity);
+  }
+
+  /// Starts what may start now in a block; lowers `next_due` to when more may start.
+  void pump(block_state& bs, time_point now, time_point& next_due) {
+    const int limit = static_cast<int>(bs.slot_ready.size());
+    while (bs.in_flight < limit) {
+      int slot = -1;
+      time_point soonest = time_point::max();
+      for (std::size_t i = 0; i < bs.slot_ready.size(); ++i) {
+        if (bs.slot_ready[i] <= now) {
+          slot = static_cast<int>(i);
+          break;
+        }
+        soonest = std::min(soonest, bs.slot_ready[i]);
+      }
+      std::size_t best = bs.retries.size();
+      for (std::size_t i = 0; i < bs.retries.size(); ++i)
+        if (best == bs.retries.size() || bs.retries[i].due < bs.retries[best].due)
+          best = i;
+      const bool retry_ready = best < bs.retries.size() && bs.retries[best].due <= now;
+      const bool fresh = bs.next < bs.b.requests.size();
+      if (!retry_ready && !fresh) {
+        if (best < bs.retries.size()) {
+          // Wake when the retry is due, or later if every slot still sleeps then.
+          auto due = bs.retries[best].due;
+          next_due = std::min(next_due, slot >= 0 ? due : std::max(due, soonest));
+        }
+        return;
+      }
+      if (slot < 0) { // work is waiting, slots sleep (site.sleep_time)
+        next_due = std::min(next_due, soonest);
+        return;
+      }
+      work_item item;
+      if (retry_ready) {
+        item = bs.retries[best];
+        bs.retries[best] = bs.retries.back();
+        bs.retries.pop_back();
+      } else {
+        item.index = static_cast<std::uint32_t>(bs.next++);
+      }
+      start_transfer(bs, item, slot);
+    }
+  }
+
+  void housekeeping(time_point now) {
+    for (auto it = jars.begin(); it != jars.end();) {
+      auto& jar = *it->second;
+      if (jar.blocks == 0 && now - jar.idle_since >= opts.identity_idle) {
+        auto identity = (it++)->first;
+        drop_jar(identity);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // ---- the loop ----------------------------------------------------------------------
+
+  void run() {
+    std::vector<std::string> my_cancels;
+    std::vector<protocol::block> pulled;
+    while (true) {
+      // Cancels and new blocks in one grab: a block queued after a cancel of its
+      // identity must not be dropped by that cancel.
+      {
+        std::lock_guard lock(mu);
+        if (stopping)
+          break;
+        my_cancels.swap(cancels); // still visible to flush() until dropped below
+        while (active < opts.max_blocks && !queue.empty()) {
+          pulled.push_back(std::move(queue.front()));
+          queue.pop_front();
+          ++active;
+        }
+      }
+      for (auto& identity : my_cancels)
+        cancel(identity);
+      my_cancels.clear();
+      for (auto& b : pulled)
+        activate(std::move(b));
+      pulled.clear();
+
+      if (ip_running && ip_finished.exchange(false)) {
+        ip_thread.join();
+        ip_running = false;
+        release_ip_waiting();
+      }
+
+      int running = 0;
+      curl_multi_perform(multi, &running);
+      auto now = steady::now();
+      int queued_msgs = 0;
+      while (CURLMsg* msg = curl_multi_info_read(multi, &queued_msgs)) {
+        if (msg->msg != CURLMSG_DONE)
+          continue;
+        transfer* t = nullptr;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
+        if (t && t->blk)
+          on_transfer_done(t, msg->data.result, now);
+      }
+
+      now = steady::now();
+      time_point next_due = now + max_poll_wait;
+      for (std::size_t i = 0; i < blocks.size();) {
+        auto& bs = *blocks[i];
+        if (!ip_running) // the node's IP is being changed: start nothing until it's done
+          pump(bs, now, next_due);
+        if (bs.finished()) {
+          flush(bs);
+          auto id = bs.b.block_id;
+          auto identity = bs.b.identity;
+          retire(i);
+          spdlog::debug("downloader: block {} of {} done", id, identity);
+          if (!identity_cancel_pending(identity)) {
+            try {
+              on_block_done(id, identity);
+            } catch (const std::exception& e) {
+              spdlog::error("downloader: on_block_done threw: {}", e.what());
+            }
+          }
+          continue;
+        }
+        if (!bs.batch.empty()) {
+          if (now - bs.batch_since >= opts.results_flush)
+            flush(bs);
+          else
+            next_due = std::min(next_due, bs.batch_since + opts.results_flush);
+        }
+        ++i;
+      }
+      if (now >= next_housekeeping) {
+        housekeeping(now);
+        next_housekeeping = now + housekeeping_every;
+      }
+
+      // Round up so a retry due in 0.3 ms does not make the loop spin.
+      auto wait = std::chrono::ceil<milliseconds>(next_due - steady::now());
+      int wait_ms = static_cast<int>(std::clamp(wait, milliseconds{0}, max_poll_wait).count());
+      if (auto rc = curl_multi_poll(multi, nullptr, 0, wait_ms, nullptr); rc != CURLM_OK) {
+        spdlog::error("downloader: curl_multi_poll: {}", curl_multi_strerror(rc));
+        std::this_thread::sleep_for(milliseconds(10));
+      }
+    }
+    // Stopped: drop everything without callbacks.
+    for (std::size_t i = blocks.size(); i-- > 0;)
+      drop_block(i);
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+
+downloader::downloader(downloader_options opts, results_fn on_results,
+                       block_done_fn on_block_done)
+    : impl_(std::make_unique<impl>(std::move(opts), std::move(on_results),
+                                   std::move(on_block_done))) {}
+
+downloader::~downloader() { stop(); }
+
+void downloader::start() {
+  std::lock_guard lock(impl_->mu);
+  if (impl_->started || impl_->stopping)
+    return;
+  impl_->started = true;
+  impl_->thread = std::thread([this] { impl_->run(); });
+}
+
+void downloader::stop() {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+    impl_->queue.clear();
+    impl_->ids.clear();
+  }
+  impl_->wake();
+  impl_->kill_ip_command();
+  if (impl_->thread.joinable())
+    impl_->thread.join();
+  if (impl_->ip_thread.joinable())
+    impl_->ip_thread.join();
+}
+
+bool downloader::submit(protocol::block b) {
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping || !impl_->ids.insert(b.block_id).second)
+      return false;
+    impl_->queue.push_back(std::move(b));
+  }
+  impl_->wake();
+  return true;
+}
+
+void downloader::cancel_identity(const std::string& identity) {
+  {
+    std::lock_guard lock(impl_->mu);
+    auto& q = impl_->queue;
+    for (auto it = q.begin(); it != q.end();) {
+      if (it->identity == identity) {
+        impl_->ids.erase(it->block_id);
+        it = q.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (std::find(impl_->cancels.begin(), impl_->cancels.end(), identity) ==
+        impl_->cancels.end())
+      impl_->cancels.push_back(identity);
+  }
+  impl_->wake();
+}
+
+int downloader::free_slots() const {
+  std::lock_guard lock(impl_->mu);
+  return std::max(0, impl_->opts.max_blocks - impl_->active -
+                         static_cast<int>(impl_->queue.size()));
+}
+
+downloader::stats downloader::get_stats() const {
+  stats s;
+  s.pages = impl_->n_pages.load(std::memory_order_relaxed);
+  s.bytes = impl_->n_bytes.load(std::memory_order_relaxed);
+  s.errors = impl_->n_errors.load(std::memory_order_relaxed);
+  s.retries = impl_->n_retries.load(std::memory_order_relaxed);
+  s.in_flight = impl_->n_in_flight.load(std::memory_order_relaxed);
+  std::lock_guard lock(impl_->mu);
+  s.active_blocks = impl_->active;
+  s.queued_blocks = static_cast<int>(impl_->queue.size());
+  return s;
+}
+
+} // namespace spiderhub::actors

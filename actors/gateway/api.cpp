@@ -1,0 +1,537 @@
+#include "actors/gateway/api.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <map>
+#include <set>
+
+#include "actors/gateway/gateway.hpp"
+#include "core/cron.hpp"
+#include "core/digest.hpp"
+#include "net/http_server.hpp"
+#include "protocol/json_codec.hpp"
+#include "actors/storage/storage_actor.hpp"
+#include "storage/repositories.hpp"
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<spiderhub::net::http_responder>)
+
+
+namespace spiderhub::actors {
+namespace {
+
+using namespace spiderhub::protocol;
+using json = nlohmann::json;
+using responder_ptr = std::shared_ptr<net::http_responder>;
+
+struct api_state {
+  api_options opts;
+  api_peers peers;
+  std::uint64_t requests = 0, errors = 0;
+  static inline const char* name = "api";
+};
+using self_ptr = caf::stateful_actor<api_state>*;
+
+void reply_json(const responder_ptr& r, int status, const json& body) {
+  net::http_response resp;
+  resp.status = status;
+  resp.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  r->reply(std::move(resp));
+}
+
+void reply_error(const responder_ptr& r, int status, const std::string& code,
+                 const std::string& message) {
+  r->reply(error_response(status, code, message));
+}
+
+int status_of(const std::string& code) {
+  if (code == "not_found")
+    return 404;
+  if (code == "invalid")
+    return 400;
+  if (code == "conflict")
+    return 409;
+  if (code == "not_implemented")
+    return 501;
+  if (code == "unavailable")
+    return 503;
+  return 500;
+}
+
+void reply_caf_error(const responder_ptr& r, const caf::error& err) {
+  auto [code, message] = app_error_parts(err);
+  reply_error(r, status_of(code), code, message);
+}
+
+// ---- job validation ----------------------------------------------------------
+
+std::vector<std::string> next_fire_times(const std::string& cron, const std::string& tz) {
+  std::vector<std::string> out;
+  try {
+    auto sched = core::cron_schedule::parse(cron, tz);
+    auto now = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+    for (auto t : sched.next_n(now, 5))
+      out.push_back(core::format_iso8601_utc(t));
+  } catch (const std::exception&) {
+    // A stored job always has a valid cron; a zone change may break it: show none.
+  }
+  return out;
+}
+
+json job_json(const storage::job_row& j, const std::string& tz) {
+  return {{"id", j.id},
+          {"name", j.name},
+          {"jobType", j.job_type},
+          {"cron", j.cron},
+          {"description", j.description},
+          {"isEnabled", j.is_enabled},
+          {"creationTime", j.creation_time},
+          {"properties", j.properties},
+          {"nextFireTimes", next_fire_times(j.cron, tz)}};
+}
+
+// Builds a job from a request body; throws input_error with the first problem found.
+storage::job_row parse_job(const std::string& body, const std::string& tz) {
+  auto j = json::parse(body, nullptr, false);
+  if (j.is_discarded())
+    throw core::input_error("body is not valid JSON");
+  if (!j.is_object())
+    throw core::input_error("body must be a JSON object");
+  static const std::set<std::string> known = {"id",          "name",       "jobType",
+                                              "cron",        "description", "isEnabled",
+                                              "properties",  "creationTime", "nextFireTimes"};
+  for (auto& [k, v] : j.items())
+    if (!known.count(k))
+      throw core::input_error("unknown field '" + k + "'");
+  auto str = [&](const char* key, bool required) -> std::string {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) {
+      if (required)
+        throw core::input_error(std::string("'") + key + "' is required");
+      return {};
+    }
+    if (!it->is_string())
+      throw core::input_error(std::string("'") + key + "' must be a string");
+    return it->get<std::string>();
+  };
+  storage::job_row job;
+  job.name = str("name", true);
+  if (job.name.empty() || job.name.size() > 50)
+    throw core::input_error("'name' must be 1-50 characters");
+  job.job_type = str("jobType", true);
+  if (job.job_type != "block" && job.job_type != "application")
+    throw core::input_error("'jobType' must be \"block\" or \"application\"");
+  job.cron = str("cron", true);
+  core::cron_schedule::parse(job.cron, tz);  // throws input_error naming the bad field
+  job.description = str("description", false);
+  if (job.description.size() > 500)
+    throw core::input_error("'description' must be at most 500 characters");
+  if (auto it = j.find("isEnabled"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean())
+      throw core::input_error("'isEnabled' must be true or false");
+    job.is_enabled = it->get<bool>();
+  }
+  if (auto it = j.find("properties"); it != j.end() && !it->is_null()) {
+    if (!it->is_object())
+      throw core::input_error("'properties' must be an object");
+    for (auto& [k, v] : it->items()) {
+      if (v.is_string())
+        job.properties[k] = v.get<std::string>();
+      else if (v.is_number_integer())
+        job.properties[k] = std::to_string(v.get<std::int64_t>());
+      else if (v.is_object() && k == "Site")
+        job.properties[k] = v.dump();
+      else
+        throw core::input_error("property '" + k + "' must be a string or an integer");
+      if (job.properties[k].size() > 100000)
+        throw core::input_error("property '" + k + "' is too long");
+    }
+  }
+  auto require = [&](const char* key) {
+    auto it = job.properties.find(key);
+    if (it == job.properties.end() || it->second.empty())
+      throw core::input_error(job.job_type + " job needs property '" + key + "'");
+  };
+  if (job.job_type == "block") {
+    require("FullClassName");
+    if (auto it = job.properties.find("Site"); it != job.properties.end()) {
+      auto site_json = json::parse(it->second, nullptr, false);
+      if (site_json.is_discarded())
+        throw core::input_error("property 'Site' must be a JSON object");
+      decode<site>(site_json, "properties.Site");
+    }
+  } else {
+    require("Package");
+    require("Application");
+    for (const char* key : {"NodeCount"}) {
+      auto it = job.properties.find(key);
+      if (it != job.properties.end()) {
+        char* end = nullptr;
+        auto n = std::strtol(it->second.c_str(), &end, 10);
+        if (*end != '\0' || n < 1 || n > 10000)
+          throw core::input_error(std::string("property '") + key + "' must be 1-10000");
+      }
+    }
+  }
+  return job;
+}
+
+// ---- handlers -------------------------------------------------------------------
+
+template <class Fn>
+void read_then(self_ptr self, const responder_ptr& r, read_fn fn, Fn&& then) {
+  self->request(self->state.peers.storage, caf::infinite, read_atom::value, std::move(fn))
+    .then(std::forward<Fn>(then), [r](const caf::error& err) {
+      reply_error(r, 503, "unavailable", "storage: " + caf::to_string(err));
+    });
+}
+
+void write_then(self_ptr self, const responder_ptr& r, write_fn fn,
+                std::function<void()> then) {
+  self->request(self->state.peers.storage, caf::infinite, write_atom::value, std::move(fn))
+    .then([then](bool) { then(); },
+          [r](const caf::error& err) {
+            reply_error(r, 503, "unavailable", "storage: " + caf::to_string(err));
+          });
+}
+
+void jobs_changed(self_ptr self) {
+  if (self->state.peers.scheduler)
+    self->send(self->state.peers.scheduler, jobs_changed_atom::value);
+}
+
+void list_jobs(self_ptr self, const responder_ptr& r) {
+  auto tz = self->state.opts.timezone;
+  read_then(self, r, [](storage::database& db) {
+    return caf::make_message(storage::job_repository(db).list());
+  },
+            [r, tz](std::vector<storage::job_row>& jobs) {
+              json out = json::array();
+              for (auto& j : jobs)
+                out.push_back(job_json(j, tz));
+              reply_json(r, 200, out);
+            });
+}
+
+void get_job(self_ptr self, const responder_ptr& r, const std::string& id) {
+  auto tz = self->state.opts.timezone;
+  read_then(self, r, [id](storage::database& db) {
+    return caf::make_message(storage::job_repository(db).find(id));
+  },
+            [r, tz, id](std::optional<storage::job_row>& job) {
+              if (!job || job->is_deleted)
+                return reply_error(r, 404, "not_found", "job " + id + " not found");
+              reply_json(r, 200, job_json(*job, tz));
+            });
+}
+
+void create_job(self_ptr self, const responder_ptr& r, const std::string& body) {
+  auto job = parse_job(body, self->state.opts.timezone);
+  job.id = core::new_guid();
+  job.creation_time = storage::now_text();
+  // A new job fires from now on, never for due times before it existed.
+  job.last_fire = static_cast<std::int64_t>(std::time(nullptr));
+  auto tz = self->state.opts.timezone;
+  write_then(self, r, [job](storage::database& db) { storage::job_repository(db).insert(job); },
+             [=] {
+               spdlog::info("api: job {} ({}) created", job.id, job.name);
+               jobs_changed(self);
+               reply_json(r, 201, job_json(job, tz));
+             });
+}
+
+void update_job(self_ptr self, const responder_ptr& r, const std::string& id,
+                const std::string& body) {
+  auto job = parse_job(body, self->state.opts.timezone);
+  job.id = id;
+  auto found = std::make_shared<bool>(false);
+  write_then(self, r,
+             [job, found](storage::database& db) {
+               *found = storage::job_repository(db).update(job);
+             },
+             [=] {
+               if (!*found)
+                 return reply_error(r, 404, "not_found", "job " + id + " not found");
+               jobs_changed(self);
+               get_job(self, r, id);
+             });
+}
+
+void delete_job(self_ptr self, const responder_ptr& r, const std::string& id) {
+  auto found = std::make_shared<bool>(false);
+  write_then(self, r,
+             [id, found](storage::database& db) {
+               *found = storage::job_repository(db).soft_delete(id);
+             },
+             [=] {
+               if (!*found)
+                 return reply_error(r, 404, "not_found", "job " + id + " not found");
+               jobs_changed(self);
+               reply_json(r, 200, {{"id", id}, {"isDeleted", true}});
+             });
+}
+
+void trigger_job(self_ptr self, const responder_ptr& r, const std::string& id) {
+  auto now = static_cast<std::int64_t>(std::time(nullptr));
+  self->request(self->state.peers.jobs, caf::infinite, fire_atom::value, id, now,
+                std::string{})
+    .then([r](const std::string& identity) { reply_json(r, 200, {{"identity", identity}}); },
+          [r](const caf::error& err) { reply_caf_error(r, err); });
+}
+
+json status_json(const storage::job_status_row& s) {
+  return {{"jobId", s.job_id},   {"identity", s.identity}, {"nodeId", s.node_id},
+          {"status", s.status},  {"left", s.left},         {"success", s.success},
+          {"error", s.error},    {"total", s.total},       {"reason", s.reason},
+          {"updateTime", s.update_time}};
+}
+
+void list_runs(self_ptr self, const responder_ptr& r, const std::string& job_id) {
+  read_then(self, r, [job_id](storage::database& db) {
+    return caf::make_message(storage::run_repository(db).statuses(job_id));
+  },
+            [r](std::vector<storage::job_status_row>& rows) {
+              // One entry per run: the NodeId "" row is the run; others are per node.
+              std::map<std::string, json> runs;
+              std::vector<std::string> order;
+              for (auto& s : rows) {
+                auto& run = runs[s.identity];
+                if (run.is_null()) {
+                  order.push_back(s.identity);
+                  run = {{"identity", s.identity}, {"jobId", s.job_id},
+                         {"nodes", json::array()}};
+                }
+                if (s.node_id.empty()) {
+                  auto whole = status_json(s);  // items() must not outlive its json
+                  for (auto& [k, v] : whole.items())
+                    if (k != "nodeId")
+                      run[k] = v;
+                } else {
+                  run["nodes"].push_back(status_json(s));
+                }
+              }
+              json out = json::array();
+              for (auto& id : order)
+                out.push_back(runs[id]);
+              reply_json(r, 200, out);
+            });
+}
+
+void exit_run(self_ptr self, const responder_ptr& r, const std::string& identity) {
+  self->request(self->state.peers.jobs, caf::infinite, exit_run_atom::value, identity)
+    .then(
+      [r, identity](bool found) {
+        if (!found)
+          return reply_error(r, 404, "not_found", "run " + identity + " is not running");
+        reply_json(r, 200, {{"identity", identity}, {"exited", true}});
+      },
+      [r](const caf::error& err) { reply_caf_error(r, err); });
+}
+
+json node_json(const storage::node_row& n) {
+  return {{"id", n.id},
+          {"nodeType", n.node_type},
+          {"ipAddress", n.ip},
+          {"processorCount", n.processor_count},
+          {"group", n.group},
+          {"operatingSystem", n.os},
+          {"memory", n.memory},
+          {"isEnabled", n.is_enabled},
+          {"isOnline", n.is_online},
+          {"creationTime", n.creation_time},
+          {"lastSeen", n.last_seen}};
+}
+
+void list_nodes(self_ptr self, const responder_ptr& r) {
+  read_then(self, r, [](storage::database& db) {
+    return caf::make_message(storage::node_repository(db).list());
+  },
+            [r](std::vector<storage::node_row>& nodes) {
+              json out = json::array();
+              for (auto& n : nodes)
+                out.push_back(node_json(n));
+              reply_json(r, 200, out);
+            });
+}
+
+void node_status(self_ptr self, const responder_ptr& r, const std::string& id) {
+  read_then(self, r, [id](storage::database& db) {
+    storage::node_repository repo(db);
+    return caf::make_message(repo.find(id).has_value(), repo.statuses(id, 720));
+  },
+            [r, id](bool exists, std::vector<storage::node_status_row>& rows) {
+              if (!exists)
+                return reply_error(r, 404, "not_found", "node " + id + " not found");
+              json out = json::array();
+              for (auto& s : rows)
+                out.push_back({{"processCount", s.process_count}, {"cpu", s.cpu},
+                               {"freeMemory", s.free_memory}, {"creationTime", s.creation_time}});
+              reply_json(r, 200, out);
+            });
+}
+
+bool authorized(self_ptr self, const net::http_request& req) {
+  const auto& token = self->state.opts.token;
+  if (token.empty())
+    return true;
+  auto it = req.headers.find("authorization");
+  if (it == req.headers.end())
+    return false;
+  const std::string prefix = "Bearer ";
+  return it->second.size() > prefix.size() && it->second.compare(0, prefix.size(), prefix) == 0 &&
+         core::secure_equals(it->second.substr(prefix.size()), token);
+}
+
+// Splits "/api/v1.0/jobs/ID/trigger" into {"jobs","ID","trigger"}.
+std::vector<std::string> api_segments(const std::string& path) {
+  static const std::string prefix = "/api/v1.0/";
+  std::vector<std::string> out;
+  if (path.compare(0, prefix.size(), prefix) != 0)
+    return out;
+  std::size_t start = prefix.size();
+  while (start <= path.size()) {
+    auto end = path.find('/', start);
+    if (end == std::string::npos)
+      end = path.size();
+    if (end > start)
+      out.push_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+void route(self_ptr self, const net::http_request& req, const responder_ptr& r) {
+  const auto& m = req.method;
+  if (req.path == "/metrics" && m == "GET") {
+    self->send(self, stats_atom::value, r);
+    return;
+  }
+  auto seg = api_segments(req.path);
+  if (seg.empty())
+    return reply_error(r, 404, "not_found", "no route for " + req.path);
+  if (!authorized(self, req))
+    return reply_error(r, 401, "unauthorized", "missing or wrong bearer token");
+  auto method_not_allowed = [&] {
+    reply_error(r, 405, "method_not_allowed", m + " is not allowed on " + req.path);
+  };
+  if (seg[0] == "jobs") {
+    if (seg.size() == 1) {
+      if (m == "GET")
+        return list_jobs(self, r);
+      if (m == "POST")
+        return create_job(self, r, req.body);
+      return method_not_allowed();
+    }
+    if (seg.size() == 2) {
+      if (m == "GET")
+        return get_job(self, r, seg[1]);
+      if (m == "PUT")
+        return update_job(self, r, seg[1], req.body);
+      if (m == "DELETE")
+        return delete_job(self, r, seg[1]);
+      return method_not_allowed();
+    }
+    if (seg.size() == 3 && seg[2] == "trigger")
+      return m == "POST" ? trigger_job(self, r, seg[1]) : method_not_allowed();
+  } else if (seg[0] == "runs") {
+    if (seg.size() == 1) {
+      auto it = req.query.find("jobId");
+      return m == "GET" ? list_runs(self, r, it == req.query.end() ? "" : it->second)
+                        : method_not_allowed();
+    }
+    if (seg.size() == 3 && seg[2] == "exit")
+      return m == "POST" ? exit_run(self, r, seg[1]) : method_not_allowed();
+  } else if (seg[0] == "nodes") {
+    if (seg.size() == 1)
+      return m == "GET" ? list_nodes(self, r) : method_not_allowed();
+    if (seg.size() == 3 && seg[2] == "status")
+      return m == "GET" ? node_status(self, r, seg[1]) : method_not_allowed();
+  }
+  reply_error(r, 404, "not_found", "no route for " + m + " " + req.path);
+}
+
+caf::behavior api(self_ptr self, api_options opts, api_peers peers) {
+  self->state.opts = std::move(opts);
+  self->state.peers = std::move(peers);
+  return {
+    [=](http_atom, const http_call& call) {
+      ++self->state.requests;
+      try {
+        route(self, *call.request, call.responder);
+      } catch (const core::input_error& e) {
+        ++self->state.errors;
+        reply_error(call.responder, 400, "invalid", e.what());
+      } catch (const std::exception& e) {
+        ++self->state.errors;
+        spdlog::error("api: {} {} failed: {}", call.request->method, call.request->path,
+                      e.what());
+        reply_error(call.responder, 500, "internal", e.what());
+      }
+    },
+    [=](stats_atom, const responder_ptr& r) {
+      // Prometheus text built from the actors' own counters (see docs/metrics.md).
+      auto ask = [self](const caf::actor& a) {
+        return self->request(a, std::chrono::seconds(5), stats_atom::value);
+      };
+      ask(self->state.peers.dispatcher)
+        .then(
+          [=](const std::string& dispatch_stats) {
+            ask(self->state.peers.storage)
+              .then(
+                [=](const std::string& storage_stats) {
+                  auto d = json::parse(dispatch_stats);
+                  auto s = json::parse(storage_stats);
+                  std::string out;
+                  auto metric = [&](const char* name, const char* help, const json& v) {
+                    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name +
+                           " counter\n" + name + " " + v.dump() + "\n";
+                  };
+                  metric("spiderhub_requests_accepted_total", "Requests accepted after dedup.",
+                         d["requestsAccepted"]);
+                  metric("spiderhub_requests_duplicate_total", "Requests dropped as duplicates.",
+                         d["duplicates"]);
+                  metric("spiderhub_blocks_leased_total", "Block leases handed to nodes.",
+                         d["blocksLeased"]);
+                  metric("spiderhub_blocks_done_total", "Blocks completed.", d["blocksDone"]);
+                  metric("spiderhub_blocks_failed_total", "Blocks failed after max attempts.",
+                         d["blocksFailed"]);
+                  metric("spiderhub_leases_expired_total", "Leases that timed out.",
+                         d["leasesExpired"]);
+                  metric("spiderhub_results_stored_total", "Download results stored.",
+                         d["resultsStored"]);
+                  metric("spiderhub_results_acked_total", "Results acked by workers.",
+                         d["resultsAcked"]);
+                  metric("spiderhub_storage_batches_total", "Storage transactions committed.",
+                         s["batches"]);
+                  metric("spiderhub_storage_writes_total", "Storage writes committed.",
+                         s["writes"]);
+                  metric("spiderhub_storage_failed_writes_total", "Storage writes that failed.",
+                         s["failedWrites"]);
+                  out += "# HELP spiderhub_runs_active Block runs in progress.\n"
+                         "# TYPE spiderhub_runs_active gauge\nspiderhub_runs_active " +
+                         std::to_string(d["runs"].size()) + "\n";
+                  out += "# HELP spiderhub_nodes_connected Node sessions.\n"
+                         "# TYPE spiderhub_nodes_connected gauge\nspiderhub_nodes_connected " +
+                         std::to_string(d["nodes"].size()) + "\n";
+                  net::http_response resp;
+                  resp.content_type = "text/plain; version=0.0.4";
+                  resp.body = std::move(out);
+                  r->reply(std::move(resp));
+                },
+                [r](const caf::error& err) { reply_caf_error(r, err); });
+          },
+          [r](const caf::error& err) { reply_caf_error(r, err); });
+    },
+    [=](stats_atom) -> std::string {
+      return json{{"requests", self->state.requests}, {"errors", self->state.errors}}.dump();
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_api(caf::actor_system& sys, api_options opts, api_peers peers) {
+  return sys.spawn(api, std::move(opts), std::move(peers));
+}
+
+} // namespace spiderhub::actors

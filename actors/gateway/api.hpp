@@ -1,0 +1,33 @@
+#pragma once
+// REST API actor: answers (http_atom, http_call) from the gateway. Reads and writes go
+// through the storage actor, fires and exits through the job manager; it never blocks.
+//
+// Routes (JSON; "Authorization: Bearer <token>" when a token is configured):
+//   GET  /metrics                         Prometheus text (no auth)
+//   GET  /api/v1.0/jobs                   list          POST /api/v1.0/jobs   create
+//   GET|PUT|DELETE /api/v1.0/jobs/{id}    read, replace, soft delete
+//   POST /api/v1.0/jobs/{id}/trigger      fire now (also the Scheduler.NET callback)
+//   GET  /api/v1.0/runs?jobId=            runs with JobStatus
+//   POST /api/v1.0/runs/{identity}/exit   stop a run
+//   GET  /api/v1.0/nodes                  nodes         GET /api/v1.0/nodes/{id}/status
+#include <string>
+
+#include "protocol/messages.hpp"
+
+namespace spiderhub::actors {
+
+struct api_options {
+  std::string token;          // empty: no auth
+  std::string timezone = "UTC";
+};
+
+struct api_peers {
+  caf::actor storage;
+  caf::actor jobs;
+  caf::actor dispatcher;
+  caf::actor scheduler;       // told (jobs_changed_atom) after every job change; may be null
+};
+
+caf::actor spawn_api(caf::actor_system& sys, api_options opts, api_peers peers);
+
+} // namespace spiderhub::actors

@@ -1,0 +1,44 @@
+#pragma once
+// Gateway: the only place that speaks HTTP and WebSocket. It owns the Beast server
+// (net::http_server) and turns what arrives into actor messages:
+//   - WebSocket upgrades of /node and /worker are checked (HMAC sign + time window)
+//     before the upgrade, then each connection gets its own session actor that
+//     receives the frames as (frame_atom, text);
+//   - POST {hub}/negotiate answers the SignalR negotiation itself;
+//   - every other HTTP request goes to the api actor as (http_atom, http_call).
+// It never blocks its io threads and never touches SQLite.
+#include <cstdint>
+#include <string>
+
+#include "actors/broker/sessions.hpp"
+#include "net/http_server.hpp"
+
+namespace spiderhub::actors {
+
+struct gateway_options {
+  net::server_options server;
+  std::string token;            // empty: hubs and API accept anyone
+  int sign_window_s = 300;
+  session_options sessions;
+};
+
+struct gateway_handle {
+  caf::actor actor;             // send exit to stop the server
+  std::uint16_t port = 0;       // bound port
+};
+
+/// Starts the server; throws std::runtime_error when it cannot listen.
+gateway_handle spawn_gateway(caf::actor_system& sys, const gateway_options& opts,
+                             broker_peers peers, caf::actor api);
+
+/// Checks a hub upgrade request; returns an HTTP response to refuse it, or nullopt.
+/// Pure function, exposed for tests and fuzzing.
+std::optional<net::http_response> check_hub_request(const net::http_request& req,
+                                                    const std::string& token,
+                                                    int sign_window_s, std::int64_t now_unix);
+
+/// JSON error body of the API: {"error":{"code":..,"message":..}}.
+net::http_response error_response(int status, const std::string& code,
+                                  const std::string& message);
+
+} // namespace spiderhub::actors

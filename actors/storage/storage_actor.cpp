@@ -1,0 +1,141 @@
+#include "actors/storage/storage_actor.hpp"
+
+#include <SQLiteCpp/Transaction.h>
+#include <spdlog/spdlog.h>
+
+#include <vector>
+
+#include "storage/database.hpp"
+
+namespace spiderhub::actors {
+namespace {
+
+using namespace spiderhub::protocol;
+
+struct pending_write {
+  write_fn fn;
+  caf::response_promise promise;
+};
+
+struct storage_state {
+  std::shared_ptr<storage::database> db;
+  std::vector<pending_write> batch;
+  bool flush_scheduled = false;
+  int batch_max = 5000;
+  // Counters for stats_atom.
+  std::uint64_t batches = 0, writes = 0, failed_writes = 0, reads = 0;
+  double last_batch_ms = 0;
+  std::string last_error;
+  static inline const char* name = "storage";
+};
+
+using storage_ptr = caf::stateful_actor<storage_state>*;
+
+// Commits the open batch: one transaction, a savepoint per write so one failing
+// write is rolled back alone and reported to its caller only.
+void flush(storage_ptr self) {
+  auto& st = self->state;
+  st.flush_scheduled = false;
+  if (st.batch.empty())
+    return;
+  auto started = std::chrono::steady_clock::now();
+  auto batch = std::move(st.batch);
+  st.batch.clear();
+  std::vector<bool> ok(batch.size(), true);
+  auto& db = st.db->db();
+  try {
+    SQLite::Transaction tx(db);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      db.exec("SAVEPOINT w");
+      try {
+        batch[i].fn(*st.db);
+        db.exec("RELEASE w");
+      } catch (const std::exception& e) {
+        ok[i] = false;
+        ++st.failed_writes;
+        st.last_error = e.what();
+        spdlog::error("storage: write rolled back: {}", e.what());
+        db.exec("ROLLBACK TO w");
+        db.exec("RELEASE w");
+      }
+    }
+    tx.commit();
+  } catch (const std::exception& e) {
+    // The whole transaction is gone (disk full, read-only, I/O error): every caller
+    // learns its write was not stored, so nothing is acknowledged that was lost.
+    st.last_error = e.what();
+    spdlog::error("storage: batch of {} writes failed: {}", batch.size(), e.what());
+    for (auto& w : batch)
+      w.promise.deliver(caf::make_error(caf::sec::runtime_error,
+                                        std::string("storage failure: ") + e.what()));
+    st.failed_writes += batch.size();
+    return;
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (ok[i])
+      batch[i].promise.deliver(true);
+    else
+      batch[i].promise.deliver(
+        caf::make_error(caf::sec::runtime_error, "storage write failed: " + st.last_error));
+  }
+  ++st.batches;
+  st.writes += batch.size();
+  st.last_batch_ms =
+    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+      .count();
+}
+
+caf::behavior storage_behavior(storage_ptr self, std::shared_ptr<storage::database> db,
+                               int batch_max) {
+  self->state.db = std::move(db);
+  self->state.batch_max = batch_max;
+  // On shutdown commit what is queued so every acknowledged write is on disk.
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    flush(self);
+    self->quit(msg.reason);
+  });
+  return {
+    [=](write_atom, write_fn& fn) -> caf::result<bool> {
+      auto& st = self->state;
+      auto rp = self->make_response_promise();
+      st.batch.push_back({std::move(fn), rp});
+      if (static_cast<int>(st.batch.size()) >= st.batch_max)
+        flush(self);
+      else if (!st.flush_scheduled) {
+        // Queued behind everything already in the mailbox: the batch grows with load.
+        st.flush_scheduled = true;
+        self->send(self, flush_atom::value);
+      }
+      return caf::delegated<bool>();
+    },
+    [=](flush_atom) { flush(self); },
+    [=](read_atom, read_fn& fn) -> caf::result<caf::message> {
+      flush(self);
+      ++self->state.reads;
+      try {
+        return fn(*self->state.db);
+      } catch (const std::exception& e) {
+        spdlog::error("storage: read failed: {}", e.what());
+        return caf::make_error(caf::sec::runtime_error, std::string("storage read: ") + e.what());
+      }
+    },
+    [=](stats_atom) -> std::string {
+      auto& st = self->state;
+      return "{\"batches\":" + std::to_string(st.batches) +
+             ",\"writes\":" + std::to_string(st.writes) +
+             ",\"failedWrites\":" + std::to_string(st.failed_writes) +
+             ",\"reads\":" + std::to_string(st.reads) +
+             ",\"queued\":" + std::to_string(st.batch.size()) +
+             ",\"lastBatchMs\":" + std::to_string(st.last_batch_ms) + "}";
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_storage(caf::actor_system& sys, const storage_options& opts) {
+  auto db = std::make_shared<storage::database>(opts.path, opts.busy_timeout);
+  return sys.spawn<caf::detached>(storage_behavior, db, opts.batch_max);
+}
+
+} // namespace spiderhub::actors

@@ -1,0 +1,35 @@
+#pragma once
+// The storage actor: the only owner of the SQLite connection. Runs detached (its own
+// thread) so SQLite never blocks the scheduler. Writes are batched: every write that
+// arrives while a batch is open joins one transaction, and each caller gets its reply
+// only after that transaction committed.
+//
+//   idle --write--> batching --flush (after the mailbox drains)--> commit --> idle
+//                                \--read--> commit pending writes first, then read
+#include <memory>
+#include <string>
+
+#include "protocol/messages.hpp"
+#include "storage/records.hpp"
+
+// Row types that travel in read replies (local messages only).
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<spiderhub::storage::job_row>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<spiderhub::storage::job_row>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<spiderhub::storage::job_status_row>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<spiderhub::storage::node_row>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<spiderhub::storage::node_status_row>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<spiderhub::storage::running_row>)
+
+namespace spiderhub::actors {
+
+struct storage_options {
+  std::string path;
+  std::chrono::milliseconds busy_timeout{5000};
+  int batch_max = 5000;
+};
+
+/// Opens the database in the caller's thread (so errors surface at startup) and spawns
+/// the actor around it. Throws std::runtime_error on open or migration failure.
+caf::actor spawn_storage(caf::actor_system& sys, const storage_options& opts);
+
+} // namespace spiderhub::actors

@@ -1,0 +1,314 @@
+#include "core/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+#include "core/error.hpp"
+
+namespace spiderhub::core {
+namespace {
+
+// Walks one YAML mapping: each get() consumes a key, finish() rejects the rest.
+class section {
+ public:
+  section(YAML::Node node, std::string file, std::string path)
+    : node_(std::move(node)), file_(std::move(file)), path_(std::move(path)) {
+    if (node_ && !node_.IsNull() && !node_.IsMap())
+      fail(node_, "'" + display_path() + "' must be a mapping");
+  }
+
+  void get(const char* key, std::string& out) {
+    if (auto v = take(key)) {
+      if (!v.IsScalar())
+        fail(v, "'" + full(key) + "' must be a string");
+      out = v.Scalar();
+    }
+  }
+
+  void get(const char* key, bool& out) {
+    if (auto v = take(key)) {
+      bool b = false;
+      if (!v.IsScalar() || !YAML::convert<bool>::decode(v, b))
+        fail(v, "'" + full(key) + "' must be true or false");
+      out = b;
+    }
+  }
+
+  template <class Int>
+  void get(const char* key, Int& out, std::int64_t min,
+           std::int64_t max = std::numeric_limits<Int>::max()) {
+    if (auto v = take(key)) {
+      std::int64_t x = 0;
+      if (!v.IsScalar() || !YAML::convert<std::int64_t>::decode(v, x))
+        fail(v, "'" + full(key) + "' must be an integer, got '" + scalar_of(v) + "'");
+      if (x < min || x > max)
+        fail(v, "'" + full(key) + "' = " + std::to_string(x) + " is out of range " +
+                  std::to_string(min) + ".." + std::to_string(max));
+      out = static_cast<Int>(x);
+    }
+  }
+
+  void get_ms(const char* key, milliseconds& out, std::int64_t min_ms, std::int64_t max_ms) {
+    std::int64_t v = out.count();
+    get(key, v, min_ms, max_ms);
+    out = milliseconds{v};
+  }
+
+  void get_one_of(const char* key, std::string& out, std::initializer_list<const char*> allowed) {
+    auto v = take(key);
+    if (!v)
+      return;
+    if (!v.IsScalar())
+      fail(v, "'" + full(key) + "' must be a string");
+    std::string joined;
+    for (auto a : allowed) {
+      if (v.Scalar() == a) {
+        out = v.Scalar();
+        return;
+      }
+      joined += joined.empty() ? a : std::string(", ") + a;
+    }
+    fail(v, "'" + full(key) + "' = '" + v.Scalar() + "' must be one of: " + joined);
+  }
+
+  section child(const char* key) { return section(take(key), file_, full(key)); }
+
+  void finish() {
+    if (!node_ || !node_.IsMap())
+      return;
+    for (auto it = node_.begin(); it != node_.end(); ++it) {
+      auto name = it->first.as<std::string>();
+      if (!seen_.count(name))
+        fail(it->first, "unknown key '" + (path_.empty() ? name : path_ + "." + name) + "'");
+    }
+  }
+
+  [[noreturn]] void fail(const YAML::Node& at, const std::string& msg) const {
+    auto m = at.Mark();
+    std::ostringstream os;
+    os << file_;
+    if (!m.is_null())
+      os << ':' << (m.line + 1) << ':' << (m.column + 1);
+    os << ": " << msg;
+    throw input_error(os.str());
+  }
+
+ private:
+  YAML::Node take(const char* key) {
+    seen_.insert(key);
+    if (!node_ || !node_.IsMap())
+      return YAML::Node(YAML::NodeType::Undefined);
+    auto v = node_[key];
+    if (!v || v.IsNull())
+      return YAML::Node(YAML::NodeType::Undefined);
+    return v;
+  }
+  static std::string scalar_of(const YAML::Node& v) { return v.IsScalar() ? v.Scalar() : "?"; }
+  std::string full(const char* key) const { return path_.empty() ? key : path_ + "." + key; }
+  std::string display_path() const { return path_.empty() ? "(top level)" : path_; }
+
+  YAML::Node node_;
+  std::string file_;
+  std::string path_;
+  std::set<std::string> seen_;
+};
+
+YAML::Node parse_yaml(const std::string& text, const std::string& name) {
+  try {
+    auto root = YAML::Load(text);
+    if (root && !root.IsNull() && !root.IsMap())
+      throw input_error(name + ": the top level must be a mapping of keys");
+    return root;
+  } catch (const YAML::Exception& e) {
+    std::ostringstream os;
+    os << name;
+    if (!e.mark.is_null())
+      os << ':' << (e.mark.line + 1) << ':' << (e.mark.column + 1);
+    os << ": YAML syntax error: " << e.msg;
+    throw input_error(os.str());
+  }
+}
+
+std::string read_file(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in)
+    throw input_error(file + ": cannot open config file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+constexpr std::int64_t day_ms = 24LL * 3600 * 1000;
+
+void read_log(section s, log_config& c) {
+  s.get_one_of("level", c.level, {"trace", "debug", "info", "warn", "error", "critical", "off"});
+  s.get("file", c.file);
+  s.get("max_file_bytes", c.max_file_bytes, 4096);
+  s.get("max_files", c.max_files, 1, 100);
+  s.finish();
+}
+
+} // namespace
+
+broker_config parse_broker_config(const std::string& yaml, const std::string& name) {
+  broker_config c;
+  section top(parse_yaml(yaml, name), name, "");
+  {
+    auto s = top.child("http");
+    auto& h = c.http;
+    s.get("address", h.address);
+    s.get("port", h.port, 0, 65535);
+    s.get("io_threads", h.io_threads, 1, 64);
+    s.get("max_body_bytes", h.max_body_bytes, 1024, 1LL << 32);
+    s.get("max_message_bytes", h.max_message_bytes, 1024, 1LL << 32);
+    s.get_ms("handshake_timeout_ms", h.handshake_timeout, 100, day_ms);
+    s.get_ms("idle_timeout_ms", h.idle_timeout, 1000, day_ms);
+    s.get("max_connections", h.max_connections, 1, 1000000);
+    s.get("tls_cert", h.tls_cert);
+    s.get("tls_key", h.tls_key);
+    if (h.tls_cert.empty() != h.tls_key.empty())
+      throw input_error(name + ": http.tls_cert and http.tls_key must be set together");
+    s.finish();
+  }
+  {
+    auto s = top.child("auth");
+    s.get("token", c.auth.token);
+    s.get("sign_window_s", c.auth.sign_window_s, 1, 86400);
+    s.finish();
+  }
+  {
+    auto s = top.child("storage");
+    s.get("path", c.storage.path);
+    if (c.storage.path.empty())
+      throw input_error(name + ": storage.path must not be empty");
+    s.get_ms("busy_timeout_ms", c.storage.busy_timeout, 0, 600000);
+    s.get("batch_max", c.storage.batch_max, 1, 1000000);
+    s.get("node_status_retention_h", c.storage.node_status_retention_h, 1, 24 * 365);
+    s.finish();
+  }
+  {
+    auto s = top.child("sessions");
+    s.get_ms("heartbeat_interval_ms", c.sessions.heartbeat_interval, 100, day_ms);
+    s.get("missed_heartbeats", c.sessions.missed_heartbeats, 1, 100);
+    s.finish();
+  }
+  {
+    auto s = top.child("dispatch");
+    auto& d = c.dispatch;
+    s.get("block_size", d.block_size, 1, 100000);
+    s.get_ms("lease_timeout_ms", d.lease_timeout, 1000, day_ms);
+    s.get("max_attempts", d.max_attempts, 1, 1000);
+    s.get("thread_num", d.thread_num, 1, 1000);
+    s.get("max_poll", d.max_poll, 1, 100000);
+    s.get("blocks_per_node", d.blocks_per_node, 1, 1000);
+    s.finish();
+  }
+  {
+    auto s = top.child("scheduler");
+    auto& d = c.scheduler;
+    s.get_one_of("kind", d.kind, {"builtin", "schedulernet"});
+    s.get("timezone", d.timezone);
+    s.get("misfire_grace_s", d.misfire_grace_s, 0, 86400 * 7);
+    s.get("schedulernet_url", d.schedulernet_url);
+    s.get("schedulernet_token", d.schedulernet_token);
+    s.get("callback_base_url", d.callback_base_url);
+    if (d.kind == "schedulernet" && d.schedulernet_url.empty())
+      throw input_error(name + ": scheduler.schedulernet_url is required when kind is schedulernet");
+    s.finish();
+  }
+  {
+    auto s = top.child("inspector");
+    auto& d = c.inspector;
+    s.get("enabled", d.enabled);
+    s.get("address", d.address);
+    s.get("port", d.port, 0, 65535);
+    s.get("secret", d.secret);
+    bool loopback = d.address == "127.0.0.1" || d.address == "localhost" || d.address == "::1";
+    if (d.enabled && !loopback && d.secret.empty())
+      throw input_error(name + ": inspector.secret is required when inspector.address is not loopback");
+    s.finish();
+  }
+  read_log(top.child("log"), c.log);
+  top.finish();
+  return c;
+}
+
+node_config parse_node_config(const std::string& yaml, const std::string& name) {
+  node_config c;
+  section top(parse_yaml(yaml, name), name, "");
+  top.get("broker", c.broker);
+  if (c.broker.rfind("http://", 0) != 0 && c.broker.rfind("https://", 0) != 0 &&
+      c.broker.rfind("ws://", 0) != 0 && c.broker.rfind("wss://", 0) != 0)
+    throw input_error(name + ": broker must be an http://, https://, ws:// or wss:// URL");
+  top.get("token", c.token);
+  top.get("node_id", c.node_id);
+  top.get("id_file", c.id_file);
+  top.get("group", c.group);
+  top.get("node_type", c.node_type, 1, 2);
+  top.get("max_process_count", c.max_process_count, 0, 10000);
+  top.get_ms("heartbeat_interval_ms", c.heartbeat_interval, 100, day_ms);
+  top.get("retry_download", c.retry_download, 0, 100);
+  {
+    auto s = top.child("download");
+    auto& d = c.download;
+    s.get("max_blocks", d.max_blocks, 1, 1000);
+    s.get_ms("timeout_ms", d.timeout, 100, day_ms);
+    s.get_ms("connect_timeout_ms", d.connect_timeout, 100, day_ms);
+    s.get("max_body_bytes", d.max_body_bytes, 1024, 1LL << 32);
+    s.get("max_redirects", d.max_redirects, 0, 100);
+    s.get_ms("retry_backoff_ms", d.retry_backoff, 0, 600000);
+    s.get("change_ip_command", d.change_ip_command);
+    s.get("results_batch", d.results_batch, 1, 100000);
+    s.finish();
+  }
+  {
+    auto s = top.child("reconnect");
+    s.get_ms("initial_ms", c.reconnect.initial, 10, day_ms);
+    s.get_ms("max_ms", c.reconnect.max, 10, day_ms);
+    s.finish();
+  }
+  {
+    auto s = top.child("applications");
+    auto& a = c.applications;
+    s.get("work_dir", a.work_dir);
+    s.get_ms("exit_grace_ms", a.exit_grace, 0, day_ms);
+    s.get("log_max_bytes", a.log_max_bytes, 1024, 1LL << 40);
+    s.get("log_files", a.log_files, 1, 100);
+    s.finish();
+  }
+  read_log(top.child("log"), c.log);
+  top.finish();
+  return c;
+}
+
+worker_config parse_worker_config(const std::string& yaml, const std::string& name) {
+  worker_config c;
+  section top(parse_yaml(yaml, name), name, "");
+  top.get("broker", c.broker);
+  top.get("token", c.token);
+  top.get("full_class_name", c.full_class_name);
+  if (c.full_class_name.empty())
+    throw input_error(name + ": full_class_name must not be empty");
+  top.get("poll_max", c.poll_max, 1, 100000);
+  top.get_ms("poll_idle_ms", c.poll_idle, 1, 60000);
+  top.get_ms("reconnect_max_ms", c.reconnect_max, 10, day_ms);
+  read_log(top.child("log"), c.log);
+  top.finish();
+  return c;
+}
+
+broker_config load_broker_config(const std::string& file) {
+  return parse_broker_config(read_file(file), file);
+}
+node_config load_node_config(const std::string& file) {
+  return parse_node_config(read_file(file), file);
+}
+worker_config load_worker_config(const std::string& file) {
+  return parse_worker_config(read_file(file), file);
+}
+
+} // namespace spiderhub::core

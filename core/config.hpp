@@ -1,0 +1,123 @@
+#pragma once
+// Typed configuration of every program, loaded from YAML (conf/*.yaml documents each key).
+// Loading rejects unknown keys, wrong types and out-of-range values with file:line:column.
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace spiderhub::core {
+
+using std::chrono::milliseconds;
+
+struct log_config {
+  std::string level = "info";            // trace debug info warn error critical off
+  std::string file;                      // empty: stderr only
+  std::int64_t max_file_bytes = 10 << 20;
+  std::int32_t max_files = 5;
+};
+
+struct broker_config {
+  struct http_t {
+    std::string address = "0.0.0.0";
+    std::int32_t port = 55626;
+    std::int32_t io_threads = 1;
+    std::int64_t max_body_bytes = 8 << 20;
+    std::int64_t max_message_bytes = 16 << 20;
+    milliseconds handshake_timeout{10000};
+    milliseconds idle_timeout{60000};
+    std::int32_t max_connections = 20000;
+    std::string tls_cert;
+    std::string tls_key;
+  } http;
+  struct auth_t {
+    std::string token = "1234";          // HMAC key for node/worker signs and API bearer token
+    std::int32_t sign_window_s = 300;
+  } auth;
+  struct storage_t {
+    std::string path = "data/spiderhub.db";
+    milliseconds busy_timeout{5000};
+    std::int32_t batch_max = 5000;       // writes per transaction
+    std::int32_t node_status_retention_h = 24;
+  } storage;
+  struct sessions_t {
+    milliseconds heartbeat_interval{5000};
+    std::int32_t missed_heartbeats = 3;  // then the node is offline and its leases return
+  } sessions;
+  struct dispatch_t {
+    std::int32_t block_size = 100;       // requests per block
+    milliseconds lease_timeout{60000};
+    std::int32_t max_attempts = 5;       // leases of one block before it is failed
+    std::int32_t thread_num = 8;         // downloads in parallel per block on a node
+    std::int32_t max_poll = 1000;        // results per Poll at most
+    std::int32_t blocks_per_node = 4;    // leased blocks one node may hold at once
+  } dispatch;
+  struct scheduler_t {
+    std::string kind = "builtin";        // builtin | schedulernet
+    std::string timezone = "UTC";
+    std::int32_t misfire_grace_s = 60;
+    std::string schedulernet_url;
+    std::string schedulernet_token;
+    std::string callback_base_url;       // how Scheduler.NET reaches this broker
+  } scheduler;
+  struct inspector_t {
+    bool enabled = true;
+    std::string address = "127.0.0.1";
+    std::int32_t port = 4242;
+    std::string secret;                  // required when address is not loopback
+  } inspector;
+  log_config log;
+};
+
+struct node_config {
+  std::string broker = "http://localhost:55626/";
+  std::string token = "1234";
+  std::string node_id;                   // empty: generated once, kept in id_file
+  std::string id_file = "data/node.id";
+  std::string group = "default";
+  std::int32_t node_type = 1;            // 1 console, 2 web
+  std::int32_t max_process_count = 5;
+  milliseconds heartbeat_interval{5000};
+  std::int32_t retry_download = 3;
+  struct download_t {
+    std::int32_t max_blocks = 4;         // blocks downloaded at once (free slots)
+    milliseconds timeout{30000};
+    milliseconds connect_timeout{10000};
+    std::int64_t max_body_bytes = 32 << 20;
+    std::int32_t max_redirects = 5;
+    milliseconds retry_backoff{500};     // first retry delay, doubled each time
+    std::string change_ip_command;
+    std::int32_t results_batch = 50;     // results per SaveBlockResponse
+  } download;
+  struct reconnect_t {
+    milliseconds initial{500};
+    milliseconds max{30000};
+  } reconnect;
+  struct apps_t {
+    std::string work_dir = "data/projects";
+    milliseconds exit_grace{30000};
+    std::int64_t log_max_bytes = 10 << 20;
+    std::int32_t log_files = 3;
+  } applications;
+  log_config log;
+};
+
+struct worker_config {
+  std::string broker = "http://localhost:55626/";
+  std::string token = "1234";
+  std::string full_class_name = "spiderhub.samples.SiteSpider";
+  std::int32_t poll_max = 500;
+  milliseconds poll_idle{50};            // sleep when a poll returned nothing
+  milliseconds reconnect_max{10000};
+  log_config log;
+};
+
+/// Loaders throw core::input_error("FILE:LINE:COL: message") on any bad input.
+broker_config load_broker_config(const std::string& file);
+node_config load_node_config(const std::string& file);
+worker_config load_worker_config(const std::string& file);
+/// Same, from YAML text (`name` is used in messages); for tests and fuzzing.
+broker_config parse_broker_config(const std::string& yaml, const std::string& name);
+node_config parse_node_config(const std::string& yaml, const std::string& name);
+worker_config parse_worker_config(const std::string& yaml, const std::string& name);
+
+} // namespace spiderhub::core

@@ -1,0 +1,321 @@
+#include "net/hub_client.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+
+#include "net/ws_client.hpp"
+#include "protocol/signalr.hpp"
+
+namespace spiderhub::net {
+
+namespace sr = protocol::signalr;
+using clock_type = std::chrono::steady_clock;
+
+struct hub_client::impl : std::enable_shared_from_this<impl> {
+  struct pending_call {
+    completion_fn done;
+    clock_type::time_point deadline;
+  };
+
+  options opts;
+  std::unordered_map<std::string, method_fn> methods;
+  std::function<void()> connected_fn;
+  std::function<void(const std::string&)> disconnected_fn;
+
+  mutable std::mutex mtx;
+  std::condition_variable cv;
+  std::shared_ptr<ws_client> ws;  // replaced per connect attempt; snapshot under mtx
+  bool running = false;
+  bool socket_open = false;  // WebSocket is up (handshake may still be pending)
+  bool hub_ready = false;    // handshake answered
+  bool need_connect = true;
+  std::uint64_t next_id = 1;
+  std::map<std::string, pending_call> calls;
+  sr::record_splitter splitter{64 << 20};
+  std::thread supervisor;
+  std::mt19937_64 rng{std::random_device{}()};
+  std::chrono::milliseconds backoff{0};
+
+  explicit impl(options o) : opts(std::move(o)), splitter(opts.max_message_bytes) {
+    backoff = opts.reconnect_initial;
+  }
+
+  std::shared_ptr<ws_client> socket() {
+    std::lock_guard<std::mutex> lk(mtx);
+    return ws;
+  }
+
+  void send_text(std::string text) {
+    if (auto s = socket())
+      s->send_text(std::move(text));
+  }
+
+  void close_socket() {
+    if (auto s = socket())
+      s->close();
+  }
+
+  void fail_all(const std::string& why) {
+    std::map<std::string, pending_call> failed;
+    {
+      std::lock_guard<std::mutex> lk(mtx);
+      failed.swap(calls);
+    }
+    for (auto& [id, call] : failed)
+      call.done(json(), why);
+  }
+
+  void on_open() {
+    {
+      std::lock_guard<std::mutex> lk(mtx);
+      socket_open = true;
+      splitter = sr::record_splitter(opts.max_message_bytes);
+    }
+    send_text(sr::handshake_request());
+  }
+
+  void on_closed(const std::string& reason) {
+    bool was_ready;
+    {
+      std::lock_guard<std::mutex> lk(mtx);
+      was_ready = hub_ready;
+      socket_open = false;
+      hub_ready = false;
+      need_connect = true;
+    }
+    cv.notify_all();
+    fail_all("connection lost: " + reason);
+    if (was_ready) {
+      spdlog::warn("{}: disconnected: {}", opts.name, reason);
+      if (disconnected_fn)
+        disconnected_fn(reason);
+    } else {
+      spdlog::warn("{}: connect failed: {}", opts.name, reason);
+    }
+  }
+
+  void on_message(const std::string& text) {
+    std::vector<std::string> records;
+    try {
+      records = splitter.feed(text);
+    } catch (const std::exception& e) {
+      spdlog::error("{}: bad frame from server: {}", opts.name, e.what());
+      close_socket();
+      return;
+    }
+    for (auto& rec : records)
+      handle_record(rec);
+  }
+
+  void handle_record(const std::string& rec) {
+    bool ready;
+    {
+      std::lock_guard<std::mutex> lk(mtx);
+      ready = hub_ready;
+    }
+    try {
+      if (!ready) {
+        auto err = sr::parse_handshake_response(rec);
+        if (!err.empty()) {
+          spdlog::error("{}: handshake refused: {}", opts.name, err);
+          close_socket();
+          return;
+        }
+        {
+          std::lock_guard<std::mutex> lk(mtx);
+          hub_ready = true;
+          backoff = opts.reconnect_initial;
+        }
+        spdlog::info("{}: connected", opts.name);
+        if (connected_fn)
+          connected_fn();
+        return;
+      }
+      auto msg = sr::parse_message(rec);
+      if (auto* inv = std::get_if<sr::invocation>(&msg)) {
+        auto it = methods.find(inv->target);
+        if (it == methods.end()) {
+          spdlog::warn("{}: server called unknown method '{}'", opts.name, inv->target);
+          if (inv->invocation_id)
+            send_text(sr::encode(sr::completion{*inv->invocation_id, std::nullopt,
+                                                    "unknown method " + inv->target}));
+          return;
+        }
+        it->second(inv->arguments);
+        if (inv->invocation_id)
+          send_text(sr::encode(sr::completion{*inv->invocation_id, json(nullptr), {}}));
+      } else if (auto* c = std::get_if<sr::completion>(&msg)) {
+        pending_call call;
+        {
+          std::lock_guard<std::mutex> lk(mtx);
+          auto it = calls.find(c->invocation_id);
+          if (it == calls.end())
+            return;  // timed out earlier
+          call = std::move(it->second);
+          calls.erase(it);
+        }
+        if (c->error)
+          call.done(json(), *c->error);
+        else
+          call.done(c->result ? std::move(*c->result) : json(), {});
+      } else if (auto* cl = std::get_if<sr::close_message>(&msg)) {
+        spdlog::warn("{}: server closed the hub: {}", opts.name, cl->error.value_or("no reason"));
+        close_socket();
+      }
+    } catch (const std::exception& e) {
+      spdlog::error("{}: cannot handle server message: {}", opts.name, e.what());
+    }
+  }
+
+  void connect_now() {
+    ws_client_options wo;
+    wo.url = opts.url();
+    wo.max_message_bytes = opts.max_message_bytes;
+    std::weak_ptr<impl> weak = shared_from_this();
+    ws_client_handlers h;
+    h.on_open = [weak] {
+      if (auto s = weak.lock())
+        s->on_open();
+    };
+    h.on_message = [weak](std::string text) {
+      if (auto s = weak.lock())
+        s->on_message(text);
+    };
+    h.on_closed = [weak](std::string reason) {
+      if (auto s = weak.lock())
+        s->on_closed(reason);
+    };
+    // One ws_client per attempt keeps every attempt's callbacks separate.
+    auto fresh = std::make_shared<ws_client>(wo, std::move(h));
+    std::shared_ptr<ws_client> old;
+    {
+      std::lock_guard<std::mutex> lk(mtx);
+      old = std::exchange(ws, fresh);
+    }
+    old.reset();
+    fresh->connect();
+  }
+
+  // Supervisor: (re)connects with backoff, pings, and expires calls past their timeout.
+  void supervise() {
+    auto last_ping = clock_type::now();
+    std::unique_lock<std::mutex> lk(mtx);
+    while (running) {
+      if (need_connect) {
+        need_connect = false;
+        lk.unlock();
+        connect_now();
+        lk.lock();
+        // Wait for this attempt to finish or for the backoff before the next one.
+        auto jitter = std::uniform_int_distribution<long>(0, backoff.count() / 2 + 1)(rng);
+        auto wait = backoff + std::chrono::milliseconds(jitter);
+        cv.wait_for(lk, wait, [&] { return !running || hub_ready; });
+        if (!hub_ready)
+          backoff = std::min(backoff * 2, opts.reconnect_max);
+        cv.wait(lk, [&] { return !running || hub_ready || (need_connect && !socket_open); });
+        continue;
+      }
+      cv.wait_for(lk, std::chrono::milliseconds(250));
+      if (!running)
+        break;
+      auto now = clock_type::now();
+      std::vector<pending_call> expired;
+      for (auto it = calls.begin(); it != calls.end();) {
+        if (it->second.deadline <= now) {
+          expired.push_back(std::move(it->second));
+          it = calls.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      bool ping = hub_ready && now - last_ping >= opts.keepalive;
+      lk.unlock();
+      for (auto& c : expired)
+        c.done(json(), "timeout");
+      if (ping) {
+        last_ping = now;
+        send_text(sr::encode_ping());
+      }
+      lk.lock();
+    }
+  }
+};
+
+hub_client::hub_client(options opts) : impl_(std::make_shared<impl>(std::move(opts))) {}
+
+hub_client::~hub_client() { stop(); }
+
+void hub_client::on(const std::string& target, method_fn fn) {
+  impl_->methods[target] = std::move(fn);
+}
+void hub_client::on_connected(std::function<void()> fn) { impl_->connected_fn = std::move(fn); }
+void hub_client::on_disconnected(std::function<void(const std::string&)> fn) {
+  impl_->disconnected_fn = std::move(fn);
+}
+
+void hub_client::start() {
+  std::lock_guard<std::mutex> lk(impl_->mtx);
+  if (impl_->running)
+    return;
+  impl_->running = true;
+  impl_->need_connect = true;
+  impl_->supervisor = std::thread([s = impl_] { s->supervise(); });
+}
+
+void hub_client::stop() {
+  {
+    std::lock_guard<std::mutex> lk(impl_->mtx);
+    if (!impl_->running)
+      return;
+    impl_->running = false;
+  }
+  impl_->cv.notify_all();
+  if (impl_->supervisor.joinable())
+    impl_->supervisor.join();
+  auto ws = impl_->socket();
+  if (ws)
+    ws->close();
+  ws.reset();
+  {
+    std::lock_guard<std::mutex> lk(impl_->mtx);
+    impl_->ws.reset();
+  }
+  impl_->fail_all("client stopped");
+}
+
+bool hub_client::connected() const {
+  std::lock_guard<std::mutex> lk(impl_->mtx);
+  return impl_->hub_ready;
+}
+
+void hub_client::invoke(const std::string& target, json arguments, completion_fn done) {
+  std::string id;
+  {
+    std::lock_guard<std::mutex> lk(impl_->mtx);
+    if (!impl_->hub_ready) {
+      done(json(), "not connected");
+      return;
+    }
+    id = std::to_string(impl_->next_id++);
+    impl_->calls[id] = {std::move(done), clock_type::now() + impl_->opts.invoke_timeout};
+  }
+  impl_->send_text(sr::encode(sr::invocation{id, target, std::move(arguments)}));
+}
+
+void hub_client::send(const std::string& target, json arguments) {
+  {
+    std::lock_guard<std::mutex> lk(impl_->mtx);
+    if (!impl_->hub_ready)
+      return;
+  }
+  impl_->send_text(sr::encode(sr::invocation{std::nullopt, target, std::move(arguments)}));
+}
+
+} // namespace spiderhub::net

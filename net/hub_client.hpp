@@ -1,0 +1,61 @@
+#pragma once
+// SignalR JSON hub client on top of ws_client: handshake, invocations with
+// completions, server-to-client calls, keep-alive pings, and reconnection with
+// exponential backoff and jitter. Used by the node agent and the worker SDK.
+//
+//   disconnected --connect--> handshaking --{}--> connected --close/error--> disconnected
+//        ^                                                                   |
+//        +----------------------- wait backoff (doubling, jittered) ---------+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace spiderhub::net {
+
+class hub_client {
+ public:
+  using json = nlohmann::json;
+  /// Completion callback: (result, error); error is empty on success.
+  using completion_fn = std::function<void(json result, std::string error)>;
+  /// Server-to-client method: receives the invocation's arguments array.
+  using method_fn = std::function<void(const json& arguments)>;
+
+  struct options {
+    std::function<std::string()> url;    // called before every connect (fresh sign)
+    std::chrono::milliseconds reconnect_initial{500};
+    std::chrono::milliseconds reconnect_max{30000};
+    std::chrono::milliseconds keepalive{15000};  // ping period
+    std::chrono::milliseconds invoke_timeout{60000};
+    std::size_t max_message_bytes = 64 << 20;
+    std::string name = "hub";            // for log lines
+  };
+
+  explicit hub_client(options opts);
+  ~hub_client();
+  hub_client(const hub_client&) = delete;
+  hub_client& operator=(const hub_client&) = delete;
+
+  /// Registers a server-to-client method; call before start().
+  void on(const std::string& target, method_fn fn);
+  void on_connected(std::function<void()> fn);
+  void on_disconnected(std::function<void(const std::string& reason)> fn);
+
+  void start();
+  void stop();
+  bool connected() const;
+
+  /// Calls a hub method; `done` runs exactly once, on the client's thread, with the
+  /// result or an error ("not connected", "connection lost", "timeout", server error).
+  void invoke(const std::string& target, json arguments, completion_fn done);
+  /// Calls a hub method without asking for a completion.
+  void send(const std::string& target, json arguments);
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+} // namespace spiderhub::net

@@ -1,0 +1,65 @@
+#include "net/hub_peer.hpp"
+
+namespace spiderhub::net {
+
+namespace sr = protocol::signalr;
+
+hub_peer::hub_peer(ws_ptr conn, std::size_t max_record_bytes)
+  : conn_(std::move(conn)), splitter_(max_record_bytes) {}
+
+std::vector<sr::invocation> hub_peer::feed(const std::string& text) {
+  std::vector<sr::invocation> out;
+  for (auto& record : splitter_.feed(text)) {
+    if (!handshake_done_) {
+      try {
+        sr::parse_handshake_request(record);
+      } catch (const core::input_error& e) {
+        conn_->send_text(sr::handshake_response(e.what()));
+        throw;
+      }
+      handshake_done_ = true;
+      conn_->send_text(sr::handshake_response());
+      continue;
+    }
+    auto msg = sr::parse_message(record);
+    if (auto* inv = std::get_if<sr::invocation>(&msg)) {
+      out.push_back(std::move(*inv));
+    } else if (std::holds_alternative<sr::close_message>(msg)) {
+      client_closed_ = true;
+      break;
+    }
+    // Pings need no answer; completions from clients answer nothing we sent with an id.
+  }
+  return out;
+}
+
+void hub_peer::complete(const std::string& invocation_id, nlohmann::json result) {
+  conn_->send_text(sr::encode(sr::completion{invocation_id, std::move(result), std::nullopt}));
+}
+
+void hub_peer::complete_raw(const std::string& invocation_id, const std::string& result_json) {
+  std::string frame = "{\"type\":3,\"invocationId\":";
+  frame += nlohmann::json(invocation_id).dump();
+  frame += ",\"result\":";
+  frame += result_json;
+  frame += '}';
+  frame += sr::record_separator;
+  conn_->send_text(std::move(frame));
+}
+
+void hub_peer::fail(const std::string& invocation_id, const std::string& error) {
+  conn_->send_text(sr::encode(sr::completion{invocation_id, std::nullopt, error}));
+}
+
+void hub_peer::invoke(const std::string& target, nlohmann::json arguments) {
+  conn_->send_text(sr::encode(sr::invocation{std::nullopt, target, std::move(arguments)}));
+}
+
+void hub_peer::ping() { conn_->send_text(sr::encode_ping()); }
+
+void hub_peer::close(const std::string& reason) {
+  conn_->send_text(sr::encode(sr::close_message{reason, false}));
+  conn_->close(reason);
+}
+
+} // namespace spiderhub::net

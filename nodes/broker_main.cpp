@@ -1,0 +1,165 @@
+// spiderhub broker: the broker actor system.
+#include <boost/program_options.hpp>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "actors/broker/job_manager.hpp"
+#include "actors/dispatch/block_dispatcher.hpp"
+#include "actors/gateway/api.hpp"
+#include "actors/gateway/gateway.hpp"
+#include "actors/scheduler/scheduler.hpp"
+#include "actors/storage/storage_actor.hpp"
+#include "core/error.hpp"
+#include "core/process.hpp"
+#include "spiderhub/version.hpp"
+#include "storage/repositories.hpp"
+
+namespace po = boost::program_options;
+using namespace spiderhub;
+
+namespace {
+
+actors::gateway_options gateway_options_of(const core::broker_config& c) {
+  actors::gateway_options g;
+  g.server.address = c.http.address;
+  g.server.port = static_cast<std::uint16_t>(c.http.port);
+  g.server.io_threads = c.http.io_threads;
+  g.server.max_body_bytes = static_cast<std::size_t>(c.http.max_body_bytes);
+  g.server.max_message_bytes = static_cast<std::size_t>(c.http.max_message_bytes);
+  g.server.handshake_timeout = c.http.handshake_timeout;
+  g.server.idle_timeout = c.http.idle_timeout;
+  g.server.max_connections = static_cast<std::size_t>(c.http.max_connections);
+  g.server.tls_cert_file = c.http.tls_cert;
+  g.server.tls_key_file = c.http.tls_key;
+  g.token = c.auth.token;
+  g.sign_window_s = c.auth.sign_window_s;
+  g.sessions.heartbeat_interval = c.sessions.heartbeat_interval;
+  g.sessions.missed_heartbeats = c.sessions.missed_heartbeats;
+  g.sessions.max_record_bytes = static_cast<std::size_t>(c.http.max_message_bytes);
+  return g;
+}
+
+actors::dispatch_options dispatch_options_of(const core::broker_config& c) {
+  actors::dispatch_options d;
+  d.block_size = c.dispatch.block_size;
+  d.lease_timeout = c.dispatch.lease_timeout;
+  d.max_attempts = c.dispatch.max_attempts;
+  d.thread_num = c.dispatch.thread_num;
+  d.max_poll = c.dispatch.max_poll;
+  d.blocks_per_node = c.dispatch.blocks_per_node;
+  return d;
+}
+
+int run_broker(const core::broker_config& cfg) {
+  caf::actor_system_config sys_cfg;
+  caf::actor_system sys{sys_cfg};
+
+  caf::actor storage;
+  try {
+    storage = actors::spawn_storage(
+      sys, {cfg.storage.path, cfg.storage.busy_timeout, cfg.storage.batch_max});
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+  spdlog::info("storage: {} ready (schema version {})", cfg.storage.path,
+               storage::schema_version);
+  // No session survives a restart: every node is offline until it reconnects.
+  caf::anon_send(storage, protocol::write_atom::value,
+                 protocol::write_fn([](storage::database& db) {
+                   storage::node_repository(db).mark_all_offline();
+                   storage::worker_repository(db).close_all();
+                 }));
+
+  auto dispatcher = actors::spawn_block_dispatcher(sys, storage, dispatch_options_of(cfg));
+  auto jobs = actors::spawn_job_manager(sys, storage, dispatcher);
+  actors::scheduler_options sopts;
+  sopts.timezone = cfg.scheduler.timezone;
+  sopts.misfire_grace = std::chrono::seconds(cfg.scheduler.misfire_grace_s);
+  auto scheduler = actors::spawn_scheduler(sys, storage, jobs, sopts);
+  auto api = actors::spawn_api(sys, {cfg.auth.token, cfg.scheduler.timezone},
+                               {storage, jobs, dispatcher, scheduler});
+  auto& registry = sys.registry();
+  registry.put(caf::atom("storage"), caf::actor_cast<caf::strong_actor_ptr>(storage));
+  registry.put(caf::atom("dispatch"), caf::actor_cast<caf::strong_actor_ptr>(dispatcher));
+  registry.put(caf::atom("jobs"), caf::actor_cast<caf::strong_actor_ptr>(jobs));
+  registry.put(caf::atom("scheduler"), caf::actor_cast<caf::strong_actor_ptr>(scheduler));
+  registry.put(caf::atom("api"), caf::actor_cast<caf::strong_actor_ptr>(api));
+
+  actors::gateway_handle gw;
+  try {
+    gw = actors::spawn_gateway(sys, gateway_options_of(cfg), {storage, dispatcher, jobs}, api);
+  } catch (const std::exception& e) {
+    spdlog::critical("gateway: cannot listen on {}:{}: {}", cfg.http.address, cfg.http.port,
+                     e.what());
+    for (auto& a : {api, scheduler, jobs, dispatcher, storage})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    return 1;
+  }
+  registry.put(caf::atom("gateway"), caf::actor_cast<caf::strong_actor_ptr>(gw.actor));
+  spdlog::info("broker {} ready: http://{}:{}/ (hubs /node and /worker)", version_string,
+               cfg.http.address, gw.port);
+
+  auto sig = core::wait_for_termination();
+  spdlog::info("broker: signal {} received, shutting down", sig);
+  // Stop accepting first, then the actors; storage last so queued writes commit.
+  caf::scoped_actor waiter{sys};
+  for (auto& a : {gw.actor, api, scheduler, jobs, dispatcher}) {
+    waiter->monitor(a);
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    waiter->receive([](const caf::down_msg&) {});
+  }
+  waiter->monitor(storage);
+  caf::anon_send_exit(storage, caf::exit_reason::user_shutdown);
+  waiter->receive([](const caf::down_msg&) {});
+  for (auto name : {caf::atom("storage"), caf::atom("dispatch"), caf::atom("jobs"),
+                    caf::atom("scheduler"), caf::atom("api"), caf::atom("gateway")})
+    registry.erase(name);
+  spdlog::info("broker: stopped cleanly");
+  return 0;
+}
+
+} // namespace
+
+int broker_main(int argc, char** argv) {
+  core::block_termination_signals();
+  po::options_description opts("Options");
+  opts.add_options()("help,h", "show this help")("version", "print the version")(
+    "config,c", po::value<std::string>()->default_value("conf/broker.yaml"),
+    "broker configuration file (YAML; every key is documented in conf/broker.yaml)")(
+    "check", "load and validate the configuration, then exit");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, opts), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::cerr << argv[0] << ": " << e.what() << "\n" << opts;
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << "Usage: spiderhub broker [-c FILE]\n\n"
+                 "Runs the broker: HTTP API and SignalR hubs (/node, /worker), node and worker\n"
+                 "sessions, cron scheduler, block dispatcher and SQLite storage. Stops cleanly\n"
+                 "on SIGINT/SIGTERM.\n\n"
+              << opts;
+    return 0;
+  }
+  if (vm.count("version")) {
+    std::cout << "spiderhub " << version_string << "\n";
+    return 0;
+  }
+  core::broker_config cfg;
+  try {
+    cfg = core::load_broker_config(vm["config"].as<std::string>());
+    core::setup_logging(cfg.log, "broker");
+  } catch (const core::input_error& e) {
+    std::cerr << "spiderhub broker: " << e.what() << "\n";
+    return 2;
+  }
+  if (vm.count("check")) {
+    std::cout << "configuration OK\n";
+    return 0;
+  }
+  return run_broker(cfg);
+}

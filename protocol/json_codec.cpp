@@ -1,0 +1,410 @@
+#include "protocol/json_codec.hpp"
+
+#include <array>
+
+namespace spiderhub::protocol {
+namespace {
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw core::input_error(path + ": " + what);
+}
+
+const json& object_at(const json& j, const std::string& path) {
+  if (!j.is_object())
+    fail(path, "expected an object");
+  return j;
+}
+
+// Reads j[key] into out when present (null counts as absent); `required` makes absence an error.
+void read(const json& j, const char* key, std::string& out, const std::string& path,
+          bool required = false) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (required)
+      fail(path + "." + key, "missing");
+    return;
+  }
+  if (!it->is_string())
+    fail(path + "." + key, "expected a string");
+  out = it->get<std::string>();
+}
+
+template <class Int>
+void read(const json& j, const char* key, Int& out, const std::string& path,
+          bool required = false) {
+  static_assert(std::is_integral_v<Int>);
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (required)
+      fail(path + "." + key, "missing");
+    return;
+  }
+  if (!it->is_number_integer())
+    fail(path + "." + key, "expected an integer");
+  if (it->is_number_unsigned()) {
+    auto v = it->get<std::uint64_t>();
+    if (v > static_cast<std::uint64_t>(std::numeric_limits<Int>::max()))
+      fail(path + "." + key, "integer out of range");
+    out = static_cast<Int>(v);
+    return;
+  }
+  auto v = it->get<std::int64_t>();
+  if (v < static_cast<std::int64_t>(std::numeric_limits<Int>::min()) ||
+      v > static_cast<std::int64_t>(std::numeric_limits<Int>::max()))
+    fail(path + "." + key, "integer out of range");
+  out = static_cast<Int>(v);
+}
+
+void read(const json& j, const char* key, header_map& out, const std::string& path) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null())
+    return;
+  if (!it->is_object())
+    fail(path + "." + key, "expected an object of strings");
+  for (auto& [k, v] : it->items()) {
+    if (!v.is_string())
+      fail(path + "." + key + "." + k, "expected a string");
+    out[k] = v.get<std::string>();
+  }
+}
+
+void read(const json& j, const char* key, std::vector<std::string>& out,
+          const std::string& path) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null())
+    return;
+  if (!it->is_array())
+    fail(path + "." + key, "expected an array of strings");
+  for (std::size_t i = 0; i < it->size(); ++i) {
+    if (!(*it)[i].is_string())
+      fail(path + "." + key + "[" + std::to_string(i) + "]", "expected a string");
+    out.push_back((*it)[i].get<std::string>());
+  }
+}
+
+template <class T>
+void read_object(const json& j, const char* key, T& out, const std::string& path) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null())
+    return;
+  out = decode<T>(*it, path + "." + key);
+}
+
+template <class T>
+void read_array(const json& j, const char* key, std::vector<T>& out, const std::string& path) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null())
+    return;
+  out = decode_array<T>(*it, path + "." + key);
+}
+
+} // namespace
+
+json to_json(const request& x) {
+  return {{"url", x.url},           {"method", x.method},   {"referer", x.referer},
+          {"origin", x.origin},     {"content", x.content}, {"depth", x.depth},
+          {"cycleTriedTimes", x.cycle_tried_times}, {"headers", x.headers}};
+}
+
+template <> request decode<request>(const json& j, const std::string& path) {
+  object_at(j, path);
+  request r;
+  read(j, "url", r.url, path, true);
+  if (r.url.empty())
+    fail(path + ".url", "must not be empty");
+  read(j, "method", r.method, path);
+  if (r.method.empty())
+    r.method = "GET";
+  read(j, "referer", r.referer, path);
+  read(j, "origin", r.origin, path);
+  read(j, "content", r.content, path);
+  read(j, "depth", r.depth, path);
+  read(j, "cycleTriedTimes", r.cycle_tried_times, path);
+  read(j, "headers", r.headers, path);
+  return r;
+}
+
+json to_json(const site& x) {
+  return {{"headers", x.headers},
+          {"contentType", x.content_type},
+          {"domains", x.domains},
+          {"userAgent", x.user_agent},
+          {"accept", x.accept},
+          {"encodingName", x.encoding_name},
+          {"sleepTime", x.sleep_time},
+          {"cycleRetryTimes", x.cycle_retry_times},
+          {"cookies", x.cookies}};
+}
+
+template <> site decode<site>(const json& j, const std::string& path) {
+  object_at(j, path);
+  site s;
+  read(j, "headers", s.headers, path);
+  read(j, "contentType", s.content_type, path);
+  read(j, "domains", s.domains, path);
+  read(j, "userAgent", s.user_agent, path);
+  read(j, "accept", s.accept, path);
+  read(j, "encodingName", s.encoding_name, path);
+  read(j, "sleepTime", s.sleep_time, path);
+  read(j, "cycleRetryTimes", s.cycle_retry_times, path);
+  read(j, "cookies", s.cookies, path);
+  return s;
+}
+
+json to_json(const block& x) {
+  return {{"blockId", x.block_id},       {"identity", x.identity},
+          {"command", x.command},        {"threadNum", x.thread_num},
+          {"changeIpPattern", x.change_ip_pattern}, {"site", to_json(x.site_settings)},
+          {"cookies", x.cookies},        {"requests", to_json(x.requests)}};
+}
+
+template <> block decode<block>(const json& j, const std::string& path) {
+  object_at(j, path);
+  block b;
+  read(j, "blockId", b.block_id, path, true);
+  read(j, "identity", b.identity, path, true);
+  read(j, "command", b.command, path);
+  if (b.command < 0 || b.command > 4)
+    fail(path + ".command", "must be 0-4");
+  read(j, "threadNum", b.thread_num, path);
+  if (b.thread_num < 1)
+    fail(path + ".threadNum", "must be >= 1");
+  read(j, "changeIpPattern", b.change_ip_pattern, path);
+  read_object(j, "site", b.site_settings, path);
+  read(j, "cookies", b.cookies, path);
+  read_array(j, "requests", b.requests, path);
+  return b;
+}
+
+json to_json(const result& x) {
+  json j = {{"resultId", x.result_id},       {"requestHash", x.request_hash},
+            {"url", x.url},                  {"statusCode", x.status_code},
+            {"responseTime", x.response_time}, {"headers", x.headers},
+            {"content", x.content},          {"error", x.error},
+            {"depth", x.depth}};
+  if (!x.content_encoding.empty())
+    j["contentEncoding"] = x.content_encoding;
+  return j;
+}
+
+template <> result decode<result>(const json& j, const std::string& path) {
+  object_at(j, path);
+  result r;
+  read(j, "resultId", r.result_id, path);
+  read(j, "requestHash", r.request_hash, path);
+  read(j, "url", r.url, path, true);
+  read(j, "statusCode", r.status_code, path);
+  read(j, "responseTime", r.response_time, path);
+  read(j, "headers", r.headers, path);
+  read(j, "content", r.content, path);
+  read(j, "contentEncoding", r.content_encoding, path);
+  if (!r.content_encoding.empty() && r.content_encoding != "base64")
+    fail(path + ".contentEncoding", "must be empty or \"base64\"");
+  read(j, "error", r.error, path);
+  read(j, "depth", r.depth, path);
+  return r;
+}
+
+json to_json(const block_response& x) {
+  return {{"blockId", x.block_id},
+          {"identity", x.identity},
+          {"results", to_json(x.results)},
+          {"exception", x.exception}};
+}
+
+template <> block_response decode<block_response>(const json& j, const std::string& path) {
+  object_at(j, path);
+  block_response b;
+  read(j, "blockId", b.block_id, path, true);
+  read(j, "identity", b.identity, path, true);
+  read_array(j, "results", b.results, path);
+  read(j, "exception", b.exception, path);
+  return b;
+}
+
+json to_json(const heartbeat& x) {
+  return {{"processCount", x.process_count},
+          {"cpu", x.cpu},
+          {"freeMemory", x.free_memory},
+          {"freeSlots", x.free_slots}};
+}
+
+template <> heartbeat decode<heartbeat>(const json& j, const std::string& path) {
+  object_at(j, path);
+  heartbeat h;
+  read(j, "processCount", h.process_count, path);
+  read(j, "cpu", h.cpu, path);
+  read(j, "freeMemory", h.free_memory, path);
+  read(j, "freeSlots", h.free_slots, path);
+  if (h.process_count < 0 || h.free_memory < 0 || h.free_slots < 0)
+    fail(path, "counts must not be negative");
+  if (h.cpu < 0 || h.cpu > 100)
+    fail(path + ".cpu", "must be 0-100");
+  return h;
+}
+
+json to_json(const run_application& x) {
+  return {{"jobId", x.job_id},           {"identity", x.identity},
+          {"package", x.package},        {"application", x.application},
+          {"arguments", x.arguments},    {"packageSha256", x.package_sha256}};
+}
+
+template <> run_application decode<run_application>(const json& j, const std::string& path) {
+  object_at(j, path);
+  run_application r;
+  read(j, "jobId", r.job_id, path, true);
+  read(j, "identity", r.identity, path, true);
+  read(j, "package", r.package, path, true);
+  read(j, "application", r.application, path, true);
+  read(j, "arguments", r.arguments, path);
+  read(j, "packageSha256", r.package_sha256, path);
+  return r;
+}
+
+json to_json(const application_exited& x) {
+  return {{"identity", x.identity}, {"exitCode", x.exit_code}};
+}
+
+template <>
+application_exited decode<application_exited>(const json& j, const std::string& path) {
+  object_at(j, path);
+  application_exited a;
+  read(j, "identity", a.identity, path, true);
+  read(j, "exitCode", a.exit_code, path, true);
+  return a;
+}
+
+json to_json(const worker_run& x) {
+  return {{"jobId", x.job_id}, {"identity", x.identity}, {"arguments", x.arguments}};
+}
+
+template <> worker_run decode<worker_run>(const json& j, const std::string& path) {
+  object_at(j, path);
+  worker_run w;
+  read(j, "jobId", w.job_id, path, true);
+  read(j, "identity", w.identity, path, true);
+  read(j, "arguments", w.arguments, path);
+  return w;
+}
+
+bool is_valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  const auto n = s.size();
+  while (i < n) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len;
+    std::uint32_t cp;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > n)
+      return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80)
+        return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    // Reject overlong forms, surrogates and code points past U+10FFFF.
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+      return false;
+    i += len;
+  }
+  return true;
+}
+
+namespace {
+constexpr char b64_alphabet[] =
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+}
+
+std::string base64_encode(std::string_view bytes) {
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    std::uint32_t v = (static_cast<unsigned char>(bytes[i]) << 16) |
+                      (static_cast<unsigned char>(bytes[i + 1]) << 8) |
+                      static_cast<unsigned char>(bytes[i + 2]);
+    out += b64_alphabet[(v >> 18) & 63];
+    out += b64_alphabet[(v >> 12) & 63];
+    out += b64_alphabet[(v >> 6) & 63];
+    out += b64_alphabet[v & 63];
+  }
+  auto rest = bytes.size() - i;
+  if (rest > 0) {
+    std::uint32_t v = static_cast<unsigned char>(bytes[i]) << 16;
+    if (rest == 2)
+      v |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+    out += b64_alphabet[(v >> 18) & 63];
+    out += b64_alphabet[(v >> 12) & 63];
+    out += rest == 2 ? b64_alphabet[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+std::string base64_decode(std::string_view text) {
+  static const auto table = [] {
+    std::array<int, 256> t{};
+    t.fill(-1);
+    for (int i = 0; i < 64; ++i)
+      t[static_cast<unsigned char>(b64_alphabet[i])] = i;
+    return t;
+  }();
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  std::uint32_t acc = 0;
+  int bits = 0;
+  std::size_t pad = 0;
+  for (char ch : text) {
+    if (ch == '=') {
+      ++pad;
+      continue;
+    }
+    if (pad > 0)
+      throw core::input_error("base64: data after padding");
+    int v = table[static_cast<unsigned char>(ch)];
+    if (v < 0)
+      throw core::input_error("base64: invalid character");
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xFF);
+    }
+  }
+  if (pad > 2)
+    throw core::input_error("base64: too much padding");
+  return out;
+}
+
+void set_result_body(result& r, std::string body) {
+  if (is_valid_utf8(body)) {
+    r.content = std::move(body);
+    r.content_encoding.clear();
+  } else {
+    r.content = base64_encode(body);
+    r.content_encoding = "base64";
+  }
+}
+
+std::string result_body(const result& r) {
+  return r.content_encoding == "base64" ? base64_decode(r.content) : r.content;
+}
+
+} // namespace spiderhub::protocol

@@ -1,0 +1,141 @@
+#pragma once
+// CAF vocabulary of the broker and node actor systems: atoms and the message
+// contracts between actor families. Actors depend on this file, never on each
+// other's internals. Message shapes are listed next to each atom as
+// (atom, args...) -> reply.
+#include <caf/all.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "protocol/types.hpp"
+
+namespace spiderhub::net {
+class http_responder;
+class ws_connection;
+struct http_request;
+} // namespace spiderhub::net
+
+namespace spiderhub::storage {
+class database;
+}
+
+namespace spiderhub::protocol {
+
+// --- transport -> session ----------------------------------------------------
+/// (frame_atom, text): one WebSocket text message from the peer.
+using frame_atom = caf::atom_constant<caf::atom("frame")>;
+/// (closed_atom, reason): the peer's connection ended.
+using closed_atom = caf::atom_constant<caf::atom("closed")>;
+/// (http_atom, http_call): one HTTP request to answer.
+using http_atom = caf::atom_constant<caf::atom("http")>;
+
+// --- storage actor -----------------------------------------------------------
+/// (write_atom, write_fn) -> bool: runs fn inside the next batch transaction; the reply
+/// comes after that transaction committed (false/error when it could not be stored).
+using write_atom = caf::atom_constant<caf::atom("write")>;
+/// (read_atom, read_fn) -> caf::message: runs fn after pending writes are committed.
+using read_atom = caf::atom_constant<caf::atom("read")>;
+using write_fn = std::function<void(storage::database&)>;
+using read_fn = std::function<caf::message(storage::database&)>;
+
+// --- node sessions <-> dispatcher -------------------------------------------
+/// (node_up_atom, node_id, session): a node connected.
+using node_up_atom = caf::atom_constant<caf::atom("node_up")>;
+/// (node_down_atom, node_id, session): its connection ended; leases return to ready.
+using node_down_atom = caf::atom_constant<caf::atom("node_down")>;
+/// (lease_atom, node_id, free_slots) -> std::vector<block>: blocks for a heartbeat.
+using lease_atom = caf::atom_constant<caf::atom("lease")>;
+/// (save_atom, node_id, block_response) -> bool after the results are stored.
+using save_atom = caf::atom_constant<caf::atom("save")>;
+/// dispatcher -> node session: (receive_atom, block) to push with `Receive`.
+using receive_atom = caf::atom_constant<caf::atom("receive")>;
+
+// --- worker sessions <-> dispatcher -----------------------------------------
+/// (push_atom, identity, std::vector<request>) -> int32 new requests (after commit).
+using push_atom = caf::atom_constant<caf::atom("push")>;
+/// (poll_atom, identity, max, session) -> std::string: JSON array text of results.
+using poll_atom = caf::atom_constant<caf::atom("poll")>;
+/// (ack_atom, identity, std::vector<int64_t>) -> bool.
+using ack_atom = caf::atom_constant<caf::atom("ack")>;
+/// (complete_atom, identity) -> bool.
+using complete_atom = caf::atom_constant<caf::atom("complete")>;
+
+// --- job manager / runs -------------------------------------------------------
+/// (worker_up_atom, full_class_name, session) / (worker_down_atom, ..): worker registry.
+using worker_up_atom = caf::atom_constant<caf::atom("worker_up")>;
+using worker_down_atom = caf::atom_constant<caf::atom("worker_dn")>;
+/// (fire_atom, job_id, due_unix_s, identity) -> std::string identity of the run (or error).
+/// identity "" = make a new one; a scheduler fire passes the identity it persisted.
+using fire_atom = caf::atom_constant<caf::atom("fire")>;
+/// (start_run_atom, run_spec) -> bool: dispatcher opens a block run (after it is stored).
+using start_run_atom = caf::atom_constant<caf::atom("start_run")>;
+/// (orphans_atom, full_class_name) -> std::vector<worker_run>: open runs of that class,
+/// re-sent to a worker that (re)connects so a restarted worker resumes its run.
+using orphans_atom = caf::atom_constant<caf::atom("orphans")>;
+/// (run_done_atom, job_id, identity, status): dispatcher -> job manager, run finished.
+using run_done_atom = caf::atom_constant<caf::atom("run_done")>;
+/// (exit_run_atom, identity) -> bool: stop a run everywhere.
+using exit_run_atom = caf::atom_constant<caf::atom("exit_run")>;
+/// session -> peer: (run_atom, worker_run) / (run_app_atom, run_application) / (exit_atom, identity).
+using run_atom = caf::atom_constant<caf::atom("run")>;
+using run_app_atom = caf::atom_constant<caf::atom("run_app")>;
+using exit_atom = caf::atom_constant<caf::atom("exit")>;
+/// (app_exited_atom, node_id, application_exited): node -> job manager.
+using app_exited_atom = caf::atom_constant<caf::atom("app_exit")>;
+/// (heartbeat_atom, node_id, heartbeat): node session -> job manager (placement data).
+using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
+/// (jobs_changed_atom): job manager -> scheduler, reload cron table.
+using jobs_changed_atom = caf::atom_constant<caf::atom("jobs_chg")>;
+
+// --- timers and introspection -------------------------------------------------
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+/// (stats_atom) -> std::string JSON object of that actor's counters.
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+
+/// A block run as the job manager hands it to the dispatcher.
+struct run_spec {
+  std::string job_id;
+  std::string identity;
+  std::string site_json = "{}";
+  std::int32_t priority = 0;
+  std::string full_class_name;
+  std::string arguments;
+};
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, run_spec& x) {
+  return f(x.job_id, x.identity, x.site_json, x.priority, x.full_class_name, x.arguments);
+}
+
+/// An error carrying a stable machine code ("not_found", "conflict", "invalid",
+/// "unavailable", ...) and a message for people; the gateway maps codes to HTTP statuses.
+inline caf::error app_error(std::string code, std::string message) {
+  return caf::make_error(caf::sec::runtime_error, std::move(code), std::move(message));
+}
+
+/// (code, message) of an error made by app_error; other errors give ("internal", text).
+inline std::pair<std::string, std::string> app_error_parts(const caf::error& err) {
+  const auto& ctx = err.context();
+  if (ctx.match_elements<std::string, std::string>())
+    return {ctx.get_as<std::string>(0), ctx.get_as<std::string>(1)};
+  if (ctx.match_elements<std::string>())
+    return {"internal", ctx.get_as<std::string>(0)};
+  return {"internal", caf::to_string(err)};
+}
+
+/// One HTTP request with the handle that answers it (local only).
+struct http_call {
+  std::shared_ptr<const net::http_request> request;
+  std::shared_ptr<net::http_responder> responder;
+};
+
+} // namespace spiderhub::protocol
+
+// Local-only message types: they carry closures or connection handles and never
+// cross the middleman.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(spiderhub::protocol::write_fn)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(spiderhub::protocol::read_fn)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(spiderhub::protocol::http_call)

@@ -1,0 +1,157 @@
+#pragma once
+// Wire vocabulary shared by broker, node and worker (see docs/protocol.md).
+// Every type has an inspect() so CAF can carry it in messages; the JSON codec
+// (protocol/json_codec.hpp) maps it to the camelCase SignalR arguments.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace spiderhub::protocol {
+
+using header_map = std::map<std::string, std::string>;
+
+/// One crawl request a worker pushes; dedup key is request_hash().
+struct request {
+  std::string url;
+  std::string method = "GET";
+  std::string referer;
+  std::string origin;
+  std::string content;            // request body for POST
+  std::int32_t depth = 0;         // link distance from the start request
+  std::int32_t cycle_tried_times = 0;
+  header_map headers;
+};
+
+/// Per-site download settings carried by every block.
+struct site {
+  header_map headers;
+  std::string content_type;
+  std::vector<std::string> domains;
+  std::string user_agent;
+  std::string accept;
+  std::string encoding_name;
+  std::int32_t sleep_time = 0;        // ms between two requests of one download slot
+  std::int32_t cycle_retry_times = 0; // retries of a failed request inside one lease
+  std::string cookies;
+};
+
+enum class block_command : std::int32_t { none = 0, download = 1, pause = 2, resume = 3, exit = 4 };
+
+/// A batch of requests leased to one node.
+struct block {
+  std::string block_id;
+  std::string identity;                 // run identity
+  std::int32_t command = 1;             // block_command
+  std::int32_t thread_num = 1;          // concurrent downloads for this block
+  std::string change_ip_pattern;
+  site site_settings;
+  std::string cookies;
+  std::vector<request> requests;
+};
+
+/// One downloaded response (or download error).
+struct result {
+  std::int64_t result_id = 0;     // assigned by the broker when stored
+  std::string request_hash;
+  std::string url;
+  std::int32_t status_code = 0;   // 0 when the download failed before a response
+  std::int64_t response_time = 0; // ms
+  header_map headers;
+  std::string content;            // body; base64 when content_encoding == "base64"
+  std::string content_encoding;   // "" (UTF-8 text) or "base64" (arbitrary bytes)
+  std::string error;              // empty on success
+  std::int32_t depth = 0;         // depth of the request, so workers can limit crawls
+};
+
+struct block_response {
+  std::string block_id;
+  std::string identity;
+  std::vector<result> results;
+  std::string exception;          // whole-block failure reason, empty if none
+};
+
+/// Node -> broker every heartbeat interval.
+struct heartbeat {
+  std::int32_t process_count = 0;
+  std::int32_t cpu = 0;           // percent 0-100
+  std::int32_t free_memory = 0;   // MB
+  std::int32_t free_slots = 0;    // blocks the node can take now
+};
+
+/// Broker -> node: start an application job.
+struct run_application {
+  std::string job_id;
+  std::string identity;
+  std::string package;
+  std::string application;
+  std::string arguments;
+  std::string package_sha256;     // hex; the node verifies the download
+};
+
+/// Node -> broker: an application process ended.
+struct application_exited {
+  std::string identity;
+  std::int32_t exit_code = 0;
+};
+
+/// Broker -> worker: a block job fired for this worker's class.
+struct worker_run {
+  std::string job_id;
+  std::string identity;
+  std::string arguments;
+};
+
+/// Node metadata from the /node connection query.
+struct node_info {
+  std::string node_id;
+  std::string group = "default";
+  std::string ip;
+  std::int32_t memory = 0;          // MB
+  std::int32_t node_type = 1;       // 1 console, 2 web
+  std::string os;
+  std::int32_t processor_count = 0;
+};
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, request& x) {
+  return f(x.url, x.method, x.referer, x.origin, x.content, x.depth, x.cycle_tried_times,
+           x.headers);
+}
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, site& x) {
+  return f(x.headers, x.content_type, x.domains, x.user_agent, x.accept, x.encoding_name,
+           x.sleep_time, x.cycle_retry_times, x.cookies);
+}
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, block& x) {
+  return f(x.block_id, x.identity, x.command, x.thread_num, x.change_ip_pattern,
+           x.site_settings, x.cookies, x.requests);
+}
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, result& x) {
+  return f(x.result_id, x.request_hash, x.url, x.status_code, x.response_time, x.headers,
+           x.content, x.content_encoding, x.error, x.depth);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, block_response& x) {
+  return f(x.block_id, x.identity, x.results, x.exception);
+}
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, heartbeat& x) {
+  return f(x.process_count, x.cpu, x.free_memory, x.free_slots);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, run_application& x) {
+  return f(x.job_id, x.identity, x.package, x.application, x.arguments, x.package_sha256);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, application_exited& x) {
+  return f(x.identity, x.exit_code);
+}
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, worker_run& x) {
+  return f(x.job_id, x.identity, x.arguments);
+}
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, node_info& x) {
+  return f(x.node_id, x.group, x.ip, x.memory, x.node_type, x.os, x.processor_count);
+}
+
+/// First 16 hex chars of MD5(referer.origin.method.content.url): the dedup key.
+std::string request_hash(const request& r);
+
+} // namespace spiderhub::protocol

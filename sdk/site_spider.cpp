@@ -1,0 +1,221 @@
+#include "sdk/site_spider.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "core/error.hpp"
+#include "sdk/html_links.hpp"
+
+namespace spiderhub::sdk {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Deeper than this is a mistake rather than a crawl plan, and the cap keeps depth + 1
+// far from overflowing the int32 wire field.
+constexpr std::int32_t max_depth_limit = 1000;
+
+constexpr const char* arguments_example =
+  R"({"startUrl": "https://example.com/", "maxDepth": 3, "output": "items.jsonl", "sameDomain": true})";
+
+[[noreturn]] void bad_arguments(const std::string& why) {
+  throw core::input_error("site_spider: bad run arguments: " + why + " (expected e.g. " +
+                          arguments_example + ")");
+}
+
+/// Only HTML pages have links worth following; a missing Content-Type is given the
+/// benefit of the doubt (gumbo copes with anything).
+bool looks_like_html(const protocol::header_map& headers) {
+  for (const auto& [name, value] : headers) {
+    if (name.size() != 12)
+      continue;
+    std::string lname;
+    for (char c : name)
+      lname += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    if (lname != "content-type")
+      continue;
+    std::string lvalue;
+    for (char c : value)
+      lvalue += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    return lvalue.find("html") != std::string::npos;
+  }
+  return true;
+}
+
+} // namespace
+
+site_arguments parse_site_arguments(const std::string& arguments) {
+  if (arguments.find_first_not_of(" \t\r\n") == std::string::npos)
+    bad_arguments("arguments are empty");
+  json j;
+  try {
+    j = json::parse(arguments);
+  } catch (const json::exception& e) {
+    bad_arguments(std::string("not valid JSON: ") + e.what());
+  }
+  if (!j.is_object())
+    bad_arguments("expected a JSON object, got " + std::string(j.type_name()));
+  for (auto kv = j.begin(); kv != j.end(); ++kv) {
+    const auto& key = kv.key();
+    if (key != "startUrl" && key != "maxDepth" && key != "output" && key != "sameDomain")
+      bad_arguments("unknown key '" + key + "'");
+  }
+  site_arguments a;
+  if (!j.contains("startUrl"))
+    bad_arguments("'startUrl' is required");
+  if (!j["startUrl"].is_string())
+    bad_arguments("'startUrl' must be a string");
+  auto raw = j["startUrl"].get<std::string>();
+  a.start_url = normalize_url(raw);
+  if (a.start_url.empty())
+    bad_arguments("'startUrl' must be an absolute http or https URL, got '" + raw + "'");
+  if (j.contains("maxDepth")) {
+    const auto& d = j["maxDepth"];
+    if (!d.is_number_integer())
+      bad_arguments("'maxDepth' must be an integer");
+    auto v = d.get<std::int64_t>();
+    if (v < 0 || v > max_depth_limit)
+      bad_arguments("'maxDepth' must be between 0 and " + std::to_string(max_depth_limit) +
+                    ", got " + std::to_string(v));
+    a.max_depth = static_cast<std::int32_t>(v);
+  }
+  if (j.contains("output")) {
+    if (!j["output"].is_string() || j["output"].get<std::string>().empty())
+      bad_arguments("'output' must be a non-empty file name");
+    a.output = j["output"].get<std::string>();
+  }
+  if (j.contains("sameDomain")) {
+    if (!j["sameDomain"].is_boolean())
+      bad_arguments("'sameDomain' must be true or false");
+    a.same_domain = j["sameDomain"].get<bool>();
+  }
+  return a;
+}
+
+site_spider::site_spider(std::FILE* progress)
+    : progress_(progress), last_report_(std::chrono::steady_clock::now()) {}
+
+site_spider::~site_spider() = default;
+
+std::shared_ptr<std::ofstream> site_spider::open_output(const std::string& path) {
+  if (auto existing = files_[path].lock())
+    return existing;
+  auto out = std::make_shared<std::ofstream>(path, std::ios::out | std::ios::app | std::ios::binary);
+  if (!out->is_open())
+    throw core::input_error("site_spider: cannot open output file '" + path +
+                            "': " + std::strerror(errno));
+  files_[path] = out;
+  return out;
+}
+
+site_spider::run_state& site_spider::state_for(const protocol::worker_run& run) {
+  auto it = runs_.find(run.identity);
+  if (it != runs_.end())
+    return it->second;
+  run_state s;
+  s.args = parse_site_arguments(run.arguments);
+  s.start_host = url_host(s.args.start_url);
+  s.out = open_output(s.args.output);
+  return runs_.emplace(run.identity, std::move(s)).first->second;
+}
+
+std::vector<protocol::request> site_spider::start_requests(const protocol::worker_run& run) {
+  auto& s = state_for(run);
+  protocol::request r;
+  r.url = s.args.start_url;
+  r.depth = 0;
+  s.requested.insert(r.url);
+  return {r};
+}
+
+parse_result site_spider::parse(const protocol::worker_run& run, const protocol::result& r,
+                                const std::string& body) {
+  auto& s = state_for(run);
+  ++pages_;
+  parse_result out;
+  page_info info;
+  bool ok = r.error.empty() && r.status_code >= 200 && r.status_code < 300;
+  if (ok && !body.empty() && looks_like_html(r.headers))
+    info = extract_links(body, r.url);
+
+  json item = {{"url", r.url}, {"title", info.title}, {"status", r.status_code},
+               {"depth", r.depth}};
+  if (!r.error.empty())
+    item["error"] = r.error;
+  out.items.push_back(std::move(item));
+
+  if (r.depth < s.args.max_depth) {
+    for (auto& link : info.links) {
+      if (s.args.same_domain && url_host(link) != s.start_host)
+        continue;
+      // The broker's dedup key includes the referer, so the same URL linked from two
+      // pages would be fetched twice; dedup by URL here instead. A redelivered result
+      // finds its links already requested, which is right: they were pushed before the
+      // first delivery could be acked.
+      if (!s.requested.insert(link).second)
+        continue;
+      protocol::request child;
+      child.url = link;
+      child.depth = r.depth + 1;
+      child.referer = r.url;
+      out.requests.push_back(std::move(child));
+    }
+  }
+  report_progress();
+  return out;
+}
+
+void site_spider::on_items(const protocol::worker_run& run, const std::vector<json>& items) {
+  auto& s = state_for(run);
+  std::size_t n = 0;
+  for (const auto& item : items) {
+    auto url = item.value("url", std::string{});
+    // Results are at-least-once: a page seen again after a reconnect is not written twice.
+    if (!s.written.insert(url).second)
+      continue;
+    // Titles come from arbitrary pages; replace invalid UTF-8 rather than fail the batch.
+    *s.out << item.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+    ++n;
+  }
+  s.out->flush();  // one flush per batch: the file is complete up to the last ack
+  if (!*s.out)
+    throw std::runtime_error("site_spider: cannot write to '" + s.args.output + "'");
+  items_written_ += n;
+  report_progress();
+}
+
+void site_spider::on_run_finished(const protocol::worker_run& run) {
+  auto it = runs_.find(run.identity);
+  if (it == runs_.end())
+    return;
+  if (progress_) {
+    std::fprintf(progress_, "site_spider: run %s finished: %zu pages requested, %zu items in %s\n",
+                 run.identity.c_str(), it->second.requested.size(), it->second.written.size(),
+                 it->second.args.output.c_str());
+    std::fflush(progress_);
+  }
+  runs_.erase(it);  // closes the output file when no other run shares it
+  for (auto f = files_.begin(); f != files_.end();)
+    f = f->second.expired() ? files_.erase(f) : std::next(f);
+}
+
+void site_spider::report_progress() {
+  if (!progress_)
+    return;
+  auto now = std::chrono::steady_clock::now();
+  auto elapsed = std::chrono::duration<double>(now - last_report_).count();  // seconds
+  if (elapsed < 1.0)  // at most one line per second
+    return;
+  auto pages = pages_.load();
+  double rate = elapsed > 0 ? static_cast<double>(pages - pages_at_last_report_) / elapsed : 0.0;
+  std::fprintf(progress_, "site_spider: %llu pages, %llu items, %.1f pages/s\n",
+               static_cast<unsigned long long>(pages),
+               static_cast<unsigned long long>(items_written_.load()), rate);
+  std::fflush(progress_);
+  last_report_ = now;
+  pages_at_last_report_ = pages;
+}
+
+} // namespace spiderhub::sdk

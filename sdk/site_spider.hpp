@@ -1,0 +1,76 @@
+#pragma once
+// Sample spider: crawls one site breadth-first from a start URL and writes one JSON line
+// per page ({"url","title","status","depth"}) to an output file.
+//
+// Run arguments (the job's `arguments` string) are a JSON object:
+//   {"startUrl": "https://example.com/",   required, http or https
+//    "maxDepth": 3,                         optional, links followed at most this deep (0-100)
+//    "output": "items.jsonl",               optional, appended to, relative to the cwd
+//    "sameDomain": true}                    optional, follow only links on the start host
+// Unknown keys are rejected so a typo does not silently change the crawl.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_set>
+
+#include "sdk/worker.hpp"
+
+namespace spiderhub::sdk {
+
+struct site_arguments {
+  std::string start_url;  // normalised
+  std::int32_t max_depth = 3;
+  std::string output = "items.jsonl";
+  bool same_domain = true;
+};
+
+/// Parses and validates run arguments; throws core::input_error naming the bad key.
+site_arguments parse_site_arguments(const std::string& arguments);
+
+class site_spider : public spider {
+ public:
+  /// `progress`: where the once-per-second progress line goes (nullptr: nowhere).
+  explicit site_spider(std::FILE* progress = stderr);
+  ~site_spider() override;
+
+  std::vector<protocol::request> start_requests(const protocol::worker_run& run) override;
+  parse_result parse(const protocol::worker_run& run, const protocol::result& r,
+                     const std::string& body) override;
+  void on_items(const protocol::worker_run& run,
+                const std::vector<nlohmann::json>& items) override;
+  void on_run_finished(const protocol::worker_run& run) override;
+
+  /// Items written to output files so far (all runs); safe to read from any thread.
+  std::uint64_t items_written() const { return items_written_.load(); }
+  /// Results parsed so far (all runs, redeliveries included); safe from any thread.
+  std::uint64_t pages_parsed() const { return pages_.load(); }
+
+ private:
+  struct run_state {
+    site_arguments args;
+    std::string start_host;                      // url_host(start_url)
+    std::unordered_set<std::string> requested;   // URLs already pushed in this run
+    std::unordered_set<std::string> written;     // item URLs already written in this run
+    std::shared_ptr<std::ofstream> out;
+  };
+
+  run_state& state_for(const protocol::worker_run& run);
+  std::shared_ptr<std::ofstream> open_output(const std::string& path);
+  void report_progress();
+
+  std::map<std::string, run_state> runs_;  // by run identity
+  // Runs writing to the same file share one stream so their lines never interleave.
+  std::map<std::string, std::weak_ptr<std::ofstream>> files_;
+  std::FILE* progress_;
+  std::atomic<std::uint64_t> items_written_{0};
+  std::atomic<std::uint64_t> pages_{0};
+  std::chrono::steady_clock::time_point last_report_;
+  std::uint64_t pages_at_last_report_ = 0;
+};
+
+} // namespace spiderhub::sdk

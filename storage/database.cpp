@@ -1,0 +1,147 @@
+#include "storage/database.hpp"
+
+#include <SQLiteCpp/Statement.h>
+#include <SQLiteCpp/Transaction.h>
+
+#include <ctime>
+#include <filesystem>
+#include <stdexcept>
+
+namespace spiderhub::storage {
+namespace {
+
+// Migration i (1-based) takes the schema from version i-1 to i. Never edit a shipped
+// entry: append a new one and bump schema_version.
+const char* const migrations[] = {
+  R"sql(
+CREATE TABLE Node (
+  Id TEXT PRIMARY KEY, NodeType INTEGER NOT NULL, IPAddress TEXT NOT NULL DEFAULT '',
+  ProcessorCount INTEGER NOT NULL DEFAULT 0, "Group" TEXT NOT NULL DEFAULT 'default',
+  OperatingSystem TEXT NOT NULL DEFAULT '', Memory INTEGER NOT NULL DEFAULT 0,
+  IsEnabled INTEGER NOT NULL DEFAULT 1, IsOnline INTEGER NOT NULL DEFAULT 0,
+  CreationTime TEXT NOT NULL, LastSeen TEXT NOT NULL);
+CREATE TABLE NodeStatus (
+  Id INTEGER PRIMARY KEY AUTOINCREMENT, NodeId TEXT NOT NULL, ProcessCount INTEGER NOT NULL,
+  Cpu INTEGER NOT NULL, FreeMemory INTEGER NOT NULL, CreationTime TEXT NOT NULL);
+CREATE INDEX NodeStatus_Node ON NodeStatus(NodeId, Id);
+CREATE TABLE Job (
+  Id TEXT PRIMARY KEY, Name TEXT NOT NULL, JobType TEXT NOT NULL CHECK (JobType IN ('block','application')),
+  Cron TEXT NOT NULL, Description TEXT NOT NULL DEFAULT '', IsEnabled INTEGER NOT NULL DEFAULT 1,
+  IsDeleted INTEGER NOT NULL DEFAULT 0, CreationTime TEXT NOT NULL,
+  LastFire INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE JobProperty (
+  Id INTEGER PRIMARY KEY AUTOINCREMENT, JobId TEXT NOT NULL, Key TEXT NOT NULL, Value TEXT NOT NULL,
+  UNIQUE (JobId, Key));
+CREATE TABLE Worker (
+  Id INTEGER PRIMARY KEY AUTOINCREMENT, FullClassName TEXT NOT NULL, ConnectionId TEXT NOT NULL,
+  ConnectTime TEXT NOT NULL, DisconnectTime TEXT);
+CREATE INDEX Worker_Class ON Worker(FullClassName);
+CREATE TABLE Running (
+  JobId TEXT NOT NULL, Identity TEXT PRIMARY KEY, Consuming INTEGER NOT NULL DEFAULT 0,
+  Priority INTEGER NOT NULL DEFAULT 0, CreationTime TEXT NOT NULL,
+  WorkerCompleted INTEGER NOT NULL DEFAULT 0, Arguments TEXT NOT NULL DEFAULT '',
+  Site TEXT NOT NULL DEFAULT '{}', FullClassName TEXT NOT NULL DEFAULT '');
+CREATE TABLE JobStatus (
+  JobId TEXT NOT NULL, Identity TEXT NOT NULL, NodeId TEXT NOT NULL DEFAULT '',
+  Status TEXT NOT NULL, Left INTEGER NOT NULL DEFAULT 0, Success INTEGER NOT NULL DEFAULT 0,
+  Error INTEGER NOT NULL DEFAULT 0, Total INTEGER NOT NULL DEFAULT 0, Reason TEXT NOT NULL DEFAULT '',
+  UpdateTime TEXT NOT NULL, PRIMARY KEY (JobId, Identity, NodeId));
+CREATE TABLE Block (
+  Id TEXT PRIMARY KEY, Identity TEXT NOT NULL, State INTEGER NOT NULL, NodeId TEXT NOT NULL DEFAULT '',
+  LeaseUntil INTEGER NOT NULL DEFAULT 0, Attempts INTEGER NOT NULL DEFAULT 0, CreationTime TEXT NOT NULL);
+CREATE INDEX Block_Identity ON Block(Identity, State);
+CREATE TABLE Request (
+  Identity TEXT NOT NULL, Hash TEXT NOT NULL, BlockId TEXT, Body TEXT,
+  State INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (Identity, Hash)) WITHOUT ROWID;
+CREATE TABLE Result (
+  Id INTEGER PRIMARY KEY AUTOINCREMENT, Identity TEXT NOT NULL, BlockId TEXT NOT NULL,
+  RequestHash TEXT NOT NULL, Body TEXT NOT NULL, CreationTime TEXT NOT NULL);
+CREATE INDEX Result_Identity ON Result(Identity, Id);
+CREATE TABLE PendingFire (
+  JobId TEXT NOT NULL, Due INTEGER NOT NULL, Identity TEXT NOT NULL, PRIMARY KEY (JobId, Due));
+)sql",
+};
+
+static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,
+              "one migration per schema version");
+
+} // namespace
+
+std::int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string now_text() {
+  auto ms = now_ms();
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
+}
+
+database::database(const std::string& path, std::chrono::milliseconds busy_timeout)
+  : path_(path) {
+  namespace fs = std::filesystem;
+  auto dir = fs::path(path).parent_path();
+  std::error_code ec;
+  if (!dir.empty())
+    fs::create_directories(dir, ec);
+  if (ec)
+    throw std::runtime_error("storage: cannot create directory " + dir.string() + ": " +
+                             ec.message());
+  try {
+    db_ = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
+                                             static_cast<int>(busy_timeout.count()));
+    // Checks the header before anything else touches the file.
+    db_->exec("SELECT count(*) FROM sqlite_master");
+    db_->exec("PRAGMA journal_mode=WAL");
+    db_->exec("PRAGMA synchronous=NORMAL");
+    db_->exec("PRAGMA foreign_keys=ON");
+    auto check = db_->execAndGet("PRAGMA quick_check").getString();
+    if (check != "ok")
+      throw std::runtime_error("integrity check failed: " + check);
+  } catch (const SQLite::Exception& e) {
+    throw std::runtime_error("storage: cannot open " + path + ": " + e.what() +
+                             " (is it a spiderhub database, and is its directory writable?)");
+  }
+  migrate();
+}
+
+SQLite::Statement& database::prepare(const std::string& sql) {
+  auto& slot = statements_[sql];
+  if (!slot)
+    slot = std::make_unique<SQLite::Statement>(*db_, sql);
+  else {
+    slot->reset();
+    slot->clearBindings();
+  }
+  return *slot;
+}
+
+int database::version() { return db_->execAndGet("PRAGMA user_version").getInt(); }
+
+void database::migrate() {
+  int current = version();
+  if (current > schema_version)
+    throw std::runtime_error("storage: " + path_ + " has schema version " +
+                             std::to_string(current) + " but this spiderhub knows only up to " +
+                             std::to_string(schema_version) + "; use a newer spiderhub");
+  for (int v = current; v < schema_version; ++v) {
+    try {
+      SQLite::Transaction tx(*db_);
+      db_->exec(migrations[v]);
+      db_->exec("PRAGMA user_version=" + std::to_string(v + 1));
+      tx.commit();
+    } catch (const SQLite::Exception& e) {
+      throw std::runtime_error("storage: migration to version " + std::to_string(v + 1) +
+                               " of " + path_ + " failed: " + e.what());
+    }
+  }
+}
+
+} // namespace spiderhub::storage

@@ -1,0 +1,41 @@
+#pragma once
+// SQLite database of the broker: opening, pragmas, versioned migrations.
+// No CAF here: the storage actor (actors/storage) is the only one that calls into it.
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+namespace spiderhub::storage {
+
+/// Schema version this build writes; a file with a higher user_version is refused.
+constexpr int schema_version = 1;
+
+class database {
+ public:
+  /// Opens (creating if needed) and migrates. Throws std::runtime_error with a clear
+  /// message for a corrupt file, a newer schema, or an unwritable location.
+  database(const std::string& path, std::chrono::milliseconds busy_timeout);
+
+  SQLite::Database& db() { return *db_; }
+  /// A prepared statement for `sql`, compiled once and reset for reuse; the
+  /// repositories call this so the hot paths do not re-parse SQL.
+  SQLite::Statement& prepare(const std::string& sql);
+  const std::string& path() const { return path_; }
+  int version();
+
+ private:
+  void migrate();
+  std::string path_;
+  std::unique_ptr<SQLite::Database> db_;
+  std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>> statements_;
+};
+
+/// Current time as ISO-8601 UTC with milliseconds, the format of every DATETIME column.
+std::string now_text();
+std::int64_t now_ms();
+
+} // namespace spiderhub::storage

@@ -1,0 +1,105 @@
+#pragma once
+// Plain row structs of the broker database (no SQLite, no CAF types).
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace spiderhub::storage {
+
+struct node_row {
+  std::string id;
+  std::int32_t node_type = 1;
+  std::string ip;
+  std::int32_t processor_count = 0;
+  std::string group = "default";
+  std::string os;
+  std::int32_t memory = 0;
+  bool is_enabled = true;
+  bool is_online = false;
+  std::string creation_time;
+  std::string last_seen;
+};
+
+struct node_status_row {
+  std::int64_t id = 0;
+  std::string node_id;
+  std::int32_t process_count = 0;
+  std::int32_t cpu = 0;
+  std::int32_t free_memory = 0;
+  std::string creation_time;
+};
+
+struct job_row {
+  std::string id;
+  std::string name;
+  std::string job_type;   // block | application
+  std::string cron;
+  std::string description;
+  bool is_enabled = true;
+  bool is_deleted = false;
+  std::string creation_time;
+  std::int64_t last_fire = 0;  // unix seconds of the last due time handled (fired or missed)
+  std::map<std::string, std::string> properties;
+};
+
+struct running_row {
+  std::string job_id;
+  std::string identity;
+  std::int32_t consuming = 0;
+  std::int32_t priority = 0;
+  std::string creation_time;
+  bool worker_completed = false;
+  std::string arguments;
+  std::string site_json = "{}";
+  std::string full_class_name;   // worker class that consumes the run
+};
+
+struct job_status_row {
+  std::string job_id;
+  std::string identity;
+  std::string node_id;   // "" for the run as a whole
+  std::string status;    // Running, Success, Failed, Exited, Lost, ...
+  std::int64_t left = 0, success = 0, error = 0, total = 0;
+  std::string reason;
+  std::string update_time;
+};
+
+/// Block states of the design.
+enum class block_state : std::int32_t { ready = 1, used = 2, success = 4, failed = 8 };
+
+struct block_row {
+  std::string id;
+  std::string identity;
+  block_state state = block_state::ready;
+  std::string node_id;
+  std::int64_t lease_until = 0;  // unix ms
+  std::int32_t attempts = 0;
+  std::string creation_time;
+};
+
+struct request_row {
+  std::string identity;
+  std::string hash;
+  std::optional<std::string> block_id;  // nullopt: accepted, not yet in a block
+  std::optional<std::string> body;      // JSON of the request; dropped once downloaded
+  std::int32_t state = 0;               // request_state
+};
+
+/// Outcome of one request, kept after its body is dropped so totals survive restarts.
+enum class request_state : std::int32_t { pending = 0, success = 1, error = 2 };
+
+struct request_totals {
+  std::int64_t total = 0, success = 0, error = 0;
+};
+
+struct result_row {
+  std::int64_t id = 0;
+  std::string identity;
+  std::string block_id;
+  std::string request_hash;
+  std::string body;   // JSON of protocol::result without resultId
+};
+
+} // namespace spiderhub::storage

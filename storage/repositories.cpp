@@ -1,0 +1,630 @@
+#include "storage/repositories.hpp"
+
+namespace spiderhub::storage {
+namespace {
+
+node_row read_node(SQLite::Statement& q) {
+  node_row n;
+  n.id = q.getColumn(0).getString();
+  n.node_type = q.getColumn(1).getInt();
+  n.ip = q.getColumn(2).getString();
+  n.processor_count = q.getColumn(3).getInt();
+  n.group = q.getColumn(4).getString();
+  n.os = q.getColumn(5).getString();
+  n.memory = q.getColumn(6).getInt();
+  n.is_enabled = q.getColumn(7).getInt() != 0;
+  n.is_online = q.getColumn(8).getInt() != 0;
+  n.creation_time = q.getColumn(9).getString();
+  n.last_seen = q.getColumn(10).getString();
+  return n;
+}
+
+constexpr const char* node_columns =
+  "SELECT Id, NodeType, IPAddress, ProcessorCount, \"Group\", OperatingSystem, Memory, "
+  "IsEnabled, IsOnline, CreationTime, LastSeen FROM Node ";
+
+void bind_optional(SQLite::Statement& q, int index, const std::optional<std::string>& v) {
+  if (v)
+    q.bind(index, *v);
+  else
+    q.bind(index);
+}
+
+} // namespace
+
+// ---- nodes -------------------------------------------------------------------
+
+void node_repository::upsert(const node_row& n) {
+  auto& q = db_.prepare(
+    "INSERT INTO Node (Id, NodeType, IPAddress, ProcessorCount, \"Group\", OperatingSystem, "
+    "Memory, IsEnabled, IsOnline, CreationTime, LastSeen) VALUES (?,?,?,?,?,?,?,1,?,?,?) "
+    "ON CONFLICT(Id) DO UPDATE SET NodeType=excluded.NodeType, IPAddress=excluded.IPAddress, "
+    "ProcessorCount=excluded.ProcessorCount, \"Group\"=excluded.\"Group\", "
+    "OperatingSystem=excluded.OperatingSystem, Memory=excluded.Memory, "
+    "IsOnline=excluded.IsOnline, LastSeen=excluded.LastSeen");
+  auto now = now_text();
+  q.bind(1, n.id);
+  q.bind(2, n.node_type);
+  q.bind(3, n.ip);
+  q.bind(4, n.processor_count);
+  q.bind(5, n.group);
+  q.bind(6, n.os);
+  q.bind(7, n.memory);
+  q.bind(8, n.is_online ? 1 : 0);
+  q.bind(9, now);
+  q.bind(10, now);
+  q.exec();
+}
+
+void node_repository::set_online(const std::string& id, bool online) {
+  auto& q = db_.prepare("UPDATE Node SET IsOnline=?, LastSeen=? WHERE Id=?");
+  q.bind(1, online ? 1 : 0);
+  q.bind(2, now_text());
+  q.bind(3, id);
+  q.exec();
+}
+
+void node_repository::set_enabled(const std::string& id, bool enabled) {
+  auto& q = db_.prepare("UPDATE Node SET IsEnabled=? WHERE Id=?");
+  q.bind(1, enabled ? 1 : 0);
+  q.bind(2, id);
+  q.exec();
+}
+
+void node_repository::touch(const std::string& id) {
+  auto& q = db_.prepare("UPDATE Node SET LastSeen=? WHERE Id=?");
+  q.bind(1, now_text());
+  q.bind(2, id);
+  q.exec();
+}
+
+void node_repository::add_status(const node_status_row& s) {
+  auto& q = db_.prepare(
+    "INSERT INTO NodeStatus (NodeId, ProcessCount, Cpu, FreeMemory, CreationTime) "
+    "VALUES (?,?,?,?,?)");
+  q.bind(1, s.node_id);
+  q.bind(2, s.process_count);
+  q.bind(3, s.cpu);
+  q.bind(4, s.free_memory);
+  q.bind(5, s.creation_time.empty() ? now_text() : s.creation_time);
+  q.exec();
+}
+
+int node_repository::prune_status(int retention_hours) {
+  auto& q = db_.prepare(
+    "DELETE FROM NodeStatus WHERE CreationTime < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)");
+  q.bind(1, "-" + std::to_string(retention_hours) + " hours");
+  return q.exec();
+}
+
+std::vector<node_row> node_repository::list() {
+  auto& q = db_.prepare(std::string(node_columns) + "ORDER BY CreationTime, Id");
+  std::vector<node_row> out;
+  while (q.executeStep())
+    out.push_back(read_node(q));
+  return out;
+}
+
+std::optional<node_row> node_repository::find(const std::string& id) {
+  auto& q = db_.prepare(std::string(node_columns) + "WHERE Id=?");
+  q.bind(1, id);
+  if (q.executeStep())
+    return read_node(q);
+  return std::nullopt;
+}
+
+std::vector<node_status_row> node_repository::statuses(const std::string& node_id, int limit) {
+  auto& q = db_.prepare(
+    "SELECT Id, NodeId, ProcessCount, Cpu, FreeMemory, CreationTime FROM NodeStatus "
+    "WHERE NodeId=? ORDER BY Id DESC LIMIT ?");
+  q.bind(1, node_id);
+  q.bind(2, limit);
+  std::vector<node_status_row> out;
+  while (q.executeStep()) {
+    node_status_row s;
+    s.id = q.getColumn(0).getInt64();
+    s.node_id = q.getColumn(1).getString();
+    s.process_count = q.getColumn(2).getInt();
+    s.cpu = q.getColumn(3).getInt();
+    s.free_memory = q.getColumn(4).getInt();
+    s.creation_time = q.getColumn(5).getString();
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void node_repository::mark_all_offline() { db_.db().exec("UPDATE Node SET IsOnline=0"); }
+
+// ---- jobs --------------------------------------------------------------------
+
+namespace {
+
+job_row read_job(SQLite::Statement& q) {
+  job_row j;
+  j.id = q.getColumn(0).getString();
+  j.name = q.getColumn(1).getString();
+  j.job_type = q.getColumn(2).getString();
+  j.cron = q.getColumn(3).getString();
+  j.description = q.getColumn(4).getString();
+  j.is_enabled = q.getColumn(5).getInt() != 0;
+  j.is_deleted = q.getColumn(6).getInt() != 0;
+  j.creation_time = q.getColumn(7).getString();
+  j.last_fire = q.getColumn(8).getInt64();
+  return j;
+}
+
+constexpr const char* job_columns = "SELECT Id, Name, JobType, Cron, Description, IsEnabled, "
+                                    "IsDeleted, CreationTime, LastFire FROM Job ";
+
+void write_properties(database& db, const job_row& j) {
+  auto& del = db.prepare("DELETE FROM JobProperty WHERE JobId=?");
+  del.bind(1, j.id);
+  del.exec();
+  for (auto& [k, v] : j.properties) {
+    auto& q = db.prepare("INSERT INTO JobProperty (JobId, Key, Value) VALUES (?,?,?)");
+    q.bind(1, j.id);
+    q.bind(2, k);
+    q.bind(3, v);
+    q.exec();
+  }
+}
+
+} // namespace
+
+void job_repository::insert(const job_row& j) {
+  auto& q = db_.prepare(
+    "INSERT INTO Job (Id, Name, JobType, Cron, Description, IsEnabled, IsDeleted, CreationTime, "
+    "LastFire) VALUES (?,?,?,?,?,?,0,?,?)");
+  q.bind(1, j.id);
+  q.bind(2, j.name);
+  q.bind(3, j.job_type);
+  q.bind(4, j.cron);
+  q.bind(5, j.description);
+  q.bind(6, j.is_enabled ? 1 : 0);
+  q.bind(7, j.creation_time.empty() ? now_text() : j.creation_time);
+  q.bind(8, static_cast<std::int64_t>(j.last_fire));
+  q.exec();
+  write_properties(db_, j);
+}
+
+bool job_repository::update(const job_row& j) {
+  auto& q = db_.prepare(
+    "UPDATE Job SET Name=?, JobType=?, Cron=?, Description=?, IsEnabled=? "
+    "WHERE Id=? AND IsDeleted=0");
+  q.bind(1, j.name);
+  q.bind(2, j.job_type);
+  q.bind(3, j.cron);
+  q.bind(4, j.description);
+  q.bind(5, j.is_enabled ? 1 : 0);
+  q.bind(6, j.id);
+  if (q.exec() == 0)
+    return false;
+  write_properties(db_, j);
+  return true;
+}
+
+bool job_repository::soft_delete(const std::string& id) {
+  auto& q = db_.prepare("UPDATE Job SET IsDeleted=1, IsEnabled=0 WHERE Id=? AND IsDeleted=0");
+  q.bind(1, id);
+  return q.exec() > 0;
+}
+
+void job_repository::set_last_fire(const std::string& id, std::int64_t unix_seconds) {
+  auto& q = db_.prepare("UPDATE Job SET LastFire=? WHERE Id=?");
+  q.bind(1, static_cast<std::int64_t>(unix_seconds));
+  q.bind(2, id);
+  q.exec();
+}
+
+void job_repository::load_properties(job_row& j) {
+  auto& q = db_.prepare("SELECT Key, Value FROM JobProperty WHERE JobId=?");
+  q.bind(1, j.id);
+  while (q.executeStep())
+    j.properties[q.getColumn(0).getString()] = q.getColumn(1).getString();
+}
+
+std::optional<job_row> job_repository::find(const std::string& id) {
+  std::optional<job_row> out;
+  {
+    auto& q = db_.prepare(std::string(job_columns) + "WHERE Id=?");
+    q.bind(1, id);
+    if (q.executeStep())
+      out = read_job(q);
+  }
+  if (out)
+    load_properties(*out);
+  return out;
+}
+
+std::vector<job_row> job_repository::list() {
+  std::vector<job_row> out;
+  {
+    auto& q = db_.prepare(std::string(job_columns) +
+                          "WHERE IsDeleted=0 ORDER BY CreationTime DESC, Id");
+    while (q.executeStep())
+      out.push_back(read_job(q));
+  }
+  for (auto& j : out)
+    load_properties(j);
+  return out;
+}
+
+// ---- runs --------------------------------------------------------------------
+
+void run_repository::insert_running(const running_row& r) {
+  auto& q = db_.prepare(
+    "INSERT OR REPLACE INTO Running (JobId, Identity, Consuming, Priority, CreationTime, "
+    "WorkerCompleted, Arguments, Site, FullClassName) VALUES (?,?,?,?,?,?,?,?,?)");
+  q.bind(1, r.job_id);
+  q.bind(2, r.identity);
+  q.bind(3, r.consuming);
+  q.bind(4, r.priority);
+  q.bind(5, r.creation_time.empty() ? now_text() : r.creation_time);
+  q.bind(6, r.worker_completed ? 1 : 0);
+  q.bind(7, r.arguments);
+  q.bind(8, r.site_json);
+  q.bind(9, r.full_class_name);
+  q.exec();
+}
+
+void run_repository::remove_running(const std::string& identity) {
+  auto& q = db_.prepare("DELETE FROM Running WHERE Identity=?");
+  q.bind(1, identity);
+  q.exec();
+}
+
+void run_repository::set_worker_completed(const std::string& identity) {
+  auto& q = db_.prepare("UPDATE Running SET WorkerCompleted=1 WHERE Identity=?");
+  q.bind(1, identity);
+  q.exec();
+}
+
+void run_repository::set_consuming(const std::string& identity, int consuming) {
+  auto& q = db_.prepare("UPDATE Running SET Consuming=? WHERE Identity=?");
+  q.bind(1, consuming);
+  q.bind(2, identity);
+  q.exec();
+}
+
+namespace {
+running_row read_running(SQLite::Statement& q) {
+  running_row r;
+  r.job_id = q.getColumn(0).getString();
+  r.identity = q.getColumn(1).getString();
+  r.consuming = q.getColumn(2).getInt();
+  r.priority = q.getColumn(3).getInt();
+  r.creation_time = q.getColumn(4).getString();
+  r.worker_completed = q.getColumn(5).getInt() != 0;
+  r.arguments = q.getColumn(6).getString();
+  r.site_json = q.getColumn(7).getString();
+  r.full_class_name = q.getColumn(8).getString();
+  return r;
+}
+constexpr const char* running_columns = "SELECT JobId, Identity, Consuming, Priority, "
+                                        "CreationTime, WorkerCompleted, Arguments, Site, "
+                                        "FullClassName FROM Running ";
+
+job_status_row read_status(SQLite::Statement& q) {
+  job_status_row s;
+  s.job_id = q.getColumn(0).getString();
+  s.identity = q.getColumn(1).getString();
+  s.node_id = q.getColumn(2).getString();
+  s.status = q.getColumn(3).getString();
+  s.left = q.getColumn(4).getInt64();
+  s.success = q.getColumn(5).getInt64();
+  s.error = q.getColumn(6).getInt64();
+  s.total = q.getColumn(7).getInt64();
+  s.reason = q.getColumn(8).getString();
+  s.update_time = q.getColumn(9).getString();
+  return s;
+}
+constexpr const char* status_columns = "SELECT JobId, Identity, NodeId, Status, Left, Success, "
+                                       "Error, Total, Reason, UpdateTime FROM JobStatus ";
+} // namespace
+
+std::vector<running_row> run_repository::running() {
+  auto& q = db_.prepare(std::string(running_columns) + "ORDER BY CreationTime");
+  std::vector<running_row> out;
+  while (q.executeStep())
+    out.push_back(read_running(q));
+  return out;
+}
+
+std::optional<running_row> run_repository::find_running(const std::string& identity) {
+  auto& q = db_.prepare(std::string(running_columns) + "WHERE Identity=?");
+  q.bind(1, identity);
+  if (q.executeStep())
+    return read_running(q);
+  return std::nullopt;
+}
+
+void run_repository::upsert_status(const job_status_row& s) {
+  auto& q = db_.prepare(
+    "INSERT INTO JobStatus (JobId, Identity, NodeId, Status, Left, Success, Error, Total, Reason, "
+    "UpdateTime) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(JobId, Identity, NodeId) DO UPDATE SET "
+    "Status=excluded.Status, Left=excluded.Left, Success=excluded.Success, "
+    "Error=excluded.Error, Total=excluded.Total, Reason=excluded.Reason, "
+    "UpdateTime=excluded.UpdateTime");
+  q.bind(1, s.job_id);
+  q.bind(2, s.identity);
+  q.bind(3, s.node_id);
+  q.bind(4, s.status);
+  q.bind(5, static_cast<std::int64_t>(s.left));
+  q.bind(6, static_cast<std::int64_t>(s.success));
+  q.bind(7, static_cast<std::int64_t>(s.error));
+  q.bind(8, static_cast<std::int64_t>(s.total));
+  q.bind(9, s.reason);
+  q.bind(10, s.update_time.empty() ? now_text() : s.update_time);
+  q.exec();
+}
+
+std::vector<job_status_row> run_repository::statuses(const std::string& job_id) {
+  auto& q = db_.prepare(std::string(status_columns) +
+                        "WHERE (?1 = '' OR JobId=?1) ORDER BY UpdateTime DESC LIMIT 1000");
+  q.bind(1, job_id);
+  std::vector<job_status_row> out;
+  while (q.executeStep())
+    out.push_back(read_status(q));
+  return out;
+}
+
+std::vector<job_status_row> run_repository::statuses_of_run(const std::string& identity) {
+  auto& q = db_.prepare(std::string(status_columns) + "WHERE Identity=? ORDER BY NodeId");
+  q.bind(1, identity);
+  std::vector<job_status_row> out;
+  while (q.executeStep())
+    out.push_back(read_status(q));
+  return out;
+}
+
+void run_repository::add_pending_fire(const std::string& job_id, std::int64_t due,
+                                      const std::string& identity) {
+  auto& q = db_.prepare("INSERT OR REPLACE INTO PendingFire (JobId, Due, Identity) VALUES (?,?,?)");
+  q.bind(1, job_id);
+  q.bind(2, static_cast<std::int64_t>(due));
+  q.bind(3, identity);
+  q.exec();
+}
+
+void run_repository::remove_pending_fire(const std::string& job_id, std::int64_t due) {
+  auto& q = db_.prepare("DELETE FROM PendingFire WHERE JobId=? AND Due=?");
+  q.bind(1, job_id);
+  q.bind(2, static_cast<std::int64_t>(due));
+  q.exec();
+}
+
+std::vector<run_repository::pending_fire> run_repository::pending_fires() {
+  auto& q = db_.prepare("SELECT JobId, Due, Identity FROM PendingFire ORDER BY Due");
+  std::vector<pending_fire> out;
+  while (q.executeStep())
+    out.push_back({q.getColumn(0).getString(), q.getColumn(1).getInt64(),
+                   q.getColumn(2).getString()});
+  return out;
+}
+
+// ---- crawl: requests, blocks, results ------------------------------------------
+
+bool crawl_repository::insert_request(const request_row& r) {
+  auto& q = db_.prepare(
+    "INSERT OR IGNORE INTO Request (Identity, Hash, BlockId, Body) VALUES (?,?,?,?)");
+  q.bind(1, r.identity);
+  q.bind(2, r.hash);
+  bind_optional(q, 3, r.block_id);
+  bind_optional(q, 4, r.body);
+  return q.exec() > 0;
+}
+
+void crawl_repository::assign_block(const std::string& identity, const std::string& hash,
+                                    const std::string& block_id) {
+  auto& q = db_.prepare("UPDATE Request SET BlockId=? WHERE Identity=? AND Hash=?");
+  q.bind(1, block_id);
+  q.bind(2, identity);
+  q.bind(3, hash);
+  q.exec();
+}
+
+void crawl_repository::finish_request(const std::string& identity, const std::string& hash,
+                                      request_state s) {
+  auto& q = db_.prepare("UPDATE Request SET Body=NULL, State=? WHERE Identity=? AND Hash=?");
+  q.bind(1, static_cast<int>(s));
+  q.bind(2, identity);
+  q.bind(3, hash);
+  q.exec();
+}
+
+request_totals crawl_repository::totals(const std::string& identity) {
+  auto& q = db_.prepare("SELECT State, count(*) FROM Request WHERE Identity=? GROUP BY State");
+  q.bind(1, identity);
+  request_totals t;
+  while (q.executeStep()) {
+    auto n = q.getColumn(1).getInt64();
+    t.total += n;
+    auto s = static_cast<request_state>(q.getColumn(0).getInt());
+    if (s == request_state::success)
+      t.success += n;
+    else if (s == request_state::error)
+      t.error += n;
+  }
+  return t;
+}
+
+void crawl_repository::upsert_block(const block_row& b) {
+  auto& q = db_.prepare(
+    "INSERT INTO Block (Id, Identity, State, NodeId, LeaseUntil, Attempts, CreationTime) "
+    "VALUES (?,?,?,?,?,?,?) ON CONFLICT(Id) DO UPDATE SET State=excluded.State, "
+    "NodeId=excluded.NodeId, LeaseUntil=excluded.LeaseUntil, Attempts=excluded.Attempts");
+  q.bind(1, b.id);
+  q.bind(2, b.identity);
+  q.bind(3, static_cast<int>(b.state));
+  q.bind(4, b.node_id);
+  q.bind(5, static_cast<std::int64_t>(b.lease_until));
+  q.bind(6, b.attempts);
+  q.bind(7, b.creation_time.empty() ? now_text() : b.creation_time);
+  q.exec();
+}
+
+void crawl_repository::set_block_state(const std::string& id, block_state s,
+                                       const std::string& node_id, std::int64_t lease_until,
+                                       std::int32_t attempts) {
+  auto& q = db_.prepare("UPDATE Block SET State=?, NodeId=?, LeaseUntil=?, Attempts=? WHERE Id=?");
+  q.bind(1, static_cast<int>(s));
+  q.bind(2, node_id);
+  q.bind(3, static_cast<std::int64_t>(lease_until));
+  q.bind(4, attempts);
+  q.bind(5, id);
+  q.exec();
+}
+
+std::int64_t crawl_repository::insert_result(const result_row& r) {
+  auto& q = db_.prepare(
+    "INSERT INTO Result (Identity, BlockId, RequestHash, Body, CreationTime) VALUES (?,?,?,?,?)");
+  q.bind(1, r.identity);
+  q.bind(2, r.block_id);
+  q.bind(3, r.request_hash);
+  q.bind(4, r.body);
+  q.bind(5, now_text());
+  q.exec();
+  return db_.db().getLastInsertRowid();
+}
+
+int crawl_repository::delete_results(const std::string& identity,
+                                     const std::vector<std::int64_t>& ids) {
+  int removed = 0;
+  for (auto id : ids) {
+    auto& q = db_.prepare("DELETE FROM Result WHERE Id=? AND Identity=?");
+    q.bind(1, static_cast<std::int64_t>(id));
+    q.bind(2, identity);
+    removed += q.exec();
+  }
+  return removed;
+}
+
+std::vector<result_row> crawl_repository::results_after(const std::string& identity,
+                                                        std::int64_t after_id, int limit) {
+  auto& q = db_.prepare(
+    "SELECT Id, Identity, BlockId, RequestHash, Body FROM Result WHERE Identity=? AND Id>? "
+    "ORDER BY Id LIMIT ?");
+  q.bind(1, identity);
+  q.bind(2, static_cast<std::int64_t>(after_id));
+  q.bind(3, limit);
+  std::vector<result_row> out;
+  while (q.executeStep()) {
+    result_row r;
+    r.id = q.getColumn(0).getInt64();
+    r.identity = q.getColumn(1).getString();
+    r.block_id = q.getColumn(2).getString();
+    r.request_hash = q.getColumn(3).getString();
+    r.body = q.getColumn(4).getString();
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::int64_t crawl_repository::count_results(const std::string& identity) {
+  auto& q = db_.prepare("SELECT count(*) FROM Result WHERE Identity=?");
+  q.bind(1, identity);
+  q.executeStep();
+  return q.getColumn(0).getInt64();
+}
+
+std::vector<std::string> crawl_repository::request_hashes(const std::string& identity) {
+  auto& q = db_.prepare("SELECT Hash FROM Request WHERE Identity=?");
+  q.bind(1, identity);
+  std::vector<std::string> out;
+  while (q.executeStep())
+    out.push_back(q.getColumn(0).getString());
+  return out;
+}
+
+namespace {
+request_row read_request(SQLite::Statement& q) {
+  request_row r;
+  r.identity = q.getColumn(0).getString();
+  r.hash = q.getColumn(1).getString();
+  if (!q.getColumn(2).isNull())
+    r.block_id = q.getColumn(2).getString();
+  if (!q.getColumn(3).isNull())
+    r.body = q.getColumn(3).getString();
+  r.state = q.getColumn(4).getInt();
+  return r;
+}
+} // namespace
+
+std::vector<request_row> crawl_repository::requests_of_block(const std::string& block_id) {
+  auto& q = db_.prepare("SELECT Identity, Hash, BlockId, Body, State FROM Request WHERE BlockId=?");
+  q.bind(1, block_id);
+  std::vector<request_row> out;
+  while (q.executeStep())
+    out.push_back(read_request(q));
+  return out;
+}
+
+std::vector<request_row> crawl_repository::unassigned_requests(const std::string& identity) {
+  auto& q = db_.prepare(
+    "SELECT Identity, Hash, BlockId, Body, State FROM Request WHERE Identity=? AND BlockId IS NULL "
+    "AND Body IS NOT NULL");
+  q.bind(1, identity);
+  std::vector<request_row> out;
+  while (q.executeStep())
+    out.push_back(read_request(q));
+  return out;
+}
+
+std::vector<block_row> crawl_repository::blocks(const std::string& identity) {
+  auto& q = db_.prepare(
+    "SELECT Id, Identity, State, NodeId, LeaseUntil, Attempts, CreationTime FROM Block "
+    "WHERE Identity=? ORDER BY CreationTime, Id");
+  q.bind(1, identity);
+  std::vector<block_row> out;
+  while (q.executeStep()) {
+    block_row b;
+    b.id = q.getColumn(0).getString();
+    b.identity = q.getColumn(1).getString();
+    b.state = static_cast<block_state>(q.getColumn(2).getInt());
+    b.node_id = q.getColumn(3).getString();
+    b.lease_until = q.getColumn(4).getInt64();
+    b.attempts = q.getColumn(5).getInt();
+    b.creation_time = q.getColumn(6).getString();
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+void crawl_repository::purge_run(const std::string& identity) {
+  for (const char* sql : {"DELETE FROM Result WHERE Identity=?",
+                          "UPDATE Request SET Body=NULL WHERE Identity=?"}) {
+    auto& q = db_.prepare(sql);
+    q.bind(1, identity);
+    q.exec();
+  }
+}
+
+} // namespace spiderhub::storage
+
+namespace spiderhub::storage {
+
+void worker_repository::connected(const std::string& full_class_name,
+                                  const std::string& connection_id) {
+  auto& q = db_.prepare(
+    "INSERT INTO Worker (FullClassName, ConnectionId, ConnectTime) VALUES (?,?,?)");
+  q.bind(1, full_class_name);
+  q.bind(2, connection_id);
+  q.bind(3, now_text());
+  q.exec();
+}
+
+void worker_repository::disconnected(const std::string& connection_id) {
+  auto& q = db_.prepare(
+    "UPDATE Worker SET DisconnectTime=? WHERE ConnectionId=? AND DisconnectTime IS NULL");
+  q.bind(1, now_text());
+  q.bind(2, connection_id);
+  q.exec();
+}
+
+void worker_repository::close_all() {
+  auto& q = db_.prepare("UPDATE Worker SET DisconnectTime=? WHERE DisconnectTime IS NULL");
+  q.bind(1, now_text());
+  q.exec();
+}
+
+} // namespace spiderhub::storage

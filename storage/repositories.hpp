@@ -1,0 +1,120 @@
+#pragma once
+// Repositories: one class per table family, each a thin set of prepared SQL calls
+// on a storage::database. Callers own transactions (the storage actor batches).
+#include <vector>
+
+#include "storage/database.hpp"
+#include "storage/records.hpp"
+
+namespace spiderhub::storage {
+
+class node_repository {
+ public:
+  explicit node_repository(database& d) : db_(d) {}
+  /// Insert or update by id (metadata, online flag, LastSeen = now).
+  void upsert(const node_row& n);
+  void set_online(const std::string& id, bool online);
+  void set_enabled(const std::string& id, bool enabled);
+  void touch(const std::string& id);
+  void add_status(const node_status_row& s);
+  /// Deletes statuses older than `retention_hours`; returns rows removed.
+  int prune_status(int retention_hours);
+  std::vector<node_row> list();
+  std::optional<node_row> find(const std::string& id);
+  std::vector<node_status_row> statuses(const std::string& node_id, int limit);
+  /// Marks every node offline (broker start: no session survives a restart).
+  void mark_all_offline();
+
+ private:
+  database& db_;
+};
+
+class job_repository {
+ public:
+  explicit job_repository(database& d) : db_(d) {}
+  void insert(const job_row& j);
+  /// Replaces fields and properties; false when the id does not exist (or is deleted).
+  bool update(const job_row& j);
+  bool soft_delete(const std::string& id);
+  void set_last_fire(const std::string& id, std::int64_t unix_seconds);
+  std::optional<job_row> find(const std::string& id);
+  /// Not deleted jobs, newest first.
+  std::vector<job_row> list();
+
+ private:
+  void load_properties(job_row& j);
+  database& db_;
+};
+
+class run_repository {
+ public:
+  explicit run_repository(database& d) : db_(d) {}
+  void insert_running(const running_row& r);
+  void remove_running(const std::string& identity);
+  void set_worker_completed(const std::string& identity);
+  void set_consuming(const std::string& identity, int consuming);
+  std::vector<running_row> running();
+  std::optional<running_row> find_running(const std::string& identity);
+  void upsert_status(const job_status_row& s);
+  std::vector<job_status_row> statuses(const std::string& job_id);   // "" = all, newest first
+  std::vector<job_status_row> statuses_of_run(const std::string& identity);
+  /// Fires the scheduler committed but may not have executed yet (crash window).
+  void add_pending_fire(const std::string& job_id, std::int64_t due, const std::string& identity);
+  void remove_pending_fire(const std::string& job_id, std::int64_t due);
+  struct pending_fire {
+    std::string job_id;
+    std::int64_t due = 0;
+    std::string identity;
+  };
+  std::vector<pending_fire> pending_fires();
+
+ private:
+  database& db_;
+};
+
+class crawl_repository {
+ public:
+  explicit crawl_repository(database& d) : db_(d) {}
+  /// Inserts the request unless (identity, hash) exists; true when it was new.
+  bool insert_request(const request_row& r);
+  void assign_block(const std::string& identity, const std::string& hash,
+                    const std::string& block_id);
+  /// Records a request's outcome and drops its body (the hash stays for dedup).
+  void finish_request(const std::string& identity, const std::string& hash, request_state s);
+  request_totals totals(const std::string& identity);
+  void upsert_block(const block_row& b);
+  void set_block_state(const std::string& id, block_state s, const std::string& node_id,
+                       std::int64_t lease_until, std::int32_t attempts);
+  std::int64_t insert_result(const result_row& r);
+  int delete_results(const std::string& identity, const std::vector<std::int64_t>& ids);
+  std::vector<result_row> results_after(const std::string& identity, std::int64_t after_id,
+                                        int limit);
+  std::int64_t count_results(const std::string& identity);
+  std::vector<std::string> request_hashes(const std::string& identity);
+  std::vector<request_row> requests_of_block(const std::string& block_id);
+  std::vector<request_row> unassigned_requests(const std::string& identity);
+  std::vector<block_row> blocks(const std::string& identity);
+  /// Removes every row of a finished run except the dedup hashes (kept until purge).
+  void purge_run(const std::string& identity);
+
+ private:
+  database& db_;
+};
+
+} // namespace spiderhub::storage
+
+namespace spiderhub::storage {
+
+class worker_repository {
+ public:
+  explicit worker_repository(database& d) : db_(d) {}
+  void connected(const std::string& full_class_name, const std::string& connection_id);
+  void disconnected(const std::string& connection_id);
+  /// Closes rows left open by a previous broker process.
+  void close_all();
+
+ private:
+  database& db_;
+};
+
+} // namespace spiderhub::storage

@@ -1,0 +1,97 @@
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+
+using namespace spiderhub::core;
+
+namespace {
+std::string error_of(const std::string& yaml) {
+  try {
+    parse_broker_config(yaml, "broker.yaml");
+  } catch (const input_error& e) {
+    return e.what();
+  }
+  return "";
+}
+} // namespace
+
+TEST_CASE("config: defaults when the file is empty") {
+  auto c = parse_broker_config("", "broker.yaml");
+  CHECK(c.http.port == 55626);
+  CHECK(c.auth.token == "1234");
+  CHECK(c.dispatch.block_size == 100);
+  CHECK(c.sessions.heartbeat_interval.count() == 5000);
+  auto n = parse_node_config("", "node.yaml");
+  CHECK(n.max_process_count == 5);
+  CHECK(n.retry_download == 3);
+  CHECK(n.heartbeat_interval.count() == 5000);
+  CHECK(n.group == "default");
+}
+
+TEST_CASE("config: values are read into typed fields") {
+  auto c = parse_broker_config("http:\n  port: 8080\n  address: 127.0.0.1\n"
+                               "dispatch:\n  lease_timeout_ms: 2500\n"
+                               "inspector:\n  enabled: false\n",
+                               "b.yaml");
+  CHECK(c.http.port == 8080);
+  CHECK(c.http.address == "127.0.0.1");
+  CHECK(c.dispatch.lease_timeout.count() == 2500);
+  CHECK_FALSE(c.inspector.enabled);
+}
+
+TEST_CASE("config: unknown key is refused with file, line and column") {
+  auto e = error_of("http:\n  port: 80\n  prot: 81\n");
+  CHECK(e == "broker.yaml:3:3: unknown key 'http.prot'");
+  CHECK(error_of("bogus: 1\n") == "broker.yaml:1:1: unknown key 'bogus'");
+}
+
+TEST_CASE("config: wrong type is refused") {
+  CHECK(error_of("http:\n  port: eighty\n") ==
+        "broker.yaml:2:9: 'http.port' must be an integer, got 'eighty'");
+  CHECK(error_of("inspector:\n  enabled: maybe\n").find("must be true or false") !=
+        std::string::npos);
+  CHECK(error_of("http: 5\n").find("'http' must be a mapping") != std::string::npos);
+  CHECK(error_of("http:\n  address: [1, 2]\n").find("must be a string") != std::string::npos);
+}
+
+TEST_CASE("config: out of range is refused") {
+  CHECK(error_of("http:\n  port: 70000\n") ==
+        "broker.yaml:2:9: 'http.port' = 70000 is out of range 0..65535");
+  CHECK(error_of("dispatch:\n  block_size: 0\n").find("out of range") != std::string::npos);
+  CHECK(error_of("log:\n  level: loud\n").find("must be one of") != std::string::npos);
+  CHECK(error_of("scheduler:\n  kind: schedulernet\n").find("schedulernet_url") !=
+        std::string::npos);
+  CHECK(error_of("inspector:\n  address: 0.0.0.0\n").find("secret") != std::string::npos);
+}
+
+TEST_CASE("config: YAML syntax errors name the position") {
+  auto e = error_of("http:\n  port: [1,\n");
+  CHECK(e.find("broker.yaml:") == 0);
+  CHECK(e.find("YAML syntax error") != std::string::npos);
+  CHECK(error_of("- a\n- b\n").find("top level must be a mapping") != std::string::npos);
+}
+
+TEST_CASE("config: missing file is refused") {
+  try {
+    load_node_config("/nonexistent/node.yaml");
+    FAIL("expected an error");
+  } catch (const input_error& e) {
+    CHECK(std::string(e.what()) == "/nonexistent/node.yaml: cannot open config file");
+  }
+}
+
+TEST_CASE("config: node broker URL must be http(s) or ws(s)") {
+  CHECK_THROWS_AS(parse_node_config("broker: ftp://x/\n", "n.yaml"), input_error);
+  CHECK(parse_node_config("broker: wss://x/\n", "n.yaml").broker == "wss://x/");
+}
+
+TEST_CASE("config: shipped conf files load") {
+  auto dir = std::string(SPIDERHUB_SOURCE_DIR) + "/conf/";
+  CHECK_NOTHROW(load_broker_config(dir + "broker.yaml"));
+  CHECK_NOTHROW(load_node_config(dir + "node.yaml"));
+  CHECK_NOTHROW(load_worker_config(dir + "worker.yaml"));
+}

@@ -1,0 +1,264 @@
+"""Shared plumbing of the end-to-end tests: real spiderhub processes on loopback with
+random free ports, a static site served by nginx, bounded waits, and cleanup of every
+process and temp directory whatever happens."""
+import argparse
+import atexit
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+TOKEN = "e2e-token"
+
+
+def parse_args():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--source", required=True)
+    ap.add_argument("--build", required=True)
+    return ap.parse_args()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(what, predicate, timeout=30.0, interval=0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as e:  # the thing we wait for may not be up yet
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Env:
+    """One test's world: temp dir, processes, ports. Cleans up on exit."""
+
+    def __init__(self, args, name):
+        self.args = args
+        self.dir = tempfile.mkdtemp(prefix=f"spiderhub-{name}-")
+        # nginx workers run as an unprivileged user and must read the site.
+        os.chmod(self.dir, 0o755)
+        self.procs = []
+        atexit.register(self.close)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: sys.exit(1))
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def write(self, name, text):
+        p = self.path(name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def spawn(self, name, argv, **kw):
+        log = open(self.path(f"{name}.log"), "ab")
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir,
+                             start_new_session=True, **kw)
+        p.name = name
+        p.log_path = self.path(f"{name}.log")
+        self.procs.append(p)
+        return p
+
+    def log(self, name):
+        try:
+            with open(self.path(f"{name}.log"), errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, p, sig=signal.SIGTERM, timeout=20):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+        return p.returncode
+
+    def close(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+        self.procs.clear()
+        if os.environ.get("SPIDERHUB_KEEP_E2E"):
+            print(f"kept {self.dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def dump_logs(self):
+        for p in self.procs:
+            print(f"----- {p.name} log (tail) -----", file=sys.stderr)
+            print(self.log(p.name)[-6000:], file=sys.stderr)
+
+    # ---- programs ---------------------------------------------------------------
+
+    def start_broker(self, name="broker", extra_yaml="", port=None, db=None):
+        port = port or free_port()
+        db = db or self.path("data", "broker.db")
+        conf = self.write(f"{name}.yaml", f"""
+http:
+  address: 127.0.0.1
+  port: {port}
+auth:
+  token: {TOKEN}
+storage:
+  path: {db}
+inspector:
+  enabled: false
+log:
+  level: info
+{extra_yaml}
+""")
+        argv = [self.args.bin, "broker", "-c", conf]
+        if os.environ.get("SPIDERHUB_E2E_GDB"):  # debugging aid: backtraces in broker.log
+            argv = ["gdb", "-q", "-batch", "-ex", "run", "-ex", "thread apply all bt 15",
+                    "--args"] + argv
+        p = self.spawn(name, argv)
+        p.port = port
+        p.base = f"http://127.0.0.1:{port}"
+        wait_until("broker health", lambda: http_get(p.base + "/healthz")[0] == 200
+                   or p.poll() is not None, timeout=30)
+        if p.poll() is not None:
+            self.dump_logs()
+            raise AssertionError(f"broker exited with {p.returncode}")
+        return p
+
+    def start_node(self, broker, name="node", extra_yaml=""):
+        conf = self.write(f"{name}.yaml", f"""
+broker: {broker.base}/
+token: {TOKEN}
+id_file: {self.path(name + '.id')}
+heartbeat_interval_ms: 1000
+reconnect:
+  initial_ms: 200
+  max_ms: 2000
+{extra_yaml}
+""")
+        return self.spawn(name, [self.args.bin, "node", "-c", conf])
+
+    def start_worker(self, broker, name="worker", cls="spiderhub.samples.SiteSpider", runs=1):
+        return self.spawn(name, [self.args.bin, "worker-sample", "--broker", broker.base + "/",
+                                 "--token", TOKEN, "--class", cls, "--runs", str(runs)])
+
+    def start_site(self, pages):
+        root = self.path("site")
+        subprocess.run([sys.executable, os.path.join(self.args.source, "bench", "gen_site.py"),
+                        "--pages", str(pages), "--out", root], check=True,
+                       stderr=subprocess.DEVNULL)
+        port = free_port()
+        conf = self.write("nginx/nginx.conf", f"""
+worker_processes 1;
+pid {self.path('nginx', 'nginx.pid')};
+error_log {self.path('nginx', 'error.log')} warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  keepalive_requests 100000;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    location / {{ try_files $uri =404; }}
+  }}
+}}
+""")
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        p = self.spawn("nginx", [nginx, "-p", self.path("nginx"), "-c", conf,
+                                 "-g", "daemon off;"])
+        p.base = f"http://127.0.0.1:{port}"
+        wait_until("nginx", lambda: http_get(p.base + "/index.html")[0] == 200, timeout=15)
+        return p
+
+
+# ---- HTTP helpers -------------------------------------------------------------------
+
+
+def http(method, url, body=None, token=TOKEN, headers=None):
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=15) as r:
+            raw = r.read()
+            return r.status, raw
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def http_get(url, token=TOKEN):
+    return http("GET", url, token=token)
+
+
+def api(method, broker, path, body=None, token=TOKEN):
+    status, raw = http(method, broker.base + path, body, token)
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def sign(subject, ts, token=TOKEN):
+    return hmac.new(token.encode(), f"{subject}\n{ts}".encode(), hashlib.sha256).hexdigest()
+
+
+def create_block_job(broker, start_url, output, max_depth=6,
+                     cls="spiderhub.samples.SiteSpider", cron="0 0 1 1 *"):
+    status, job = api("POST", broker, "/api/v1.0/jobs", {
+        "name": "crawl", "jobType": "block", "cron": cron,
+        "properties": {"FullClassName": cls, "Arguments": json.dumps(
+            {"startUrl": start_url, "maxDepth": max_depth, "output": output})}})
+    assert status == 201, (status, job)
+    return job
+
+
+def run_of(broker, job_id):
+    status, runs = api("GET", broker, f"/api/v1.0/runs?jobId={job_id}")
+    assert status == 200, (status, runs)
+    return runs[0] if runs else None
+
+
+def read_items(path):
+    items = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    items.append(json.loads(line))
+    return items

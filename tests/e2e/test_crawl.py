@@ -1,0 +1,67 @@
+"""A 2,000-page generated site is crawled through real broker, node and worker
+processes: every page is found exactly once and JobStatus totals match; a second node
+shares the work."""
+import collections
+import sys
+import time
+
+import harness as h
+
+PAGES = 2000
+
+
+def main():
+    args = h.parse_args()
+    env = h.Env(args, "crawl")
+    try:
+        site = env.start_site(PAGES)
+        broker = env.start_broker(extra_yaml="dispatch:\n  block_size: 50\n")
+        node1 = env.start_node(broker, "node1")
+        node2 = env.start_node(broker, "node2")
+        worker = env.start_worker(broker)
+        h.wait_until("two nodes online", lambda: sum(
+            n["isOnline"] for n in h.api("GET", broker, "/api/v1.0/nodes")[1]) == 2)
+        output = env.path("items.jsonl")
+        job = h.create_block_job(broker, site.base + "/index.html", output)
+        # The worker connects asynchronously: trigger until it is registered.
+        def trigger():
+            status, body = h.api("POST", broker, f"/api/v1.0/jobs/{job['id']}/trigger")
+            return body["identity"] if status == 200 else None
+        identity = h.wait_until("trigger accepted", trigger, timeout=30, interval=0.5)
+        started = time.monotonic()
+        h.wait_until("run finished", lambda: (h.run_of(broker, job["id"]) or {}).get("status")
+                     == "Success", timeout=180, interval=0.5)
+        elapsed = time.monotonic() - started
+        run = h.run_of(broker, job["id"])
+        assert run["identity"] == identity, run
+        items = h.read_items(output)
+        urls = collections.Counter(i["url"] for i in items)
+        expected = {site.base + "/index.html"} | {f"{site.base}/p/{i}.html" for i in range(1, PAGES)}
+        missing = expected - set(urls)
+        dupes = [u for u, c in urls.items() if c > 1]
+        assert not missing, f"{len(missing)} pages never crawled, e.g. {sorted(missing)[:5]}"
+        assert not dupes, f"pages crawled twice: {dupes[:5]}"
+        assert set(urls) == expected, f"unexpected URLs: {sorted(set(urls) - expected)[:5]}"
+        assert all(i["status"] == 200 for i in items), "non-200 items"
+        assert run["total"] == PAGES and run["success"] == PAGES, run
+        assert run["error"] == 0 and run["left"] == 0, run
+        per_node = {n["nodeId"]: n["success"] for n in run["nodes"]}
+        assert len(per_node) == 2, f"expected both nodes to download, got {per_node}"
+        assert sum(per_node.values()) == PAGES, per_node
+        assert min(per_node.values()) > 0, per_node
+        # The worker got Exit and ends by itself after its one run.
+        worker.wait(30)
+        assert worker.returncode == 0, worker.returncode
+        for p in (node1, node2, broker):
+            assert env.stop(p) == 0, f"{p.name} did not stop cleanly"
+        print(f"crawl: {PAGES} pages in {elapsed:.1f}s ({PAGES / elapsed:.0f} pages/s), "
+              f"per node {sorted(per_node.values())}")
+    except BaseException:
+        env.dump_logs()
+        raise
+    finally:
+        env.close()
+
+
+if __name__ == "__main__":
+    main()

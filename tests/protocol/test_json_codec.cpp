@@ -1,0 +1,173 @@
+#include <doctest/doctest.h>
+
+#include "protocol/json_codec.hpp"
+
+using namespace spiderhub::protocol;
+using spiderhub::core::input_error;
+
+namespace {
+
+request sample_request() {
+  request r;
+  r.url = "http://127.0.0.1:8080/a?b=1";
+  r.method = "POST";
+  r.referer = "http://127.0.0.1:8080/";
+  r.origin = "http://127.0.0.1:8080";
+  r.content = "x=1";
+  r.depth = 3;
+  r.cycle_tried_times = 1;
+  r.headers = {{"X-A", "1"}};
+  return r;
+}
+
+template <class T> T round_trip(const T& x) {
+  auto text = to_json(x).dump();
+  return decode<T>(json::parse(text));
+}
+
+std::string decode_error(const std::string& text, bool as_block = false) {
+  try {
+    if (as_block)
+      decode<block>(json::parse(text));
+    else
+      decode<request>(json::parse(text));
+  } catch (const input_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+} // namespace
+
+TEST_CASE("codec: request round trip keeps every field and camelCase keys") {
+  auto r = sample_request();
+  auto j = to_json(r);
+  CHECK(j.contains("cycleTriedTimes"));
+  auto back = round_trip(r);
+  CHECK(back.url == r.url);
+  CHECK(back.method == "POST");
+  CHECK(back.referer == r.referer);
+  CHECK(back.origin == r.origin);
+  CHECK(back.content == "x=1");
+  CHECK(back.depth == 3);
+  CHECK(back.cycle_tried_times == 1);
+  CHECK(back.headers == r.headers);
+}
+
+TEST_CASE("codec: block with site round trip") {
+  block b;
+  b.block_id = "b1";
+  b.identity = "run1";
+  b.thread_num = 4;
+  b.change_ip_pattern = "captcha";
+  b.site_settings.domains = {"a.com", "b.com"};
+  b.site_settings.user_agent = "ua";
+  b.site_settings.sleep_time = 10;
+  b.site_settings.headers = {{"h", "v"}};
+  b.cookies = "a=1";
+  b.requests = {sample_request(), sample_request()};
+  auto back = round_trip(b);
+  CHECK(back.block_id == "b1");
+  CHECK(back.thread_num == 4);
+  CHECK(back.change_ip_pattern == "captcha");
+  CHECK(back.site_settings.domains == b.site_settings.domains);
+  CHECK(back.site_settings.user_agent == "ua");
+  CHECK(back.site_settings.sleep_time == 10);
+  CHECK(back.cookies == "a=1");
+  REQUIRE(back.requests.size() == 2);
+  CHECK(back.requests[1].depth == 3);
+}
+
+TEST_CASE("codec: result, block_response, heartbeat, run types round trip") {
+  result r;
+  r.result_id = 42;
+  r.request_hash = "0123456789abcdef";
+  r.url = "http://x/";
+  r.status_code = 200;
+  r.response_time = 12;
+  r.headers = {{"content-type", "text/html"}};
+  set_result_body(r, "<html>ok</html>");
+  r.depth = 2;
+  block_response br{"b", "i", {r, r}, ""};
+  auto back = round_trip(br);
+  REQUIRE(back.results.size() == 2);
+  CHECK(back.results[0].result_id == 42);
+  CHECK(back.results[0].content == "<html>ok</html>");
+  CHECK(back.results[0].depth == 2);
+  CHECK(back.results[0].headers.at("content-type") == "text/html");
+
+  heartbeat hb{3, 55, 1024, 2};
+  auto hb2 = round_trip(hb);
+  CHECK(hb2.process_count == 3);
+  CHECK(hb2.cpu == 55);
+  CHECK(hb2.free_memory == 1024);
+  CHECK(hb2.free_slots == 2);
+
+  run_application ra{"j", "i", "pkg.zip", "run.sh", "--x", "abc"};
+  auto ra2 = round_trip(ra);
+  CHECK(ra2.application == "run.sh");
+  CHECK(ra2.package_sha256 == "abc");
+  CHECK(round_trip(application_exited{"i", -9}).exit_code == -9);
+  auto wr = round_trip(worker_run{"j", "i", "{\"startUrl\":\"x\"}"});
+  CHECK(wr.arguments == "{\"startUrl\":\"x\"}");
+}
+
+TEST_CASE("codec: binary bodies survive as base64") {
+  std::string bytes = std::string("\x00\xff\xfe\x80 abc", 8);
+  result r;
+  r.url = "http://x/";
+  set_result_body(r, bytes);
+  CHECK(r.content_encoding == "base64");
+  auto back = round_trip(r);
+  CHECK(result_body(back) == bytes);
+  result text;
+  text.url = "u";
+  set_result_body(text, "h\xc3\xa9llo");  // valid UTF-8 stays text
+  CHECK(text.content_encoding.empty());
+}
+
+TEST_CASE("codec: utf8 validation and base64") {
+  CHECK(is_valid_utf8("plain"));
+  CHECK(is_valid_utf8("\xe2\x82\xac"));
+  CHECK_FALSE(is_valid_utf8("\xc0\xaf"));       // overlong
+  CHECK_FALSE(is_valid_utf8("\xed\xa0\x80"));   // surrogate
+  CHECK_FALSE(is_valid_utf8("\xe2\x82"));       // truncated
+  for (std::string s : {"", "a", "ab", "abc", "abcd", "\x01\x02\x03\xff"})
+    CHECK(base64_decode(base64_encode(s)) == s);
+  CHECK(base64_encode("abc") == "YWJj");
+  CHECK_THROWS_AS(base64_decode("YW*j"), input_error);
+  CHECK_THROWS_AS(base64_decode("YQ==YQ"), input_error);
+}
+
+TEST_CASE("codec: wrong types and missing keys name the JSON path") {
+  CHECK(decode_error(R"({"method":"GET"})") == "$.url: missing");
+  CHECK(decode_error(R"({"url":""})") == "$.url: must not be empty");
+  CHECK(decode_error(R"({"url":5})") == "$.url: expected a string");
+  CHECK(decode_error(R"({"url":"u","depth":"3"})") == "$.depth: expected an integer");
+  CHECK(decode_error(R"({"url":"u","depth":99999999999})") == "$.depth: integer out of range");
+  CHECK(decode_error(R"({"url":"u","headers":{"a":1}})") == "$.headers.a: expected a string");
+  CHECK(decode_error(R"([1])") == "$: expected an object");
+  CHECK(decode_error(R"({"blockId":"b","identity":"i","requests":[{"url":1}]})", true) ==
+        "$.requests[0].url: expected a string");
+  CHECK(decode_error(R"({"blockId":"b","identity":"i","threadNum":0})", true) ==
+        "$.threadNum: must be >= 1");
+  CHECK_THROWS_AS(decode<heartbeat>(json::parse(R"({"cpu":101})")), input_error);
+  CHECK_THROWS_AS(decode_array<request>(json::parse(R"({"url":"x"})")), input_error);
+}
+
+TEST_CASE("codec: unknown keys are ignored for forward compatibility") {
+  auto r = decode<request>(json::parse(R"({"url":"u","futureField":true})"));
+  CHECK(r.url == "u");
+}
+
+TEST_CASE("request hash: md5 of referer.origin.method.content.url, 16 hex chars") {
+  request r;
+  r.url = "http://a/";
+  r.method = "GET";
+  // md5("..GET..http://a/") computed independently with coreutils' md5sum.
+  CHECK(request_hash(r) == "2eb7ce6da60274c7");
+  auto other = r;
+  other.referer = "http://b/";
+  CHECK(request_hash(other) != request_hash(r));
+  CHECK(request_hash(r).size() == 16);
+}

@@ -1,0 +1,191 @@
+// Unit tests for sdk/html_links: URL resolution (RFC 3986 section 5.4 examples plus the
+// browser habits we copy), <base href>, titles, dropped schemes, and tag soup.
+#include "sdk/html_links.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+namespace {
+
+using spiderhub::sdk::extract_links;
+using spiderhub::sdk::normalize_url;
+using spiderhub::sdk::resolve_url;
+using spiderhub::sdk::url_host;
+
+struct resolve_case {
+  const char* ref;
+  const char* expected;  // "" = dropped
+};
+
+} // namespace
+
+TEST_CASE("resolve_url: reference resolution table") {
+  const std::string base = "http://a.example/b/c/d;p?q";
+  const std::vector<resolve_case> cases = {
+    // RFC 3986 5.4.1 normal examples (http-only ones; "g:h" is another scheme)
+    {"g:h", ""},
+    {"g", "http://a.example/b/c/g"},
+    {"./g", "http://a.example/b/c/g"},
+    {"g/", "http://a.example/b/c/g/"},
+    {"/g", "http://a.example/g"},
+    {"//g", "http://g/"},
+    {"?y", "http://a.example/b/c/d;p?y"},
+    {"g?y", "http://a.example/b/c/g?y"},
+    {"#s", "http://a.example/b/c/d;p?q"},
+    {"g#s", "http://a.example/b/c/g"},
+    {";x", "http://a.example/b/c/;x"},
+    {"", "http://a.example/b/c/d;p?q"},
+    {".", "http://a.example/b/c/"},
+    {"./", "http://a.example/b/c/"},
+    {"..", "http://a.example/b/"},
+    {"../", "http://a.example/b/"},
+    {"../g", "http://a.example/b/g"},
+    {"../..", "http://a.example/"},
+    {"../../g", "http://a.example/g"},
+    // 5.4.2 abnormal examples
+    {"../../../g", "http://a.example/g"},
+    {"/./g", "http://a.example/g"},
+    {"/../g", "http://a.example/g"},
+    {"g.", "http://a.example/b/c/g."},
+    {"..g", "http://a.example/b/c/..g"},
+    {"./../g", "http://a.example/b/g"},
+    {"g/./h", "http://a.example/b/c/g/h"},
+    {"g/../h", "http://a.example/b/c/h"},
+    {"http:g", "http://a.example/b/c/g"},  // browsers read it as relative
+    // absolute and scheme-relative
+    {"https://Other.EXAMPLE:443/x?y#z", "https://other.example/x?y"},
+    {"HTTP://other.example:80", "http://other.example/"},
+    {"http://other.example:8080/", "http://other.example:8080/"},
+    {"//cdn.example/lib.js", "http://cdn.example/lib.js"},
+    // browser habits
+    {"  /padded \n", "http://a.example/padded"},
+    {"/a\tb\nc", "http://a.example/abc"},
+    {"\\back\\slash", "http://a.example/back/slash"},
+    {"/with space", "http://a.example/with%20space"},
+    {"/pct%2fok", "http://a.example/pct%2Fok"},
+    {"/bad%zz", "http://a.example/bad%25zz"},
+    {"?", "http://a.example/b/c/d;p"},
+    // schemes other than http(s) are dropped
+    {"javascript:void(0)", ""},
+    {" JavaScript:alert(1)", ""},
+    {"mailto:someone@example.com", ""},
+    {"tel:+123", ""},
+    {"data:text/html,hi", ""},
+    {"ftp://files.example/x", ""},
+    // invalid hosts and ports
+    {"http://", ""},
+    {"http://host:99999/", ""},
+    {"http://host:12ab/", ""},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.ref);
+    CHECK(resolve_url(base, c.ref) == c.expected);
+  }
+}
+
+TEST_CASE("resolve_url: bases without a path and unusable bases") {
+  CHECK(resolve_url("http://a.example", "g") == "http://a.example/g");
+  CHECK(resolve_url("http://a.example", "?q") == "http://a.example/?q");
+  CHECK(resolve_url("not a url", "g") == "");
+  CHECK(resolve_url("not a url", "https://x.example/") == "https://x.example/");
+  CHECK(resolve_url("mailto:x@y", "/g") == "");
+}
+
+TEST_CASE("normalize_url and url_host") {
+  CHECK(normalize_url("HTTPS://Example.COM:443/a/./b/../c#frag") == "https://example.com/a/c");
+  CHECK(normalize_url("example.com/x") == "");
+  CHECK(normalize_url("http://[::1]:8080/x") == "http://[::1]:8080/x");
+  CHECK(url_host("http://Example.COM/x") == "example.com");
+  CHECK(url_host("http://example.com:80/x") == "example.com");
+  CHECK(url_host("https://user:pw@example.com:8443/") == "example.com:8443");
+  CHECK(url_host("http://[::1]:8080/") == "[::1]:8080");
+  CHECK(url_host("ftp://example.com/") == "");
+  CHECK(url_host("garbage") == "");
+}
+
+TEST_CASE("extract_links: links, order, duplicates, and area tags") {
+  const char* html = R"html(<!doctype html><html><head><title>  Hello
+      &amp;   World </title></head><body>
+      <a href="/one">1</a> <a href="two#x">2</a> <a href="/one#again">dup</a>
+      <map><area href="three" alt=""></map>
+      <a>no href</a> <a href="">self</a>
+      <a href="javascript:void(0)">js</a> <a href="mailto:a@b.c">mail</a>
+      <a href="ftp://x/">ftp</a> <a href="HTTPS://Else.example/Z">else</a>
+      </body></html>)html";
+  auto info = extract_links(html, "http://site.example/dir/page.html");
+  CHECK(info.title == "Hello & World");
+  const std::vector<std::string> expected = {
+    "http://site.example/one",        "http://site.example/dir/two",
+    "http://site.example/dir/three",  "http://site.example/dir/page.html",
+    "https://else.example/Z",
+  };
+  CHECK(info.links == expected);
+}
+
+TEST_CASE("extract_links: <base href> applies to every link, relative bases resolve") {
+  auto info = extract_links(
+    R"(<a href="early">e</a><head><base href="https://cdn.example/sub/"></head><a href="x">x</a>)",
+    "http://site.example/p");
+  const std::vector<std::string> expected = {"https://cdn.example/sub/early",
+                                             "https://cdn.example/sub/x"};
+  CHECK(info.links == expected);
+
+  auto rel = extract_links(R"(<base href="/other/"><a href="y">y</a>)", "http://site.example/p/q");
+  REQUIRE(rel.links.size() == 1);
+  CHECK(rel.links[0] == "http://site.example/other/y");
+
+  // Only the first <base> with an href counts; an unusable one is ignored.
+  auto first = extract_links(R"(<base target="_top"><base href="/b1/"><base href="/b2/"><a href="z">)",
+                             "http://site.example/");
+  REQUIRE(first.links.size() == 1);
+  CHECK(first.links[0] == "http://site.example/b1/z");
+  auto bad = extract_links(R"(<base href="javascript:x"><a href="z">)", "http://site.example/d/");
+  REQUIRE(bad.links.size() == 1);
+  CHECK(bad.links[0] == "http://site.example/d/z");
+}
+
+TEST_CASE("extract_links: title edge cases") {
+  CHECK(extract_links("<p>no title</p>", "http://a.example/").title == "");
+  CHECK(extract_links("<title>first</title><title>second</title>", "http://a.example/").title ==
+        "first");
+  // An SVG <title> is a tooltip, not the page title.
+  CHECK(extract_links("<body><svg><title>tip</title></svg></body>", "http://a.example/").title ==
+        "");
+  CHECK(extract_links("<title>caf\xc3\xa9 &lt;3</title>", "http://a.example/").title ==
+        "caf\xc3\xa9 <3");
+}
+
+TEST_CASE("extract_links: malformed HTML does not crash") {
+  const std::vector<std::string> soup = {
+    "",
+    "<",
+    "<a href=",
+    "<a href=\"unterminated",
+    "<<<>>><a href='/ok'>ok</a></b></i></table><td><tr>",
+    std::string("\0\0<a href=\"/nul\">\0</a>", 22),
+    "\xff\xfe<a href=\"/\xff\xfe bad utf8\">x</a><title>\xc3(</title>",
+    "<template><a href=\"/inert\"></a></template><a href=\"/live\"></a>",
+  };
+  for (const auto& html : soup) {
+    CAPTURE(html);
+    auto info = extract_links(html, "http://a.example/");
+    for (const auto& link : info.links)
+      CHECK(link.rfind("http://a.example/", 0) == 0);
+  }
+  auto inert = extract_links(soup.back(), "http://a.example/");
+  CHECK(inert.links == std::vector<std::string>{"http://a.example/live"});
+  auto bad = extract_links(soup[6], "http://a.example/");
+  REQUIRE(bad.links.size() == 1);
+  // gumbo turns each invalid byte into U+FFFD (EF BF BD), which is then percent-encoded.
+  CHECK(bad.links[0] == "http://a.example/%EF%BF%BD%EF%BF%BD%20bad%20utf8");
+
+  // Deep nesting: the traversal is iterative, so this is only a matter of time.
+  std::string deep;
+  for (int i = 0; i < 20000; ++i)
+    deep += "<div>";
+  deep += "<a href=\"/deep\">d</a>";
+  auto info = extract_links(deep, "http://a.example/");
+  CHECK(info.links == std::vector<std::string>{"http://a.example/deep"});
+}
