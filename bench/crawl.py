@@ -72,6 +72,8 @@ def main():
           f"error {run['error']})")
     for name, mb in rss.items():
         print(f"  peak RSS {name:14} {mb:.0f} MB")
+    for p in nodes + [broker]:
+        env.stop(p, timeout=120)  # SIGTERM: lets profilers write their output
     env.close()
     return 0 if run["status"] == "Success" and unique == a.pages else 1
 

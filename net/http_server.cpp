@@ -153,6 +153,7 @@ constexpr auto k_force_wait = std::chrono::milliseconds(1000);   // stop(): wait
 constexpr auto k_accept_retry = std::chrono::milliseconds(50);   // after accept errors such as EMFILE
 constexpr std::size_t k_max_rejecting = 256;                     // 503 answers in flight beyond max_connections
 constexpr std::size_t k_drain_chunk = 16 * 1024;
+constexpr std::size_t k_keep_read_buffer = 256 * 1024;             // WS read buffer capacity kept between messages
 
 using request_parser = http::request_parser<http::string_body>;
 using beast_request = http::request<http::string_body>;
@@ -463,6 +464,7 @@ class ws_session final : public ws_session_base, public std::enable_shared_from_
     }
     std::string msg = beast::buffers_to_string(buffer_.data());
     buffer_.consume(buffer_.size());
+    if (buffer_.capacity() > k_keep_read_buffer) buffer_.shrink_to_fit();  // one big message must not pin memory
     if (handlers_.on_message) {
       try {
         handlers_.on_message(std::move(msg));
@@ -1010,6 +1012,9 @@ struct http_server::impl {
 
   void stop() {
     std::lock_guard<std::mutex> lk(lifecycle_mu);
+    for (const auto& t : threads)
+      if (t.get_id() == std::this_thread::get_id())
+        throw std::logic_error("http_server::stop() must not be called from a server callback (io thread)");
     const int prev = run_state;
     run_state = 2;
     if (prev != 1) return;

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "net/ws_client.hpp"
+#include "protocol/fast_json.hpp"
 #include "protocol/signalr.hpp"
 
 namespace spiderhub::net {
@@ -20,7 +21,7 @@ using clock_type = std::chrono::steady_clock;
 
 struct hub_client::impl : std::enable_shared_from_this<impl> {
   struct pending_call {
-    completion_fn done;
+    raw_completion_fn done;
     clock_type::time_point deadline;
   };
 
@@ -69,7 +70,7 @@ struct hub_client::impl : std::enable_shared_from_this<impl> {
       failed.swap(calls);
     }
     for (auto& [id, call] : failed)
-      call.done(json(), why);
+      call.done({}, why);
   }
 
   void on_open() {
@@ -91,7 +92,7 @@ struct hub_client::impl : std::enable_shared_from_this<impl> {
       need_connect = true;
     }
     cv.notify_all();
-    fail_all("connection lost: " + reason);
+    fail_all(reason);
     if (was_ready) {
       spdlog::warn("{}: disconnected: {}", opts.name, reason);
       if (disconnected_fn)
@@ -138,35 +139,35 @@ struct hub_client::impl : std::enable_shared_from_this<impl> {
           connected_fn();
         return;
       }
-      auto msg = sr::parse_message(rec);
-      if (auto* inv = std::get_if<sr::invocation>(&msg)) {
-        auto it = methods.find(inv->target);
+      auto msg = protocol::fast::parse_record(rec);
+      if (msg.type == 1) {
+        auto it = methods.find(msg.target);
         if (it == methods.end()) {
-          spdlog::warn("{}: server called unknown method '{}'", opts.name, inv->target);
-          if (inv->invocation_id)
-            send_text(sr::encode(sr::completion{*inv->invocation_id, std::nullopt,
-                                                    "unknown method " + inv->target}));
+          spdlog::warn("{}: server called unknown method '{}'", opts.name, msg.target);
+          if (msg.invocation_id)
+            send_text(sr::encode(sr::completion{*msg.invocation_id, std::nullopt,
+                                                "unknown method " + msg.target}));
           return;
         }
-        it->second(inv->arguments);
-        if (inv->invocation_id)
-          send_text(sr::encode(sr::completion{*inv->invocation_id, json(nullptr), {}}));
-      } else if (auto* c = std::get_if<sr::completion>(&msg)) {
+        it->second(json::parse(msg.arguments));
+        if (msg.invocation_id)
+          send_text(sr::encode(sr::completion{*msg.invocation_id, json(nullptr), {}}));
+      } else if (msg.type == 3) {
         pending_call call;
         {
           std::lock_guard<std::mutex> lk(mtx);
-          auto it = calls.find(c->invocation_id);
+          auto it = calls.find(*msg.invocation_id);
           if (it == calls.end())
             return;  // timed out earlier
           call = std::move(it->second);
           calls.erase(it);
         }
-        if (c->error)
-          call.done(json(), *c->error);
+        if (msg.error)
+          call.done({}, *msg.error);
         else
-          call.done(c->result ? std::move(*c->result) : json(), {});
-      } else if (auto* cl = std::get_if<sr::close_message>(&msg)) {
-        spdlog::warn("{}: server closed the hub: {}", opts.name, cl->error.value_or("no reason"));
+          call.done(msg.result ? std::move(*msg.result) : std::string{}, {});
+      } else if (msg.type == 7) {
+        spdlog::warn("{}: server closed the hub: {}", opts.name, msg.error.value_or("no reason"));
         close_socket();
       }
     } catch (const std::exception& e) {
@@ -238,7 +239,7 @@ struct hub_client::impl : std::enable_shared_from_this<impl> {
       bool ping = hub_ready && now - last_ping >= opts.keepalive;
       lk.unlock();
       for (auto& c : expired)
-        c.done(json(), "timeout");
+        c.done({}, "timeout");
       if (ping) {
         last_ping = now;
         send_text(sr::encode_ping());
@@ -296,17 +297,44 @@ bool hub_client::connected() const {
 }
 
 void hub_client::invoke(const std::string& target, json arguments, completion_fn done) {
+  invoke_raw(target, arguments.dump(-1, ' ', false, json::error_handler_t::replace),
+             [done = std::move(done)](std::string result, std::string error) {
+               if (!error.empty())
+                 return done(json(), std::move(error));
+               json parsed;
+               if (!result.empty()) {
+                 parsed = json::parse(result, nullptr, false);
+                 if (parsed.is_discarded())
+                   return done(json(), "server sent a result that is not JSON");
+               }
+               done(std::move(parsed), {});
+             });
+}
+
+void hub_client::invoke_raw(const std::string& target, std::string arguments_json,
+                            raw_completion_fn done) {
   std::string id;
   {
     std::lock_guard<std::mutex> lk(impl_->mtx);
     if (!impl_->hub_ready) {
-      done(json(), "not connected");
+      done({}, "not connected");
       return;
     }
     id = std::to_string(impl_->next_id++);
     impl_->calls[id] = {std::move(done), clock_type::now() + impl_->opts.invoke_timeout};
   }
-  impl_->send_text(sr::encode(sr::invocation{id, target, std::move(arguments)}));
+  // {"type":1,"invocationId":..,"target":..,"arguments":<raw>}<RS>
+  std::string frame;
+  frame.reserve(arguments_json.size() + target.size() + 64);
+  frame += "{\"type\":1,\"invocationId\":";
+  protocol::fast::append_json_string(frame, id);
+  frame += ",\"target\":";
+  protocol::fast::append_json_string(frame, target);
+  frame += ",\"arguments\":";
+  frame += arguments_json;
+  frame += '}';
+  frame += sr::record_separator;
+  impl_->send_text(std::move(frame));
 }
 
 void hub_client::send(const std::string& target, json arguments) {

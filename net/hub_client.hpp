@@ -20,6 +20,8 @@ class hub_client {
   using json = nlohmann::json;
   /// Completion callback: (result, error); error is empty on success.
   using completion_fn = std::function<void(json result, std::string error)>;
+  /// Completion with the result as raw JSON text ("" when the server sent no result).
+  using raw_completion_fn = std::function<void(std::string result_json, std::string error)>;
   /// Server-to-client method: receives the invocation's arguments array.
   using method_fn = std::function<void(const json& arguments)>;
 
@@ -50,6 +52,9 @@ class hub_client {
   /// Calls a hub method; `done` runs exactly once, on the client's thread, with the
   /// result or an error ("not connected", "connection lost", "timeout", server error).
   void invoke(const std::string& target, json arguments, completion_fn done);
+  /// Same with the arguments already serialized as a JSON array and the result handed
+  /// over as raw JSON text: the bulk calls (SaveBlockResponse, Poll) skip the DOM.
+  void invoke_raw(const std::string& target, std::string arguments_json, raw_completion_fn done);
   /// Calls a hub method without asking for a completion.
   void send(const std::string& target, json arguments);
 

@@ -7,8 +7,8 @@ namespace sr = protocol::signalr;
 hub_peer::hub_peer(ws_ptr conn, std::size_t max_record_bytes)
   : conn_(std::move(conn)), splitter_(max_record_bytes) {}
 
-std::vector<sr::invocation> hub_peer::feed(const std::string& text) {
-  std::vector<sr::invocation> out;
+std::vector<protocol::fast::raw_message> hub_peer::feed(const std::string& text) {
+  std::vector<protocol::fast::raw_message> out;
   for (auto& record : splitter_.feed(text)) {
     if (!handshake_done_) {
       try {
@@ -21,10 +21,10 @@ std::vector<sr::invocation> hub_peer::feed(const std::string& text) {
       conn_->send_text(sr::handshake_response());
       continue;
     }
-    auto msg = sr::parse_message(record);
-    if (auto* inv = std::get_if<sr::invocation>(&msg)) {
-      out.push_back(std::move(*inv));
-    } else if (std::holds_alternative<sr::close_message>(msg)) {
+    auto msg = protocol::fast::parse_record(record);
+    if (msg.type == 1) {
+      out.push_back(std::move(msg));
+    } else if (msg.type == 7) {
       client_closed_ = true;
       break;
     }

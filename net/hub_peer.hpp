@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "net/http_server.hpp"
+#include "protocol/fast_json.hpp"
 #include "protocol/signalr.hpp"
 
 namespace spiderhub::net {
@@ -14,10 +15,10 @@ class hub_peer {
  public:
   hub_peer(ws_ptr conn, std::size_t max_record_bytes);
 
-  /// Feeds one WebSocket message; returns the invocations it carried. Handles the
-  /// handshake, pings and client close itself. Throws core::input_error on protocol
-  /// violations (the caller closes with that reason).
-  std::vector<protocol::signalr::invocation> feed(const std::string& text);
+  /// Feeds one WebSocket message; returns the invocations it carried, arguments as raw
+  /// JSON text. Handles the handshake, pings and client close itself. Throws
+  /// core::input_error on protocol violations (the caller closes with that reason).
+  std::vector<protocol::fast::raw_message> feed(const std::string& text);
 
   void complete(const std::string& invocation_id, nlohmann::json result);
   /// Sends a completion whose result is already serialized JSON text.

@@ -41,6 +41,7 @@ namespace {
 
 constexpr char k_user_agent[] = "spiderhub-ws-client";
 constexpr auto k_destroy_wait = std::chrono::milliseconds(1000);  // ~ws_client: time for a polite close
+constexpr std::size_t k_keep_read_buffer = 256 * 1024;            // read buffer capacity kept between messages
 
 using plain_ws = websocket::stream<beast::tcp_stream>;
 using tls_ws = websocket::stream<beast::ssl_stream<beast::tcp_stream>>;
@@ -268,6 +269,7 @@ class client_conn final : public conn_base, public std::enable_shared_from_this<
     }
     std::string msg = beast::buffers_to_string(buffer_.data());
     buffer_.consume(buffer_.size());
+    if (buffer_.capacity() > k_keep_read_buffer) buffer_.shrink_to_fit();  // one big message must not pin memory
     owner_.conn_message(self_base(), std::move(msg));
     if (!finished_) do_read();
   }

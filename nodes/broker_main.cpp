@@ -1,14 +1,17 @@
 // spiderhub broker: the broker actor system.
 #include <boost/program_options.hpp>
+#include <caf/io/all.hpp>
 #include <spdlog/spdlog.h>
 
 #include <iostream>
 
 #include "actors/broker/job_manager.hpp"
+#include "actors/console/inspector.hpp"
 #include "actors/dispatch/block_dispatcher.hpp"
 #include "actors/gateway/api.hpp"
 #include "actors/gateway/gateway.hpp"
 #include "actors/scheduler/scheduler.hpp"
+#include "actors/scheduler/schedulernet.hpp"
 #include "actors/storage/storage_actor.hpp"
 #include "core/error.hpp"
 #include "core/process.hpp"
@@ -53,6 +56,13 @@ actors::dispatch_options dispatch_options_of(const core::broker_config& c) {
 
 int run_broker(const core::broker_config& cfg) {
   caf::actor_system_config sys_cfg;
+  if (cfg.inspector.enabled) {
+    // The middleman (CAF's network layer) only serves the inspector: without it the
+    // broker runs no CAF networking thread at all.
+    sys_cfg.load<caf::io::middleman>();
+    sys_cfg.set("middleman.app-identifiers",
+                std::vector<std::string>{actors::inspector_app_id});
+  }
   caf::actor_system sys{sys_cfg};
 
   caf::actor storage;
@@ -74,10 +84,35 @@ int run_broker(const core::broker_config& cfg) {
 
   auto dispatcher = actors::spawn_block_dispatcher(sys, storage, dispatch_options_of(cfg));
   auto jobs = actors::spawn_job_manager(sys, storage, dispatcher);
-  actors::scheduler_options sopts;
-  sopts.timezone = cfg.scheduler.timezone;
-  sopts.misfire_grace = std::chrono::seconds(cfg.scheduler.misfire_grace_s);
-  auto scheduler = actors::spawn_scheduler(sys, storage, jobs, sopts);
+  // Either the builtin cron scheduler or the Scheduler.NET client, never both (a job
+  // would fire twice); the api tells it about every job change.
+  caf::actor scheduler;
+  if (cfg.scheduler.kind == "schedulernet") {
+    actors::schedulernet_options nopts;
+    nopts.url = cfg.scheduler.schedulernet_url;
+    nopts.token = cfg.scheduler.schedulernet_token;
+    nopts.api_token = cfg.auth.token;
+    nopts.callback_base_url = cfg.scheduler.callback_base_url;
+    if (nopts.callback_base_url.empty()) {
+      auto host = cfg.http.address == "0.0.0.0" || cfg.http.address == "::"
+                    ? std::string("127.0.0.1")
+                    : cfg.http.address;
+      nopts.callback_base_url = std::string(cfg.http.tls_cert.empty() ? "http" : "https") +
+                                "://" + host + ":" + std::to_string(cfg.http.port);
+      spdlog::warn("scheduler.callback_base_url is empty: Scheduler.NET will call back {}",
+                   nopts.callback_base_url);
+    }
+    if (cfg.scheduler.timezone != "UTC")
+      spdlog::warn("scheduler.timezone {} is not used in schedulernet mode: Scheduler.NET "
+                   "evaluates cron expressions in its own zone",
+                   cfg.scheduler.timezone);
+    scheduler = actors::spawn_schedulernet(sys, storage, nopts);
+  } else {
+    actors::scheduler_options sopts;
+    sopts.timezone = cfg.scheduler.timezone;
+    sopts.misfire_grace = std::chrono::seconds(cfg.scheduler.misfire_grace_s);
+    scheduler = actors::spawn_scheduler(sys, storage, jobs, sopts);
+  }
   auto api = actors::spawn_api(sys, {cfg.auth.token, cfg.scheduler.timezone},
                                {storage, jobs, dispatcher, scheduler});
   auto& registry = sys.registry();
@@ -86,26 +121,63 @@ int run_broker(const core::broker_config& cfg) {
   registry.put(caf::atom("jobs"), caf::actor_cast<caf::strong_actor_ptr>(jobs));
   registry.put(caf::atom("scheduler"), caf::actor_cast<caf::strong_actor_ptr>(scheduler));
   registry.put(caf::atom("api"), caf::actor_cast<caf::strong_actor_ptr>(api));
+  // With the inspector on, the sessions reach the job manager through the session
+  // registry, which notes them for `console actors` and passes every message on.
+  caf::actor sessions;
+  if (cfg.inspector.enabled) {
+    sessions = actors::spawn_session_registry(sys, jobs);
+    registry.put(caf::atom("sessions"), caf::actor_cast<caf::strong_actor_ptr>(sessions));
+  }
 
   actors::gateway_handle gw;
   try {
-    gw = actors::spawn_gateway(sys, gateway_options_of(cfg), {storage, dispatcher, jobs}, api);
+    gw = actors::spawn_gateway(sys, gateway_options_of(cfg),
+                               {storage, dispatcher, sessions ? sessions : jobs}, api);
   } catch (const std::exception& e) {
     spdlog::critical("gateway: cannot listen on {}:{}: {}", cfg.http.address, cfg.http.port,
                      e.what());
-    for (auto& a : {api, scheduler, jobs, dispatcher, storage})
-      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    for (auto& a : {sessions, api, scheduler, jobs, dispatcher, storage})
+      if (a)
+        caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     return 1;
   }
   registry.put(caf::atom("gateway"), caf::actor_cast<caf::strong_actor_ptr>(gw.actor));
+
+  caf::actor inspector;
+  if (cfg.inspector.enabled) {
+    actors::inspector_options iopts;
+    iopts.secret = cfg.inspector.secret;
+    inspector = actors::spawn_inspector(sys, iopts);
+    auto port = sys.middleman().publish(inspector,
+                                        static_cast<std::uint16_t>(cfg.inspector.port),
+                                        cfg.inspector.address.c_str());
+    if (!port) {
+      spdlog::critical("inspector: cannot listen on {}:{}: {}", cfg.inspector.address,
+                       cfg.inspector.port, sys.render(port.error()));
+      for (auto& a : {inspector, gw.actor, sessions, api, scheduler, jobs, dispatcher, storage})
+        if (a)
+          caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+      return 1;
+    }
+    registry.put(caf::atom("inspector"), caf::actor_cast<caf::strong_actor_ptr>(inspector));
+    spdlog::info("inspector listening on {}:{} ({}; 'spiderhub console --broker {}:{}')",
+                 cfg.inspector.address, *port,
+                 cfg.inspector.secret.empty() ? "no secret" : "secret required",
+                 cfg.inspector.address, *port);
+  }
   spdlog::info("broker {} ready: http://{}:{}/ (hubs /node and /worker)", version_string,
                cfg.http.address, gw.port);
 
   auto sig = core::wait_for_termination();
   spdlog::info("broker: signal {} received, shutting down", sig);
-  // Stop accepting first, then the actors; storage last so queued writes commit.
+  // Stop accepting first (console, then hubs and API), then the actors; storage last so
+  // queued writes commit.
   caf::scoped_actor waiter{sys};
-  for (auto& a : {gw.actor, api, scheduler, jobs, dispatcher}) {
+  if (inspector)
+    sys.middleman().unpublish(inspector);
+  for (auto& a : {inspector, gw.actor, sessions, api, scheduler, jobs, dispatcher}) {
+    if (!a)
+      continue;
     waiter->monitor(a);
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     waiter->receive([](const caf::down_msg&) {});
@@ -114,7 +186,8 @@ int run_broker(const core::broker_config& cfg) {
   caf::anon_send_exit(storage, caf::exit_reason::user_shutdown);
   waiter->receive([](const caf::down_msg&) {});
   for (auto name : {caf::atom("storage"), caf::atom("dispatch"), caf::atom("jobs"),
-                    caf::atom("scheduler"), caf::atom("api"), caf::atom("gateway")})
+                    caf::atom("scheduler"), caf::atom("api"), caf::atom("gateway"),
+                    caf::atom("sessions"), caf::atom("inspector")})
     registry.erase(name);
   spdlog::info("broker: stopped cleanly");
   return 0;

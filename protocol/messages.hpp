@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>
 
+#include "protocol/fast_json.hpp"
 #include "protocol/types.hpp"
 
 namespace spiderhub::net {
@@ -48,7 +49,7 @@ using node_up_atom = caf::atom_constant<caf::atom("node_up")>;
 using node_down_atom = caf::atom_constant<caf::atom("node_down")>;
 /// (lease_atom, node_id, free_slots) -> std::vector<block>: blocks for a heartbeat.
 using lease_atom = caf::atom_constant<caf::atom("lease")>;
-/// (save_atom, node_id, block_response) -> bool after the results are stored.
+/// (save_atom, node_id, fast::raw_block_response) -> bool after the results are stored.
 using save_atom = caf::atom_constant<caf::atom("save")>;
 /// dispatcher -> node session: (receive_atom, block) to push with `Receive`.
 using receive_atom = caf::atom_constant<caf::atom("receive")>;
@@ -87,7 +88,9 @@ using exit_atom = caf::atom_constant<caf::atom("exit")>;
 using app_exited_atom = caf::atom_constant<caf::atom("app_exit")>;
 /// (heartbeat_atom, node_id, heartbeat): node session -> job manager (placement data).
 using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
-/// (jobs_changed_atom): job manager -> scheduler, reload cron table.
+/// (jobs_changed_atom, job_id, change): api -> scheduler (builtin or Scheduler.NET) after
+/// a job change is committed; change is "created", "updated" (also enable/disable) or
+/// "deleted". (jobs_changed_atom) alone: everything may have changed, reload it all.
 using jobs_changed_atom = caf::atom_constant<caf::atom("jobs_chg")>;
 
 // --- timers and introspection -------------------------------------------------

@@ -16,6 +16,7 @@
 #include "core/error.hpp"
 #include "core/url.hpp"
 #include "net/hub_client.hpp"
+#include "protocol/fast_json.hpp"
 #include "protocol/json_codec.hpp"
 
 namespace spiderhub::sdk {
@@ -62,7 +63,7 @@ struct worker::impl {
   /// One hub invocation in flight; filled by the completion on the hub's thread.
   struct call_state {
     bool done = false;
-    json result;
+    std::string result;  // raw JSON text of the completion's result
     std::string error;
   };
 
@@ -182,10 +183,28 @@ struct worker::impl {
     client = std::move(fresh);
   }
 
-  /// Invokes `target` until it succeeds; nullopt when the run ended or stop() was called
-  /// first. Blocks the SDK thread, which is what orders Push before Ack.
+  /// call_raw() with a parsed result.
   std::optional<json> call(const std::string& identity, const std::string& target,
                            const json& args) {
+    auto raw = call_raw(identity, target,
+                        args.dump(-1, ' ', false, json::error_handler_t::replace));
+    if (!raw)
+      return std::nullopt;
+    if (raw->empty())
+      return json();
+    auto parsed = json::parse(*raw, nullptr, false);
+    if (parsed.is_discarded()) {
+      spdlog::error("worker: run {}: {} answered with invalid JSON", identity, target);
+      return json();
+    }
+    return parsed;
+  }
+
+  /// Invokes `target` until it succeeds; nullopt when the run ended or stop() was called
+  /// first. Blocks the SDK thread, which is what orders Push before Ack. The result comes
+  /// back as raw JSON text.
+  std::optional<std::string> call_raw(const std::string& identity, const std::string& target,
+                                      const std::string& args) {
     auto delay = opts.retry_initial;
     std::uint64_t failures = 0;
     std::optional<std::chrono::steady_clock::time_point> unknown_since;
@@ -197,7 +216,7 @@ struct worker::impl {
           return std::nullopt;
       }
       // The completion may run right here ("not connected"), so mtx must not be held.
-      client->invoke(target, args, [this, state](json result, std::string error) {
+      client->invoke_raw(target, args, [this, state](std::string result, std::string error) {
         {
           std::lock_guard<std::mutex> lk(mtx);
           state->done = true;
@@ -282,32 +301,40 @@ struct worker::impl {
   /// One Poll batch: parse, push children, items, ack. False when the poll was empty.
   bool poll_once(run_state& rs) {
     const auto& id = rs.run.identity;
-    auto res = call(id, "Poll", json::array({id, opts.poll_max}));
-    if (!res)
+    auto raw = call_raw(id, "Poll", json::array({id, opts.poll_max}).dump());
+    if (!raw)
       return true;  // abandoned: let the loop apply the Exit/stop now
-    if (!res->is_array()) {
-      spdlog::error("worker: run {}: Poll answered a non-array: {}", id, res->dump());
-      return false;
-    }
-    if (res->empty())
-      return false;
-
     std::vector<protocol::result> results;
     std::vector<std::int64_t> ack_ids;
-    results.reserve(res->size());
-    for (std::size_t i = 0; i < res->size(); ++i) {
-      const auto& j = (*res)[i];
-      try {
-        results.push_back(protocol::decode<protocol::result>(j, "Poll[" + std::to_string(i) + "]"));
-        ack_ids.push_back(results.back().result_id);
-      } catch (const std::exception& e) {
-        // A result we cannot read would otherwise stay unacked forever and keep the run
-        // from finishing; ack it when it at least has an id.
-        spdlog::error("worker: run {}: dropping unreadable result: {}", id, e.what());
-        if (j.is_object() && j.contains("resultId") && j["resultId"].is_number_integer())
-          ack_ids.push_back(j["resultId"].get<std::int64_t>());
+    try {
+      // Fast path: the whole batch decoded without a DOM.
+      results = protocol::fast::parse_results(*raw);
+      for (auto& r : results)
+        ack_ids.push_back(r.result_id);
+    } catch (const std::exception&) {
+      results.clear();
+      auto res = json::parse(*raw, nullptr, false);
+      if (!res.is_array()) {
+        spdlog::error("worker: run {}: Poll answered a non-array: {}", id, raw->substr(0, 200));
+        return false;
+      }
+      for (std::size_t i = 0; i < res.size(); ++i) {
+        const auto& j = res[i];
+        try {
+          results.push_back(
+            protocol::decode<protocol::result>(j, "Poll[" + std::to_string(i) + "]"));
+          ack_ids.push_back(results.back().result_id);
+        } catch (const std::exception& e) {
+          // A result we cannot read would otherwise stay unacked forever and keep the run
+          // from finishing; ack it when it at least has an id.
+          spdlog::error("worker: run {}: dropping unreadable result: {}", id, e.what());
+          if (j.is_object() && j.contains("resultId") && j["resultId"].is_number_integer())
+            ack_ids.push_back(j["resultId"].get<std::int64_t>());
+        }
       }
     }
+    if (results.empty() && ack_ids.empty())
+      return false;
 
     parse_result all;
     for (const auto& r : results) {

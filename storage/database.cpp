@@ -59,6 +59,10 @@ CREATE TABLE Result (
 CREATE INDEX Result_Identity ON Result(Identity, Id);
 CREATE TABLE PendingFire (
   JobId TEXT NOT NULL, Due INTEGER NOT NULL, Identity TEXT NOT NULL, PRIMARY KEY (JobId, Due));
+CREATE TABLE Fire (
+  JobId TEXT NOT NULL, Due INTEGER NOT NULL, Identity TEXT NOT NULL, CreationTime TEXT NOT NULL,
+  PRIMARY KEY (JobId, Due));
+CREATE INDEX Fire_Due ON Fire(Due);
 )sql",
 };
 

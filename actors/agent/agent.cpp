@@ -13,6 +13,7 @@
 #include "core/host_stats.hpp"
 #include "core/url.hpp"
 #include "net/hub_client.hpp"
+#include "protocol/fast_json.hpp"
 #include "protocol/json_codec.hpp"
 
 namespace spiderhub::actors {
@@ -131,8 +132,11 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
     dopts,
     [hub, saves_failed](block_response resp) {
       auto block_id = resp.block_id;
-      hub->invoke("SaveBlockResponse", json::array({to_json(resp)}),
-                  [block_id, saves_failed](json, std::string error) {
+      std::string args = "[";
+      args += fast::encode_block_response(resp);
+      args += ']';
+      hub->invoke_raw("SaveBlockResponse", std::move(args),
+                  [block_id, saves_failed](std::string, std::string error) {
                     if (!error.empty()) {
                       // The lease expires at the broker and the block is downloaded again.
                       ++*saves_failed;

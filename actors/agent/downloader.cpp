@@ -122,6 +122,17 @@ std::optional<std::string_view> find_header(std::string_view raw, std::string_vi
   return std::nullopt;
 }
 
+/// Header bytes are not always UTF-8 (Latin-1 filenames, say) but results become JSON
+/// strings, which must be: other bytes above 0x7f turn into '?'.
+std::string header_text(std::string_view s) {
+  std::string out(s);
+  if (!protocol::is_valid_utf8(out))
+    for (auto& c : out)
+      if (static_cast<unsigned char>(c) >= 0x80)
+        c = '?';
+  return out;
+}
+
 /// Response header lines (status line first) to the result's map: lower-case names,
 /// repeated names joined with ", ", at most max_header_count names.
 void parse_headers(std::string_view raw, protocol::header_map& out) {
@@ -134,15 +145,15 @@ void parse_headers(std::string_view raw, protocol::header_map& out) {
     auto colon = line.find(':');
     if (colon == std::string_view::npos || colon == 0)
       continue;
-    std::string name(trim(line.substr(0, colon)));
+    auto name = header_text(trim(line.substr(0, colon)));
     for (auto& c : name)
       c = lower(c);
     auto value = trim(line.substr(colon + 1));
     auto it = out.find(name);
     if (it != out.end()) {
-      it->second.append(", ").append(value);
+      it->second.append(", ").append(header_text(value));
     } else if (out.size() < max_header_count) {
-      out.emplace(std::move(name), std::string(value));
+      out.emplace(std::move(name), header_text(value));
     }
   }
 }
@@ -666,8 +677,9 @@ struct downloader::impl {
         if (status == 429 || status == 503)
           if (auto ra = find_header(t->raw_headers, "retry-after")) {
             auto secs = parse_count(*ra); // the HTTP-date form is ignored
-            if (secs >= 0)
-              delay = std::min<milliseconds>(std::chrono::seconds(secs), max_retry_after);
+            if (secs >= 0) // clamp before converting: 10^18 s would overflow as ms
+              delay = std::min<milliseconds>(
+                  std::chrono::seconds(std::min<std::int64_t>(secs, 3600)), max_retry_after);
           }
         spdlog::debug("downloader: {} -> HTTP {}, retry {} in {} ms", rq.url, status,
                       t->item.attempt + 1, delay.count());
@@ -740,8 +752,10 @@ struct downloader::impl {
     n_bytes.fetch_add(body_size, std::memory_order_relaxed);
     r.error = std::move(error);
 
-    if (bs.batch.empty())
+    if (bs.batch.empty()) {
       bs.batch_since = steady::now();
+      bs.batch.reserve(std::min(opts.results_batch, bs.b.requests.size()));
+    }
     bs.batch_bytes += r.content.size();
     bs.batch.push_back(std::move(r));
     if (bs.batch.size() >= opts.results_batch || bs.batch_bytes >= opts.results_batch_bytes)
@@ -756,7 +770,6 @@ struct downloader::impl {
     resp.identity = bs.b.identity;
     resp.results = std::move(bs.batch);
     bs.batch = {};
-    bs.batch.reserve(std::min(opts.results_batch, bs.b.requests.size()));
     bs.batch_bytes = 0;
     if (identity_cancel_pending(resp.identity))
       return;
@@ -764,6 +777,8 @@ struct downloader::impl {
       on_results(std::move(resp));
     } catch (const std::exception& e) {
       spdlog::error("downloader: on_results threw: {}", e.what());
+    } catch (...) {
+      spdlog::error("downloader: on_results threw");
     }
   }
 
@@ -891,7 +906,6 @@ struct downloader::impl {
     bs->headers_body = build_headers(opts, site, nullptr, true);
     bs->jar = jar_for(bs->b.identity);
     ++bs->jar->blocks;
-    bs->batch.reserve(std::min(opts.results_batch, bs->b.requests.size()));
     spdlog::debug("downloader: block {} of {}: {} requests, {} slots", bs->b.block_id,
                   bs->b.identity, bs->b.requests.size(), slots);
     blocks.push_back(std::move(bs));
@@ -993,7 +1007,7 @@ struct downloader::impl {
         std::lock_guard lock(mu);
         if (stopping)
           break;
-        my_cancels.swap(cancels); // still visible to flush() until dropped below
+        my_cancels.swap(cancels); // dropped below, before any flush of this iteration
         while (active < opts.max_blocks && !queue.empty()) {
           pulled.push_back(std::move(queue.front()));
           queue.pop_front();
@@ -1043,6 +1057,8 @@ struct downloader::impl {
               on_block_done(id, identity);
             } catch (const std::exception& e) {
               spdlog::error("downloader: on_block_done threw: {}", e.what());
+            } catch (...) {
+              spdlog::error("downloader: on_block_done threw");
             }
           }
           continue;

@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "core/cron.hpp"
 #include "core/digest.hpp"
 #include "protocol/json_codec.hpp"
 #include "actors/storage/storage_actor.hpp"
@@ -64,7 +65,8 @@ void start_block_run(self_ptr self, const storage::job_row& job, const std::stri
   if (!worker) {
     auto reason = "no worker of class '" + cls + "' is connected";
     record_failed_run(self, job.id, identity, reason);
-    rp.deliver(app_error("conflict", reason));
+    // "run_failed": the fire happened and its run is recorded as Failed (HTTP 409).
+    rp.deliver(app_error("run_failed", "run " + identity + " failed: " + reason));
     return;
   }
   auto site = job.properties.count("Site") ? job.properties.at("Site") : "{}";
@@ -144,20 +146,34 @@ caf::behavior job_manager(self_ptr self, caf::actor storage, caf::actor dispatch
         .then(
           [=](std::optional<storage::job_row>& job, bool already_fired) mutable {
             if (already_fired) {
-              spdlog::info("job {}: fire for due time {} already ran as {}", job_id, due,
+              spdlog::info("job {}: fire for due time {} already ran as {}", job_id,
+                           core::format_iso8601_utc(core::sys_seconds{std::chrono::seconds{due}}),
                            identity);
               rp.deliver(identity);
               return;
             }
-            if (!job || job->is_deleted) {
-              rp.deliver(app_error("not_found", "job " + job_id + " not found"));
-              return;
-            }
-            if (!job->is_enabled) {
-              rp.deliver(app_error("conflict", "job " + job_id + " is disabled"));
-              return;
-            }
-            spdlog::info("job {} ({}) fired for due time {}: run {}", job->id, job->name, due,
+            // A scheduler fire (it carries its ledger identity) that raced with a delete
+            // or disable is recorded as Skipped, so every committed fire has one status.
+            auto skip = [&](const char* code, const std::string& why) {
+              if (!given_identity.empty()) {
+                storage::job_status_row s;
+                s.job_id = job_id;
+                s.identity = identity;
+                s.status = "Skipped";
+                s.reason = why;
+                caf::anon_send(self->state.storage, write_atom::value,
+                               write_fn([s](storage::database& db) {
+                                 storage::run_repository(db).upsert_status(s);
+                               }));
+              }
+              rp.deliver(app_error(code, why));
+            };
+            if (!job || job->is_deleted)
+              return skip("not_found", "job " + job_id + " not found");
+            if (!job->is_enabled)
+              return skip("conflict", "job " + job_id + " is disabled");
+            spdlog::info("job {} ({}) fired for due time {}: run {}", job->id, job->name,
+                         core::format_iso8601_utc(core::sys_seconds{std::chrono::seconds{due}}),
                          identity);
             if (job->job_type == "block") {
               start_block_run(self, *job, identity, rp);
@@ -184,7 +200,7 @@ caf::behavior job_manager(self_ptr self, caf::actor storage, caf::actor dispatch
         workers[cls] = v.size();
       return json{{"fires", st.fires}, {"runsStarted", st.runs_started},
                   {"runsFailed", st.runs_failed}, {"workers", workers},
-                  {"nodes", st.nodes.size()}}
+                  {"nodes", st.nodes.size()}, {"mailbox", self->mailbox().size()}}
         .dump();
     },
   };

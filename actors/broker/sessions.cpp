@@ -39,6 +39,12 @@ void reply_error(Self self, const std::string& invocation_id, const caf::error& 
   self->state.peer->fail(invocation_id, text);
 }
 
+// An invocation from a peer. Arguments are parsed into a DOM for every method but the
+// bulk one (SaveBlockResponse), which keeps its raw text for the fast decoder.
+struct hub_call : sr::invocation {
+  std::string raw_arguments;
+};
+
 const json& arg(const sr::invocation& inv, std::size_t i) {
   if (inv.arguments.size() <= i)
     throw core::input_error(inv.target + ": expected " + std::to_string(i + 1) +
@@ -60,7 +66,7 @@ void on_frame(Self self, const std::string& text, const char* kind, const std::s
   auto& st = self->state;
   if (st.closing)
     return;
-  std::vector<sr::invocation> calls;
+  std::vector<protocol::fast::raw_message> calls;
   try {
     calls = st.peer->feed(text);
   } catch (const std::exception& e) {
@@ -72,9 +78,17 @@ void on_frame(Self self, const std::string& text, const char* kind, const std::s
     close_session(self, "client closed");
     return;
   }
-  for (auto& inv : calls) {
+  for (auto& m : calls) {
     ++st.invocations;
+    hub_call inv;
+    inv.invocation_id = std::move(m.invocation_id);
+    inv.target = std::move(m.target);
     try {
+      if (inv.target == "SaveBlockResponse") {
+        inv.raw_arguments = std::move(m.arguments);
+      } else {
+        inv.arguments = json::parse(m.arguments);
+      }
       handle(inv);
     } catch (const std::exception& e) {
       // Bad arguments: answer the call with the error, keep the connection.
@@ -92,12 +106,30 @@ struct node_session_state : session_base {
   steady::time_point last_heartbeat = steady::now();
   steady::time_point last_ping = steady::now();
   std::uint64_t heartbeats = 0, blocks_pushed = 0;
+  bool down = false;  // node_down sent and the node marked offline
   static inline const char* name = "node_session";
 };
 
 using node_ptr = caf::stateful_actor<node_session_state>*;
 
-void handle_node_call(node_ptr self, sr::invocation& inv) {
+// The node is gone for the broker: leases released, offline in the database. Done as soon
+// as the session decides to close (missed heartbeats, protocol error), not only when the
+// close handshake ends: a hung peer would otherwise stay online for the whole close
+// timeout. Idempotent.
+void node_down(node_ptr self) {
+  auto& s = self->state;
+  if (s.down)
+    return;
+  s.down = true;
+  self->send(s.peers.dispatcher, node_down_atom::value, s.info.node_id, caf::actor{self});
+  self->send(s.peers.jobs, node_down_atom::value, s.info.node_id, caf::actor{self});
+  auto node_id = s.info.node_id;
+  caf::anon_send(s.peers.storage, write_atom::value, write_fn([node_id](storage::database& db) {
+                   storage::node_repository(db).set_online(node_id, false);
+                 }));
+}
+
+void handle_node_call(node_ptr self, hub_call& inv) {
   auto& st = self->state;
   const auto& node_id = st.info.node_id;
   auto id = inv.invocation_id;
@@ -114,7 +146,9 @@ void handle_node_call(node_ptr self, sr::invocation& inv) {
                  s.cpu = hb.cpu;
                  s.free_memory = hb.free_memory;
                  repo.add_status(s);
-                 repo.touch(node_id);
+                 // Not just touch(): a stale session of this node (half-open TCP closed
+                 // later) may have marked it offline after this session registered.
+                 repo.set_online(node_id, true);
                }));
     self->send(st.peers.jobs, heartbeat_atom::value, node_id, hb);
     if (!id)
@@ -123,7 +157,7 @@ void handle_node_call(node_ptr self, sr::invocation& inv) {
       .then([=](std::vector<block>& blocks) { self->state.peer->complete(*id, to_json(blocks)); },
             [=](caf::error& err) { reply_error(self, *id, err); });
   } else if (inv.target == "SaveBlockResponse") {
-    auto resp = decode<block_response>(arg(inv, 0), "SaveBlockResponse.arguments[0]");
+    auto resp = protocol::fast::parse_block_response(inv.raw_arguments);
     self->request(st.peers.dispatcher, caf::infinite, save_atom::value, node_id, std::move(resp))
       .then(
         [=](bool ok) {
@@ -173,17 +207,13 @@ caf::behavior node_session(node_ptr self, net::ws_ptr conn, node_info info, brok
   return {
     [=](frame_atom, const std::string& text) {
       on_frame(self, text, "node", self->state.info.node_id,
-               [=](sr::invocation& inv) { handle_node_call(self, inv); });
+               [=](hub_call& inv) { handle_node_call(self, inv); });
+      if (self->state.closing)
+        node_down(self);
     },
     [=](closed_atom, const std::string& reason) {
-      auto& s = self->state;
-      spdlog::info("node {} disconnected: {}", s.info.node_id, reason);
-      self->send(s.peers.dispatcher, node_down_atom::value, s.info.node_id, caf::actor{self});
-      self->send(s.peers.jobs, node_down_atom::value, s.info.node_id, caf::actor{self});
-      auto node_id = s.info.node_id;
-      caf::anon_send(s.peers.storage, write_atom::value, write_fn([node_id](storage::database& db) {
-                   storage::node_repository(db).set_online(node_id, false);
-                 }));
+      spdlog::info("node {} disconnected: {}", self->state.info.node_id, reason);
+      node_down(self);
       self->quit();
     },
     [=](receive_atom, const block& b) {
@@ -205,6 +235,7 @@ caf::behavior node_session(node_ptr self, net::ws_ptr conn, node_info info, brok
       if (now - s.last_heartbeat > limit) {
         spdlog::warn("node {}: no heartbeat for {} ms, closing", s.info.node_id, limit.count());
         close_session(self, "missed heartbeats");
+        node_down(self);
         return;
       }
       if (now - s.last_ping >= s.opts.keepalive) {
@@ -218,7 +249,8 @@ caf::behavior node_session(node_ptr self, net::ws_ptr conn, node_info info, brok
       auto& s = self->state;
       return json{{"kind", "node"}, {"nodeId", s.info.node_id}, {"heartbeats", s.heartbeats},
                   {"blocksPushed", s.blocks_pushed}, {"invocations", s.invocations},
-                  {"queuedBytes", s.peer->connection()->queued_bytes()}}
+                  {"queuedBytes", s.peer->connection()->queued_bytes()},
+                  {"mailbox", self->mailbox().size()}}
         .dump();
     },
   };
@@ -234,7 +266,7 @@ struct worker_session_state : session_base {
 
 using worker_ptr = caf::stateful_actor<worker_session_state>*;
 
-void handle_worker_call(worker_ptr self, sr::invocation& inv) {
+void handle_worker_call(worker_ptr self, hub_call& inv) {
   auto& st = self->state;
   auto id = inv.invocation_id;
   auto on_error = [=](caf::error& err) {
@@ -317,7 +349,7 @@ caf::behavior worker_session(worker_ptr self, net::ws_ptr conn, std::string full
   return {
     [=](frame_atom, const std::string& text) {
       on_frame(self, text, "worker", self->state.full_class_name,
-               [=](sr::invocation& inv) { handle_worker_call(self, inv); });
+               [=](hub_call& inv) { handle_worker_call(self, inv); });
     },
     [=](closed_atom, const std::string& reason) {
       auto& s = self->state;
@@ -347,7 +379,8 @@ caf::behavior worker_session(worker_ptr self, net::ws_ptr conn, std::string full
       auto& s = self->state;
       return json{{"kind", "worker"}, {"fullClassName", s.full_class_name},
                   {"invocations", s.invocations},
-                  {"queuedBytes", s.peer->connection()->queued_bytes()}}
+                  {"queuedBytes", s.peer->connection()->queued_bytes()},
+                  {"mailbox", self->mailbox().size()}}
         .dump();
     },
   };

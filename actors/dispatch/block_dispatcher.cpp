@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "core/digest.hpp"
+#include "protocol/fast_json.hpp"
 #include "protocol/json_codec.hpp"
 #include "storage/repositories.hpp"
 
@@ -577,7 +578,8 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       }
       return out;
     },
-    [=](save_atom, const std::string& node_id, block_response& resp) -> caf::result<bool> {
+    [=](save_atom, const std::string& node_id,
+        fast::raw_block_response& resp) -> caf::result<bool> {
       auto* r = find_run(self, resp.identity);
       if (!r)
         return true;  // a run that ended or was exited: nothing to keep
@@ -603,10 +605,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         row.identity = resp.identity;
         row.block_id = resp.block_id;
         row.request_hash = res.request_hash;
-        res.result_id = 0;
-        auto j = to_json(res);
-        j.erase("resultId");
-        row.body = j.dump(-1, ' ', false, json::error_handler_t::replace);
+        row.body = std::move(res.body);  // the node's JSON object, stored as sent
         rows.push_back(std::move(row));
       }
       bool block_done = b.outstanding.empty();
@@ -809,7 +808,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                   {"blocksDone", st.blocks_done}, {"blocksFailed", st.blocks_failed},
                   {"leasesExpired", st.leases_expired}, {"resultsStored", st.results_stored},
                   {"resultsAcked", st.results_acked}, {"runsFinished", st.runs_finished},
-                  {"runs", runs}, {"nodes", nodes}}
+                  {"runs", runs}, {"nodes", nodes}, {"mailbox", self->mailbox().size()}}
         .dump();
     },
   };

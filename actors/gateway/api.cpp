@@ -7,6 +7,7 @@
 #include <set>
 
 #include "actors/gateway/gateway.hpp"
+#include "actors/scheduler/schedulernet.hpp"
 #include "core/cron.hpp"
 #include "core/digest.hpp"
 #include "net/http_server.hpp"
@@ -49,7 +50,7 @@ int status_of(const std::string& code) {
     return 404;
   if (code == "invalid")
     return 400;
-  if (code == "conflict")
+  if (code == "conflict" || code == "run_failed")
     return 409;
   if (code == "not_implemented")
     return 501;
@@ -122,7 +123,15 @@ storage::job_row parse_job(const std::string& body, const std::string& tz) {
   if (job.job_type != "block" && job.job_type != "application")
     throw core::input_error("'jobType' must be \"block\" or \"application\"");
   job.cron = str("cron", true);
-  core::cron_schedule::parse(job.cron, tz);  // throws input_error naming the bad field
+  try {
+    core::cron_schedule::parse(job.cron, tz);
+  } catch (const core::input_error& e) {
+    // "cron: field 'minute' ..." -> "'cron' is invalid: field 'minute' ..."
+    std::string what = e.what();
+    if (what.compare(0, 6, "cron: ") == 0)
+      what.erase(0, 6);
+    throw core::input_error("'cron' is invalid: " + what);
+  }
   job.description = str("description", false);
   if (job.description.size() > 500)
     throw core::input_error("'description' must be at most 500 characters");
@@ -195,9 +204,10 @@ void write_then(self_ptr self, const responder_ptr& r, write_fn fn,
           });
 }
 
-void jobs_changed(self_ptr self) {
+// Tells the scheduler (builtin or Scheduler.NET) after the change is committed.
+void jobs_changed(self_ptr self, const std::string& id, const char* change) {
   if (self->state.peers.scheduler)
-    self->send(self->state.peers.scheduler, jobs_changed_atom::value);
+    self->send(self->state.peers.scheduler, jobs_changed_atom::value, id, std::string(change));
 }
 
 void list_jobs(self_ptr self, const responder_ptr& r) {
@@ -235,7 +245,7 @@ void create_job(self_ptr self, const responder_ptr& r, const std::string& body) 
   write_then(self, r, [job](storage::database& db) { storage::job_repository(db).insert(job); },
              [=] {
                spdlog::info("api: job {} ({}) created", job.id, job.name);
-               jobs_changed(self);
+               jobs_changed(self, job.id, "created");
                reply_json(r, 201, job_json(job, tz));
              });
 }
@@ -252,7 +262,8 @@ void update_job(self_ptr self, const responder_ptr& r, const std::string& id,
              [=] {
                if (!*found)
                  return reply_error(r, 404, "not_found", "job " + id + " not found");
-               jobs_changed(self);
+               spdlog::info("api: job {} ({}) updated", id, job.name);
+               jobs_changed(self, id, "updated");
                get_job(self, r, id);
              });
 }
@@ -266,17 +277,37 @@ void delete_job(self_ptr self, const responder_ptr& r, const std::string& id) {
              [=] {
                if (!*found)
                  return reply_error(r, 404, "not_found", "job " + id + " not found");
-               jobs_changed(self);
+               spdlog::info("api: job {} deleted", id);
+               jobs_changed(self, id, "deleted");
                reply_json(r, 200, {{"id", id}, {"isDeleted", true}});
              });
 }
 
-void trigger_job(self_ptr self, const responder_ptr& r, const std::string& id) {
+// `callback`: the call comes from Scheduler.NET (signed URL). The service retries every
+// non-2xx answer, so a fire whose run was recorded as Failed is answered 200 there: a
+// retry would only record more failed runs.
+void trigger_job(self_ptr self, const responder_ptr& r, const std::string& id, bool callback) {
   auto now = static_cast<std::int64_t>(std::time(nullptr));
   self->request(self->state.peers.jobs, caf::infinite, fire_atom::value, id, now,
                 std::string{})
     .then([r](const std::string& identity) { reply_json(r, 200, {{"identity", identity}}); },
-          [r](const caf::error& err) { reply_caf_error(r, err); });
+          [r, callback](const caf::error& err) {
+            auto [code, message] = app_error_parts(err);
+            if (callback && code == "run_failed")
+              return reply_json(r, 200, {{"status", "Failed"}, {"reason", message}});
+            reply_caf_error(r, err);
+          });
+}
+
+// POST /api/v1.0/jobs/{id}/trigger?sig=HMAC: the Scheduler.NET callback, which cannot send
+// the bearer token; the signature authorizes triggering that one job only.
+bool signed_trigger(self_ptr self, const net::http_request& req,
+                    const std::vector<std::string>& seg) {
+  if (req.method != "POST" || seg.size() != 3 || seg[0] != "jobs" || seg[2] != "trigger")
+    return false;
+  auto sig = req.query.find("sig");
+  return sig != req.query.end() &&
+         core::secure_equals(sig->second, trigger_signature(self->state.opts.token, seg[1]));
 }
 
 json status_json(const storage::job_status_row& s) {
@@ -409,7 +440,8 @@ void route(self_ptr self, const net::http_request& req, const responder_ptr& r) 
   auto seg = api_segments(req.path);
   if (seg.empty())
     return reply_error(r, 404, "not_found", "no route for " + req.path);
-  if (!authorized(self, req))
+  bool callback = signed_trigger(self, req, seg);
+  if (!callback && !authorized(self, req))
     return reply_error(r, 401, "unauthorized", "missing or wrong bearer token");
   auto method_not_allowed = [&] {
     reply_error(r, 405, "method_not_allowed", m + " is not allowed on " + req.path);
@@ -432,7 +464,7 @@ void route(self_ptr self, const net::http_request& req, const responder_ptr& r) 
       return method_not_allowed();
     }
     if (seg.size() == 3 && seg[2] == "trigger")
-      return m == "POST" ? trigger_job(self, r, seg[1]) : method_not_allowed();
+      return m == "POST" ? trigger_job(self, r, seg[1], callback) : method_not_allowed();
   } else if (seg[0] == "runs") {
     if (seg.size() == 1) {
       auto it = req.query.find("jobId");
@@ -523,7 +555,9 @@ caf::behavior api(self_ptr self, api_options opts, api_peers peers) {
           [r](const caf::error& err) { reply_caf_error(r, err); });
     },
     [=](stats_atom) -> std::string {
-      return json{{"requests", self->state.requests}, {"errors", self->state.errors}}.dump();
+      return json{{"requests", self->state.requests}, {"errors", self->state.errors},
+                  {"mailbox", self->mailbox().size()}}
+        .dump();
     },
   };
 }

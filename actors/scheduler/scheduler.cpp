@@ -15,6 +15,20 @@
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(
   std::shared_ptr<std::vector<spiderhub::storage::run_repository::pending_fire>>)
 
+// How a due time is handled (docs/scheduling.md has the whole story):
+//
+//  * Every due time of an enabled job is handled exactly once: it either FIRES or is
+//    recorded as MISSED. Job.LastFire is the latest due time handled; it only grows.
+//  * When the scheduler gets to a job (timer tick, or broker start), all due times in
+//    (LastFire, now] are considered together: the latest one fires if it is at most
+//    misfire_grace late, every other one is recorded in one 'Missed' JobStatus row.
+//    In live operation there is exactly one such due time and it is milliseconds late.
+//  * A fire is committed before it is sent: one transaction inserts the Fire ledger row
+//    (PRIMARY KEY (JobId, Due): a due time can be recorded only once), raises LastFire and
+//    adds the PendingFire row. The job manager gets (fire, job, due, identity) after the
+//    commit; the PendingFire row is removed once it answered (its JobStatus row is queued
+//    to storage before the answer). After a crash the PendingFire rows are replayed with
+//    their identity and the job manager skips identities that already have a JobStatus.
 namespace spiderhub::actors {
 namespace {
 
@@ -22,15 +36,43 @@ using namespace spiderhub::protocol;
 using json = nlohmann::json;
 using pending_fires = std::vector<storage::run_repository::pending_fire>;
 
+/// Hourly pruning of the Fire ledger.
+using prune_atom = caf::atom_constant<caf::atom("fire_prune")>;
+constexpr auto prune_interval = std::chrono::hours(1);
+constexpr std::int64_t fire_history_s = 7 * 86400;  // Fire rows kept this long
+constexpr std::int64_t scan_cap = 100000;           // cron steps before jumping ahead
+constexpr std::size_t max_samples = 100000;         // lateness samples kept for stats
+
 std::int64_t now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+std::string iso(std::int64_t unix_s) {
+  return core::format_iso8601_utc(core::sys_seconds{std::chrono::seconds{unix_s}});
+}
+
 struct entry {
   std::string cron;
   std::shared_ptr<core::cron_schedule> sched;
-  std::int64_t next_due = 0;  // unix s; 0 = never
+  std::int64_t next_due = 0;  // unix s of the first due time not handled yet; 0 = never
+};
+
+/// One fire to commit: the ledger row and what to send to the job manager.
+struct fire_req {
+  std::string job_id;
+  std::int64_t due = 0;
+  std::string identity;
+  bool live = true;  // false: a catch-up fire at startup (not a timer lateness sample)
+};
+
+struct samples {
+  std::deque<double> v;
+  void add(double x) {
+    v.push_back(x);
+    if (v.size() > max_samples)
+      v.pop_front();
+  }
 };
 
 struct scheduler_state {
@@ -39,8 +81,12 @@ struct scheduler_state {
   scheduler_options opts;
   std::map<std::string, entry> table;
   std::uint64_t generation = 0;  // ignores ticks of an older timer
-  std::uint64_t fires = 0, missed = 0, fire_errors = 0;
-  std::deque<double> jitter_ms;  // lateness of recent fires, for stats and bench/cron
+  std::uint64_t fires = 0, missed = 0, fire_errors = 0, duplicates = 0, catch_ups = 0;
+  std::uint64_t in_flight = 0;   // fires sent to the job manager, not answered yet
+  bool loaded = false;           // the startup load is done
+  bool reload_when_loaded = false;  // a job changed before that
+  samples lateness_ms;  // due -> tick handled it (timer precision + scheduler load)
+  samples handoff_ms;   // due -> ledger committed and fire sent to the job manager
   static inline const char* name = "scheduler";
 };
 
@@ -53,43 +99,161 @@ std::int64_t next_after(const entry& e, std::int64_t unix_s) {
   return n ? n->time_since_epoch().count() : 0;
 }
 
-void send_fire(self_ptr self, const std::string& job_id, std::int64_t due,
-               const std::string& identity) {
-  self->request(self->state.jobs, caf::infinite, fire_atom::value, job_id, due, identity)
-    .then(
-      [=](const std::string&) {},
-      [=](const caf::error& err) {
-        ++self->state.fire_errors;
-        auto [code, message] = app_error_parts(err);
-        spdlog::warn("scheduler: fire of job {} for {} failed: {}", job_id, due, message);
-      });
-  // Whatever the outcome, the fire is handled: the pending record can go.
-  caf::anon_send(self->state.storage, write_atom::value,
-             write_fn([job_id, due](storage::database& db) {
-               storage::run_repository(db).remove_pending_fire(job_id, due);
-             }));
+// ---- storage side (runs inside the storage actor's transaction) -------------------
+
+/// Inserts the ledger row; false when this (job, due) was already recorded.
+bool record_fire(storage::database& db, const fire_req& f) {
+  auto& ins = db.prepare(
+    "INSERT OR IGNORE INTO Fire (JobId, Due, Identity, CreationTime) VALUES (?,?,?,?)");
+  ins.bind(1, f.job_id);
+  ins.bind(2, static_cast<std::int64_t>(f.due));
+  ins.bind(3, f.identity);
+  ins.bind(4, storage::now_text());
+  if (ins.exec() == 0)
+    return false;
+  auto& last = db.prepare("UPDATE Job SET LastFire=max(LastFire, ?) WHERE Id=?");
+  last.bind(1, static_cast<std::int64_t>(f.due));
+  last.bind(2, f.job_id);
+  last.exec();
+  storage::run_repository(db).add_pending_fire(f.job_id, f.due, f.identity);
+  return true;
 }
 
-// Persists LastFire + PendingFire in one transaction, then fires.
-void fire(self_ptr self, const std::string& job_id, std::int64_t due) {
-  auto lateness = static_cast<double>(now_ms() - due * 1000);
-  auto& st = self->state;
-  st.jitter_ms.push_back(lateness);
-  if (st.jitter_ms.size() > 100000)
-    st.jitter_ms.pop_front();
-  ++st.fires;
-  auto identity = core::new_guid();
-  self->request(st.storage, caf::infinite, write_atom::value,
-                write_fn([job_id, due, identity](storage::database& db) {
-                  storage::job_repository(db).set_last_fire(job_id, due);
-                  storage::run_repository(db).add_pending_fire(job_id, due, identity);
-                }))
-    .then([=](bool) { send_fire(self, job_id, due, identity); },
-          [=](const caf::error& err) {
-            ++self->state.fire_errors;
-            spdlog::error("scheduler: cannot record fire of job {} for {}: {}", job_id, due,
-                          caf::to_string(err));
+// ---- firing -----------------------------------------------------------------------
+
+void send_fire(self_ptr self, const std::string& job_id, std::int64_t due,
+               const std::string& identity) {
+  ++self->state.in_flight;
+  auto done = [self, job_id, due] {
+    --self->state.in_flight;
+    // The job manager answered, so the run (or its Failed status) is queued to storage
+    // ahead of this removal: the fire is handled and is not replayed after a restart.
+    caf::anon_send(self->state.storage, write_atom::value,
+                   write_fn([job_id, due](storage::database& db) {
+                     storage::run_repository(db).remove_pending_fire(job_id, due);
+                   }));
+  };
+  self->request(self->state.jobs, caf::infinite, fire_atom::value, job_id, due, identity)
+    .then([done](const std::string&) { done(); },
+          [self, job_id, due, done](const caf::error& err) {
+            // Refused (job gone or disabled meanwhile, run failed): handled all the same.
+            auto [code, message] = app_error_parts(err);
+            if (code != "run_failed") {
+              ++self->state.fire_errors;
+              spdlog::warn("scheduler: fire of job {} for {} refused: {}", job_id, iso(due),
+                           message);
+            }
+            done();
           });
+}
+
+/// Commits the ledger rows of `fires` in one transaction, then sends each new one.
+void commit_fires(self_ptr self, std::vector<fire_req> fires) {
+  if (fires.empty())
+    return;
+  auto batch = std::make_shared<const std::vector<fire_req>>(std::move(fires));
+  auto fresh = std::make_shared<std::vector<char>>(batch->size(), 0);
+  self
+    ->request(self->state.storage, caf::infinite, write_atom::value,
+              write_fn([batch, fresh](storage::database& db) {
+                for (std::size_t i = 0; i < batch->size(); ++i)
+                  (*fresh)[i] = record_fire(db, (*batch)[i]) ? 1 : 0;
+              }))
+    .then(
+      [self, batch, fresh](bool) {
+        auto& st = self->state;
+        auto now = now_ms();
+        for (std::size_t i = 0; i < batch->size(); ++i) {
+          const auto& f = (*batch)[i];
+          if (!(*fresh)[i]) {
+            ++st.duplicates;
+            spdlog::warn("scheduler: job {} already fired for {}; not firing again", f.job_id,
+                         iso(f.due));
+            continue;
+          }
+          ++st.fires;
+          if (f.live)
+            st.handoff_ms.add(static_cast<double>(now - f.due * 1000));
+          send_fire(self, f.job_id, f.due, f.identity);
+        }
+      },
+      [self, batch](const caf::error& err) {
+        self->state.fire_errors += batch->size();
+        spdlog::error("scheduler: cannot record {} fire(s) (first: job {} for {}): {}",
+                      batch->size(), batch->front().job_id, iso(batch->front().due),
+                      caf::to_string(err));
+      });
+}
+
+/// Records `count` due times of a job in [first, last] as missed: one 'Missed' JobStatus
+/// row, and LastFire raised to `last` so that they are never considered again.
+void record_missed(self_ptr self, const std::string& job_id, std::int64_t count, bool exact,
+                   std::int64_t first, std::int64_t last, const char* why) {
+  auto& st = self->state;
+  st.missed += static_cast<std::uint64_t>(count);
+  storage::job_status_row s;
+  s.job_id = job_id;
+  s.identity = core::new_guid();
+  s.status = "Missed";
+  s.reason = (exact ? "" : "more than ") + std::to_string(count) + " fire(s) from " +
+             iso(first) + " to " + iso(last) + " missed: " + why + " (misfire grace " +
+             std::to_string(st.opts.misfire_grace.count()) + " s)";
+  spdlog::warn("scheduler: job {}: {}", job_id, s.reason);
+  caf::anon_send(st.storage, write_atom::value, write_fn([s, last](storage::database& db) {
+                   storage::run_repository(db).upsert_status(s);
+                   auto& q = db.prepare("UPDATE Job SET LastFire=max(LastFire, ?) WHERE Id=?");
+                   q.bind(1, static_cast<std::int64_t>(last));
+                   q.bind(2, s.job_id);
+                   q.exec();
+                 }));
+}
+
+/// The due times of `e` in (from, now_s]: how many, the first, the latest and the one
+/// before it. Very frequent schedules far behind jump to the grace window (inexact count).
+struct overdue {
+  std::int64_t count = 0;
+  bool exact = true;
+  std::int64_t first = 0, last = 0, before_last = 0;
+};
+
+overdue scan_overdue(const entry& e, std::int64_t from, std::int64_t now_s, std::int64_t grace) {
+  overdue o;
+  std::int64_t steps = 0;
+  for (auto due = next_after(e, from); due && due <= now_s;) {
+    if (!o.first)
+      o.first = due;
+    o.before_last = o.last;
+    o.last = due;
+    ++o.count;
+    if (++steps == scan_cap && now_s - grace - 1 > due) {
+      o.exact = false;
+      due = next_after(e, now_s - grace - 1);
+      continue;
+    }
+    due = next_after(e, due);
+  }
+  return o;
+}
+
+/// Handles the due times of job `id` in (from, now_s]: the latest fires if it is within the
+/// grace, the others are recorded as missed. Appends the fire to `out`.
+/// Returns the due time that fired (0 if none).
+std::int64_t handle_overdue(self_ptr self, const std::string& id, const entry& e,
+                            std::int64_t from, std::int64_t now_s, const char* why, bool live,
+                            std::vector<fire_req>& out) {
+  auto& st = self->state;
+  auto o = scan_overdue(e, from, now_s, st.opts.misfire_grace.count());
+  if (!o.count)
+    return 0;
+  std::int64_t fired = 0;
+  if (now_s - o.last <= st.opts.misfire_grace.count()) {
+    fired = o.last;
+    out.push_back({id, o.last, core::new_guid(), live});
+  }
+  auto missed = o.count - (fired ? 1 : 0);
+  if (missed > 0)
+    record_missed(self, id, missed, o.exact, o.first, fired ? o.before_last : o.last, why);
+  return fired;
 }
 
 void arm(self_ptr self) {
@@ -106,24 +270,33 @@ void arm(self_ptr self) {
 }
 
 void on_tick(self_ptr self) {
-  auto now_s = now_ms() / 1000;
-  for (auto& [id, e] : self->state.table) {
-    // Live operation: every due time up to now fires (a tick is late by milliseconds).
-    int guard = 0;
-    while (e.next_due && e.next_due <= now_s && guard++ < 100) {
-      fire(self, id, e.next_due);
-      e.next_due = next_after(e, e.next_due);
-    }
-    if (e.next_due && e.next_due <= now_s)
-      e.next_due = next_after(e, now_s);  // far behind: skip the rest
+  auto& st = self->state;
+  auto now = now_ms();
+  auto now_s = now / 1000;
+  std::vector<fire_req> batch;
+  for (auto& [id, e] : st.table) {
+    if (!e.next_due || e.next_due > now_s)
+      continue;
+    // Normally exactly one due time (milliseconds ago); more only if the scheduler was
+    // stalled for longer than the schedule's period.
+    auto fired = handle_overdue(self, id, e, e.next_due - 1, now_s, "the scheduler was late",
+                                true, batch);
+    if (fired)
+      st.lateness_ms.add(static_cast<double>(now - fired * 1000));
+    e.next_due = next_after(e, now_s);
   }
+  commit_fires(self, std::move(batch));
   arm(self);
 }
 
-// Rebuilds the table from the jobs in storage; handles fires missed while down.
+void reload(self_ptr self, bool startup);
+
+// Rebuilds the table from the jobs in storage; at startup handles the due times that
+// passed while the broker was down.
 void load(self_ptr self, std::vector<storage::job_row>& jobs, bool startup) {
   auto& st = self->state;
   std::map<std::string, entry> table;
+  std::vector<fire_req> catch_up;
   auto now_s = now_ms() / 1000;
   for (auto& j : jobs) {
     if (!j.is_enabled || j.is_deleted)
@@ -131,60 +304,55 @@ void load(self_ptr self, std::vector<storage::job_row>& jobs, bool startup) {
     entry e;
     e.cron = j.cron;
     auto old = st.table.find(j.id);
+    bool unchanged = old != st.table.end() && old->second.cron == j.cron;
     try {
-      if (old != st.table.end() && old->second.cron == j.cron) {
-        e.sched = old->second.sched;
-      } else {
-        e.sched = std::make_shared<core::cron_schedule>(
-          core::cron_schedule::parse(j.cron, st.opts.timezone));
-      }
+      e.sched = unchanged ? old->second.sched
+                          : std::make_shared<core::cron_schedule>(
+                              core::cron_schedule::parse(j.cron, st.opts.timezone));
     } catch (const std::exception& ex) {
       spdlog::error("scheduler: job {} has an unusable cron '{}': {}", j.id, j.cron, ex.what());
       continue;
     }
-    if (old != st.table.end() && old->second.cron == j.cron && !startup) {
+    if (unchanged && !startup) {
       e.next_due = old->second.next_due;  // unchanged job keeps its place
-    } else {
+    } else if (startup) {
+      // Due times in (LastFire, now] were not handled: the broker was down.
       auto from = std::max<std::int64_t>(j.last_fire, 0);
-      auto due = next_after(e, from);
-      // Due times that passed while the broker was down (or before a cron change).
-      std::int64_t latest_missed = 0;
-      std::int64_t missed = 0;
-      while (due && due <= now_s && missed < 1000000) {
-        latest_missed = due;
-        ++missed;
-        due = next_after(e, due);
-      }
-      if (missed > 0 && startup) {
-        if (now_s - latest_missed <= st.opts.misfire_grace.count()) {
-          spdlog::info("scheduler: job {} missed {} fire(s) while down; firing once for {}",
-                       j.id, missed, latest_missed);
-          fire(self, j.id, latest_missed);
-          --missed;
-        }
-        if (missed > 0) {
-          st.missed += static_cast<std::uint64_t>(missed);
-          spdlog::warn("scheduler: job {} missed {} fire(s) outside the {} s grace", j.id,
-                       missed, st.opts.misfire_grace.count());
-          storage::job_status_row s;
-          s.job_id = j.id;
-          s.identity = core::new_guid();
-          s.status = "Missed";
-          s.reason = std::to_string(missed) + " fire(s) missed while the broker was down";
-          caf::anon_send(st.storage, write_atom::value, write_fn([s](storage::database& db) {
-                       storage::run_repository(db).upsert_status(s);
-                     }));
-        }
-      }
-      e.next_due = due && due <= now_s ? next_after(e, now_s) : due;
+      auto fired =
+        handle_overdue(self, j.id, e, from, now_s, "the broker was down", false, catch_up);
+      if (fired)
+        spdlog::info("scheduler: job {} fires once for {}, missed while the broker was down",
+                     j.id, iso(fired));
+      e.next_due = next_after(e, std::max(now_s, from));
+    } else {
+      // New, re-enabled or re-scheduled job: fires from now on (a disabled period or the
+      // old schedule's due times are not "missed").
+      e.next_due = next_after(e, std::max(now_s, j.last_fire));
     }
     table.emplace(j.id, std::move(e));
   }
   st.table = std::move(table);
+  st.catch_ups += catch_up.size();
+  commit_fires(self, std::move(catch_up));
   arm(self);
+  if (startup) {
+    st.loaded = true;
+    spdlog::info("scheduler: {} job(s) scheduled (zone {}, misfire grace {} s)",
+                 st.table.size(), st.opts.timezone, st.opts.misfire_grace.count());
+    if (st.reload_when_loaded) {
+      st.reload_when_loaded = false;
+      reload(self, false);
+    }
+  }
 }
 
 void reload(self_ptr self, bool startup) {
+  if (!startup && !self->state.loaded) {
+    // The startup load decides about the due times missed while down; a change that
+    // arrives before it is applied right after it.
+    self->state.reload_when_loaded = true;
+    return;
+  }
   self
     ->request(self->state.storage, caf::infinite, read_atom::value,
               read_fn([](storage::database& db) {
@@ -196,12 +364,25 @@ void reload(self_ptr self, bool startup) {
           });
 }
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty())
-    return 0;
+void prune(self_ptr self) {
+  auto before = now_ms() / 1000 - fire_history_s;
+  caf::anon_send(self->state.storage, write_atom::value,
+                 write_fn([before](storage::database& db) {
+                   auto& q = db.prepare("DELETE FROM Fire WHERE Due < ?");
+                   q.bind(1, static_cast<std::int64_t>(before));
+                   q.exec();
+                 }));
+  self->delayed_send(self, prune_interval, prune_atom::value);
+}
+
+json percentiles(const samples& s) {
+  std::vector<double> v(s.v.begin(), s.v.end());
   std::sort(v.begin(), v.end());
-  auto idx = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
-  return v[idx];
+  auto at = [&](double p) {
+    return v.empty() ? 0.0 : v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
+  };
+  return {{"p50", at(0.50)}, {"p99", at(0.99)}, {"max", v.empty() ? 0.0 : v.back()},
+          {"samples", v.size()}};
 }
 
 caf::behavior scheduler(self_ptr self, caf::actor storage, caf::actor jobs,
@@ -218,8 +399,8 @@ caf::behavior scheduler(self_ptr self, caf::actor storage, caf::actor jobs,
     .then(
       [=](std::shared_ptr<pending_fires>& pending) {
         for (auto& p : *pending) {
-          spdlog::info("scheduler: replaying fire of job {} for {} (run {})", p.job_id, p.due,
-                       p.identity);
+          spdlog::info("scheduler: replaying fire of job {} for {} (run {})", p.job_id,
+                       iso(p.due), p.identity);
           send_fire(self, p.job_id, p.due, p.identity);
         }
         reload(self, true);
@@ -228,23 +409,37 @@ caf::behavior scheduler(self_ptr self, caf::actor storage, caf::actor jobs,
         spdlog::critical("scheduler: cannot read pending fires: {}", caf::to_string(err));
         reload(self, true);
       });
+  prune(self);
   return {
     [=](tick_atom, std::uint64_t gen) {
       if (gen == self->state.generation)
         on_tick(self);
     },
+    [=](prune_atom) { prune(self); },
     [=](jobs_changed_atom) { reload(self, false); },
+    [=](jobs_changed_atom, const std::string& job_id, const std::string& change) {
+      // A deleted job stops at once; any other change takes effect when the reload
+      // (a few milliseconds) has read the committed job.
+      if (change == "deleted")
+        self->state.table.erase(job_id);
+      reload(self, false);
+    },
     [=](stats_atom) -> std::string {
       auto& st = self->state;
-      std::vector<double> v(st.jitter_ms.begin(), st.jitter_ms.end());
+      auto late = percentiles(st.lateness_ms);
       return json{{"jobs", st.table.size()},
                   {"fires", st.fires},
+                  {"catchUps", st.catch_ups},
                   {"missed", st.missed},
+                  {"duplicates", st.duplicates},
                   {"fireErrors", st.fire_errors},
-                  {"jitterP50Ms", percentile(v, 0.50)},
-                  {"jitterP99Ms", percentile(v, 0.99)},
-                  {"jitterMaxMs", v.empty() ? 0.0 : *std::max_element(v.begin(), v.end())},
-                  {"samples", v.size()}}
+                  {"inFlight", st.in_flight},
+                  {"jitterP50Ms", late["p50"]},
+                  {"jitterP99Ms", late["p99"]},
+                  {"jitterMaxMs", late["max"]},
+                  {"samples", late["samples"]},
+                  {"handoff", percentiles(st.handoff_ms)},
+                  {"mailbox", self->mailbox().size()}}
         .dump();
     },
   };

@@ -46,10 +46,10 @@ void flush(storage_ptr self) {
   try {
     SQLite::Transaction tx(db);
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      db.exec("SAVEPOINT w");
+      st.db->prepare("SAVEPOINT w").exec();
       try {
         batch[i].fn(*st.db);
-        db.exec("RELEASE w");
+        st.db->prepare("RELEASE w").exec();
       } catch (const std::exception& e) {
         ok[i] = false;
         ++st.failed_writes;
@@ -126,7 +126,8 @@ caf::behavior storage_behavior(storage_ptr self, std::shared_ptr<storage::databa
              ",\"failedWrites\":" + std::to_string(st.failed_writes) +
              ",\"reads\":" + std::to_string(st.reads) +
              ",\"queued\":" + std::to_string(st.batch.size()) +
-             ",\"lastBatchMs\":" + std::to_string(st.last_batch_ms) + "}";
+             ",\"lastBatchMs\":" + std::to_string(st.last_batch_ms) +
+             ",\"mailbox\":" + std::to_string(self->mailbox().size()) + "}";
     },
   };
 }

@@ -298,6 +298,9 @@ private:
     } else if (rq.path == "/binary") {
       rs.headers.emplace_back("Content-Type", "application/octet-stream");
       rs.body = binary_body;
+    } else if (rq.path == "/latin1-header") {
+      rs.headers.emplace_back("Content-Disposition", "attachment; filename=\xe9t\xe9.txt");
+      text("latin1");
     } else if (rq.path == "/big" || rq.path == "/big-nolen") {
       rs.body.assign(std::stoul(rq.param("n")), 'x');
       rs.close_delimited = rq.path == "/big-nolen";
@@ -729,6 +732,19 @@ TEST_CASE("downloader: gzip is decoded, binary bodies round-trip exactly") {
   CHECK(r.content_encoding == "base64");
   CHECK(protocol::result_body(r) == binary_body);
   CHECK(dl.get_stats().bytes == gzip_plain().size() + binary_body.size());
+}
+
+TEST_CASE("downloader: header bytes that are not UTF-8 are replaced, results stay JSON") {
+  test_server server;
+  collector c;
+  downloader dl(fast_options(), c.results_fn(), c.done_fn());
+  dl.start();
+  auto url = server.url("/latin1-header");
+  REQUIRE(dl.submit(make_block("b", "run", {url})));
+  REQUIRE(c.wait_done("b"));
+  auto r = c.result("b", url);
+  CHECK(r.headers["content-disposition"] == "attachment; filename=?t?.txt");
+  CHECK_NOTHROW(protocol::to_json(r).dump());
 }
 
 TEST_CASE("downloader: oversized bodies are cut off with an error") {

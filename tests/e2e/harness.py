@@ -124,9 +124,16 @@ class Env:
 
     # ---- programs ---------------------------------------------------------------
 
-    def start_broker(self, name="broker", extra_yaml="", port=None, db=None):
+    def start_broker(self, name="broker", extra_yaml="", port=None, db=None, inspector=False,
+                     inspector_secret=""):
+        """inspector=True publishes the inspector on a free loopback port (p.inspector_port)
+        for `spiderhub console`; by default it is off."""
         port = port or free_port()
         db = db or self.path("data", "broker.db")
+        inspector_port = free_port() if inspector else 0
+        inspector_yaml = (f"inspector:\n  enabled: true\n  address: 127.0.0.1\n"
+                          f"  port: {inspector_port}\n  secret: \"{inspector_secret}\"\n"
+                          if inspector else "inspector:\n  enabled: false\n")
         conf = self.write(f"{name}.yaml", f"""
 http:
   address: 127.0.0.1
@@ -135,9 +142,7 @@ auth:
   token: {TOKEN}
 storage:
   path: {db}
-inspector:
-  enabled: false
-log:
+{inspector_yaml}log:
   level: info
 {extra_yaml}
 """)
@@ -145,8 +150,11 @@ log:
         if os.environ.get("SPIDERHUB_E2E_GDB"):  # debugging aid: backtraces in broker.log
             argv = ["gdb", "-q", "-batch", "-ex", "run", "-ex", "thread apply all bt 15",
                     "--args"] + argv
+        elif os.environ.get("SPIDERHUB_BROKER_WRAP"):  # profiling aid, e.g. valgrind
+            argv = os.environ["SPIDERHUB_BROKER_WRAP"].split() + argv
         p = self.spawn(name, argv)
         p.port = port
+        p.inspector_port = inspector_port
         p.base = f"http://127.0.0.1:{port}"
         wait_until("broker health", lambda: http_get(p.base + "/healthz")[0] == 200
                    or p.poll() is not None, timeout=30)

@@ -878,6 +878,54 @@ TEST_CASE("net: extra client headers reach on_upgrade") {
   CHECK(auth == "Bearer abc");
 }
 
+TEST_CASE("net: timeouts: silent HTTP peer, idle WebSocket peer; pings keep a live client open") {
+  auto o = test_options();
+  o.handshake_timeout = 200ms;
+  o.idle_timeout = 400ms;
+  echo_server s(o);
+  {
+    raw_conn c(s.port);  // connects, sends nothing
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK(c.wait_eof());
+    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+  }
+  client_probe live(s.url(), [](ws_client_options& co) { co.idle_timeout = 0ms; });  // answers pings only
+  REQUIRE(live.wait_open());
+  raw_conn silent(s.port, 5000);
+  REQUIRE(silent.ws_handshake());  // never answers pings
+  REQUIRE(s.server_closed.wait_size(1, 5000ms));
+  CHECK(s.server_closed.at(0) == "idle timeout");
+  std::this_thread::sleep_for(600ms);
+  CHECK(live.c->is_open());
+  CHECK(live.closed.size() == 0);
+  live.c->send_text("still here");
+  REQUIRE(live.msgs.wait_size(1));
+}
+
+TEST_CASE("net: many concurrent WebSocket clients on 4 io threads keep per-connection order") {
+  auto o = test_options();
+  o.io_threads = 4;
+  echo_server s(o);
+  constexpr int clients = 8, per_client = 300;
+  std::vector<std::unique_ptr<client_probe>> ps;
+  for (int i = 0; i < clients; ++i) ps.push_back(std::make_unique<client_probe>(s.url()));
+  for (auto& p : ps) REQUIRE(p->wait_open());
+  std::vector<std::thread> senders;
+  for (int i = 0; i < clients; ++i)
+    senders.emplace_back([&, i] {
+      for (int k = 0; k < per_client; ++k) ps[i]->c->send_text(std::to_string(i) + ":" + std::to_string(k));
+    });
+  for (auto& t : senders) t.join();
+  for (int i = 0; i < clients; ++i) {
+    REQUIRE(ps[i]->msgs.wait_size(per_client, 10000ms));
+    const auto got = ps[i]->msgs.all();
+    bool ordered = true;
+    for (int k = 0; k < per_client; ++k) ordered = ordered && got[k] == std::to_string(i) + ":" + std::to_string(k);
+    CHECK(ordered);
+  }
+  CHECK(s.srv->connection_count() == clients);
+}
+
 // ═══════════════════════════════ TLS ═══════════════════════════════
 
 TEST_CASE("net: TLS (HTTPS + WSS) with a self-signed certificate generated at test time") {

@@ -1,0 +1,431 @@
+#include "protocol/fast_json.hpp"
+
+#include <simdjson.h>
+
+#include <cstring>
+
+#include "core/error.hpp"
+#include "protocol/json_codec.hpp"
+
+namespace spiderhub::protocol::fast {
+namespace {
+
+namespace od = simdjson::ondemand;
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw core::input_error(path + ": " + what);
+}
+
+// One parser per thread: simdjson parsers hold buffers sized to the largest input.
+od::parser& thread_parser() {
+  thread_local od::parser parser;
+  return parser;
+}
+
+template <class T> T check(simdjson::simdjson_result<T> r, const std::string& path,
+                           const char* what) {
+  T out{};
+  if (r.get(out) != simdjson::SUCCESS)
+    fail(path, what);
+  return out;
+}
+
+std::string get_string(od::value v, const std::string& path) {
+  std::string_view sv;
+  if (v.get_string().get(sv) != simdjson::SUCCESS)
+    fail(path, "expected a string");
+  return std::string(sv);
+}
+
+std::int64_t get_int(od::value v, const std::string& path) {
+  std::int64_t x = 0;
+  if (v.get_int64().get(x) != simdjson::SUCCESS)
+    fail(path, "expected an integer");
+  return x;
+}
+
+bool is_null(od::value& v) {
+  bool null = false;
+  return v.is_null().get(null) == simdjson::SUCCESS && null;
+}
+
+std::int32_t to_int32(std::int64_t x, const std::string& path) {
+  if (x < INT32_MIN || x > INT32_MAX)
+    fail(path, "integer out of range");
+  return static_cast<std::int32_t>(x);
+}
+
+void read_headers(od::value v, header_map& out, const std::string& path) {
+  od::object obj;
+  if (v.get_object().get(obj) != simdjson::SUCCESS)
+    fail(path, "expected an object of strings");
+  for (auto field : obj) {
+    std::string_view key;
+    if (field.unescaped_key().get(key) != simdjson::SUCCESS)
+      fail(path, "bad key");
+    out[std::string(key)] = get_string(field.value(), path + "." + std::string(key));
+  }
+}
+
+// Fills a result from one JSON object; returns true when it carried a resultId key.
+bool read_result(od::object obj, result& r, const std::string& path) {
+  bool has_url = false, has_id = false;
+  for (auto field : obj) {
+    std::string_view key;
+    if (field.unescaped_key().get(key) != simdjson::SUCCESS)
+      fail(path, "bad key");
+    od::value v = field.value();
+    if (is_null(v))
+      continue;
+    auto p = path + "." + std::string(key);
+    if (key == "resultId") {
+      r.result_id = get_int(v, p);
+      has_id = true;
+    } else if (key == "requestHash") {
+      r.request_hash = get_string(v, p);
+    } else if (key == "url") {
+      r.url = get_string(v, p);
+      has_url = true;
+    } else if (key == "statusCode") {
+      r.status_code = to_int32(get_int(v, p), p);
+    } else if (key == "responseTime") {
+      r.response_time = get_int(v, p);
+    } else if (key == "headers") {
+      read_headers(v, r.headers, p);
+    } else if (key == "content") {
+      r.content = get_string(v, p);
+    } else if (key == "contentEncoding") {
+      r.content_encoding = get_string(v, p);
+      if (!r.content_encoding.empty() && r.content_encoding != "base64")
+        fail(p, "must be empty or \"base64\"");
+    } else if (key == "error") {
+      r.error = get_string(v, p);
+    } else if (key == "depth") {
+      r.depth = to_int32(get_int(v, p), p);
+    }
+  }
+  if (!has_url)
+    fail(path + ".url", "missing");
+  return has_id;
+}
+
+constexpr char hex_digits[] = "0123456789abcdef";
+
+// Raw JSON text of any value (objects and arrays whole, scalars as their token).
+std::string raw_value(od::value& v) {
+  od::json_type t;
+  if (v.type().get(t) != simdjson::SUCCESS)
+    fail("completion", "'result' is not valid JSON");
+  std::string_view raw;
+  simdjson::error_code err;
+  if (t == od::json_type::object) {
+    od::object o;
+    err = v.get_object().get(o);
+    if (!err)
+      err = o.raw_json().get(raw);
+  } else if (t == od::json_type::array) {
+    od::array a;
+    err = v.get_array().get(a);
+    if (!err)
+      err = a.raw_json().get(raw);
+  } else {
+    raw = v.raw_json_token();
+    err = simdjson::SUCCESS;
+    // raw_json_token keeps trailing white space before the next token.
+    while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\r' ||
+                            raw.back() == '\t'))
+      raw.remove_suffix(1);
+  }
+  if (err)
+    fail("completion", "'result' is not valid JSON");
+  return std::string(raw);
+}
+
+} // namespace
+
+raw_message parse_record(std::string_view record) {
+  simdjson::padded_string padded(record);
+  od::document doc;
+  if (thread_parser().iterate(padded).get(doc) != simdjson::SUCCESS)
+    fail("hub message", "not valid JSON");
+  od::object obj;
+  if (doc.get_object().get(obj) != simdjson::SUCCESS)
+    fail("hub message", "expected a JSON object");
+  raw_message m;
+  bool has_type = false;
+  for (auto field : obj) {
+    std::string_view key;
+    if (field.unescaped_key().get(key) != simdjson::SUCCESS)
+      fail("hub message", "not valid JSON");
+    od::value v = field.value();
+    if (key == "type") {
+      std::int64_t t = 0;
+      if (v.get_int64().get(t) != simdjson::SUCCESS)
+        fail("hub message", "missing integer 'type'");
+      m.type = static_cast<int>(t);
+      has_type = true;
+    } else if (key == "invocationId") {
+      if (!is_null(v))
+        m.invocation_id = get_string(v, "hub message: 'invocationId'");
+    } else if (key == "target") {
+      m.target = get_string(v, "hub message: 'target'");
+    } else if (key == "arguments") {
+      od::array arr;
+      if (v.get_array().get(arr) != simdjson::SUCCESS)
+        fail("invocation", "'arguments' must be an array");
+      std::string_view raw;
+      if (arr.raw_json().get(raw) != simdjson::SUCCESS)
+        fail("invocation", "'arguments' is not valid JSON");
+      m.arguments.assign(raw);
+    } else if (key == "error") {
+      if (!is_null(v))
+        m.error = get_string(v, "hub message: 'error'");
+    } else if (key == "result") {
+      m.result = raw_value(v);
+    } else if (key == "allowReconnect") {
+      bool b = false;
+      if (v.get_bool().get(b) == simdjson::SUCCESS)
+        m.allow_reconnect = b;
+    }
+    // Other keys (headers, streamIds, ...) are ignored.
+  }
+  if (!has_type)
+    fail("hub message", "missing integer 'type'");
+  switch (m.type) {
+    case 1:
+      if (m.target.empty())
+        fail("invocation", "missing 'target'");
+      break;
+    case 3:
+      if (!m.invocation_id)
+        fail("completion", "missing 'invocationId'");
+      break;
+    case 6:
+    case 7:
+      break;
+    default:
+      fail("hub message", "type " + std::to_string(m.type) + " is not supported");
+  }
+  return m;
+}
+
+raw_block_response parse_block_response(std::string_view arguments_json) {
+  const std::string path = "SaveBlockResponse.arguments[0]";
+  simdjson::padded_string padded(arguments_json);
+  auto& parser = thread_parser();
+  od::document doc;
+  if (parser.iterate(padded).get(doc) != simdjson::SUCCESS)
+    fail("SaveBlockResponse.arguments", "not valid JSON");
+  od::array args;
+  if (doc.get_array().get(args) != simdjson::SUCCESS)
+    fail("SaveBlockResponse.arguments", "expected an array");
+  od::object obj;
+  bool found = false;
+  for (auto elem : args) {
+    if (elem.get_object().get(obj) != simdjson::SUCCESS)
+      fail(path, "expected an object");
+    found = true;
+    break;
+  }
+  if (!found)
+    fail("SaveBlockResponse", "expected 1 argument, got 0");
+  raw_block_response out;
+  std::vector<std::string_view> raw_results;
+  bool has_block = false, has_identity = false;
+  for (auto field : obj) {
+    std::string_view key;
+    if (field.unescaped_key().get(key) != simdjson::SUCCESS)
+      fail(path, "bad key");
+    od::value v = field.value();
+    if (is_null(v))
+      continue;
+    if (key == "blockId") {
+      out.block_id = get_string(v, path + ".blockId");
+      has_block = true;
+    } else if (key == "identity") {
+      out.identity = get_string(v, path + ".identity");
+      has_identity = true;
+    } else if (key == "exception") {
+      out.exception = get_string(v, path + ".exception");
+    } else if (key == "results") {
+      od::array arr;
+      if (v.get_array().get(arr) != simdjson::SUCCESS)
+        fail(path + ".results", "expected an array");
+      for (auto elem : arr) {
+        od::object robj;
+        if (elem.get_object().get(robj) != simdjson::SUCCESS)
+          fail(path + ".results[" + std::to_string(raw_results.size()) + "]",
+               "expected an object");
+        std::string_view raw;
+        if (robj.raw_json().get(raw) != simdjson::SUCCESS)
+          fail(path + ".results", "not valid JSON");
+        raw_results.push_back(raw);
+      }
+    }
+  }
+  if (!has_block)
+    fail(path + ".blockId", "missing");
+  if (!has_identity)
+    fail(path + ".identity", "missing");
+  // Second pass over each result object (views into `padded`, which stays alive): read
+  // the fields the broker needs and keep the object's bytes as the stored body.
+  od::parser inner;
+  out.results.reserve(raw_results.size());
+  for (std::size_t i = 0; i < raw_results.size(); ++i) {
+    auto rpath = path + ".results[" + std::to_string(i) + "]";
+    simdjson::padded_string one(raw_results[i]);
+    od::document rdoc;
+    if (inner.iterate(one).get(rdoc) != simdjson::SUCCESS)
+      fail(rpath, "not valid JSON");
+    od::object robj;
+    if (rdoc.get_object().get(robj) != simdjson::SUCCESS)
+      fail(rpath, "expected an object");
+    result r;
+    bool has_id = read_result(robj, r, rpath);
+    raw_result rr;
+    rr.request_hash = r.request_hash;
+    rr.status_code = r.status_code;
+    rr.error = r.error;
+    if (has_id) {
+      // Stored bodies never carry resultId (the broker splices its own): re-encode.
+      r.result_id = 0;
+      append_json(rr.body, r);
+    } else {
+      rr.body.assign(raw_results[i]);
+    }
+    out.results.push_back(std::move(rr));
+  }
+  return out;
+}
+
+std::vector<result> parse_results(std::string_view array_json) {
+  simdjson::padded_string padded(array_json);
+  od::document doc;
+  if (thread_parser().iterate(padded).get(doc) != simdjson::SUCCESS)
+    fail("results", "not valid JSON");
+  od::array arr;
+  if (doc.get_array().get(arr) != simdjson::SUCCESS)
+    fail("results", "expected an array");
+  std::vector<result> out;
+  for (auto elem : arr) {
+    od::object obj;
+    auto path = "results[" + std::to_string(out.size()) + "]";
+    if (elem.get_object().get(obj) != simdjson::SUCCESS)
+      fail(path, "expected an object");
+    result r;
+    read_result(obj, r, path);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+  out.reserve(out.size() + s.size() + 2);
+  out += '"';
+  const char* p = s.data();
+  const char* end = p + s.size();
+  const char* run = p;  // start of the bytes copied verbatim
+  auto flush = [&](const char* upto) {
+    out.append(run, static_cast<std::size_t>(upto - run));
+  };
+  while (p < end) {
+    auto c = static_cast<unsigned char>(*p);
+    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+      ++p;
+      continue;
+    }
+    if (c >= 0x80) {
+      // Validate one UTF-8 sequence; keep it when valid, else write U+FFFD.
+      std::size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+      if (len && p + len <= end && is_valid_utf8(std::string_view(p, len))) {
+        p += len;
+        continue;
+      }
+      flush(p);
+      out += "\xEF\xBF\xBD";
+      ++p;
+      run = p;
+      continue;
+    }
+    flush(p);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        out += "\\u00";
+        out += hex_digits[c >> 4];
+        out += hex_digits[c & 15];
+    }
+    ++p;
+    run = p;
+  }
+  flush(p);
+  out += '"';
+}
+
+void append_json(std::string& out, const result& r) {
+  out += '{';
+  if (r.result_id != 0) {
+    out += "\"resultId\":";
+    out += std::to_string(r.result_id);
+    out += ',';
+  }
+  out += "\"requestHash\":";
+  append_json_string(out, r.request_hash);
+  out += ",\"url\":";
+  append_json_string(out, r.url);
+  out += ",\"statusCode\":";
+  out += std::to_string(r.status_code);
+  out += ",\"responseTime\":";
+  out += std::to_string(r.response_time);
+  out += ",\"headers\":{";
+  bool first = true;
+  for (auto& [k, v] : r.headers) {
+    if (!first)
+      out += ',';
+    first = false;
+    append_json_string(out, k);
+    out += ':';
+    append_json_string(out, v);
+  }
+  out += "},\"content\":";
+  append_json_string(out, r.content);
+  if (!r.content_encoding.empty()) {
+    out += ",\"contentEncoding\":";
+    append_json_string(out, r.content_encoding);
+  }
+  out += ",\"error\":";
+  append_json_string(out, r.error);
+  out += ",\"depth\":";
+  out += std::to_string(r.depth);
+  out += '}';
+}
+
+std::string encode_block_response(const block_response& b) {
+  std::string out;
+  std::size_t guess = 128;
+  for (auto& r : b.results)
+    guess += r.content.size() + r.url.size() + 256;
+  out.reserve(guess);
+  out += "{\"blockId\":";
+  append_json_string(out, b.block_id);
+  out += ",\"identity\":";
+  append_json_string(out, b.identity);
+  out += ",\"exception\":";
+  append_json_string(out, b.exception);
+  out += ",\"results\":[";
+  for (std::size_t i = 0; i < b.results.size(); ++i) {
+    if (i)
+      out += ',';
+    append_json(out, b.results[i]);
+  }
+  out += "]}";
+  return out;
+}
+
+} // namespace spiderhub::protocol::fast
