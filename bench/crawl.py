@@ -24,6 +24,17 @@ def peak_rss_mb(pid):
     return float("nan")
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process and its reaped children, in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = sum(int(x) for x in fields[11:15])
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except FileNotFoundError:
+        return float("nan")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", default=os.path.join(root, "build", "spiderhub"))
@@ -41,7 +52,7 @@ def main():
                                          f"  thread_num: {a.thread_num}\n"
                                          "log:\n  level: warn\n")
     nodes = [env.start_node(broker, f"node{i + 1}") for i in range(a.nodes)]
-    worker = env.start_worker(broker)
+    worker = env.start_worker(broker, runs=0)  # stays up so its CPU time can be read
     h.wait_until("nodes online", lambda: sum(
         n["isOnline"] for n in h.api("GET", broker, "/api/v1.0/nodes")[1]) == a.nodes)
     output = env.path("items.jsonl")
@@ -57,10 +68,11 @@ def main():
                  in ("Success", "Exited", "Failed"), timeout=900, interval=0.2)
     elapsed = time.monotonic() - started
     run = h.run_of(broker, job["id"])
-    rss = {"broker": peak_rss_mb(broker.pid), "worker": peak_rss_mb(worker.pid)}
+    procs = {"broker": broker.pid, "worker": worker.pid}
     for n in nodes:
-        rss[n.name] = peak_rss_mb(n.pid)
-    rss["nginx(master)"] = peak_rss_mb(site.pid)
+        procs[n.name] = n.pid
+    rss = {name: peak_rss_mb(pid) for name, pid in procs.items()}
+    cpu = {name: cpu_seconds(pid) for name, pid in procs.items()}
     items = h.read_items(output)
     unique = len(collections.Counter(i["url"] for i in items))
     print(f"crawl bench: {a.pages} pages, {a.nodes} node(s), block_size {a.block_size}, "
@@ -70,9 +82,10 @@ def main():
     print(f"  pages/s         {run['success'] / elapsed:.0f}")
     print(f"  unique pages    {unique} (run total {run['total']}, success {run['success']}, "
           f"error {run['error']})")
-    for name, mb in rss.items():
-        print(f"  peak RSS {name:14} {mb:.0f} MB")
-    for p in nodes + [broker]:
+    for name in procs:
+        print(f"  {name:8} peak RSS {rss[name]:6.0f} MB   CPU {cpu[name]:6.2f} s "
+              f"({1e6 * cpu[name] / max(run['success'], 1):.0f} us/page)")
+    for p in [worker] + nodes + [broker]:
         env.stop(p, timeout=120)  # SIGTERM: lets profilers write their output
     env.close()
     return 0 if run["status"] == "Success" and unique == a.pages else 1

@@ -1,6 +1,6 @@
 #include "sdk/html_links.hpp"
 
-#include <gumbo.h>
+#include <libxml/HTMLparser.h>
 
 #include <cstring>
 #include <memory>
@@ -299,23 +299,6 @@ std::string resolve_parts(const std::string& base, const std::string& cleaned_re
   return assemble(b.scheme, b.authority, merged, r.has_query, r.query);
 }
 
-/// Concatenated text of a node's descendants.
-void append_text(const GumboNode* node, std::string& out) {
-  std::vector<const GumboNode*> stack{node};
-  while (!stack.empty()) {
-    const GumboNode* n = stack.back();
-    stack.pop_back();
-    if (n->type == GUMBO_NODE_TEXT || n->type == GUMBO_NODE_WHITESPACE ||
-        n->type == GUMBO_NODE_CDATA) {
-      out += n->v.text.text;
-    } else if (n->type == GUMBO_NODE_ELEMENT) {
-      const GumboVector& kids = n->v.element.children;
-      for (unsigned i = kids.length; i-- > 0;)
-        stack.push_back(static_cast<const GumboNode*>(kids.data[i]));
-    }
-  }
-}
-
 std::string collapse_whitespace(const std::string& s) {
   std::string out;
   bool pending_space = false;
@@ -332,8 +315,83 @@ std::string collapse_whitespace(const std::string& s) {
   return out;
 }
 
-struct gumbo_deleter {
-  void operator()(GumboOutput* o) const { gumbo_destroy_output(&kGumboDefaultOptions, o); }
+// What the SAX callbacks collect in one pass over the page. No tree is built: libxml2's
+// HTML tokenizer drives these callbacks directly, which is what makes parsing cheap.
+struct sax_state {
+  std::vector<std::string> hrefs;  // raw, in document order
+  std::string base_href;
+  bool have_base = false;
+  bool have_title = false;
+  bool in_title = false;
+  std::string title;
+  int inert_depth = 0;             // inside <template> or <svg>: links/titles don't count
+};
+
+const char* attr(const xmlChar** attrs, const char* name) {
+  if (!attrs)
+    return nullptr;
+  for (auto a = attrs; a[0]; a += 2)
+    if (xmlStrcasecmp(a[0], reinterpret_cast<const xmlChar*>(name)) == 0)
+      return a[1] ? reinterpret_cast<const char*>(a[1]) : "";
+  return nullptr;
+}
+
+bool is(const xmlChar* name, const char* tag) {
+  return xmlStrcasecmp(name, reinterpret_cast<const xmlChar*>(tag)) == 0;
+}
+
+void on_start(void* ctx, const xmlChar* name, const xmlChar** attrs) {
+  auto& st = *static_cast<sax_state*>(ctx);
+  if (is(name, "template") || is(name, "svg")) {
+    ++st.inert_depth;
+    return;
+  }
+  if (st.inert_depth > 0)
+    return;
+  if (is(name, "a") || is(name, "area")) {
+    if (auto href = attr(attrs, "href"))
+      st.hrefs.emplace_back(href);
+  } else if (is(name, "base") && !st.have_base) {
+    if (auto href = attr(attrs, "href")) {
+      st.have_base = true;
+      st.base_href = href;
+    }
+  } else if (is(name, "title") && !st.have_title) {
+    st.in_title = true;
+  }
+}
+
+void on_end(void* ctx, const xmlChar* name) {
+  auto& st = *static_cast<sax_state*>(ctx);
+  if (is(name, "template") || is(name, "svg")) {
+    if (st.inert_depth > 0)
+      --st.inert_depth;
+  } else if (is(name, "title") && st.in_title) {
+    st.in_title = false;
+    st.have_title = true;
+  }
+}
+
+void on_text(void* ctx, const xmlChar* ch, int len) {
+  auto& st = *static_cast<sax_state*>(ctx);
+  if (st.in_title && st.inert_depth == 0)
+    st.title.append(reinterpret_cast<const char*>(ch), static_cast<std::size_t>(len));
+}
+
+const htmlSAXHandler& sax_handler() {
+  static const htmlSAXHandler handler = [] {
+    htmlSAXHandler h{};
+    h.startElement = on_start;
+    h.endElement = on_end;
+    h.characters = on_text;
+    h.cdataBlock = on_text;
+    return h;
+  }();
+  return handler;
+}
+
+struct parser_init {
+  parser_init() { xmlInitParser(); }  // once per process, before any thread parses
 };
 
 } // namespace
@@ -355,46 +413,24 @@ std::string url_host(const std::string& url) {
 }
 
 page_info extract_links(std::string_view html, const std::string& base_url) {
-  GumboOptions options = kGumboDefaultOptions;
-  // Parse errors are only diagnostics; recording none keeps memory flat on tag soup.
-  options.max_errors = 0;
-  std::unique_ptr<GumboOutput, gumbo_deleter> doc(
-    gumbo_parse_with_options(&options, html.data(), html.size()));
-  page_info info;
-  if (!doc)
-    return info;
-
-  // One pass in document order: hrefs are kept raw because a later <base> still applies
-  // to earlier links (the document has one base URL).
-  std::vector<std::string> hrefs;
-  std::string base_href;
-  bool have_base = false, have_title = false;
-  std::vector<const GumboNode*> stack{doc->root};
-  while (!stack.empty()) {
-    const GumboNode* n = stack.back();
-    stack.pop_back();
-    if (n->type != GUMBO_NODE_ELEMENT)
-      continue;  // <template> contents are inert, so GUMBO_NODE_TEMPLATE is skipped too
-    const GumboElement& el = n->v.element;
-    if (el.tag_namespace == GUMBO_NAMESPACE_HTML) {
-      if (el.tag == GUMBO_TAG_A || el.tag == GUMBO_TAG_AREA) {
-        if (const GumboAttribute* href = gumbo_get_attribute(&el.attributes, "href"))
-          hrefs.emplace_back(href->value);
-      } else if (el.tag == GUMBO_TAG_BASE && !have_base) {
-        if (const GumboAttribute* href = gumbo_get_attribute(&el.attributes, "href")) {
-          have_base = true;
-          base_href = href->value;
-        }
-      } else if (el.tag == GUMBO_TAG_TITLE && !have_title) {
-        have_title = true;
-        std::string text;
-        append_text(n, text);
-        info.title = collapse_whitespace(text);
-      }
+  static parser_init init;
+  sax_state st;
+  if (!html.empty()) {
+    auto* ctxt = htmlCreatePushParserCtxt(const_cast<htmlSAXHandler*>(&sax_handler()), &st,
+                                          nullptr, 0, nullptr, XML_CHAR_ENCODING_UTF8);
+    if (ctxt) {
+      htmlCtxtUseOptions(ctxt, HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
+                                 HTML_PARSE_NONET);
+      // Pages over 2 GiB are not a concern: the node caps bodies far below that.
+      htmlParseChunk(ctxt, html.data(), static_cast<int>(html.size()), 1);
+      htmlFreeParserCtxt(ctxt);
     }
-    for (unsigned i = el.children.length; i-- > 0;)
-      stack.push_back(static_cast<const GumboNode*>(el.children.data[i]));
   }
+  page_info info;
+  info.title = collapse_whitespace(st.title);
+  const auto& hrefs = st.hrefs;
+  const auto& base_href = st.base_href;
+  const bool have_base = st.have_base;
 
   std::string base = base_url;
   if (have_base) {

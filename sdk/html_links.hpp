@@ -1,5 +1,5 @@
 #pragma once
-// Link and title extraction for spiders (gumbo HTML5 parser underneath), plus the URL
+// Link and title extraction for spiders (libxml2's HTML parser in SAX mode), plus the URL
 // resolution it needs. Every URL this header returns is absolute http(s), normalised
 // (lower-case scheme and host, default port dropped, dot segments removed, no fragment,
 // unsafe bytes percent-encoded), so spiders can compare URLs as plain strings.

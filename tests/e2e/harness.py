@@ -72,6 +72,11 @@ class Env:
         return p
 
     def spawn(self, name, argv, **kw):
+        # Profiling aid: SPIDERHUB_WRAP_BROKER="valgrind --tool=callgrind" (likewise
+        # _NODE, _WORKER) runs that program under the given command.
+        wrap = os.environ.get("SPIDERHUB_WRAP_" + name.rstrip("0123456789").upper())
+        if wrap:
+            argv = wrap.split() + argv
         log = open(self.path(f"{name}.log"), "ab")
         p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir,
                              start_new_session=True, **kw)
@@ -150,8 +155,6 @@ storage:
         if os.environ.get("SPIDERHUB_E2E_GDB"):  # debugging aid: backtraces in broker.log
             argv = ["gdb", "-q", "-batch", "-ex", "run", "-ex", "thread apply all bt 15",
                     "--args"] + argv
-        elif os.environ.get("SPIDERHUB_BROKER_WRAP"):  # profiling aid, e.g. valgrind
-            argv = os.environ["SPIDERHUB_BROKER_WRAP"].split() + argv
         p = self.spawn(name, argv)
         p.port = port
         p.inspector_port = inspector_port
