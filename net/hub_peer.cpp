@@ -55,6 +55,18 @@ void hub_peer::invoke(const std::string& target, nlohmann::json arguments) {
   conn_->send_text(sr::encode(sr::invocation{std::nullopt, target, std::move(arguments)}));
 }
 
+void hub_peer::invoke_raw(const std::string& target, const std::string& arguments_json) {
+  std::string frame;
+  frame.reserve(arguments_json.size() + target.size() + 48);
+  frame += "{\"type\":1,\"target\":";
+  protocol::fast::append_json_string(frame, target);
+  frame += ",\"arguments\":";
+  frame += arguments_json;
+  frame += '}';
+  frame += sr::record_separator;
+  conn_->send_text(std::move(frame));
+}
+
 void hub_peer::ping() { conn_->send_text(sr::encode_ping()); }
 
 void hub_peer::close(const std::string& reason) {

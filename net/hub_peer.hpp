@@ -25,6 +25,8 @@ class hub_peer {
   void complete_raw(const std::string& invocation_id, const std::string& result_json);
   void fail(const std::string& invocation_id, const std::string& error);
   void invoke(const std::string& target, nlohmann::json arguments);
+  /// Same with the arguments already serialized as a JSON array.
+  void invoke_raw(const std::string& target, const std::string& arguments_json);
   void ping();
   /// Sends a SignalR close message with the reason, then closes the socket.
   void close(const std::string& reason);

@@ -111,6 +111,44 @@ bool read_result(od::object obj, result& r, const std::string& path) {
 
 constexpr char hex_digits[] = "0123456789abcdef";
 
+// The fields of a node's result the broker acts on; the body (content, headers) is
+// type-checked but not copied, since the object's bytes are stored as they are.
+bool read_result_summary(od::object obj, result& r, const std::string& path) {
+  bool has_url = false, has_id = false;
+  for (auto field : obj) {
+    std::string_view key;
+    if (field.unescaped_key().get(key) != simdjson::SUCCESS)
+      fail(path, "bad key");
+    od::value v = field.value();
+    if (is_null(v))
+      continue;
+    if (key == "resultId") {
+      get_int(v, path + ".resultId");
+      has_id = true;
+    } else if (key == "requestHash") {
+      r.request_hash = get_string(v, path + ".requestHash");
+    } else if (key == "url") {
+      std::string_view sv;
+      if (v.get_string().get(sv) != simdjson::SUCCESS)
+        fail(path + ".url", "expected a string");
+      has_url = true;
+    } else if (key == "statusCode") {
+      r.status_code = to_int32(get_int(v, path + ".statusCode"), path + ".statusCode");
+    } else if (key == "error") {
+      r.error = get_string(v, path + ".error");
+    } else if (key == "content" || key == "contentEncoding") {
+      od::raw_json_string rs;
+      if (v.get_raw_json_string().get(rs) != simdjson::SUCCESS)
+        fail(path + "." + std::string(key), "expected a string");
+    } else if (key == "responseTime" || key == "depth") {
+      get_int(v, path + "." + std::string(key));
+    }
+  }
+  if (!has_url)
+    fail(path + ".url", "missing");
+  return has_id;
+}
+
 // Raw JSON text of any value (objects and arrays whole, scalars as their token).
 std::string raw_value(od::value& v) {
   od::json_type t;
@@ -281,21 +319,116 @@ raw_block_response parse_block_response(std::string_view arguments_json) {
     if (rdoc.get_object().get(robj) != simdjson::SUCCESS)
       fail(rpath, "expected an object");
     result r;
-    bool has_id = read_result(robj, r, rpath);
+    bool has_id = read_result_summary(robj, r, rpath);
     raw_result rr;
     rr.request_hash = r.request_hash;
     rr.status_code = r.status_code;
     rr.error = r.error;
     if (has_id) {
       // Stored bodies never carry resultId (the broker splices its own): re-encode.
-      r.result_id = 0;
-      append_json(rr.body, r);
+      simdjson::padded_string again(raw_results[i]);
+      od::document full_doc;
+      od::object full;
+      if (inner.iterate(again).get(full_doc) != simdjson::SUCCESS ||
+          full_doc.get_object().get(full) != simdjson::SUCCESS)
+        fail(rpath, "expected an object");
+      result whole;
+      read_result(full, whole, rpath);
+      whole.result_id = 0;
+      append_json(rr.body, whole);
     } else {
       rr.body.assign(raw_results[i]);
     }
     out.results.push_back(std::move(rr));
   }
   return out;
+}
+
+std::pair<std::string, std::vector<raw_request>> parse_push(std::string_view arguments_json) {
+  simdjson::padded_string padded(arguments_json);
+  od::document doc;
+  if (thread_parser().iterate(padded).get(doc) != simdjson::SUCCESS)
+    fail("Push.arguments", "not valid JSON");
+  od::array args;
+  if (doc.get_array().get(args) != simdjson::SUCCESS)
+    fail("Push.arguments", "expected an array");
+  std::string identity;
+  std::vector<std::string_view> raws;
+  std::size_t index = 0;
+  for (auto arg : args) {
+    if (index == 0) {
+      std::string_view sv;
+      if (arg.get_string().get(sv) != simdjson::SUCCESS || sv.empty())
+        fail("Push", "argument 'identity' must be a non-empty string");
+      identity.assign(sv);
+    } else if (index == 1) {
+      od::array reqs;
+      if (arg.get_array().get(reqs) != simdjson::SUCCESS)
+        fail("Push.arguments[1]", "expected an array");
+      for (auto elem : reqs) {
+        od::object obj;
+        if (elem.get_object().get(obj) != simdjson::SUCCESS)
+          fail("Push.arguments[1][" + std::to_string(raws.size()) + "]", "expected an object");
+        std::string_view raw;
+        if (obj.raw_json().get(raw) != simdjson::SUCCESS)
+          fail("Push.arguments[1]", "not valid JSON");
+        raws.push_back(raw);
+      }
+    }
+    ++index;
+  }
+  if (index < 2)
+    fail("Push", "expected 2 argument(s), got " + std::to_string(index));
+  // Second pass per request: the fields the hash and validation need.
+  std::vector<raw_request> out;
+  out.reserve(raws.size());
+  od::parser inner;
+  for (std::size_t i = 0; i < raws.size(); ++i) {
+    auto path = "Push.arguments[1][" + std::to_string(i) + "]";
+    simdjson::padded_string one(raws[i]);
+    od::document rdoc;
+    od::object obj;
+    if (inner.iterate(one).get(rdoc) != simdjson::SUCCESS ||
+        rdoc.get_object().get(obj) != simdjson::SUCCESS)
+      fail(path, "expected an object");
+    request r;
+    bool has_url = false;
+    for (auto field : obj) {
+      std::string_view key;
+      if (field.unescaped_key().get(key) != simdjson::SUCCESS)
+        fail(path, "bad key");
+      od::value v = field.value();
+      if (is_null(v))
+        continue;
+      auto p = path + "." + std::string(key);
+      if (key == "url") {
+        r.url = get_string(v, p);
+        has_url = true;
+      } else if (key == "method") {
+        r.method = get_string(v, p);
+      } else if (key == "referer") {
+        r.referer = get_string(v, p);
+      } else if (key == "origin") {
+        r.origin = get_string(v, p);
+      } else if (key == "content") {
+        r.content = get_string(v, p);
+      } else if (key == "depth") {
+        r.depth = to_int32(get_int(v, p), p);
+      } else if (key == "cycleTriedTimes") {
+        r.cycle_tried_times = to_int32(get_int(v, p), p);
+      } else if (key == "headers") {
+        read_headers(v, r.headers, p);
+      }
+    }
+    if (!has_url)
+      fail(path + ".url", "missing");
+    if (r.url.empty())
+      fail(path + ".url", "must not be empty");
+    if (r.method.empty())
+      r.method = "GET";
+    out.push_back({request_hash(r), std::string(raws[i])});
+  }
+  return {std::move(identity), std::move(out)};
 }
 
 std::vector<result> parse_results(std::string_view array_json) {

@@ -55,6 +55,20 @@ typename Inspector::result_type inspect(Inspector& f, raw_block_response& x) {
   return f(x.block_id, x.identity, x.exception, x.results);
 }
 
+/// A request as pushed by a worker: its dedup hash and its JSON object text.
+struct raw_request {
+  std::string hash;
+  std::string json;
+};
+
+/// Decodes the arguments of a Push call ([identity, Request[]]): validates every request
+/// like decode<request> does, computes its hash, keeps its bytes. Throws core::input_error.
+std::pair<std::string, std::vector<raw_request>> parse_push(std::string_view arguments_json);
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, raw_request& x) {
+  return f(x.hash, x.json);
+}
+
 /// Decodes a JSON array of results (a Poll reply). Throws core::input_error.
 std::vector<result> parse_results(std::string_view array_json);
 

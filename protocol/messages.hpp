@@ -47,15 +47,15 @@ using read_fn = std::function<caf::message(storage::database&)>;
 using node_up_atom = caf::atom_constant<caf::atom("node_up")>;
 /// (node_down_atom, node_id, session): its connection ended; leases return to ready.
 using node_down_atom = caf::atom_constant<caf::atom("node_down")>;
-/// (lease_atom, node_id, free_slots) -> std::vector<block>: blocks for a heartbeat.
+/// (lease_atom, node_id, free_slots) -> std::string: JSON array of Blocks for a heartbeat.
 using lease_atom = caf::atom_constant<caf::atom("lease")>;
 /// (save_atom, node_id, fast::raw_block_response) -> bool after the results are stored.
 using save_atom = caf::atom_constant<caf::atom("save")>;
-/// dispatcher -> node session: (receive_atom, block) to push with `Receive`.
+/// dispatcher -> node session: (receive_atom, block_json) to push with `Receive`.
 using receive_atom = caf::atom_constant<caf::atom("receive")>;
 
 // --- worker sessions <-> dispatcher -----------------------------------------
-/// (push_atom, identity, std::vector<request>) -> int32 new requests (after commit).
+/// (push_atom, identity, std::vector<fast::raw_request>) -> int32 new requests (after commit).
 using push_atom = caf::atom_constant<caf::atom("push")>;
 /// (poll_atom, identity, max, session) -> std::string: JSON array text of results.
 using poll_atom = caf::atom_constant<caf::atom("poll")>;

@@ -77,12 +77,12 @@ struct block_row {
   std::int64_t lease_until = 0;  // unix ms
   std::int32_t attempts = 0;
   std::string creation_time;
+  std::string hashes;  // request hashes of the block, comma separated
 };
 
 struct request_row {
   std::string identity;
   std::string hash;
-  std::optional<std::string> block_id;  // nullopt: accepted, not yet in a block
   std::optional<std::string> body;      // JSON of the request; dropped once downloaded
   std::int32_t state = 0;               // request_state
 };

@@ -405,22 +405,11 @@ std::vector<run_repository::pending_fire> run_repository::pending_fires() {
 // ---- crawl: requests, blocks, results ------------------------------------------
 
 bool crawl_repository::insert_request(const request_row& r) {
-  auto& q = db_.prepare(
-    "INSERT OR IGNORE INTO Request (Identity, Hash, BlockId, Body) VALUES (?,?,?,?)");
+  auto& q = db_.prepare("INSERT OR IGNORE INTO Request (Identity, Hash, Body) VALUES (?,?,?)");
   q.bind(1, r.identity);
   q.bind(2, r.hash);
-  bind_optional(q, 3, r.block_id);
-  bind_optional(q, 4, r.body);
+  bind_optional(q, 3, r.body);
   return q.exec() > 0;
-}
-
-void crawl_repository::assign_block(const std::string& identity, const std::string& hash,
-                                    const std::string& block_id) {
-  auto& q = db_.prepare("UPDATE Request SET BlockId=? WHERE Identity=? AND Hash=?");
-  q.bind(1, block_id);
-  q.bind(2, identity);
-  q.bind(3, hash);
-  q.exec();
 }
 
 void crawl_repository::finish_request(const std::string& identity, const std::string& hash,
@@ -450,8 +439,8 @@ request_totals crawl_repository::totals(const std::string& identity) {
 
 void crawl_repository::upsert_block(const block_row& b) {
   auto& q = db_.prepare(
-    "INSERT INTO Block (Id, Identity, State, NodeId, LeaseUntil, Attempts, CreationTime) "
-    "VALUES (?,?,?,?,?,?,?) ON CONFLICT(Id) DO UPDATE SET State=excluded.State, "
+    "INSERT INTO Block (Id, Identity, State, NodeId, LeaseUntil, Attempts, CreationTime, Hashes) "
+    "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(Id) DO UPDATE SET State=excluded.State, "
     "NodeId=excluded.NodeId, LeaseUntil=excluded.LeaseUntil, Attempts=excluded.Attempts");
   q.bind(1, b.id);
   q.bind(2, b.identity);
@@ -460,6 +449,7 @@ void crawl_repository::upsert_block(const block_row& b) {
   q.bind(5, static_cast<std::int64_t>(b.lease_until));
   q.bind(6, b.attempts);
   q.bind(7, b.creation_time.empty() ? now_text() : b.creation_time);
+  q.bind(8, b.hashes);
   q.exec();
 }
 
@@ -536,43 +526,24 @@ std::vector<std::string> crawl_repository::request_hashes(const std::string& ide
   return out;
 }
 
-namespace {
-request_row read_request(SQLite::Statement& q) {
-  request_row r;
-  r.identity = q.getColumn(0).getString();
-  r.hash = q.getColumn(1).getString();
-  if (!q.getColumn(2).isNull())
-    r.block_id = q.getColumn(2).getString();
-  if (!q.getColumn(3).isNull())
-    r.body = q.getColumn(3).getString();
-  r.state = q.getColumn(4).getInt();
-  return r;
-}
-} // namespace
-
-std::vector<request_row> crawl_repository::requests_of_block(const std::string& block_id) {
-  auto& q = db_.prepare("SELECT Identity, Hash, BlockId, Body, State FROM Request WHERE BlockId=?");
-  q.bind(1, block_id);
-  std::vector<request_row> out;
-  while (q.executeStep())
-    out.push_back(read_request(q));
-  return out;
-}
-
-std::vector<request_row> crawl_repository::unassigned_requests(const std::string& identity) {
+std::vector<request_row> crawl_repository::pending_requests(const std::string& identity) {
   auto& q = db_.prepare(
-    "SELECT Identity, Hash, BlockId, Body, State FROM Request WHERE Identity=? AND BlockId IS NULL "
-    "AND Body IS NOT NULL");
+    "SELECT Hash, Body FROM Request WHERE Identity=? AND State=0 AND Body IS NOT NULL");
   q.bind(1, identity);
   std::vector<request_row> out;
-  while (q.executeStep())
-    out.push_back(read_request(q));
+  while (q.executeStep()) {
+    request_row r;
+    r.identity = identity;
+    r.hash = q.getColumn(0).getString();
+    r.body = q.getColumn(1).getString();
+    out.push_back(std::move(r));
+  }
   return out;
 }
 
 std::vector<block_row> crawl_repository::blocks(const std::string& identity) {
   auto& q = db_.prepare(
-    "SELECT Id, Identity, State, NodeId, LeaseUntil, Attempts, CreationTime FROM Block "
+    "SELECT Id, Identity, State, NodeId, LeaseUntil, Attempts, CreationTime, Hashes FROM Block "
     "WHERE Identity=? ORDER BY CreationTime, Id");
   q.bind(1, identity);
   std::vector<block_row> out;
@@ -585,6 +556,7 @@ std::vector<block_row> crawl_repository::blocks(const std::string& identity) {
     b.lease_until = q.getColumn(4).getInt64();
     b.attempts = q.getColumn(5).getInt();
     b.creation_time = q.getColumn(6).getString();
+    b.hashes = q.getColumn(7).getString();
     out.push_back(std::move(b));
   }
   return out;

@@ -77,8 +77,6 @@ class crawl_repository {
   explicit crawl_repository(database& d) : db_(d) {}
   /// Inserts the request unless (identity, hash) exists; true when it was new.
   bool insert_request(const request_row& r);
-  void assign_block(const std::string& identity, const std::string& hash,
-                    const std::string& block_id);
   /// Records a request's outcome and drops its body (the hash stays for dedup).
   void finish_request(const std::string& identity, const std::string& hash, request_state s);
   request_totals totals(const std::string& identity);
@@ -91,8 +89,8 @@ class crawl_repository {
                                         int limit);
   std::int64_t count_results(const std::string& identity);
   std::vector<std::string> request_hashes(const std::string& identity);
-  std::vector<request_row> requests_of_block(const std::string& block_id);
-  std::vector<request_row> unassigned_requests(const std::string& identity);
+  /// Requests of a run not downloaded yet (State pending, body kept), in any order.
+  std::vector<request_row> pending_requests(const std::string& identity);
   std::vector<block_row> blocks(const std::string& identity);
   /// Removes every row of a finished run except the dedup hashes (kept until purge).
   void purge_run(const std::string& identity);

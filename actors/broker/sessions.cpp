@@ -40,7 +40,7 @@ void reply_error(Self self, const std::string& invocation_id, const caf::error& 
 }
 
 // An invocation from a peer. Arguments are parsed into a DOM for every method but the
-// bulk one (SaveBlockResponse), which keeps its raw text for the fast decoder.
+// bulk ones (SaveBlockResponse, Push), which keep their raw text for the fast decoder.
 struct hub_call : sr::invocation {
   std::string raw_arguments;
 };
@@ -84,7 +84,7 @@ void on_frame(Self self, const std::string& text, const char* kind, const std::s
     inv.invocation_id = std::move(m.invocation_id);
     inv.target = std::move(m.target);
     try {
-      if (inv.target == "SaveBlockResponse") {
+      if (inv.target == "SaveBlockResponse" || inv.target == "Push") {
         inv.raw_arguments = std::move(m.arguments);
       } else {
         inv.arguments = json::parse(m.arguments);
@@ -154,7 +154,7 @@ void handle_node_call(node_ptr self, hub_call& inv) {
     if (!id)
       return;
     self->request(st.peers.dispatcher, caf::infinite, lease_atom::value, node_id, hb.free_slots)
-      .then([=](std::vector<block>& blocks) { self->state.peer->complete(*id, to_json(blocks)); },
+      .then([=](const std::string& blocks) { self->state.peer->complete_raw(*id, blocks); },
             [=](caf::error& err) { reply_error(self, *id, err); });
   } else if (inv.target == "SaveBlockResponse") {
     auto resp = protocol::fast::parse_block_response(inv.raw_arguments);
@@ -216,9 +216,9 @@ caf::behavior node_session(node_ptr self, net::ws_ptr conn, node_info info, brok
       node_down(self);
       self->quit();
     },
-    [=](receive_atom, const block& b) {
+    [=](receive_atom, const std::string& block_json) {
       ++self->state.blocks_pushed;
-      self->state.peer->invoke("Receive", json::array({to_json(b)}));
+      self->state.peer->invoke_raw("Receive", "[" + block_json + "]");
     },
     [=](run_app_atom, const run_application& r) {
       self->state.peer->invoke("RunApplication", json::array({to_json(r)}));
@@ -274,9 +274,8 @@ void handle_worker_call(worker_ptr self, hub_call& inv) {
       reply_error(self, *id, err);
   };
   if (inv.target == "Push") {
-    auto identity = string_arg(inv, 0, "identity");
-    auto requests = decode_array<request>(arg(inv, 1), "Push.arguments[1]");
-    self->request(st.peers.dispatcher, caf::infinite, push_atom::value, identity,
+    auto [identity, requests] = protocol::fast::parse_push(inv.raw_arguments);
+    self->request(st.peers.dispatcher, caf::infinite, push_atom::value, std::move(identity),
                   std::move(requests))
       .then(
         [=](std::int32_t n) {

@@ -20,8 +20,7 @@ struct restored_run {
   storage::running_row running;
   std::vector<std::string> hashes;
   std::vector<storage::block_row> blocks;
-  std::map<std::string, std::vector<storage::request_row>> block_requests;
-  std::vector<storage::request_row> unassigned;
+  std::vector<storage::request_row> pending;  // not downloaded yet, in or out of blocks
   storage::request_totals totals;
   std::int64_t unacked = 0;
 };
@@ -45,10 +44,7 @@ std::int64_t now_ms() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-struct hashed_request {
-  request req;
-  std::string hash;
-};
+using hashed_request = fast::raw_request;  // dedup hash + the request's JSON text
 
 struct block_entry {
   std::string id;
@@ -71,6 +67,7 @@ struct run_entry {
   std::string full_class_name;
   std::string arguments;
   site site_settings;
+  std::string site_json = "{}";                  // site_settings encoded once for every block
   std::unordered_set<std::string> seen;          // dedup hashes of this run
   std::deque<hashed_request> pending;            // accepted, not yet in a block
   std::deque<std::string> ready;                 // ids of ready blocks, oldest first
@@ -209,36 +206,55 @@ void build_block(self_ptr self, run_entry& r) {
     b.requests.push_back(std::move(r.pending.front()));
     r.pending.pop_front();
   }
-  std::vector<std::string> hashes;
-  for (auto& h : b.requests)
-    hashes.push_back(h.hash);
+  std::string hashes;
+  for (auto& h : b.requests) {
+    if (!hashes.empty())
+      hashes += ',';
+    hashes += h.hash;
+  }
   store(self, [identity = r.identity, id = b.id, hashes](storage::database& db) {
-    storage::crawl_repository repo(db);
     storage::block_row row;
     row.id = id;
     row.identity = identity;
     row.state = block_state::ready;
-    repo.upsert_block(row);
-    for (auto& h : hashes)
-      repo.assign_block(identity, h, id);
+    row.hashes = hashes;
+    storage::crawl_repository(db).upsert_block(row);
   });
   ++self->state.blocks_built;
   r.ready.push_back(b.id);
   r.blocks.emplace(b.id, std::move(b));
 }
 
-block to_wire(const run_entry& r, const block_entry& b, int thread_num) {
-  block out;
-  out.block_id = b.id;
-  out.identity = r.identity;
-  out.command = static_cast<std::int32_t>(block_command::download);
-  out.thread_num = thread_num;
-  out.site_settings = r.site_settings;
-  out.cookies = r.site_settings.cookies;
-  out.requests.reserve(b.requests.size());
+// The Block JSON a node receives; requests are spliced in as the worker sent them.
+std::string to_wire(const run_entry& r, const block_entry& b, int thread_num) {
+  std::string out;
+  std::size_t size = 256 + r.site_json.size();
   for (auto& h : b.requests)
-    if (b.outstanding.count(h.hash))
-      out.requests.push_back(h.req);
+    size += h.json.size() + 1;
+  out.reserve(size);
+  out += "{\"blockId\":";
+  fast::append_json_string(out, b.id);
+  out += ",\"identity\":";
+  fast::append_json_string(out, r.identity);
+  out += ",\"command\":";
+  out += std::to_string(static_cast<int>(block_command::download));
+  out += ",\"threadNum\":";
+  out += std::to_string(thread_num);
+  out += ",\"changeIpPattern\":\"\",\"site\":";
+  out += r.site_json;
+  out += ",\"cookies\":";
+  fast::append_json_string(out, r.site_settings.cookies);
+  out += ",\"requests\":[";
+  bool first = true;
+  for (auto& h : b.requests) {
+    if (!b.outstanding.count(h.hash))
+      continue;  // already has a result from an earlier lease
+    if (!first)
+      out += ',';
+    first = false;
+    out += h.json;
+  }
+  out += "]}";
   return out;
 }
 
@@ -255,8 +271,8 @@ run_entry* next_run(self_ptr self) {
   return best;
 }
 
-// Leases one block of `r` to `node_id`; returns it for the wire.
-std::optional<block> lease_one(self_ptr self, run_entry& r, const std::string& node_id) {
+// Leases one block of `r` to `node_id`; returns its JSON for the wire.
+std::optional<std::string> lease_one(self_ptr self, run_entry& r, const std::string& node_id) {
   while (!r.ready.empty() || !r.pending.empty()) {
     if (r.ready.empty())
       build_block(self, r);
@@ -357,6 +373,7 @@ void restore(self_ptr self, std::vector<restored_run>& runs) {
     r.arguments = rr.running.arguments;
     try {
       r.site_settings = decode<site>(json::parse(rr.running.site_json), "site");
+      r.site_json = to_json(r.site_settings).dump();
     } catch (const std::exception& e) {
       spdlog::warn("dispatcher: run {} has bad site settings ({}); using defaults", r.identity,
                    e.what());
@@ -366,37 +383,44 @@ void restore(self_ptr self, std::vector<restored_run>& runs) {
     r.all.success = rr.totals.success;
     r.all.error = rr.totals.error;
     r.unacked = rr.unacked;
-    auto to_hashed = [&](const storage::request_row& row) -> std::optional<hashed_request> {
-      if (!row.body)
-        return std::nullopt;
-      try {
-        return hashed_request{decode<request>(json::parse(*row.body)), row.hash};
-      } catch (const std::exception& e) {
-        spdlog::error("dispatcher: run {} request {} unreadable: {}", r.identity, row.hash,
-                      e.what());
-        return std::nullopt;
-      }
-    };
+    // Pending requests go back to the block that holds them (ready again: its lease
+    // died with the old process), the rest back to the pending queue.
+    std::unordered_map<std::string, std::string> block_of;
     for (auto& brow : rr.blocks) {
       if (brow.state != block_state::ready && brow.state != block_state::used)
         continue;
+      std::size_t start = 0;
+      while (start < brow.hashes.size()) {
+        auto end = brow.hashes.find(',', start);
+        if (end == std::string::npos)
+          end = brow.hashes.size();
+        block_of[brow.hashes.substr(start, end - start)] = brow.id;
+        start = end + 1;
+      }
       block_entry b;
       b.id = brow.id;
       b.attempts = brow.attempts;
-      for (auto& req : rr.block_requests[brow.id])
-        if (req.state == static_cast<int>(storage::request_state::pending))
-          if (auto h = to_hashed(req)) {
-            b.outstanding.insert(h->hash);
-            b.requests.push_back(std::move(*h));
-          }
-      if (b.requests.empty())
-        continue;
-      r.ready.push_back(b.id);
       r.blocks.emplace(b.id, std::move(b));
     }
-    for (auto& row : rr.unassigned)
-      if (auto h = to_hashed(row))
-        r.pending.push_back(std::move(*h));
+    for (auto& row : rr.pending) {
+      hashed_request h{row.hash, *row.body};
+      auto it = block_of.find(row.hash);
+      if (it != block_of.end()) {
+        auto& b = r.blocks.at(it->second);
+        b.outstanding.insert(h.hash);
+        b.requests.push_back(std::move(h));
+      } else {
+        r.pending.push_back(std::move(h));
+      }
+    }
+    for (auto it = r.blocks.begin(); it != r.blocks.end();) {
+      if (it->second.requests.empty()) {
+        it = r.blocks.erase(it);  // every request of it already has its result
+      } else {
+        r.ready.push_back(it->first);
+        ++it;
+      }
+    }
     spdlog::info("dispatcher: restored run {} (total {}, {} blocks to lease, {} pending, {} "
                  "unacked results)",
                  r.identity, r.total, r.blocks.size(), r.pending.size(), r.unacked);
@@ -421,10 +445,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                     rr.running = row;
                     rr.hashes = crawl.request_hashes(row.identity);
                     rr.blocks = crawl.blocks(row.identity);
-                    for (auto& b : rr.blocks)
-                      if (b.state == block_state::ready || b.state == block_state::used)
-                        rr.block_requests[b.id] = crawl.requests_of_block(b.id);
-                    rr.unassigned = crawl.unassigned_requests(row.identity);
+                    rr.pending = crawl.pending_requests(row.identity);
                     rr.totals = crawl.totals(row.identity);
                     rr.unacked = crawl.count_results(row.identity);
                     out.push_back(std::move(rr));
@@ -451,6 +472,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       auto site_json = spec.site_json.empty() ? std::string("{}") : spec.site_json;
       try {
         r.site_settings = decode<site>(json::parse(site_json), "site");
+        r.site_json = to_json(r.site_settings).dump();
       } catch (const std::exception& e) {
         return app_error("invalid", std::string("bad site settings: ") + e.what());
       }
@@ -488,24 +510,23 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       return out;
     },
     [=](push_atom, const std::string& identity,
-        std::vector<request>& requests) -> caf::result<std::int32_t> {
+        std::vector<fast::raw_request>& requests) -> caf::result<std::int32_t> {
       auto* r = find_run(self, identity);
       if (!r)
         return unknown_run(identity);
       std::vector<hashed_request> fresh;
       std::vector<storage::request_row> rows;
       for (auto& req : requests) {
-        auto h = request_hash(req);
-        if (!r->seen.insert(h).second) {
+        if (!r->seen.insert(req.hash).second) {
           ++self->state.duplicates;
           continue;
         }
         storage::request_row row;
         row.identity = identity;
-        row.hash = h;
-        row.body = to_json(req).dump();
+        row.hash = req.hash;
+        row.body = req.json;
         rows.push_back(std::move(row));
-        fresh.push_back({std::move(req), std::move(h)});
+        fresh.push_back(std::move(req));
       }
       auto n = static_cast<std::int32_t>(fresh.size());
       if (n == 0)
@@ -562,10 +583,10 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       pump(self);
     },
     [=](lease_atom, const std::string& node_id, std::int32_t free_slots) {
-      std::vector<block> out;
+      std::string out = "[";
       auto it = self->state.nodes.find(node_id);
       if (it == self->state.nodes.end())
-        return out;
+        return out + "]";
       auto room = std::min(free_slots, free_capacity(it->second));
       while (room-- > 0) {
         auto* r = next_run(self);
@@ -574,9 +595,11 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         auto b = lease_one(self, *r, node_id);
         if (!b)
           break;
-        out.push_back(std::move(*b));
+        if (out.size() > 1)
+          out += ',';
+        out += *b;
       }
-      return out;
+      return out + "]";
     },
     [=](save_atom, const std::string& node_id,
         fast::raw_block_response& resp) -> caf::result<bool> {
