@@ -19,6 +19,9 @@ std::vector<protocol::fast::raw_message> hub_peer::feed(const std::string& text)
       }
       handshake_done_ = true;
       conn_->send_text(sr::handshake_response());
+      for (auto& frame : held_)
+        conn_->send_text(std::move(frame));
+      held_.clear();
       continue;
     }
     auto msg = protocol::fast::parse_record(record);
@@ -33,8 +36,15 @@ std::vector<protocol::fast::raw_message> hub_peer::feed(const std::string& text)
   return out;
 }
 
+void hub_peer::send(std::string frame) {
+  if (handshake_done_)
+    conn_->send_text(std::move(frame));
+  else
+    held_.push_back(std::move(frame));
+}
+
 void hub_peer::complete(const std::string& invocation_id, nlohmann::json result) {
-  conn_->send_text(sr::encode(sr::completion{invocation_id, std::move(result), std::nullopt}));
+  send(sr::encode(sr::completion{invocation_id, std::move(result), std::nullopt}));
 }
 
 void hub_peer::complete_raw(const std::string& invocation_id, const std::string& result_json) {
@@ -44,15 +54,15 @@ void hub_peer::complete_raw(const std::string& invocation_id, const std::string&
   frame += result_json;
   frame += '}';
   frame += sr::record_separator;
-  conn_->send_text(std::move(frame));
+  send(std::move(frame));
 }
 
 void hub_peer::fail(const std::string& invocation_id, const std::string& error) {
-  conn_->send_text(sr::encode(sr::completion{invocation_id, std::nullopt, error}));
+  send(sr::encode(sr::completion{invocation_id, std::nullopt, error}));
 }
 
 void hub_peer::invoke(const std::string& target, nlohmann::json arguments) {
-  conn_->send_text(sr::encode(sr::invocation{std::nullopt, target, std::move(arguments)}));
+  send(sr::encode(sr::invocation{std::nullopt, target, std::move(arguments)}));
 }
 
 void hub_peer::invoke_raw(const std::string& target, const std::string& arguments_json) {
@@ -64,10 +74,13 @@ void hub_peer::invoke_raw(const std::string& target, const std::string& argument
   frame += arguments_json;
   frame += '}';
   frame += sr::record_separator;
-  conn_->send_text(std::move(frame));
+  send(std::move(frame));
 }
 
-void hub_peer::ping() { conn_->send_text(sr::encode_ping()); }
+void hub_peer::ping() {
+  if (handshake_done_)
+    conn_->send_text(sr::encode_ping());
+}
 
 void hub_peer::close(const std::string& reason) {
   conn_->send_text(sr::encode(sr::close_message{reason, false}));

@@ -36,8 +36,13 @@ class hub_peer {
   const ws_ptr& connection() const { return conn_; }
 
  private:
+  /// Sends a hub message now, or after the handshake when it is still pending (the
+  /// client reads the first record as the handshake answer).
+  void send(std::string frame);
+
   ws_ptr conn_;
   protocol::signalr::record_splitter splitter_;
+  std::vector<std::string> held_;  // messages queued until the handshake is answered
   bool handshake_done_ = false;
   bool client_closed_ = false;
 };

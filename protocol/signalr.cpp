@@ -64,6 +64,8 @@ void parse_handshake_request(std::string_view record) {
 
 std::string parse_handshake_response(std::string_view record) {
   auto j = parse_json_object(record, "handshake response");
+  if (j.contains("type"))
+    throw core::input_error("handshake response expected, got a hub message");
   auto err = optional_string(j, "error");
   return err ? *err : std::string{};
 }

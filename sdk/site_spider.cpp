@@ -117,6 +117,17 @@ site_spider::run_state& site_spider::state_for(const protocol::worker_run& run) 
   run_state s;
   s.args = parse_site_arguments(run.arguments);
   s.start_host = url_host(s.args.start_url);
+  // A worker restarted in the middle of a run gets unacked results again; items this run
+  // already wrote (lines tagged with its identity) are not written a second time.
+  {
+    std::ifstream in(s.args.output);
+    std::string line;
+    while (std::getline(in, line)) {
+      auto j = json::parse(line, nullptr, false);
+      if (j.is_object() && j.value("run", std::string{}) == run.identity)
+        s.written.insert(j.value("url", std::string{}));
+    }
+  }
   s.out = open_output(s.args.output);
   return runs_.emplace(run.identity, std::move(s)).first->second;
 }
@@ -140,8 +151,8 @@ parse_result site_spider::parse(const protocol::worker_run& run, const protocol:
   if (ok && !body.empty() && looks_like_html(r.headers))
     info = extract_links(body, r.url);
 
-  json item = {{"url", r.url}, {"title", info.title}, {"status", r.status_code},
-               {"depth", r.depth}};
+  json item = {{"url", r.url},          {"title", info.title}, {"status", r.status_code},
+               {"depth", r.depth},      {"run", run.identity}};
   if (!r.error.empty())
     item["error"] = r.error;
   out.items.push_back(std::move(item));
@@ -150,16 +161,15 @@ parse_result site_spider::parse(const protocol::worker_run& run, const protocol:
     for (auto& link : info.links) {
       if (s.args.same_domain && url_host(link) != s.start_host)
         continue;
-      // The broker's dedup key includes the referer, so the same URL linked from two
-      // pages would be fetched twice; dedup by URL here instead. A redelivered result
-      // finds its links already requested, which is right: they were pushed before the
-      // first delivery could be acked.
+      // The broker's dedup key includes request.referer, so the referer travels as a
+      // header instead: the broker then dedups by URL, also across worker restarts. The
+      // local set only saves pushing links already requested by this process.
       if (!s.requested.insert(link).second)
         continue;
       protocol::request child;
       child.url = link;
       child.depth = r.depth + 1;
-      child.referer = r.url;
+      child.headers["Referer"] = r.url;
       out.requests.push_back(std::move(child));
     }
   }

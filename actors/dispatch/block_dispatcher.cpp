@@ -21,6 +21,7 @@ struct restored_run {
   std::vector<std::string> hashes;
   std::vector<storage::block_row> blocks;
   std::vector<storage::request_row> pending;  // not downloaded yet, in or out of blocks
+  std::vector<storage::job_status_row> statuses;  // per-node counters of the run
   storage::request_totals totals;
   std::int64_t unacked = 0;
 };
@@ -383,6 +384,9 @@ void restore(self_ptr self, std::vector<restored_run>& runs) {
     r.all.success = rr.totals.success;
     r.all.error = rr.totals.error;
     r.unacked = rr.unacked;
+    for (auto& st : rr.statuses)
+      if (!st.node_id.empty())
+        r.per_node[st.node_id] = counters{st.success, st.error};
     // Pending requests go back to the block that holds them (ready again: its lease
     // died with the old process), the rest back to the pending queue.
     std::unordered_map<std::string, std::string> block_of;
@@ -446,6 +450,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                     rr.hashes = crawl.request_hashes(row.identity);
                     rr.blocks = crawl.blocks(row.identity);
                     rr.pending = crawl.pending_requests(row.identity);
+                    rr.statuses = runs.statuses_of_run(row.identity);
                     rr.totals = crawl.totals(row.identity);
                     rr.unacked = crawl.count_results(row.identity);
                     out.push_back(std::move(rr));

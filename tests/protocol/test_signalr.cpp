@@ -39,6 +39,9 @@ TEST_CASE("signalr: handshake") {
   CHECK(handshake_response() == "{}\x1e");
   CHECK(parse_handshake_response("{}").empty());
   CHECK(parse_handshake_response(R"({"error":"nope"})") == "nope");
+  // A hub message arriving before the handshake answer is a protocol violation.
+  CHECK_THROWS_AS(parse_handshake_response(R"({"type":1,"target":"Run","arguments":[]})"),
+                  input_error);
 }
 
 TEST_CASE("signalr: invocation with and without id") {

@@ -138,11 +138,12 @@ TEST_CASE("site_spider: start request, depth limit and same-domain filtering") {
                                                       "http://site.example/c"});
   for (const auto& r : p0.requests) {
     CHECK(r.depth == 1);
-    CHECK(r.referer == "http://site.example/");
+    CHECK(r.headers.at("Referer") == "http://site.example/");
+    CHECK(r.referer.empty());  // kept out of the dedup hash
   }
   REQUIRE(p0.items.size() == 1);
   CHECK(p0.items[0] == json{{"url", "http://site.example/"}, {"title", "Home"}, {"status", 200},
-                            {"depth", 0}});
+                            {"depth", 0}, {"run", "run-depth"}});
 
   // Depth 1 == maxDepth: the page becomes an item but its links are not followed.
   const std::string a = R"(<title>A</title><a href="/deeper">deeper</a>)";
