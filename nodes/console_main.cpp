@@ -73,12 +73,17 @@ class inspector_client {
             remote_ = caf::actor_cast<caf::actor>(ptr);
         },
         [&](const caf::error& err) { error = describe_connect_error(err); });
+    // A proxy whose connection closed drops messages silently (the request would only
+    // time out): watching it lets the next call reconnect at once instead.
+    if (remote_)
+      self_->monitor(remote_);
     return error;
   }
 
   /// Sends one command; reconnects first when an earlier connection was lost.
   outcome call(const console::command_line& line) {
     outcome out;
+    forget_lost_connection();
     if (auto e = connect(); !e.empty()) {
       out.error = e;
       return out;
@@ -108,6 +113,20 @@ class inspector_client {
   bool connect_hung() const { return connect_hung_; }
 
  private:
+  // Takes the down messages of earlier connections without waiting.
+  void forget_lost_connection() {
+    for (bool more = true; more;) {
+      more = false;
+      self_->receive(
+        [&](const caf::down_msg& dm) {
+          if (remote_ && dm.source == remote_.address())
+            remote_ = nullptr;
+          more = true;
+        },
+        caf::after(std::chrono::seconds(0)) >> [] {});
+    }
+  }
+
   std::string seconds() const {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.1f", opts_.timeout.count() / 1000.0);
@@ -125,9 +144,13 @@ class inspector_client {
       return at + " is not a spiderhub inspector (CAF application identifier differs)";
     if (err == caf::sec::incompatible_versions)
       return at + " runs an incompatible CAF version; use the console of the broker's release";
-    return "cannot reach the broker's inspector at " + at +
-           " (is the broker running with inspector.enabled, and is this its inspector.port?): " +
-           sys_.render(err);
+    // CAF's rendering of a refused or unresolvable connect is noise to people.
+    auto detail = err == caf::sec::cannot_connect_to_node   ? std::string("connection failed")
+                  : err == caf::sec::malformed_basp_message ? std::string("the peer does not speak "
+                                                                          "CAF's protocol")
+                                                            : sys_.render(err);
+    return "cannot reach the broker's inspector at " + at + ": " + detail +
+           " (is the broker running with inspector.enabled, and is this its inspector.port?)";
   }
 
   std::string describe_request_error(const caf::error& err) {
@@ -275,9 +298,9 @@ int repl(inspector_client& client, const console_options& o) {
   }
   if (!hello.reply.value("ok", false))
     return print_reply(o, hello.reply);
-  std::cout << "connected to spiderhub " << hello.reply.value("broker", "?") << " broker at "
+  std::cout << "connected to spiderhub " << hello.reply.value("broker", "?") << " at "
             << where(o) << " (inspector protocol " << actors::inspector_protocol_version
-            << "); 'help' lists the commands, 'quit' or Ctrl-D leaves\n";
+            << "); 'help' lists commands, Ctrl-D leaves\n";
   completion_client = &client;
 #ifdef SPIDERHUB_HAVE_READLINE
   rl_readline_name = "spiderhub-console";

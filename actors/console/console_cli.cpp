@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <ctime>
 #include <sstream>
 
 #include "actors/console/inspector.hpp"
@@ -194,6 +195,30 @@ std::string stats_summary(const json& stats, std::size_t max = 64) {
   return out.empty() ? "-" : out;
 }
 
+// "2024-05-01T12:00:03.250Z" -> "2024-05-01 12:00:03": every stored time is UTC (the
+// headers say so) and milliseconds only widen the tables; other text is left as it is.
+std::string compact_time(const std::string& iso) {
+  if (iso.size() >= 20 && iso[10] == 'T' && iso.back() == 'Z')
+    return iso.substr(0, 10) + " " + iso.substr(11, 8);
+  return iso.empty() ? "-" : iso;
+}
+
+std::string compact_time(const json& v) {
+  return v.is_string() ? compact_time(v.get<std::string>()) : cell(v);
+}
+
+std::string unix_ms_time(std::int64_t ms) {
+  if (ms <= 0)
+    return "-";
+  auto secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[80];  // room for any int the format could print (keeps -Wformat-truncation quiet)
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  return buf;
+}
+
 std::string plural(std::size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
@@ -244,14 +269,14 @@ std::string render_nodes(const json& d) {
   if (d.empty())
     return "(no nodes)\n";
   table t;
-  t.headers = {"ID", "GROUP", "IP", "ONLINE", "ENABLED", "CPUS", "MEMORY MB", "LAST SEEN"};
+  t.headers = {"ID", "GROUP", "IP", "ONLINE", "ENABLED", "CPUS", "MEMORY MB", "LAST SEEN (UTC)"};
   t.right = {false, false, false, false, false, true, true, false};
   std::size_t online = 0;
   for (auto& n : d) {
     online += n.value("isOnline", false) ? 1 : 0;
     t.rows.push_back({field(n, "id"), field(n, "group"), field(n, "ipAddress"),
                       field(n, "isOnline"), field(n, "isEnabled"), field(n, "processorCount"),
-                      field(n, "memory"), field(n, "lastSeen")});
+                      field(n, "memory"), compact_time(n.value("lastSeen", json()))});
   }
   return t.render() + plural(d.size(), "node", "nodes") + ", " + std::to_string(online) +
          " online\n";
@@ -276,16 +301,18 @@ std::string render_runs(const json& d) {
   if (d.empty())
     return "(no runs)\n";
   table t;
+  // Run identities stay whole (they are typed back); the job id is shortened like a git
+  // hash to keep a line within 120 columns (`jobs` and --json have it whole).
   t.headers = {"IDENTITY", "JOB", "STATUS", "TOTAL", "SUCCESS", "ERROR", "LEFT", "READY",
-               "LEASED", "UPDATED"};
+               "LEASED", "UPDATED (UTC)"};
   t.right = {false, false, false, true, true, true, true, true, true, false};
   for (auto& r : d) {
     auto live = r.value("live", json());
-    t.rows.push_back({field(r, "identity"), field(r, "jobId"), field(r, "status"),
+    t.rows.push_back({field(r, "identity"), field(r, "jobId").substr(0, 8), field(r, "status"),
                       field(r, "total"), field(r, "success"), field(r, "error"), field(r, "left"),
                       live.is_object() ? field(live, "blocksReady") : "-",
                       live.is_object() ? field(live, "blocksLeased") : "-",
-                      field(r, "updateTime")});
+                      compact_time(r.value("updateTime", json()))});
   }
   return t.render() + plural(d.size(), "run", "runs") +
          "; READY/LEASED blocks are live counters of open runs\n";
@@ -301,8 +328,8 @@ std::string render_blocks(const json& d) {
   auto out = "run " + d.value("identity", std::string("?")) + "\n" + counts.render();
   // The unfinished and failed blocks are the interesting ones; all are in --json.
   table open;
-  open.headers = {"BLOCK", "STATE", "NODE", "ATTEMPTS", "LEASE UNTIL (ms)"};
-  open.right = {false, false, false, true, true};
+  open.headers = {"BLOCK", "STATE", "NODE", "ATTEMPTS", "LEASE UNTIL (UTC)"};
+  open.right = {false, false, false, true, false};
   std::size_t hidden = 0;
   for (auto& b : d.value("blocks", json::array())) {
     if (b.value("state", "") == "success")
@@ -314,7 +341,7 @@ std::string render_blocks(const json& d) {
     auto node = b.value("nodeId", "");
     auto lease = b.value("leaseUntil", std::int64_t{0});
     open.rows.push_back({field(b, "id"), field(b, "state"), node.empty() ? "-" : node,
-                         field(b, "attempts"), lease ? std::to_string(lease) : "-"});
+                         field(b, "attempts"), unix_ms_time(lease)});
   }
   if (!open.rows.empty())
     out += "\n" + open.render();

@@ -138,10 +138,14 @@ std::string type_of(const caf::actor& a) {
 
 probes registered_probes(self_ptr self) {
   probes out;
+  // CAF registers its own service actors by name; they are not the broker's.
+  static const std::vector<std::string> caf_internal = {"SpawnServ", "ConfigServ", "PeerServ",
+                                                        "StreamServ"};
   for (auto& [key, ptr] : self->system().registry().named_actors()) {
     auto a = caf::actor_cast<caf::actor>(ptr);
-    if (a)
-      out.push_back({caf::to_string(key), type_of(a), false, a, {}});
+    auto name = caf::to_string(key);
+    if (a && std::find(caf_internal.begin(), caf_internal.end(), name) == caf_internal.end())
+      out.push_back({name, type_of(a), false, a, {}});
   }
   std::sort(out.begin(), out.end(), [](const probe& x, const probe& y) {
     auto rx = registry_rank(x.name), ry = registry_rank(y.name);

@@ -111,11 +111,11 @@ TEST_CASE("console replies: version check and rendering for people") {
 
   auto nodes = json::parse(R"({"version":1,"command":"nodes","ok":true,"data":[
       {"id":"n-1","group":"default","ipAddress":"10.0.0.1","isOnline":true,
-       "isEnabled":true,"processorCount":8,"memory":2048,"lastSeen":"2024-01-01 00:00:00"},
+       "isEnabled":true,"processorCount":8,"memory":2048,"lastSeen":"2024-01-01T00:00:00.250Z"},
       {"id":"n-22","group":"eu","ipAddress":"10.0.0.22","isOnline":false,
        "isEnabled":false,"processorCount":16,"memory":512,"lastSeen":"2024-01-02 00:00:00"}]})");
   CHECK(console::render_reply(nodes) ==
-        "ID    GROUP    IP         ONLINE  ENABLED  CPUS  MEMORY MB  LAST SEEN\n"
+        "ID    GROUP    IP         ONLINE  ENABLED  CPUS  MEMORY MB  LAST SEEN (UTC)\n"
         "n-1   default  10.0.0.1   yes     yes         8       2048  2024-01-01 00:00:00\n"
         "n-22  eu       10.0.0.22  no      no         16        512  2024-01-02 00:00:00\n"
         "2 nodes, 1 online\n");
@@ -146,12 +146,23 @@ TEST_CASE("console replies: version check and rendering for people") {
   auto blocks = json::parse(R"({"version":1,"command":"blocks","ok":true,"data":{
       "identity":"r-1","counts":{"ready":1,"leased":0,"success":2,"failed":0},
       "blocks":[{"id":"b1","state":"success","nodeId":"n","attempts":1,"leaseUntil":0},
-                {"id":"b2","state":"ready","nodeId":"","attempts":0,"leaseUntil":0}]}})");
+                {"id":"b2","state":"ready","nodeId":"","attempts":0,"leaseUntil":0},
+                {"id":"b3","state":"leased","nodeId":"n","attempts":2,
+                 "leaseUntil":1700000000500}]}})");
   auto text = console::render_reply(blocks);
   CHECK(text.find("run r-1\n") == 0);
   CHECK(text.find("success       2") != std::string::npos);
-  CHECK(text.find("b2     ready  -") != std::string::npos);
+  CHECK(text.find("b2     ready   -") != std::string::npos);
+  CHECK(text.find("b3     leased  n            2  2023-11-14 22:13:20\n") != std::string::npos);
   CHECK(text.find("b1") == std::string::npos);  // finished blocks only in --json
+
+  auto runs = json::parse(R"({"version":1,"command":"runs","ok":true,"data":[
+      {"identity":"r-1","jobId":"3df6443f-b447-422d-a02c-0a5d2214069d","status":"Running",
+       "total":10,"success":4,"error":1,"left":5,"updateTime":"2024-05-01T12:00:03.250Z",
+       "live":{"blocksReady":1,"blocksLeased":2}}]})");
+  CHECK(console::render_reply(runs).find(
+          "r-1       3df6443f  Running     10        4      1     5      1       2  "
+          "2024-05-01 12:00:03\n") != std::string::npos);
 
   CHECK(console::render_reply(json::parse(
           R"({"version":1,"command":"trigger","ok":true,"data":{"jobId":"j","identity":"r"}})")) ==

@@ -2,6 +2,7 @@
 one-shot commands in JSON and as tables, errors with exit code 1, usage errors with 2,
 the secret enforced, the REPL on a pipe, and no hang for an unreachable or silent port."""
 import json
+import re
 import socket
 import subprocess
 import time
@@ -171,10 +172,36 @@ def main():
             assert "no answer within 1.0 s" in p.stderr, p.stderr
             assert p.elapsed < 5, p.elapsed
 
-        # the broker still stops cleanly after console connections came and went
-        assert env.stop(node) == 0, "node did not stop cleanly"
-        assert env.stop(broker) == 0, "broker did not stop cleanly"
+        # An open REPL outlives a broker restart: a clear error while the broker is down
+        # (not a wait for the timeout), then it reconnects by itself; the restarted broker
+        # gets its inspector port back although the old connection just closed.
+        repl = subprocess.Popen([args.bin, "console", "--broker", where, "--secret", SECRET],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, cwd=env.dir)
+
+        def say(line, wait):
+            repl.stdin.write(line + "\n")
+            repl.stdin.flush()
+            time.sleep(wait)
+        say("version", 1.5)
+        assert env.stop(broker) == 0, "broker did not stop cleanly with a console connected"
         assert "inspector listening on 127.0.0.1:" in env.log("broker"), env.log("broker")
+        say("version", 1.5)
+        broker2 = env.spawn("broker2", [args.bin, "broker", "-c", env.path("broker.yaml")])
+        h.wait_until("restarted inspector", lambda: broker2.poll() is not None or
+                     console("version").returncode == 0, timeout=20)
+        assert broker2.poll() is None, env.log("broker2")
+        say("version", 1.5)
+        say("quit", 0)
+        out, _ = repl.communicate(timeout=30)
+        assert repl.returncode == 0, out
+        assert len(re.findall(r"broker spiderhub \S+, inspector protocol 1", out)) == 2, out
+        assert "cannot reach the broker's inspector" in out, out
+        assert "did not answer within" not in out, out
+
+        # everything still stops cleanly after console connections came and went
+        assert env.stop(node) == 0, "node did not stop cleanly"
+        assert env.stop(broker2) == 0, "restarted broker did not stop cleanly"
         print("console: all checks passed")
     except BaseException:
         env.dump_logs()
