@@ -3,13 +3,16 @@
 // Every session connects to {url}/node with a fresh HMAC sign, does the WebSocket and
 // SignalR handshakes, then calls Heartbeat every --interval-ms (random phase) and measures
 // the round trip to its completion. Connections are opened --connect-concurrency at a time;
-// a session that drops reconnects after a jittered second. At the end it prints sessions
-// held, heartbeat rate and round-trip percentiles, and the broker's RSS and CPU read from
-// /proc/<broker-pid>. Figures only: no pass/fail.
+// a session that drops reconnects after 1-3 s. After the ramp and a warm-up, a window of
+// --duration seconds is measured: heartbeats *sent* in the window count, their round-trip
+// percentiles, sessions held and dropped, and the broker's RSS (/proc/<pid>/status), CPU
+// and per-thread CPU / run-queue wait (/proc/<pid>/task/*/schedstat: how long its threads
+// were runnable but got no CPU, i.e. how loaded the machine was). Figures only: no
+// pass/fail: exit code 0, or 2 for bad options, 1 when the URL does not resolve.
 //
 //   bench_many_nodes --url http://127.0.0.1:55626 --token T --nodes 10000 --duration 60
 //                    --broker-pid PID [--interval-ms 5000] [--threads 1]
-//                    [--connect-concurrency 256] [--ramp-timeout 120]
+//                    [--connect-concurrency 256] [--ramp-timeout 120] [--warmup 10]
 //
 // Beast/Asio are used directly here (not net/ws_client) so that one io thread can drive
 // thousands of sessions without a thread or an actor each.
@@ -47,6 +50,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "core/digest.hpp"
@@ -196,27 +200,29 @@ double cpu_seconds(long pid) {
   return static_cast<double>(ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-// Per-thread CPU seconds of a process: tid -> (name, seconds).
-std::map<long, std::pair<std::string, double>> thread_cpu(long pid) {
-  std::map<long, std::pair<std::string, double>> out;
+// Per-thread scheduler figures of a process from /proc/<pid>/task/<tid>/schedstat:
+// seconds on a CPU and seconds runnable but waiting for one (run-queue delay).
+struct thread_time {
+  std::string name;
+  double cpu_s = 0, wait_s = 0;
+};
+
+std::map<long, thread_time> thread_times(long pid) {
+  std::map<long, thread_time> out;
   std::string dir = "/proc/" + std::to_string(pid) + "/task";
   if (auto* d = opendir(dir.c_str())) {
     while (auto* e = readdir(d)) {
       if (e->d_name[0] == '.') continue;
       long tid = std::strtol(e->d_name, nullptr, 10);
-      std::ifstream f(dir + "/" + e->d_name + "/stat");
-      std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-      auto lp = s.find('('), rp = s.rfind(')');
-      if (lp == std::string::npos || rp == std::string::npos) continue;
-      std::string name = s.substr(lp + 1, rp - lp - 1);
-      std::istringstream in(s.substr(rp + 2));
-      std::string field;
-      unsigned long long ut = 0, st = 0;
-      for (int i = 3; i <= 15 && in >> field; ++i) {
-        if (i == 14) ut = std::strtoull(field.c_str(), nullptr, 10);
-        if (i == 15) st = std::strtoull(field.c_str(), nullptr, 10);
-      }
-      out[tid] = {name, static_cast<double>(ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK))};
+      thread_time t;
+      std::ifstream comm(dir + "/" + e->d_name + "/comm");
+      std::getline(comm, t.name);
+      std::ifstream ss(dir + "/" + e->d_name + "/schedstat");
+      unsigned long long run_ns = 0, wait_ns = 0;
+      ss >> run_ns >> wait_ns;
+      t.cpu_s = run_ns / 1e9;
+      t.wait_s = wait_ns / 1e9;
+      out[tid] = t;
     }
     closedir(d);
   }
@@ -649,7 +655,7 @@ int main(int argc, char** argv) {
     for (auto& [k, v] : st.drops) drops0 += v;
   }
   double cpu0 = o.broker_pid > 0 ? cpu_seconds(o.broker_pid) : -1;
-  auto threads0 = o.broker_pid > 0 ? thread_cpu(o.broker_pid) : decltype(thread_cpu(0)){};
+  auto threads0 = o.broker_pid > 0 ? thread_times(o.broker_pid) : std::map<long, thread_time>{};
   long min_held = st.held, max_held = st.held;
   long held_start = st.held;
   double peak_rss = broker().rss_mb;
@@ -685,7 +691,7 @@ int main(int argc, char** argv) {
   st.window_end = w1.time_since_epoch().count();
   double window_s = secs(w1 - w0);
   double cpu1 = o.broker_pid > 0 ? cpu_seconds(o.broker_pid) : -1;
-  auto threads1 = o.broker_pid > 0 ? thread_cpu(o.broker_pid) : decltype(thread_cpu(0)){};
+  auto threads1 = o.broker_pid > 0 ? thread_times(o.broker_pid) : std::map<long, thread_time>{};
   auto broker_end = broker();
   long held_end = st.held;
   // Let heartbeats sent just before the end complete (or count as lost).
@@ -759,17 +765,26 @@ int main(int argc, char** argv) {
       std::printf("broker CPU:       %.1f%% of one core over the window (%.1f us per answered "
                   "heartbeat)\n",
                   100.0 * (cpu1 - cpu0) / window_s, ok ? (cpu1 - cpu0) * 1e6 / ok : 0.0);
-    std::vector<std::pair<double, std::string>> per_thread;
-    for (auto& [tid, v] : threads1) {
+    // Busiest threads: CPU share and run-queue wait share of the window. A high wait share
+    // means the thread was runnable but the machine had no CPU for it (other load).
+    std::vector<std::tuple<double, double, std::string>> per_thread;
+    double wait_total = 0;
+    for (auto& [tid, t] : threads1) {
       auto it = threads0.find(tid);
-      double d = v.second - (it == threads0.end() ? 0.0 : it->second.second);
-      if (d > 0) per_thread.push_back({d, v.first + "/" + std::to_string(tid)});
+      double cpu = t.cpu_s - (it == threads0.end() ? 0.0 : it->second.cpu_s);
+      double wait = t.wait_s - (it == threads0.end() ? 0.0 : it->second.wait_s);
+      wait_total += wait;
+      if (cpu > 0.001 * window_s || wait > 0.001 * window_s)
+        per_thread.emplace_back(cpu, wait, t.name + "/" + std::to_string(tid));
     }
     std::sort(per_thread.rbegin(), per_thread.rend());
-    std::printf("broker threads:  ");
+    std::printf("broker threads:   (cpu%% / run-queue wait%% of the window)");
     for (std::size_t i = 0; i < per_thread.size() && i < 8; ++i)
-      std::printf(" %s %.1f%%", per_thread[i].second.c_str(), 100.0 * per_thread[i].first / window_s);
-    std::printf("\n");
+      std::printf("  %s %.1f/%.1f", std::get<2>(per_thread[i]).c_str(),
+                  100.0 * std::get<0>(per_thread[i]) / window_s,
+                  100.0 * std::get<1>(per_thread[i]) / window_s);
+    std::printf("\nbroker run-queue wait: %.1f ms per second of window over all threads\n",
+                1000.0 * wait_total / window_s);
   }
   std::printf("bench process:    RSS %.0f MB, peak %.0f MB; %ld/%ld sessions closed gracefully\n",
               self_mem.rss_mb, self_mem.hwm_mb, closed, to_close);

@@ -148,9 +148,11 @@ int run_broker(const core::broker_config& cfg) {
     actors::inspector_options iopts;
     iopts.secret = cfg.inspector.secret;
     inspector = actors::spawn_inspector(sys, iopts);
+    // SO_REUSEADDR: a restarted broker must get its port back while connections of
+    // the previous process linger in TIME_WAIT (it never shares a port with a listener).
     auto port = sys.middleman().publish(inspector,
                                         static_cast<std::uint16_t>(cfg.inspector.port),
-                                        cfg.inspector.address.c_str());
+                                        cfg.inspector.address.c_str(), true);
     if (!port) {
       spdlog::critical("inspector: cannot listen on {}:{}: {}", cfg.inspector.address,
                        cfg.inspector.port, sys.render(port.error()));

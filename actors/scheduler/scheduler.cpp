@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <deque>
 #include <map>
+#include <set>
 
 #include "actors/storage/storage_actor.hpp"
 #include "core/cron.hpp"
@@ -29,6 +30,11 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(
 //    commit; the PendingFire row is removed once it answered (its JobStatus row is queued
 //    to storage before the answer). After a crash the PendingFire rows are replayed with
 //    their identity and the job manager skips identities that already have a JobStatus.
+//  * To fire on time although a commit of 1,000 fires takes milliseconds, the timer
+//    ticks `arm_lead` before the due time: the tick commits the fires of the due times up
+//    to now + arm_lead ("armed"), and a second timer sends them at the due time. A job
+//    changed or deleted within arm_lead of a due time still gets that fire (the job
+//    manager records it 'Skipped' when the job is disabled or deleted by then).
 namespace spiderhub::actors {
 namespace {
 
@@ -42,10 +48,20 @@ constexpr auto prune_interval = std::chrono::hours(1);
 constexpr std::int64_t fire_history_s = 7 * 86400;  // Fire rows kept this long
 constexpr std::int64_t scan_cap = 100000;           // cron steps before jumping ahead
 constexpr std::size_t max_samples = 100000;         // lateness samples kept for stats
+constexpr std::int64_t arm_lead_ms = 500;           // fires are committed this long ahead
+
+/// (send_atom, due): the armed fires of that due time are to be sent now.
+using send_atom = caf::atom_constant<caf::atom("fire_send")>;
 
 std::int64_t now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+// Milliseconds with a fraction, for lateness samples.
+double now_ms_exact() {
+  using namespace std::chrono;
+  return duration<double, std::milli>(system_clock::now().time_since_epoch()).count();
 }
 
 std::string iso(std::int64_t unix_s) {
@@ -63,7 +79,7 @@ struct fire_req {
   std::string job_id;
   std::int64_t due = 0;
   std::string identity;
-  bool live = true;  // false: a catch-up fire at startup (not a timer lateness sample)
+  bool live = true;  // false: a catch-up or replayed fire (not a lateness sample)
 };
 
 struct samples {
@@ -85,8 +101,11 @@ struct scheduler_state {
   std::uint64_t in_flight = 0;   // fires sent to the job manager, not answered yet
   bool loaded = false;           // the startup load is done
   bool reload_when_loaded = false;  // a job changed before that
-  samples lateness_ms;  // due -> tick handled it (timer precision + scheduler load)
-  samples handoff_ms;   // due -> ledger committed and fire sent to the job manager
+  std::uint64_t late_commits = 0;  // fires whose commit ended after their due time
+  std::map<std::int64_t, std::vector<fire_req>> armed;  // due -> committed, sent at due
+  std::vector<std::pair<std::string, std::int64_t>> answered;  // PendingFire rows to delete
+  samples lateness_ms;  // due -> fire sent to the job manager
+  samples commit_ms;    // tick -> the tick's fires committed
   static inline const char* name = "scheduler";
 };
 
@@ -125,13 +144,15 @@ void send_fire(self_ptr self, const std::string& job_id, std::int64_t due,
                const std::string& identity) {
   ++self->state.in_flight;
   auto done = [self, job_id, due] {
-    --self->state.in_flight;
+    auto& st = self->state;
+    --st.in_flight;
     // The job manager answered, so the run (or its Failed status) is queued to storage
     // ahead of this removal: the fire is handled and is not replayed after a restart.
-    caf::anon_send(self->state.storage, write_atom::value,
-                   write_fn([job_id, due](storage::database& db) {
-                     storage::run_repository(db).remove_pending_fire(job_id, due);
-                   }));
+    // Removals are written in batches: the flush is queued behind the answers already
+    // in the mailbox.
+    if (st.answered.empty())
+      self->send(self, flush_atom::value);
+    st.answered.emplace_back(job_id, due);
   };
   self->request(self->state.jobs, caf::infinite, fire_atom::value, job_id, due, identity)
     .then([done](const std::string&) { done(); },
@@ -147,12 +168,57 @@ void send_fire(self_ptr self, const std::string& job_id, std::int64_t due,
           });
 }
 
-/// Commits the ledger rows of `fires` in one transaction, then sends each new one.
+/// Sends the armed fires of `due` (their due time has come).
+void send_armed(self_ptr self, std::int64_t due) {
+  auto& st = self->state;
+  auto it = st.armed.find(due);
+  if (it == st.armed.end())
+    return;
+  auto fires = std::move(it->second);
+  st.armed.erase(it);
+  for (auto& f : fires) {
+    if (f.live)
+      st.lateness_ms.add(now_ms_exact() - static_cast<double>(f.due) * 1000.0);
+    send_fire(self, f.job_id, f.due, f.identity);
+  }
+}
+
+/// Deletes the PendingFire rows of the fires the job manager has answered.
+void flush_answered(self_ptr self) {
+  auto done = std::move(self->state.answered);
+  self->state.answered.clear();
+  if (done.empty())
+    return;
+  caf::anon_send(self->state.storage, write_atom::value,
+                 write_fn([done](storage::database& db) {
+                   storage::run_repository runs(db);
+                   for (auto& [job_id, due] : done)
+                     runs.remove_pending_fire(job_id, due);
+                 }));
+}
+
+/// Queues a committed fire for its due time; true when that has come already (the caller
+/// sends it), otherwise the send timer of that due time is running.
+bool arm_fire(self_ptr self, const fire_req& f, std::int64_t now) {
+  auto& slot = self->state.armed[f.due];
+  bool first = slot.empty();
+  slot.push_back(f);
+  if (f.due * 1000 <= now)
+    return true;
+  if (first)
+    self->delayed_send(self, std::chrono::milliseconds(f.due * 1000 - now), send_atom::value,
+                       f.due);
+  return false;
+}
+
+/// Commits the ledger rows of `fires` in one transaction; then each new one is sent at
+/// its due time (at once when that has passed).
 void commit_fires(self_ptr self, std::vector<fire_req> fires) {
   if (fires.empty())
     return;
   auto batch = std::make_shared<const std::vector<fire_req>>(std::move(fires));
   auto fresh = std::make_shared<std::vector<char>>(batch->size(), 0);
+  auto started = now_ms();
   self
     ->request(self->state.storage, caf::infinite, write_atom::value,
               write_fn([batch, fresh](storage::database& db) {
@@ -160,9 +226,11 @@ void commit_fires(self_ptr self, std::vector<fire_req> fires) {
                   (*fresh)[i] = record_fire(db, (*batch)[i]) ? 1 : 0;
               }))
     .then(
-      [self, batch, fresh](bool) {
+      [self, batch, fresh, started](bool) {
         auto& st = self->state;
         auto now = now_ms();
+        st.commit_ms.add(static_cast<double>(now - started));
+        std::set<std::int64_t> now_due;
         for (std::size_t i = 0; i < batch->size(); ++i) {
           const auto& f = (*batch)[i];
           if (!(*fresh)[i]) {
@@ -172,10 +240,13 @@ void commit_fires(self_ptr self, std::vector<fire_req> fires) {
             continue;
           }
           ++st.fires;
-          if (f.live)
-            st.handoff_ms.add(static_cast<double>(now - f.due * 1000));
-          send_fire(self, f.job_id, f.due, f.identity);
+          if (f.due * 1000 < now && f.live)
+            ++st.late_commits;
+          if (arm_fire(self, f, now))
+            now_due.insert(f.due);
         }
+        for (auto due : now_due)
+          send_armed(self, due);
       },
       [self, batch](const caf::error& err) {
         self->state.fire_errors += batch->size();
@@ -208,7 +279,7 @@ void record_missed(self_ptr self, const std::string& job_id, std::int64_t count,
                  }));
 }
 
-/// The due times of `e` in (from, now_s]: how many, the first, the latest and the one
+/// The due times of `e` in (from, until]: how many, the first, the latest and the one
 /// before it. Very frequent schedules far behind jump to the grace window (inexact count).
 struct overdue {
   std::int64_t count = 0;
@@ -216,18 +287,19 @@ struct overdue {
   std::int64_t first = 0, last = 0, before_last = 0;
 };
 
-overdue scan_overdue(const entry& e, std::int64_t from, std::int64_t now_s, std::int64_t grace) {
+overdue scan_overdue(const entry& e, std::int64_t from, std::int64_t until,
+                     std::int64_t grace_start) {
   overdue o;
   std::int64_t steps = 0;
-  for (auto due = next_after(e, from); due && due <= now_s;) {
+  for (auto due = next_after(e, from); due && due <= until;) {
     if (!o.first)
       o.first = due;
     o.before_last = o.last;
     o.last = due;
     ++o.count;
-    if (++steps == scan_cap && now_s - grace - 1 > due) {
+    if (++steps == scan_cap && grace_start - 1 > due) {
       o.exact = false;
-      due = next_after(e, now_s - grace - 1);
+      due = next_after(e, grace_start - 1);
       continue;
     }
     due = next_after(e, due);
@@ -235,18 +307,19 @@ overdue scan_overdue(const entry& e, std::int64_t from, std::int64_t now_s, std:
   return o;
 }
 
-/// Handles the due times of job `id` in (from, now_s]: the latest fires if it is within the
-/// grace, the others are recorded as missed. Appends the fire to `out`.
-/// Returns the due time that fired (0 if none).
-std::int64_t handle_overdue(self_ptr self, const std::string& id, const entry& e,
-                            std::int64_t from, std::int64_t now_s, const char* why, bool live,
-                            std::vector<fire_req>& out) {
+/// Handles the due times of job `id` in (from, until]: the latest fires if it is at most
+/// the grace before now_s, the others are recorded as missed. Appends the fire to `out`.
+/// Returns the due time that fires (0 if none).
+std::int64_t handle_due(self_ptr self, const std::string& id, const entry& e, std::int64_t from,
+                        std::int64_t until, std::int64_t now_s, const char* why, bool live,
+                        std::vector<fire_req>& out) {
   auto& st = self->state;
-  auto o = scan_overdue(e, from, now_s, st.opts.misfire_grace.count());
+  auto grace = st.opts.misfire_grace.count();
+  auto o = scan_overdue(e, from, until, now_s - grace);
   if (!o.count)
     return 0;
   std::int64_t fired = 0;
-  if (now_s - o.last <= st.opts.misfire_grace.count()) {
+  if (now_s - o.last <= grace) {
     fired = o.last;
     out.push_back({id, o.last, core::new_guid(), live});
   }
@@ -256,6 +329,7 @@ std::int64_t handle_overdue(self_ptr self, const std::string& id, const entry& e
   return fired;
 }
 
+// The tick comes arm_lead before the earliest due time.
 void arm(self_ptr self) {
   auto& st = self->state;
   std::int64_t earliest = 0;
@@ -265,25 +339,24 @@ void arm(self_ptr self) {
   auto gen = ++st.generation;
   if (!earliest)
     return;
-  auto delay = std::max<std::int64_t>(0, earliest * 1000 - now_ms());
+  auto delay = std::max<std::int64_t>(0, earliest * 1000 - arm_lead_ms - now_ms());
   self->delayed_send(self, std::chrono::milliseconds(delay), tick_atom::value, gen);
 }
 
+// Commits the fires of every due time up to now + arm_lead (normally exactly one per due
+// job, still ahead; more only if the scheduler was stalled longer than a period).
 void on_tick(self_ptr self) {
   auto& st = self->state;
   auto now = now_ms();
   auto now_s = now / 1000;
+  auto horizon = (now + arm_lead_ms) / 1000;
   std::vector<fire_req> batch;
   for (auto& [id, e] : st.table) {
-    if (!e.next_due || e.next_due > now_s)
+    if (!e.next_due || e.next_due > horizon)
       continue;
-    // Normally exactly one due time (milliseconds ago); more only if the scheduler was
-    // stalled for longer than the schedule's period.
-    auto fired = handle_overdue(self, id, e, e.next_due - 1, now_s, "the scheduler was late",
-                                true, batch);
-    if (fired)
-      st.lateness_ms.add(static_cast<double>(now - fired * 1000));
-    e.next_due = next_after(e, now_s);
+    handle_due(self, id, e, e.next_due - 1, horizon, now_s, "the scheduler was late", true,
+               batch);
+    e.next_due = next_after(e, horizon);
   }
   commit_fires(self, std::move(batch));
   arm(self);
@@ -319,7 +392,7 @@ void load(self_ptr self, std::vector<storage::job_row>& jobs, bool startup) {
       // Due times in (LastFire, now] were not handled: the broker was down.
       auto from = std::max<std::int64_t>(j.last_fire, 0);
       auto fired =
-        handle_overdue(self, j.id, e, from, now_s, "the broker was down", false, catch_up);
+        handle_due(self, j.id, e, from, now_s, now_s, "the broker was down", false, catch_up);
       if (fired)
         spdlog::info("scheduler: job {} fires once for {}, missed while the broker was down",
                      j.id, iso(fired));
@@ -385,6 +458,28 @@ json percentiles(const samples& s) {
           {"samples", v.size()}};
 }
 
+// A fire committed before the broker stopped whose due time is now beyond the grace:
+// it is not run but recorded 'Missed' under its identity, unless the job manager had run
+// it (a JobStatus row exists) before the stop.
+void expire_pending(self_ptr self, const storage::run_repository::pending_fire& p) {
+  auto& st = self->state;
+  ++st.missed;
+  storage::job_status_row s;
+  s.job_id = p.job_id;
+  s.identity = p.identity;
+  s.status = "Missed";
+  s.reason = "fire for " + iso(p.due) +
+             " committed before the broker stopped was not run: the misfire grace (" +
+             std::to_string(st.opts.misfire_grace.count()) + " s) has passed";
+  spdlog::warn("scheduler: job {}: {}", p.job_id, s.reason);
+  caf::anon_send(st.storage, write_atom::value, write_fn([s, due = p.due](storage::database& db) {
+                   storage::run_repository runs(db);
+                   if (runs.statuses_of_run(s.identity).empty())
+                     runs.upsert_status(s);
+                   runs.remove_pending_fire(s.job_id, due);
+                 }));
+}
+
 caf::behavior scheduler(self_ptr self, caf::actor storage, caf::actor jobs,
                         scheduler_options opts) {
   self->state.storage = storage;
@@ -398,11 +493,21 @@ caf::behavior scheduler(self_ptr self, caf::actor storage, caf::actor jobs,
               }))
     .then(
       [=](std::shared_ptr<pending_fires>& pending) {
+        auto now = now_ms();
+        auto grace = self->state.opts.misfire_grace.count();
+        std::set<std::int64_t> now_due;
         for (auto& p : *pending) {
+          if (now / 1000 - p.due > grace) {
+            expire_pending(self, p);
+            continue;
+          }
           spdlog::info("scheduler: replaying fire of job {} for {} (run {})", p.job_id,
                        iso(p.due), p.identity);
-          send_fire(self, p.job_id, p.due, p.identity);
+          if (arm_fire(self, {p.job_id, p.due, p.identity, false}, now))
+            now_due.insert(p.due);
         }
+        for (auto due : now_due)
+          send_armed(self, due);
         reload(self, true);
       },
       [=](const caf::error& err) {
@@ -415,6 +520,8 @@ caf::behavior scheduler(self_ptr self, caf::actor storage, caf::actor jobs,
       if (gen == self->state.generation)
         on_tick(self);
     },
+    [=](send_atom, std::int64_t due) { send_armed(self, due); },
+    [=](flush_atom) { flush_answered(self); },
     [=](prune_atom) { prune(self); },
     [=](jobs_changed_atom) { reload(self, false); },
     [=](jobs_changed_atom, const std::string& job_id, const std::string& change) {
@@ -438,7 +545,9 @@ caf::behavior scheduler(self_ptr self, caf::actor storage, caf::actor jobs,
                   {"jitterP99Ms", late["p99"]},
                   {"jitterMaxMs", late["max"]},
                   {"samples", late["samples"]},
-                  {"handoff", percentiles(st.handoff_ms)},
+                  {"lateCommits", st.late_commits},
+                  {"armed", st.armed.size()},
+                  {"commitMs", percentiles(st.commit_ms)},
                   {"mailbox", self->mailbox().size()}}
         .dump();
     },

@@ -94,12 +94,15 @@ def expect_closed(conn, timeout=5.0):
     raise AssertionError(f"connection still open after {timeout}s (got {text!r})")
 
 
+def on_alarm(*_):
+    raise TimeoutError("test_gateway took longer than 240 s")
+
+
 def main():
     args = h.parse_args()
     env = h.Env(args, "gateway")
-    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(
-        TimeoutError("test_gateway took longer than 240 s")))
-    signal.alarm(240)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(240)   # the whole test is time-bounded; ctest's limit is 300 s
     check = Check()
     good = None
     try:
@@ -380,7 +383,7 @@ def main():
         off_after = time.monotonic() - t0
         assert not db_online(db, id2)
         assert off_after <= MISSED * HB_S + 1, off_after
-        check.ok(f"SIGKILLed node offline after {off_after:.2f}s (API and DB)")
+        check.ok(f"SIGKILLed node offline {off_after * 1000:.0f} ms after the kill (API and DB)")
 
         # ---- broker restarts: the node reconnects by itself ----------------------------------
         for how in (signal.SIGTERM, signal.SIGKILL):

@@ -41,7 +41,7 @@ log:
 
 
 def block_job(**over):
-    job = {"name": "api-job", "jobType": "block", "cron": "0 3 * * *",
+    job = {"name": "api-job", "jobType": "block", "cron": "0 3 1 1 *",
            "description": "made by test_jobs_api",
            "properties": {"FullClassName": "tests.NobodyHome", "Priority": 2}}
     job.update(over)
@@ -49,7 +49,7 @@ def block_job(**over):
 
 
 def app_job(**over):
-    job = {"name": "app-job", "jobType": "application", "cron": "*/5 * * * *",
+    job = {"name": "app-job", "jobType": "application", "cron": "0 4 1 1 *",
            "properties": {"Package": "pkg.zip", "Application": "run.sh", "NodeCount": 2}}
     job.update(over)
     return job
@@ -185,13 +185,13 @@ def main():
         check_validation(broker)
 
         # ---- create / read / list ---------------------------------------------------
-        before = cli_fire_times(env, "0 3 * * *")
+        before = cli_fire_times(env, "0 3 1 1 *")
         status, job = h.api("POST", broker, JOBS, block_job())
-        after = cli_fire_times(env, "0 3 * * *")
+        after = cli_fire_times(env, "0 3 1 1 *")
         assert status == 201, (status, job)
         jid = job["id"]
         assert len(jid) == 36, job
-        for key, want in (("name", "api-job"), ("jobType", "block"), ("cron", "0 3 * * *"),
+        for key, want in (("name", "api-job"), ("jobType", "block"), ("cron", "0 3 1 1 *"),
                           ("description", "made by test_jobs_api"), ("isEnabled", True)):
             assert job[key] == want, (key, job)
         assert job["properties"] == {"FullClassName": "tests.NobodyHome", "Priority": "2"}, job
@@ -212,7 +212,7 @@ def main():
         check_limits_and_auth(broker, jid)
 
         # ---- update -------------------------------------------------------------------
-        expr = "*/10 * * * * *"
+        expr = "30 15 10 1 1 *"  # 6 fields; never due during the test
         before = cli_fire_times(env, expr)
         status, upd = h.api("PUT", broker, f"{JOBS}/{jid}", block_job(
             name="api-job-2", cron=expr, description="",

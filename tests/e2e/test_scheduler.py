@@ -55,21 +55,32 @@ class Ledger:
                           self.job_id)
 
     def missed(self):
-        """[(first, last, count, why)] of the 'Missed' rows."""
+        """[(first, last, count, why)] of the 'Missed' rows of due times that never fired
+        (a Missed row under a ledger identity is an expired replay, see settled())."""
         out = []
-        for _, status, reason in self.statuses():
-            if status == "Missed":
+        fired = {i for _, i in self.fires()}
+        for ident, status, reason in self.statuses():
+            if status == "Missed" and ident not in fired:
                 m = MISSED_RE.match(reason)
                 assert m and not m.group(1), f"unexpected Missed reason: {reason!r}"
                 out.append((unix(m.group(3)), unix(m.group(4)), int(m.group(2)), m.group(5)))
         return sorted(out)
 
     def settled(self):
-        """True when every fire was handled by the job manager: one Failed (no worker) or
-        Skipped (raced with a disable/delete) row per ledger identity, and no other."""
+        """True when every committed fire was handled: one row per ledger identity, Failed
+        (ran; no worker), Skipped (raced with a disable/delete) or Missed (committed before
+        a kill, replayed beyond the grace), and no Failed/Skipped row outside the ledger."""
         fired = {i for _, i in self.fires()}
-        ran = [i for i, s, _ in self.statuses() if s in ("Failed", "Skipped")]
-        return set(ran) == fired and len(ran) == len(fired)
+        rows = self.statuses()
+        ran = [i for i, s, _ in rows if s in ("Failed", "Skipped")]
+        expired = [i for i, s, _ in rows if s == "Missed" and i in fired]
+        handled = ran + expired
+        return set(handled) == fired and len(handled) == len(fired)
+
+    def expired(self):
+        """Ledger identities recorded Missed at a restart (committed, beyond the grace)."""
+        fired = {i for _, i in self.fires()}
+        return {i for i, s, _ in self.statuses() if s == "Missed" and i in fired}
 
     def check(self, every_second_until=None, settle=True):
         """The exactly-once invariants; returns the ledger's dues. settle=False while the
@@ -109,7 +120,7 @@ def count_fires(ledger, n):
 
 
 def within_grace(env):
-    """Per-second job, kill -9 mid-stream, down ~3 s (grace 30 s), crash windows seeded."""
+    """Per-second job, kill -9 mid-stream, down ~5 s (grace 30 s), crash windows seeded."""
     db = env.path("a", "broker.db")
     yaml = "scheduler:\n  misfire_grace_s: 30\n"
     broker = env.start_broker("a-broker1", extra_yaml=yaml, db=db)
@@ -138,7 +149,7 @@ def within_grace(env):
                     "VALUES (?,?,'Failed','seeded: ran before the crash','seeded')", (jid, y))
         con.execute("UPDATE Job SET LastFire=? WHERE Id=?", (last + 2, jid))
     con.close()
-    time.sleep(max(0.0, killed + 3 - time.time()))
+    time.sleep(max(0.0, killed + 5 - time.time()))
 
     started = time.time()
     broker = env.start_broker("a-broker2", extra_yaml=yaml, db=db)
@@ -212,12 +223,15 @@ def outside_grace(env):
     ledger = Ledger(db, job["id"])
     count_fires(ledger, 5)
     # A once-a-minute schedule whose next due time falls while the broker is down.
-    due = int(time.time()) + 3
+    due = int(time.time()) + 5
     cron = f"{due % 60} * * * * *"
     assert h.api("PUT", broker, f"{JOBS}/{job['id']}", job_body(cron))[0] == 200
     env.stop(broker, signal.SIGKILL)
+    killed = time.time()
     before = ledger.check(settle=False)
     assert due not in before
+    # A fire committed ahead of its due time (arm lead 500 ms) may be waiting in PendingFire.
+    armed = {i for d, i in ledger.fires() if d > killed}
     time.sleep(max(0.0, due + 2 + 2 - time.time()))  # > grace after the due time
 
     broker = env.start_broker("b-broker2", extra_yaml=yaml, db=db)
@@ -227,6 +241,7 @@ def outside_grace(env):
     assert "misfire grace 2 s" in missed[0][3], missed
     time.sleep(1)
     assert ledger.check() == before, "a due time outside the grace ran"
+    assert ledger.expired() == armed, (ledger.expired(), armed)  # replayed beyond the grace
     assert ledger.query("SELECT LastFire FROM Job WHERE Id=?", job["id"]) == [(due,)]
     # Recorded once: a clean restart does not record it again.
     assert env.stop(broker) == 0

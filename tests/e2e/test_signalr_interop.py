@@ -105,6 +105,10 @@ def main():
         script = Script(env, node, cwd, broker)
         refused = [script.expect("refused") for _ in range(4)]
         assert all("401" in r["error"] or "WebSocket" in r["error"] for r in refused), refused
+        # The JS client does not show the status of a refused WebSocket upgrade: the broker
+        # log does (the gateway logs every refused upgrade).
+        h.wait_until("WebSocket upgrade refusal logged", lambda: "refused /node upgrade" in
+                     env.log("broker") and "wrong sign" in env.log("broker"), timeout=5)
         for r in refused:
             print(f"  ok  official client refused, {r['what']}: {r['error'][:160]}", flush=True)
         connected = script.expect("connected", 20)

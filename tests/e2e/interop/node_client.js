@@ -62,7 +62,7 @@ function requestHash(r) {
 function build(url, options = {}) {
   return new signalR.HubConnectionBuilder()
     .withUrl(url, options)
-    .configureLogging(signalR.LogLevel.None)
+    .configureLogging(signalR.LogLevel.Warning)  // console.warn/error: stderr (js-node.log)
     .build();
 }
 
