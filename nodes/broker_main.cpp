@@ -1,5 +1,4 @@
 // spiderhub broker: the broker actor system.
-#include <boost/program_options.hpp>
 #include <caf/io/all.hpp>
 #include <spdlog/spdlog.h>
 
@@ -15,10 +14,10 @@
 #include "actors/storage/storage_actor.hpp"
 #include "core/error.hpp"
 #include "core/process.hpp"
+#include "nodes/command_line.hpp"
 #include "spiderhub/version.hpp"
 #include "storage/repositories.hpp"
 
-namespace po = boost::program_options;
 using namespace spiderhub;
 
 namespace {
@@ -199,40 +198,23 @@ int run_broker(const core::broker_config& cfg) {
 
 int broker_main(int argc, char** argv) {
   core::block_termination_signals();
-  po::options_description opts("Options");
-  opts.add_options()("help,h", "show this help")("version", "print the version")(
-    "config,c", po::value<std::string>()->default_value("conf/broker.yaml"),
-    "broker configuration file (YAML; every key is documented in conf/broker.yaml)")(
-    "check", "load and validate the configuration, then exit");
-  po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << argv[0] << ": " << e.what() << "\n" << opts;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << "Usage: spiderhub broker [-c FILE]\n\n"
+  int exit_code = 0;
+  auto command = nodes::parse_config_command(argc, argv, "conf/broker.yaml",
+                                             "Usage: spiderhub broker [-c FILE]\n\n"
                  "Runs the broker: HTTP API and SignalR hubs (/node, /worker), node and worker\n"
                  "sessions, cron scheduler, block dispatcher and SQLite storage. Stops cleanly\n"
-                 "on SIGINT/SIGTERM.\n\n"
-              << opts;
-    return 0;
-  }
-  if (vm.count("version")) {
-    std::cout << "spiderhub " << version_string << "\n";
-    return 0;
-  }
+                 "on SIGINT/SIGTERM.\n\n", exit_code);
+  if (!command)
+    return exit_code;
   core::broker_config cfg;
   try {
-    cfg = core::load_broker_config(vm["config"].as<std::string>());
+    cfg = core::load_broker_config(command->config_path);
     core::setup_logging(cfg.log, "broker");
   } catch (const core::input_error& e) {
     std::cerr << "spiderhub broker: " << e.what() << "\n";
     return 2;
   }
-  if (vm.count("check")) {
+  if (command->check_only) {
     std::cout << "configuration OK\n";
     return 0;
   }

@@ -1,5 +1,4 @@
 // spiderhub node: the node actor system on a crawler host.
-#include <boost/program_options.hpp>
 #include <spdlog/spdlog.h>
 
 #include <iostream>
@@ -7,42 +6,25 @@
 #include "actors/agent/agent.hpp"
 #include "core/error.hpp"
 #include "core/process.hpp"
+#include "nodes/command_line.hpp"
 #include "spiderhub/version.hpp"
 
-namespace po = boost::program_options;
 using namespace spiderhub;
 
 int node_main(int argc, char** argv) {
   core::block_termination_signals();
-  po::options_description opts("Options");
-  opts.add_options()("help,h", "show this help")("version", "print the version")(
-    "config,c", po::value<std::string>()->default_value("conf/node.yaml"),
-    "node configuration file (YAML; every key is documented in conf/node.yaml)")(
-    "check", "load and validate the configuration, then exit");
-  po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << argv[0] << ": " << e.what() << "\n" << opts;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << "Usage: spiderhub node [-c FILE]\n\n"
+  int exit_code = 0;
+  auto command = nodes::parse_config_command(argc, argv, "conf/node.yaml",
+                                             "Usage: spiderhub node [-c FILE]\n\n"
                  "Runs a crawler node: connects to the broker's /node hub (signed), heartbeats\n"
                  "with host figures, downloads the blocks it is leased and sends the results\n"
-                 "back. Reconnects by itself. Stops cleanly on SIGINT/SIGTERM.\n\n"
-              << opts;
-    return 0;
-  }
-  if (vm.count("version")) {
-    std::cout << "spiderhub " << version_string << "\n";
-    return 0;
-  }
+                 "back. Reconnects by itself. Stops cleanly on SIGINT/SIGTERM.\n\n", exit_code);
+  if (!command)
+    return exit_code;
   core::node_config cfg;
   std::string node_id;
   try {
-    cfg = core::load_node_config(vm["config"].as<std::string>());
+    cfg = core::load_node_config(command->config_path);
     core::setup_logging(cfg.log, "node");
     node_id = actors::load_or_create_node_id(cfg);
   } catch (const core::input_error& e) {
@@ -52,7 +34,7 @@ int node_main(int argc, char** argv) {
     std::cerr << "spiderhub node: " << e.what() << "\n";
     return 1;
   }
-  if (vm.count("check")) {
+  if (command->check_only) {
     std::cout << "configuration OK (node id " << node_id << ")\n";
     return 0;
   }
