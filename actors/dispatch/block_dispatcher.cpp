@@ -307,6 +307,9 @@ int free_capacity(const node_entry& n) {
 // Pushes ready work to nodes with free capacity, most free first.
 void pump(self_ptr self) {
   for (;;) {
+    // Nothing to lease is the common case on node connects: skip the node scan.
+    if (!next_run(self))
+      return;
     node_entry* target = nullptr;
     std::string target_id;
     for (auto& [id, n] : self->state.nodes) {
