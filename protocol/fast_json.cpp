@@ -67,16 +67,23 @@ void read_headers(od::value v, header_map& out, const std::string& path) {
   }
 }
 
-// Fills a result from one JSON object; returns true when it carried a resultId key.
-bool read_result(od::object obj, result& r, const std::string& path) {
-  bool has_url = false, has_id = false;
+// Calls fn(key, value) for every field of `obj` whose value is not null; unknown keys
+// are the caller's to ignore.
+template <class Fn> void for_each_field(od::object& obj, const std::string& path, Fn&& fn) {
   for (auto field : obj) {
     std::string_view key;
     if (field.unescaped_key().get(key) != simdjson::SUCCESS)
       fail(path, "bad key");
     od::value v = field.value();
-    if (is_null(v))
-      continue;
+    if (!is_null(v))
+      fn(key, v);
+  }
+}
+
+// Fills a result from one JSON object; returns true when it carried a resultId key.
+bool read_result(od::object obj, result& r, const std::string& path) {
+  bool has_url = false, has_id = false;
+  for_each_field(obj, path, [&](std::string_view key, od::value& v) {
     auto p = path + "." + std::string(key);
     if (key == "resultId") {
       r.result_id = get_int(v, p);
@@ -103,7 +110,7 @@ bool read_result(od::object obj, result& r, const std::string& path) {
     } else if (key == "depth") {
       r.depth = to_int32(get_int(v, p), p);
     }
-  }
+  });
   if (!has_url)
     fail(path + ".url", "missing");
   return has_id;
@@ -115,13 +122,7 @@ constexpr char hex_digits[] = "0123456789abcdef";
 // type-checked but not copied, since the object's bytes are stored as they are.
 bool read_result_summary(od::object obj, result& r, const std::string& path) {
   bool has_url = false, has_id = false;
-  for (auto field : obj) {
-    std::string_view key;
-    if (field.unescaped_key().get(key) != simdjson::SUCCESS)
-      fail(path, "bad key");
-    od::value v = field.value();
-    if (is_null(v))
-      continue;
+  for_each_field(obj, path, [&](std::string_view key, od::value& v) {
     if (key == "resultId") {
       get_int(v, path + ".resultId");
       has_id = true;
@@ -143,7 +144,7 @@ bool read_result_summary(od::object obj, result& r, const std::string& path) {
     } else if (key == "responseTime" || key == "depth") {
       get_int(v, path + "." + std::string(key));
     }
-  }
+  });
   if (!has_url)
     fail(path + ".url", "missing");
   return has_id;
@@ -270,13 +271,7 @@ raw_block_response parse_block_response(std::string_view arguments_json) {
   raw_block_response out;
   std::vector<std::string_view> raw_results;
   bool has_block = false, has_identity = false;
-  for (auto field : obj) {
-    std::string_view key;
-    if (field.unescaped_key().get(key) != simdjson::SUCCESS)
-      fail(path, "bad key");
-    od::value v = field.value();
-    if (is_null(v))
-      continue;
+  for_each_field(obj, path, [&](std::string_view key, od::value& v) {
     if (key == "blockId") {
       out.block_id = get_string(v, path + ".blockId");
       has_block = true;
@@ -300,7 +295,7 @@ raw_block_response parse_block_response(std::string_view arguments_json) {
         raw_results.push_back(raw);
       }
     }
-  }
+  });
   if (!has_block)
     fail(path + ".blockId", "missing");
   if (!has_identity)
@@ -393,13 +388,7 @@ std::pair<std::string, std::vector<raw_request>> parse_push(std::string_view arg
       fail(path, "expected an object");
     request r;
     bool has_url = false;
-    for (auto field : obj) {
-      std::string_view key;
-      if (field.unescaped_key().get(key) != simdjson::SUCCESS)
-        fail(path, "bad key");
-      od::value v = field.value();
-      if (is_null(v))
-        continue;
+    for_each_field(obj, path, [&](std::string_view key, od::value& v) {
       auto p = path + "." + std::string(key);
       if (key == "url") {
         r.url = get_string(v, p);
@@ -419,7 +408,7 @@ std::pair<std::string, std::vector<raw_request>> parse_push(std::string_view arg
       } else if (key == "headers") {
         read_headers(v, r.headers, p);
       }
-    }
+    });
     if (!has_url)
       fail(path + ".url", "missing");
     if (r.url.empty())
