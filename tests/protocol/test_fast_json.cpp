@@ -1,0 +1,85 @@
+#include <doctest/doctest.h>
+
+#include "protocol/fast_json.hpp"
+#include "protocol/json_codec.hpp"
+
+using namespace spiderhub::protocol;
+using spiderhub::core::input_error;
+
+namespace {
+std::string error_of(void (*fn)()) {
+  try {
+    fn();
+  } catch (const input_error& e) {
+    return e.what();
+  }
+  return "";
+}
+} // namespace
+
+TEST_CASE("fast_json: Push arguments keep each request's bytes and its design hash") {
+  auto [identity, reqs] =
+    fast::parse_push(R"(["run1",[{"url":"http://a/","method":"GET"},{"url":"http://b/","depth":2}]])");
+  CHECK(identity == "run1");
+  REQUIRE(reqs.size() == 2);
+  CHECK(reqs[0].json == R"({"url":"http://a/","method":"GET"})");
+  request r;
+  r.url = "http://a/";
+  CHECK(reqs[0].hash == request_hash(r));
+  CHECK(reqs[0].hash == "2eb7ce6da60274c7");
+}
+
+TEST_CASE("fast_json: bad Push arguments are refused with the JSON path") {
+  CHECK(error_of([] { fast::parse_push(R"(["run1"])"); }) ==
+        "Push: expected 2 argument(s), got 1");
+  CHECK(error_of([] { fast::parse_push(R"(["",[]])"); }) ==
+        "Push: argument 'identity' must be a non-empty string");
+  CHECK(error_of([] { fast::parse_push(R"(["r",[{"method":"GET"}]])"); }) ==
+        "Push.arguments[1][0].url: missing");
+  CHECK(error_of([] { fast::parse_push(R"(["r",[{"url":5}]])"); }) ==
+        "Push.arguments[1][0].url: expected a string");
+  CHECK(error_of([] { fast::parse_push(R"(["r",[{"url":"u","depth":"x"}]])"); }) ==
+        "Push.arguments[1][0].depth: expected an integer");
+  CHECK(error_of([] { fast::parse_push(R"(["r",{}])"); }) ==
+        "Push.arguments[1]: expected an array");
+}
+
+TEST_CASE("fast_json: block responses store results without resultId") {
+  result r;
+  r.result_id = 7;  // a node should not send one; the broker must drop it
+  r.request_hash = "h";
+  r.url = "http://a/";
+  r.status_code = 200;
+  set_result_body(r, "<p>\"quoted\"\n</p>");
+  block_response b{"b1", "run1", {r}, ""};
+  auto text = "[" + fast::encode_block_response(b) + "]";
+  auto raw = fast::parse_block_response(text);
+  CHECK(raw.block_id == "b1");
+  CHECK(raw.identity == "run1");
+  REQUIRE(raw.results.size() == 1);
+  CHECK(raw.results[0].request_hash == "h");
+  CHECK(raw.results[0].status_code == 200);
+  CHECK(raw.results[0].body.find("resultId") == std::string::npos);
+  auto back = decode<result>(json::parse(raw.results[0].body));
+  CHECK(result_body(back) == "<p>\"quoted\"\n</p>");
+  CHECK(error_of([] { fast::parse_block_response(R"([{"identity":"i"}])"); }) ==
+        "SaveBlockResponse.arguments[0].blockId: missing");
+  CHECK(error_of([] { fast::parse_block_response(R"([{"blockId":"b","identity":"i","results":[{}]}])"); }) ==
+        "SaveBlockResponse.arguments[0].results[0].url: missing");
+}
+
+TEST_CASE("fast_json: encoder output is valid JSON that round-trips, bad UTF-8 replaced") {
+  result r;
+  r.result_id = 3;
+  r.url = "http://a/\x01";
+  r.content = std::string("ok \xff end", 8);
+  r.headers = {{"k", "v\t"}};
+  std::string out;
+  fast::append_json(out, r);
+  auto parsed = fast::parse_results("[" + out + "]");
+  REQUIRE(parsed.size() == 1);
+  CHECK(parsed[0].result_id == 3);
+  CHECK(parsed[0].url == "http://a/\x01");
+  CHECK(parsed[0].content == "ok \xEF\xBF\xBD end");
+  CHECK(parsed[0].headers.at("k") == "v\t");
+}
