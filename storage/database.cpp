@@ -65,6 +65,14 @@ CREATE TABLE Fire (
   PRIMARY KEY (JobId, Due));
 CREATE INDEX Fire_Due ON Fire(Due);
 )sql",
+  // 2: application packages (the file lives in the package directory, named by its
+  // hash) and the exit code of an application run on one node.
+  R"sql(
+CREATE TABLE Package (
+  Name TEXT PRIMARY KEY, Sha256 TEXT NOT NULL, Size INTEGER NOT NULL,
+  Format TEXT NOT NULL CHECK (Format IN ('zip','tar.gz')), CreationTime TEXT NOT NULL);
+ALTER TABLE JobStatus ADD COLUMN ExitCode INTEGER;
+)sql",
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,
