@@ -232,6 +232,22 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
       throw input_error(name + ": inspector.secret is required when inspector.address is not loopback");
     s.finish();
   }
+  {
+    auto s = top.child("packages");
+    auto& d = c.packages;
+    s.get("dir", d.dir);
+    s.get("max_bytes", d.max_bytes, 1024, 1LL << 40);
+    s.get("max_unpacked_bytes", d.max_unpacked_bytes, 1024, 1LL << 42);
+    s.finish();
+  }
+  {
+    auto s = top.child("placement");
+    auto& d = c.placement;
+    s.get("max_cpu", d.max_cpu, 1, 100);
+    s.get("min_free_memory_mb", d.min_free_memory_mb, 0, 1 << 30);
+    s.get("online_window_s", d.online_window_s, 1, 86400);
+    s.finish();
+  }
   read_log(top.child("log"), c.log);
   top.finish();
   return c;
@@ -275,9 +291,14 @@ node_config parse_node_config(const std::string& yaml, const std::string& name) 
     auto s = top.child("applications");
     auto& a = c.applications;
     s.get("work_dir", a.work_dir);
+    s.get("log_dir", a.log_dir);
+    s.get("cache_dir", a.cache_dir);
     s.get_ms("exit_grace_ms", a.exit_grace, 0, day_ms);
     s.get("log_max_bytes", a.log_max_bytes, 1024, 1LL << 40);
     s.get("log_files", a.log_files, 1, 100);
+    s.get("max_package_bytes", a.max_package_bytes, 1024, 1LL << 40);
+    s.get("max_unpacked_bytes", a.max_unpacked_bytes, 1024, 1LL << 42);
+    s.get("cache_max_bytes", a.cache_max_bytes, 0, 1LL << 42);
     s.finish();
   }
   read_log(top.child("log"), c.log);

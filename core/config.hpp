@@ -65,6 +65,16 @@ struct broker_config {
     std::int32_t port = 4242;
     std::string secret;                  // required when address is not loopback
   } inspector;
+  struct packages_t {
+    std::string dir = "data/packages";   // uploaded packages, stored as <sha256>.<format>
+    std::int64_t max_bytes = 64 << 20;   // upload size limit
+    std::int64_t max_unpacked_bytes = std::int64_t{1} << 30;
+  } packages;
+  struct placement_t {                   // which nodes may start an application
+    std::int32_t max_cpu = 90;           // percent; busier nodes are skipped
+    std::int32_t min_free_memory_mb = 150;
+    std::int32_t online_window_s = 60;   // last heartbeat at most this old
+  } placement;
   log_config log;
 };
 
@@ -94,9 +104,14 @@ struct node_config {
   } reconnect;
   struct apps_t {
     std::string work_dir = "data/projects";
+    std::string log_dir = "data/logs";
+    std::string cache_dir = "data/package-cache";
     milliseconds exit_grace{30000};
     std::int64_t log_max_bytes = 10 << 20;
     std::int32_t log_files = 3;
+    std::int64_t max_package_bytes = 256 << 20;
+    std::int64_t max_unpacked_bytes = std::int64_t{1} << 30;
+    std::int64_t cache_max_bytes = std::int64_t{1} << 30;
   } applications;
   log_config log;
 };

@@ -35,6 +35,26 @@ std::string md5_hex(std::string_view data) { return digest_hex(EVP_md5(), data);
 
 std::string sha256_hex(std::string_view data) { return digest_hex(EVP_sha256(), data); }
 
+sha256_stream::sha256_stream() : ctx_(EVP_MD_CTX_new()) {
+  if (!ctx_ || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr) != 1)
+    throw std::runtime_error("EVP_DigestInit_ex failed");
+}
+
+sha256_stream::~sha256_stream() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+
+void sha256_stream::update(std::string_view data) {
+  if (EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data.data(), data.size()) != 1)
+    throw std::runtime_error("EVP_DigestUpdate failed");
+}
+
+std::string sha256_stream::hex() {
+  unsigned char buf[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), buf, &len) != 1)
+    throw std::runtime_error("EVP_DigestFinal_ex failed");
+  return to_hex(buf, len);
+}
+
 std::string hmac_sha256_hex(std::string_view key, std::string_view msg) {
   unsigned char buf[EVP_MAX_MD_SIZE];
   unsigned int len = 0;

@@ -8,6 +8,21 @@ namespace spiderhub::core {
 
 std::string md5_hex(std::string_view data);
 std::string sha256_hex(std::string_view data);
+
+/// SHA-256 over data arriving in pieces (package downloads and uploads).
+class sha256_stream {
+ public:
+  sha256_stream();
+  ~sha256_stream();
+  sha256_stream(const sha256_stream&) = delete;
+  sha256_stream& operator=(const sha256_stream&) = delete;
+  void update(std::string_view data);
+  /// Lower-case hex digest; the stream cannot be updated afterwards.
+  std::string hex();
+
+ private:
+  void* ctx_;  // EVP_MD_CTX
+};
 /// Lower-case hex HMAC-SHA256(key, msg).
 std::string hmac_sha256_hex(std::string_view key, std::string_view msg);
 /// Constant-time comparison of two strings (for signatures and tokens).

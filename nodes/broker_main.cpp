@@ -27,7 +27,9 @@ actors::gateway_options gateway_options_of(const core::broker_config& c) {
   g.server.address = c.http.address;
   g.server.port = static_cast<std::uint16_t>(c.http.port);
   g.server.io_threads = c.http.io_threads;
-  g.server.max_body_bytes = static_cast<std::size_t>(c.http.max_body_bytes);
+  // Package uploads may be larger than other bodies; the api checks each route's limit.
+  g.server.max_body_bytes =
+    static_cast<std::size_t>(std::max(c.http.max_body_bytes, c.packages.max_bytes));
   g.server.max_message_bytes = static_cast<std::size_t>(c.http.max_message_bytes);
   g.server.handshake_timeout = c.http.handshake_timeout;
   g.server.idle_timeout = c.http.idle_timeout;
@@ -82,7 +84,12 @@ int run_broker(const core::broker_config& cfg) {
                  }));
 
   auto dispatcher = actors::spawn_block_dispatcher(sys, storage, dispatch_options_of(cfg));
-  auto jobs = actors::spawn_job_manager(sys, storage, dispatcher);
+  actors::job_manager_options jopts;
+  jopts.max_cpu = cfg.placement.max_cpu;
+  jopts.min_free_memory_mb = cfg.placement.min_free_memory_mb;
+  jopts.online_window_s = cfg.placement.online_window_s;
+  jopts.announce_wait = std::max(std::chrono::milliseconds(10000), 2 * cfg.sessions.heartbeat_interval);
+  auto jobs = actors::spawn_job_manager(sys, storage, dispatcher, jopts);
   // Either the builtin cron scheduler or the Scheduler.NET client, never both (a job
   // would fire twice); the api tells it about every job change.
   caf::actor scheduler;
@@ -112,8 +119,15 @@ int run_broker(const core::broker_config& cfg) {
     sopts.misfire_grace = std::chrono::seconds(cfg.scheduler.misfire_grace_s);
     scheduler = actors::spawn_scheduler(sys, storage, jobs, sopts);
   }
-  auto api = actors::spawn_api(sys, {cfg.auth.token, cfg.scheduler.timezone},
-                               {storage, jobs, dispatcher, scheduler});
+  actors::api_options aopts;
+  aopts.token = cfg.auth.token;
+  aopts.timezone = cfg.scheduler.timezone;
+  aopts.packages.dir = cfg.packages.dir;
+  aopts.packages.max_bytes = cfg.packages.max_bytes;
+  aopts.packages.limits.max_unpacked_bytes = cfg.packages.max_unpacked_bytes;
+  aopts.max_body_bytes = cfg.http.max_body_bytes;
+  aopts.sign_window_s = cfg.auth.sign_window_s;
+  auto api = actors::spawn_api(sys, aopts, {storage, jobs, dispatcher, scheduler});
   auto& registry = sys.registry();
   registry.put(caf::atom("storage"), caf::actor_cast<caf::strong_actor_ptr>(storage));
   registry.put(caf::atom("dispatch"), caf::actor_cast<caf::strong_actor_ptr>(dispatcher));

@@ -262,7 +262,7 @@ template <> run_application decode<run_application>(const json& j, const std::st
 }
 
 json to_json(const application_exited& x) {
-  return {{"identity", x.identity}, {"exitCode", x.exit_code}};
+  return {{"identity", x.identity}, {"exitCode", x.exit_code}, {"reason", x.reason}};
 }
 
 template <>
@@ -271,6 +271,35 @@ application_exited decode<application_exited>(const json& j, const std::string& 
   application_exited a;
   read(j, "identity", a.identity, path, true);
   read(j, "exitCode", a.exit_code, path, true);
+  read(j, "reason", a.reason, path);
+  return a;
+}
+
+json to_json(const application_started& x) {
+  return {{"identity", x.identity}, {"pid", x.pid}};
+}
+
+template <>
+application_started decode<application_started>(const json& j, const std::string& path) {
+  object_at(j, path);
+  application_started a;
+  read(j, "identity", a.identity, path, true);
+  read(j, "pid", a.pid, path);
+  return a;
+}
+
+json to_json(const application_log& x) {
+  return {{"identity", x.identity}, {"stream", x.stream}, {"text", x.text}};
+}
+
+template <> application_log decode<application_log>(const json& j, const std::string& path) {
+  object_at(j, path);
+  application_log a;
+  read(j, "identity", a.identity, path, true);
+  read(j, "stream", a.stream, path, true);
+  read(j, "text", a.text, path);
+  if (a.stream != "stdout" && a.stream != "stderr")
+    fail(path + ".stream", "must be \"stdout\" or \"stderr\"");
   return a;
 }
 

@@ -19,6 +19,8 @@ json to_json(const block_response& x);
 json to_json(const heartbeat& x);
 json to_json(const run_application& x);
 json to_json(const application_exited& x);
+json to_json(const application_started& x);
+json to_json(const application_log& x);
 json to_json(const worker_run& x);
 
 /// decode<T>(j, "path") parses one wire type; `path` prefixes error messages.
@@ -31,6 +33,8 @@ template <> block_response decode<block_response>(const json&, const std::string
 template <> heartbeat decode<heartbeat>(const json&, const std::string&);
 template <> run_application decode<run_application>(const json&, const std::string&);
 template <> application_exited decode<application_exited>(const json&, const std::string&);
+template <> application_started decode<application_started>(const json&, const std::string&);
+template <> application_log decode<application_log>(const json&, const std::string&);
 template <> worker_run decode<worker_run>(const json&, const std::string&);
 
 template <class T> json to_json(const std::vector<T>& xs) {

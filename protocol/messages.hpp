@@ -86,6 +86,13 @@ using run_app_atom = caf::atom_constant<caf::atom("run_app")>;
 using exit_atom = caf::atom_constant<caf::atom("exit")>;
 /// (app_exited_atom, node_id, application_exited): node -> job manager.
 using app_exited_atom = caf::atom_constant<caf::atom("app_exit")>;
+/// (app_started_atom, node_id, application_started) / (app_log_atom, node_id,
+/// application_log): node session -> job manager.
+using app_started_atom = caf::atom_constant<caf::atom("app_start")>;
+using app_log_atom = caf::atom_constant<caf::atom("app_log")>;
+/// (logs_atom, identity, max_bytes) -> std::string JSON: tails of an application run's
+/// output per node, with each node's state and exit code.
+using logs_atom = caf::atom_constant<caf::atom("logs")>;
 /// (heartbeat_atom, node_id, heartbeat): node session -> job manager (placement data).
 using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
 /// (jobs_changed_atom, job_id, change): api -> scheduler (builtin or Scheduler.NET) after

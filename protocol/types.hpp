@@ -89,10 +89,28 @@ struct run_application {
   std::string package_sha256;     // hex; the node verifies the download
 };
 
-/// Node -> broker: an application process ended.
+/// Node -> broker: an application process ended, or never started (exit_code -1 and a
+/// reason: package download/hash/extraction failure, maxProcessCount reached, ...).
+/// A process killed by a signal reports 128 + the signal number, as shells do.
 struct application_exited {
   std::string identity;
   std::int32_t exit_code = 0;
+  std::string reason;             // empty when the process ran and exited by itself
+};
+
+/// Node -> broker: an application process is running (sent at start and again after every
+/// reconnect for each live process, so a restarted broker learns what still runs).
+struct application_started {
+  std::string identity;
+  std::int32_t pid = 0;
+};
+
+/// Node -> broker: new output of an application (coalesced, at most one per stream and
+/// second; the node's log files are the full record, the broker keeps a tail).
+struct application_log {
+  std::string identity;
+  std::string stream;             // "stdout" | "stderr"
+  std::string text;               // UTF-8 (invalid bytes replaced)
 };
 
 /// Broker -> worker: a block job fired for this worker's class.
@@ -111,6 +129,7 @@ struct node_info {
   std::int32_t node_type = 1;       // 1 console, 2 web
   std::string os;
   std::int32_t processor_count = 0;
+  std::int32_t max_process_count = 0;  // application processes the node runs at once
 };
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, request& x) {
@@ -142,13 +161,22 @@ typename Inspector::result_type inspect(Inspector& f, run_application& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, application_exited& x) {
-  return f(x.identity, x.exit_code);
+  return f(x.identity, x.exit_code, x.reason);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, application_started& x) {
+  return f(x.identity, x.pid);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, application_log& x) {
+  return f(x.identity, x.stream, x.text);
 }
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, worker_run& x) {
   return f(x.job_id, x.identity, x.arguments);
 }
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, node_info& x) {
-  return f(x.node_id, x.group, x.ip, x.memory, x.node_type, x.os, x.processor_count);
+  return f(x.node_id, x.group, x.ip, x.memory, x.node_type, x.os, x.processor_count,
+           x.max_process_count);
 }
 
 /// First 16 hex chars of MD5(referer.origin.method.content.url): the dedup key.

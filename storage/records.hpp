@@ -64,6 +64,17 @@ struct job_status_row {
   std::int64_t left = 0, success = 0, error = 0, total = 0;
   std::string reason;
   std::string update_time;
+  std::optional<std::int32_t> exit_code;  // application runs: the node's process exit code
+};
+
+/// An uploaded application package; the bytes live in the package directory as
+/// <sha256>.<format>.
+struct package_row {
+  std::string name;
+  std::string sha256;
+  std::int64_t size = 0;
+  std::string format;    // "zip" | "tar.gz"
+  std::string creation_time;
 };
 
 /// Block states of the design.

@@ -316,10 +316,12 @@ job_status_row read_status(SQLite::Statement& q) {
   s.total = q.getColumn(7).getInt64();
   s.reason = q.getColumn(8).getString();
   s.update_time = q.getColumn(9).getString();
+  if (!q.getColumn(10).isNull())
+    s.exit_code = q.getColumn(10).getInt();
   return s;
 }
 constexpr const char* status_columns = "SELECT JobId, Identity, NodeId, Status, Left, Success, "
-                                       "Error, Total, Reason, UpdateTime FROM JobStatus ";
+                                       "Error, Total, Reason, UpdateTime, ExitCode FROM JobStatus ";
 } // namespace
 
 std::vector<running_row> run_repository::running() {
@@ -341,10 +343,10 @@ std::optional<running_row> run_repository::find_running(const std::string& ident
 void run_repository::upsert_status(const job_status_row& s) {
   auto& q = db_.prepare(
     "INSERT INTO JobStatus (JobId, Identity, NodeId, Status, Left, Success, Error, Total, Reason, "
-    "UpdateTime) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(JobId, Identity, NodeId) DO UPDATE SET "
-    "Status=excluded.Status, Left=excluded.Left, Success=excluded.Success, "
+    "UpdateTime, ExitCode) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(JobId, Identity, NodeId) "
+    "DO UPDATE SET Status=excluded.Status, Left=excluded.Left, Success=excluded.Success, "
     "Error=excluded.Error, Total=excluded.Total, Reason=excluded.Reason, "
-    "UpdateTime=excluded.UpdateTime");
+    "UpdateTime=excluded.UpdateTime, ExitCode=excluded.ExitCode");
   q.bind(1, s.job_id);
   q.bind(2, s.identity);
   q.bind(3, s.node_id);
@@ -355,6 +357,10 @@ void run_repository::upsert_status(const job_status_row& s) {
   q.bind(8, static_cast<std::int64_t>(s.total));
   q.bind(9, s.reason);
   q.bind(10, s.update_time.empty() ? now_text() : s.update_time);
+  if (s.exit_code)
+    q.bind(11, *s.exit_code);
+  else
+    q.bind(11);
   q.exec();
 }
 
@@ -597,6 +603,77 @@ void worker_repository::close_all() {
   auto& q = db_.prepare("UPDATE Worker SET DisconnectTime=? WHERE DisconnectTime IS NULL");
   q.bind(1, now_text());
   q.exec();
+}
+
+} // namespace spiderhub::storage
+
+// ---- packages and application runs -------------------------------------------------
+
+namespace spiderhub::storage {
+
+void package_repository::upsert(const package_row& p) {
+  auto& q = db_.prepare(
+    "INSERT INTO Package (Name, Sha256, Size, Format, CreationTime) VALUES (?,?,?,?,?) "
+    "ON CONFLICT(Name) DO UPDATE SET Sha256=excluded.Sha256, Size=excluded.Size, "
+    "Format=excluded.Format, CreationTime=excluded.CreationTime");
+  q.bind(1, p.name);
+  q.bind(2, p.sha256);
+  q.bind(3, p.size);
+  q.bind(4, p.format);
+  q.bind(5, p.creation_time.empty() ? now_text() : p.creation_time);
+  q.exec();
+}
+
+void package_repository::remove(const std::string& name) {
+  auto& q = db_.prepare("DELETE FROM Package WHERE Name=?");
+  q.bind(1, name);
+  q.exec();
+}
+
+namespace {
+package_row read_package(SQLite::Statement& q) {
+  package_row p;
+  p.name = q.getColumn(0).getString();
+  p.sha256 = q.getColumn(1).getString();
+  p.size = q.getColumn(2).getInt64();
+  p.format = q.getColumn(3).getString();
+  p.creation_time = q.getColumn(4).getString();
+  return p;
+}
+constexpr const char* package_columns =
+  "SELECT Name, Sha256, Size, Format, CreationTime FROM Package ";
+} // namespace
+
+std::optional<package_row> package_repository::find(const std::string& name) {
+  auto& q = db_.prepare(std::string(package_columns) + "WHERE Name=?");
+  q.bind(1, name);
+  if (!q.executeStep())
+    return std::nullopt;
+  return read_package(q);
+}
+
+std::vector<package_row> package_repository::list() {
+  auto& q = db_.prepare(std::string(package_columns) + "ORDER BY Name");
+  std::vector<package_row> out;
+  while (q.executeStep())
+    out.push_back(read_package(q));
+  return out;
+}
+
+bool package_repository::sha_in_use(const std::string& sha256) {
+  auto& q = db_.prepare("SELECT 1 FROM Package WHERE Sha256=? LIMIT 1");
+  q.bind(1, sha256);
+  return q.executeStep();
+}
+
+std::vector<job_status_row> package_repository::open_application_nodes() {
+  auto& q = db_.prepare(std::string(status_columns) +
+                        "WHERE NodeId <> '' AND Status IN ('Starting','Running') "
+                        "AND JobId IN (SELECT Id FROM Job WHERE JobType='application')");
+  std::vector<job_status_row> out;
+  while (q.executeStep())
+    out.push_back(read_status(q));
+  return out;
 }
 
 } // namespace spiderhub::storage

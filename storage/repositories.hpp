@@ -115,4 +115,21 @@ class worker_repository {
   database& db_;
 };
 
+/// Application packages (metadata; the bytes are files named by hash) and the per-node
+/// state of application runs.
+class package_repository {
+ public:
+  explicit package_repository(database& db) : db_(db) {}
+  void upsert(const package_row& p);
+  void remove(const std::string& name);
+  std::optional<package_row> find(const std::string& name);
+  std::vector<package_row> list();
+  bool sha_in_use(const std::string& sha256);
+  /// Per-node JobStatus rows of application runs still Starting or Running.
+  std::vector<job_status_row> open_application_nodes();
+
+ private:
+  database& db_;
+};
+
 } // namespace spiderhub::storage

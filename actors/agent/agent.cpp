@@ -6,7 +6,10 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 
+#include "actors/agent/app_runner.hpp"
 #include "actors/agent/downloader.hpp"
 #include "core/digest.hpp"
 #include "core/error.hpp"
@@ -25,18 +28,29 @@ using json = nlohmann::json;
 /// (connected_atom): the hub is up, heartbeat at once.
 using connected_atom = caf::atom_constant<caf::atom("connected")>;
 
+// ApplicationExited reports not yet confirmed by the broker: sent again after a
+// reconnect, so an exit that happens while the broker is away is not lost.
+struct pending_exits {
+  std::mutex mu;
+  std::map<std::string, application_exited> by_identity;
+};
+
 struct agent_state {
   core::node_config cfg;
   std::string node_id;
   std::unique_ptr<net::hub_client> hub;
   std::unique_ptr<downloader> dl;
+  std::unique_ptr<app_runner> apps;
+  std::shared_ptr<pending_exits> exits = std::make_shared<pending_exits>();
   core::cpu_meter cpu;
   std::uint64_t heartbeats = 0, blocks_received = 0, saves_failed = 0;
   static inline const char* name = "agent";
   ~agent_state() {
-    // Downloader first: its callbacks use the hub.
+    // Downloader and applications first: their callbacks use the hub.
     if (dl)
       dl->stop();
+    if (apps)
+      apps->stop();
     if (hub)
       hub->stop();
   }
@@ -68,7 +82,7 @@ void send_heartbeat(self_ptr self) {
   if (!st.hub->connected())
     return;
   heartbeat hb;
-  hb.process_count = 0;  // application processes (own issue)
+  hb.process_count = st.apps->process_count();
   hb.cpu = st.cpu.sample();
   hb.free_memory = core::free_memory_mb();
   hb.free_slots = st.dl->free_slots();
@@ -86,6 +100,78 @@ void send_heartbeat(self_ptr self) {
       spdlog::error("node: bad heartbeat reply: {}", e.what());
     }
   });
+}
+
+void send_exit(net::hub_client* hub, const std::shared_ptr<pending_exits>& pending,
+               const application_exited& e) {
+  std::weak_ptr<pending_exits> weak = pending;
+  hub->invoke("ApplicationExited", json::array({to_json(e)}),
+              [weak, identity = e.identity](json, std::string error) {
+                if (!error.empty()) {
+                  spdlog::warn("node: exit of run {} not delivered yet ({}); sent again on "
+                               "reconnect", identity, error);
+                  return;
+                }
+                if (auto p = weak.lock()) {
+                  std::lock_guard lock(p->mu);
+                  p->by_identity.erase(identity);
+                }
+              });
+}
+
+// After (re)connecting: the broker learns which applications still run and every exit it
+// has not confirmed.
+void announce_applications(self_ptr self) {
+  auto& st = self->state;
+  for (auto& a : st.apps->running())
+    st.hub->invoke("ApplicationStarted", json::array({to_json(a)}), [](json, std::string) {});
+  std::vector<application_exited> unsent;
+  {
+    std::lock_guard lock(st.exits->mu);
+    for (auto& [id, e] : st.exits->by_identity)
+      unsent.push_back(e);
+  }
+  for (auto& e : unsent)
+    send_exit(st.hub.get(), st.exits, e);
+}
+
+std::unique_ptr<app_runner> make_app_runner(const core::node_config& cfg,
+                                            const std::string& node_id, net::hub_client* hub,
+                                            std::shared_ptr<pending_exits> exits) {
+  app_runner_options o;
+  const auto& a = cfg.applications;
+  o.work_dir = a.work_dir;
+  o.log_dir = a.log_dir;
+  o.cache_dir = a.cache_dir;
+  o.exit_grace = a.exit_grace;
+  o.log_max_bytes = a.log_max_bytes;
+  o.log_files = a.log_files;
+  o.max_process_count = cfg.max_process_count;
+  o.max_package_bytes = a.max_package_bytes;
+  o.cache_max_bytes = a.cache_max_bytes;
+  o.limits.max_unpacked_bytes = a.max_unpacked_bytes;
+  o.node_id = node_id;
+  o.package_url = [cfg, node_id](const std::string& package) {
+    auto ts = std::time(nullptr);
+    return core::hub_url(cfg.broker, "/packages/" + core::url_encode(package),
+                         {{"nodeId", node_id},
+                          {"ts", std::to_string(ts)},
+                          {"sign", core::connection_sign(cfg.token, node_id, ts)}},
+                         false);
+  };
+  app_events ev;
+  ev.started = [hub](application_started a) {
+    hub->invoke("ApplicationStarted", json::array({to_json(a)}), [](json, std::string) {});
+  };
+  ev.exited = [hub, exits](application_exited e) {
+    {
+      std::lock_guard lock(exits->mu);
+      exits->by_identity[e.identity] = e;
+    }
+    send_exit(hub, exits, e);
+  };
+  ev.log = [hub](application_log l) { hub->send("ApplicationLog", json::array({to_json(l)})); };
+  return std::make_unique<app_runner>(std::move(o), std::move(ev));
 }
 
 caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
@@ -119,6 +205,7 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
        {"nodeType", std::to_string(cfg.node_type)},
        {"os", os_name()},
        {"processorCount", std::to_string(core::processor_count())},
+       {"maxProcessCount", std::to_string(cfg.max_process_count)},
        {"ts", ts},
        {"sign", core::connection_sign(cfg.token, node_id, std::stoll(ts))}});
   };
@@ -161,25 +248,39 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
     if (!args.empty() && args[0].is_string())
       caf::anon_send(me, exit_atom::value, args[0].get<std::string>());
   });
-  st.hub->on("RunApplication", [](const json& args) {
-    spdlog::warn("node: RunApplication is not supported by this node yet: {}", args.dump());
+  st.apps = make_app_runner(cfg, node_id, hub, st.exits);
+  auto* apps = st.apps.get();
+  st.hub->on("RunApplication", [apps](const json& args) {
+    try {
+      if (args.empty())
+        throw core::input_error("RunApplication: missing argument");
+      apps->run(decode<run_application>(args[0], "RunApplication.arguments[0]"));
+    } catch (const std::exception& e) {
+      spdlog::error("node: bad RunApplication from broker: {}", e.what());
+    }
   });
   st.hub->on_connected([me] { caf::anon_send(me, connected_atom::value); });
   st.dl->start();
+  st.apps->start();
   st.hub->start();
   spdlog::info("node {} connecting to {} (group {}, {} download slots)", node_id, cfg.broker,
                cfg.group, cfg.download.max_blocks);
   self->delayed_send(self, cfg.heartbeat_interval, tick_atom::value);
   return {
-    [=](connected_atom) { send_heartbeat(self); },
+    [=](connected_atom) {
+      announce_applications(self);
+      send_heartbeat(self);
+    },
     [=](tick_atom) {
       send_heartbeat(self);
       self->delayed_send(self, self->state.cfg.heartbeat_interval, tick_atom::value);
     },
     [=](receive_atom, block& b) { submit(self, std::move(b)); },
     [=](exit_atom, const std::string& identity) {
-      spdlog::info("node: run {} exited: dropping its downloads", identity);
+      spdlog::info("node: run {} exited: dropping its downloads, stopping its application",
+                   identity);
       self->state.dl->cancel_identity(identity);
+      self->state.apps->exit(identity);
     },
     [=](stats_atom) -> std::string {
       auto& s = self->state;
@@ -188,6 +289,7 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
                   {"heartbeats", s.heartbeats},  {"blocksReceived", s.blocks_received},
                   {"pages", d.pages},            {"bytes", d.bytes},
                   {"errors", d.errors},          {"activeBlocks", d.active_blocks},
+                  {"applications", s.apps->process_count()},
                   {"savesFailed", saves_failed->load()}}
         .dump();
     },

@@ -173,6 +173,16 @@ void handle_node_call(node_ptr self, hub_call& inv) {
     self->send(st.peers.jobs, app_exited_atom::value, node_id, exited);
     if (id)
       st.peer->complete(*id, true);
+  } else if (inv.target == "ApplicationStarted") {
+    auto started = decode<application_started>(arg(inv, 0), "ApplicationStarted.arguments[0]");
+    self->send(st.peers.jobs, app_started_atom::value, node_id, started);
+    if (id)
+      st.peer->complete(*id, true);
+  } else if (inv.target == "ApplicationLog") {
+    auto log = decode<application_log>(arg(inv, 0), "ApplicationLog.arguments[0]");
+    self->send(st.peers.jobs, app_log_atom::value, node_id, std::move(log));
+    if (id)
+      st.peer->complete(*id, true);
   } else {
     throw core::input_error("unknown method '" + inv.target + "' on the node hub");
   }

@@ -314,7 +314,8 @@ json status_json(const storage::job_status_row& s) {
   return {{"jobId", s.job_id},   {"identity", s.identity}, {"nodeId", s.node_id},
           {"status", s.status},  {"left", s.left},         {"success", s.success},
           {"error", s.error},    {"total", s.total},       {"reason", s.reason},
-          {"updateTime", s.update_time}};
+          {"updateTime", s.update_time},
+          {"exitCode", s.exit_code ? json(*s.exit_code) : json(nullptr)}};
 }
 
 void list_runs(self_ptr self, const responder_ptr& r, const std::string& job_id) {
@@ -431,11 +432,62 @@ std::vector<std::string> api_segments(const std::string& path) {
   return out;
 }
 
-void route(self_ptr self, const net::http_request& req, const responder_ptr& r) {
+// ---- packages and application runs -------------------------------------------------
+
+// GET /packages/{name}: nodes sign with their id (nodeId, ts, sign as on /node); operators
+// may use the bearer token.
+void serve_package_to_node(self_ptr self, const net::http_request& req, const responder_ptr& r,
+                           bool bearer_ok) {
+  auto name = req.path.substr(std::string("/packages/").size());
+  if (!valid_package_name(name))
+    return reply_error(r, 400, "invalid", "bad package name '" + name + "'");
+  if (!bearer_ok) {
+    auto why = core::verify_connection_sign(self->state.opts.token, req.param("nodeId"),
+                                            req.param("ts"), req.param("sign"),
+                                            static_cast<std::int64_t>(std::time(nullptr)),
+                                            self->state.opts.sign_window_s);
+    if (!why.empty())
+      return reply_error(r, 401, "unauthorized", "package download refused: " + why);
+  }
+  get_package_file(self->system(), self->state.peers.storage, self->state.opts.packages, name, r);
+}
+
+void run_logs(self_ptr self, const responder_ptr& r, const std::string& identity,
+              const net::http_request& req) {
+  std::int64_t bytes = 16384;
+  if (auto b = req.param("bytes"); !b.empty()) {
+    char* end = nullptr;
+    bytes = std::strtoll(b.c_str(), &end, 10);
+    if (*end != '\0' || bytes < 0)
+      return reply_error(r, 400, "invalid", "bytes must be a non-negative integer");
+  }
+  self->request(self->state.peers.jobs, caf::infinite, logs_atom::value, identity, bytes)
+    .then(
+      [r](const std::string& body) {
+        net::http_response resp;
+        resp.body = body;
+        r->reply(std::move(resp));
+      },
+      [r](const caf::error& err) { reply_caf_error(r, err); });
+}
+
+void route(self_ptr self, const std::shared_ptr<const net::http_request>& call_request,
+           const responder_ptr& r) {
+  const auto& req = *call_request;
   const auto& m = req.method;
   if (req.path == "/metrics" && m == "GET") {
     self->send(self, stats_atom::value, r);
     return;
+  }
+  bool package_upload = m == "PUT" && req.path.rfind("/api/v1.0/packages/", 0) == 0;
+  if (!package_upload && static_cast<std::int64_t>(req.body.size()) > self->state.opts.max_body_bytes)
+    return reply_error(r, 413, "too_large",
+                       "request body over " + std::to_string(self->state.opts.max_body_bytes) +
+                         " bytes (http.max_body_bytes)");
+  if (req.path.rfind("/packages/", 0) == 0) {
+    if (m != "GET" && m != "HEAD")
+      return reply_error(r, 405, "method_not_allowed", m + " is not allowed on " + req.path);
+    return serve_package_to_node(self, req, r, authorized(self, req));
   }
   auto seg = api_segments(req.path);
   if (seg.empty())
@@ -473,6 +525,23 @@ void route(self_ptr self, const net::http_request& req, const responder_ptr& r) 
     }
     if (seg.size() == 3 && seg[2] == "exit")
       return m == "POST" ? exit_run(self, r, seg[1]) : method_not_allowed();
+    if (seg.size() == 3 && seg[2] == "logs")
+      return m == "GET" ? run_logs(self, r, seg[1], req) : method_not_allowed();
+  } else if (seg[0] == "packages") {
+    auto& sys = self->system();
+    auto& storage = self->state.peers.storage;
+    const auto& popts = self->state.opts.packages;
+    if (seg.size() == 1)
+      return m == "GET" ? list_packages(sys, storage, r) : method_not_allowed();
+    if (seg.size() == 2) {
+      if (m == "PUT")
+        return put_package(sys, storage, popts, seg[1], call_request, r);
+      if (m == "GET")
+        return get_package_info(sys, storage, seg[1], r);
+      if (m == "DELETE")
+        return delete_package(sys, storage, popts, seg[1], r);
+      return method_not_allowed();
+    }
   } else if (seg[0] == "nodes") {
     if (seg.size() == 1)
       return m == "GET" ? list_nodes(self, r) : method_not_allowed();
@@ -489,7 +558,7 @@ caf::behavior api(self_ptr self, api_options opts, api_peers peers) {
     [=](http_atom, const http_call& call) {
       ++self->state.requests;
       try {
-        route(self, *call.request, call.responder);
+        route(self, call.request, call.responder);
       } catch (const core::input_error& e) {
         ++self->state.errors;
         reply_error(call.responder, 400, "invalid", e.what());

@@ -12,6 +12,7 @@
 //   GET  /api/v1.0/nodes                  nodes         GET /api/v1.0/nodes/{id}/status
 #include <string>
 
+#include "actors/gateway/packages.hpp"
 #include "protocol/messages.hpp"
 
 namespace spiderhub::actors {
@@ -19,6 +20,9 @@ namespace spiderhub::actors {
 struct api_options {
   std::string token;          // empty: no auth
   std::string timezone = "UTC";
+  package_options packages;
+  std::int64_t max_body_bytes = 8 << 20;  // every route but the package upload
+  std::int32_t sign_window_s = 300;       // node signs on GET /packages/{name}
 };
 
 struct api_peers {

@@ -52,6 +52,10 @@ node_info node_info_of(const net::http_request& req) {
   info.memory = int_param(req, "memory", 0);
   info.node_type = int_param(req, "nodeType", 1);
   info.processor_count = int_param(req, "processorCount", 0);
+  // Older nodes do not send it: they run at most one application at a time.
+  info.max_process_count = int_param(req, "maxProcessCount", 1);
+  if (info.max_process_count < 0)
+    throw core::input_error("maxProcessCount must not be negative");
   if (info.node_type != 1 && info.node_type != 2)
     throw core::input_error("nodeType must be 1 (console) or 2 (web)");
   return info;

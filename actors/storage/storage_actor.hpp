@@ -7,6 +7,7 @@
 //   idle --write--> batching --flush (after the mailbox drains)--> commit --> idle
 //                                \--read--> commit pending writes first, then read
 #include <memory>
+#include <set>
 #include <string>
 
 #include "protocol/messages.hpp"
@@ -19,6 +20,9 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<spiderhub::storage::job_status_row>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<spiderhub::storage::node_row>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<spiderhub::storage::node_status_row>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<spiderhub::storage::running_row>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<spiderhub::storage::package_row>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<spiderhub::storage::package_row>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::set<std::string>)
 
 namespace spiderhub::actors {
 

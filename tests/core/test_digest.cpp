@@ -8,6 +8,11 @@ using namespace spiderhub::core;
 TEST_CASE("digest: known vectors") {
   CHECK(md5_hex("") == "d41d8cd98f00b204e9800998ecf8427e");
   CHECK(sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  sha256_stream pieces;
+  pieces.update("a");
+  pieces.update("");
+  pieces.update("bc");
+  CHECK(pieces.hex() == sha256_hex("abc"));
   // RFC 4231 test case 2.
   CHECK(hmac_sha256_hex("Jefe", "what do ya want for nothing?") ==
         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");

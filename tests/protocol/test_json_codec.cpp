@@ -107,7 +107,17 @@ TEST_CASE("codec: result, block_response, heartbeat, run types round trip") {
   auto ra2 = round_trip(ra);
   CHECK(ra2.application == "run.sh");
   CHECK(ra2.package_sha256 == "abc");
-  CHECK(round_trip(application_exited{"i", -9}).exit_code == -9);
+  auto ae = round_trip(application_exited{"i", -1, "refused: maxProcessCount 2 reached"});
+  CHECK(ae.exit_code == -1);
+  CHECK(ae.reason == "refused: maxProcessCount 2 reached");
+  CHECK(round_trip(application_started{"i", 4242}).pid == 4242);
+  auto al = round_trip(application_log{"i", "stderr", "line\n"});
+  CHECK(al.stream == "stderr");
+  CHECK(al.text == "line\n");
+  CHECK_THROWS_WITH(decode<application_log>(nlohmann::json::parse(
+                                               R"({"identity":"i","stream":"tty","text":""})"),
+                                             "a"),
+                    doctest::Contains("stream"));
   auto wr = round_trip(worker_run{"j", "i", "{\"startUrl\":\"x\"}"});
   CHECK(wr.arguments == "{\"startUrl\":\"x\"}");
 }

@@ -1,0 +1,222 @@
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "actors/agent/app_runner.hpp"
+#include "core/digest.hpp"
+#include "core/error.hpp"
+
+using namespace spiderhub;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Collects the runner's events (called on its thread).
+struct recorder {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<protocol::application_started> started;
+  std::vector<protocol::application_exited> exited;
+  std::string out;
+
+  actors::app_events events() {
+    actors::app_events ev;
+    ev.started = [this](protocol::application_started a) {
+      std::lock_guard l(mu);
+      started.push_back(a);
+      cv.notify_all();
+    };
+    ev.exited = [this](protocol::application_exited e) {
+      std::lock_guard l(mu);
+      exited.push_back(e);
+      cv.notify_all();
+    };
+    ev.log = [this](protocol::application_log l) {
+      std::lock_guard lock(mu);
+      if (l.stream == "stdout")
+        out += l.text;
+    };
+    return ev;
+  }
+  protocol::application_exited wait_exit(std::size_t n = 1) {
+    std::unique_lock l(mu);
+    REQUIRE(cv.wait_for(l, 20s, [&] { return exited.size() >= n; }));
+    return exited[n - 1];
+  }
+  protocol::application_started wait_start() {
+    std::unique_lock l(mu);
+    REQUIRE(cv.wait_for(l, 20s, [&] { return !started.empty(); }));
+    return started.front();
+  }
+};
+
+// A package folder with run.sh, packed with the system tar into a .tar.gz.
+struct fixture {
+  fs::path dir;
+  std::string package, sha;
+  explicit fixture(const std::string& script) {
+    dir = fs::temp_directory_path() / ("spiderhub-apprunner-" + std::to_string(::getpid()) + "-" +
+                                       core::new_guid().substr(0, 8));
+    fs::create_directories(dir / "src");
+    std::ofstream(dir / "src" / "run.sh") << "#!/bin/sh\n" << script;
+    package = (dir / "pkg.tar.gz").string();
+    auto cmd = "tar -C '" + (dir / "src").string() + "' -czf '" + package + "' run.sh";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    sha = core::sha256_hex(slurp(package));
+  }
+  ~fixture() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  actors::app_runner_options options(int max_processes = 2) const {
+    actors::app_runner_options o;
+    o.work_dir = (dir / "projects").string();
+    o.log_dir = (dir / "logs").string();
+    o.cache_dir = (dir / "cache").string();
+    o.exit_grace = 300ms;
+    o.max_process_count = max_processes;
+    o.node_id = "node-under-test";
+    o.tail_interval = 50ms;
+    auto url = "file://" + package;
+    o.package_url = [url](const std::string&) { return url; };
+    return o;
+  }
+  protocol::run_application spec(const std::string& args = "") const {
+    protocol::run_application r;
+    r.job_id = "job-1";
+    r.identity = core::new_guid();
+    r.package = "pkg";
+    r.application = "run.sh";
+    r.arguments = args;
+    r.package_sha256 = sha;
+    return r;
+  }
+};
+
+bool alive(pid_t pid) {
+  // A zombie (reparented, not reaped in a container) counts as dead.
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line))
+    return false;
+  auto close = line.rfind(')');
+  return close != std::string::npos && line.substr(close + 2, 1) != "Z";
+}
+
+} // namespace
+
+TEST_CASE("app_runner: runs the package's program with its arguments and environment") {
+  fixture f("echo \"id=$SPIDERHUB_IDENTITY job=$SPIDERHUB_JOB_ID node=$SPIDERHUB_NODE_ID\"\n"
+            "echo \"args=$1|$2\"\necho oops >&2\nexit 7\n");
+  recorder rec;
+  actors::app_runner runner(f.options(), rec.events());
+  runner.start();
+  auto spec = f.spec("'two words' x");
+  runner.run(spec);
+  auto e = rec.wait_exit();
+  CHECK(e.identity == spec.identity);
+  CHECK(e.exit_code == 7);
+  CHECK(e.reason.empty());
+  CHECK(rec.started.size() == 1);
+  auto out = slurp(fs::path(f.dir) / "logs" / spec.identity / "stdout.log");
+  CHECK(out == "id=" + spec.identity + " job=job-1 node=node-under-test\nargs=two words|x\n");
+  CHECK(slurp(fs::path(f.dir) / "logs" / spec.identity / "stderr.log") == "oops\n");
+  {
+    std::lock_guard l(rec.mu);
+    CHECK(rec.out == out);  // the tail sent to the broker is the same output
+  }
+  // The project folder is removed at exit, the package stays cached by hash.
+  CHECK_FALSE(fs::exists(fs::path(f.dir) / "projects" / spec.identity));
+  CHECK(fs::exists(fs::path(f.dir) / "cache" / (f.sha + ".pkg")));
+  CHECK(runner.process_count() == 0);
+}
+
+TEST_CASE("app_runner: refuses beyond maxProcessCount, on a wrong hash and a missing program") {
+  fixture f("sleep 30\n");
+  recorder rec;
+  actors::app_runner runner(f.options(1), rec.events());
+  runner.start();
+  auto first = f.spec();
+  runner.run(first);
+  rec.wait_start();
+  auto second = f.spec();
+  runner.run(second);
+  auto refused = rec.wait_exit(1);
+  CHECK(refused.identity == second.identity);
+  CHECK(refused.exit_code == -1);
+  CHECK(refused.reason.find("maxProcessCount is 1") != std::string::npos);
+  runner.exit(first.identity);
+  auto stopped = rec.wait_exit(2);
+  CHECK(stopped.identity == first.identity);
+  CHECK(stopped.exit_code == 128 + SIGTERM);
+  CHECK(stopped.reason == "stopped by Exit");
+
+  auto bad_hash = f.spec();
+  bad_hash.package_sha256 = std::string(64, 'a');
+  fs::remove_all(fs::path(f.dir) / "cache");
+  runner.run(bad_hash);
+  auto e = rec.wait_exit(3);
+  CHECK(e.exit_code == -1);
+  CHECK(e.reason.find("sha256 mismatch") != std::string::npos);
+  CHECK_FALSE(fs::exists(fs::path(f.dir) / "cache" / (bad_hash.package_sha256 + ".pkg")));
+
+  auto missing = f.spec();
+  missing.application = "../run.sh";
+  runner.run(missing);
+  e = rec.wait_exit(4);
+  CHECK(e.exit_code == -1);
+  CHECK(e.reason.find("must be a path inside the package") != std::string::npos);
+}
+
+TEST_CASE("app_runner: Exit kills the whole process tree, SIGKILL after the grace period") {
+  // The shell ignores SIGTERM and leaves a grandchild: only the group SIGKILL ends both.
+  fixture f("trap '' TERM\nsleep 60 &\necho $! > \"$1\"\nwait\nwait\n");
+  recorder rec;
+  actors::app_runner runner(f.options(), rec.events());
+  runner.start();
+  auto pid_file = f.dir / "child.pid";
+  auto spec = f.spec(pid_file.string());
+  runner.run(spec);
+  auto started = rec.wait_start();
+  for (int i = 0; i < 200 && slurp(pid_file).empty(); ++i)
+    std::this_thread::sleep_for(10ms);
+  auto child = static_cast<pid_t>(std::stol(slurp(pid_file)));
+  CHECK(alive(started.pid));
+  CHECK(alive(child));
+  auto t0 = std::chrono::steady_clock::now();
+  runner.exit(spec.identity);
+  auto e = rec.wait_exit();
+  CHECK(e.exit_code == 128 + SIGKILL);
+  CHECK(std::chrono::steady_clock::now() - t0 >= 300ms);  // the grace was given
+  for (int i = 0; i < 100 && alive(child); ++i)
+    std::this_thread::sleep_for(10ms);
+  CHECK_FALSE(alive(child));
+}
+
+TEST_CASE("app_runner: arguments split like a shell without running one") {
+  using actors::split_arguments;
+  CHECK(split_arguments("") == std::vector<std::string>{});
+  CHECK(split_arguments("  a  b\tc ") == std::vector<std::string>{"a", "b", "c"});
+  CHECK(split_arguments("'x y' \"p \\\"q\\\"\" z\\ w") ==
+        std::vector<std::string>{"x y", "p \"q\"", "z w"});
+  CHECK(split_arguments("'' a") == std::vector<std::string>{"", "a"});
+  CHECK(split_arguments("$(rm -rf /) ; ls") ==
+        std::vector<std::string>{"$(rm", "-rf", "/)", ";", "ls"});
+  CHECK_THROWS_AS(split_arguments("'open"), core::input_error);
+}
