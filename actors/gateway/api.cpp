@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "actors/agent/app_runner.hpp"
 #include "actors/gateway/gateway.hpp"
 #include "actors/scheduler/schedulernet.hpp"
 #include "core/cron.hpp"
@@ -172,6 +173,13 @@ storage::job_row parse_job(const std::string& body, const std::string& tz) {
   } else {
     require("Package");
     require("Application");
+    if (!valid_package_name(job.properties["Package"]))
+      throw core::input_error("property 'Package' is not a valid package name");
+    const auto& app = job.properties["Application"];
+    if (app.front() == '/' || !core::stays_inside(app))
+      throw core::input_error("property 'Application' must be a path inside the package");
+    if (auto it = job.properties.find("Arguments"); it != job.properties.end())
+      split_arguments(it->second);  // throws on an unterminated quote
     for (const char* key : {"NodeCount"}) {
       auto it = job.properties.find(key);
       if (it != job.properties.end()) {
@@ -481,7 +489,7 @@ void route(self_ptr self, const std::shared_ptr<const net::http_request>& call_r
   }
   bool package_upload = m == "PUT" && req.path.rfind("/api/v1.0/packages/", 0) == 0;
   if (!package_upload && static_cast<std::int64_t>(req.body.size()) > self->state.opts.max_body_bytes)
-    return reply_error(r, 413, "too_large",
+    return reply_error(r, 413, "body_too_large",
                        "request body over " + std::to_string(self->state.opts.max_body_bytes) +
                          " bytes (http.max_body_bytes)");
   if (req.path.rfind("/packages/", 0) == 0) {

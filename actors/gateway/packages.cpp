@@ -138,7 +138,7 @@ void put_package(caf::actor_system& sys, caf::actor storage, package_options opt
   if (req->body.empty())
     return reply_error(r, 400, "invalid", "package body is empty: send the .zip or .tar.gz bytes");
   if (static_cast<std::int64_t>(req->body.size()) > opts.max_bytes)
-    return reply_error(r, 413, "too_large",
+    return reply_error(r, 413, "body_too_large",
                        "package is " + std::to_string(req->body.size()) +
                          " bytes, the limit (packages.max_bytes) is " +
                          std::to_string(opts.max_bytes));
