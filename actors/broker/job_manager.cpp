@@ -251,7 +251,7 @@ std::vector<std::string> eligible_nodes(self_ptr self, const storage::job_row& j
       ++why_not["os does not match '" + prop(job, "Os") + "'"];
     else if (now - n.last_seen > std::chrono::seconds(st.opts.online_window_s))
       ++why_not["no heartbeat for " + std::to_string(st.opts.online_window_s) + " s"];
-    else if (n.last.cpu >= st.opts.max_cpu)
+    else if (st.opts.max_cpu < 100 && n.last.cpu >= st.opts.max_cpu)
       ++why_not["cpu at or over " + std::to_string(st.opts.max_cpu) + " %"];
     else if (n.last.free_memory <= st.opts.min_free_memory_mb)
       ++why_not["free memory at or under " + std::to_string(st.opts.min_free_memory_mb) + " MB"];

@@ -22,7 +22,7 @@
 namespace spiderhub::actors {
 
 struct job_manager_options {
-  std::int32_t max_cpu = 90;             // placement: busier nodes are skipped
+  std::int32_t max_cpu = 90;             // placement: nodes at or over it are skipped; 100 = off
   std::int32_t min_free_memory_mb = 150;
   std::int32_t online_window_s = 60;     // last heartbeat at most this old
   /// A reconnected node must re-announce its running applications within this time,

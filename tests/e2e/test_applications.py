@@ -104,8 +104,10 @@ def main():
     env = h.Env(args, "apps")
     leftovers = []
     try:
-        broker = env.start_broker(extra_yaml="sessions:\n  heartbeat_interval_ms: 1000\n"
-                                             "  missed_heartbeats: 3\n")
+        # No cpu limit: the test machine's load (parallel builds) must not change placement.
+        conf = "sessions:\n  heartbeat_interval_ms: 1000\n  missed_heartbeats: 3\n" \
+               "placement:\n  max_cpu: 100\n"
+        broker = env.start_broker(extra_yaml=conf)
         nodes = {}
         ids = {}
         # node1 and node2 in group g1 (one and two process slots), node3 elsewhere.
@@ -278,6 +280,26 @@ applications:
         restarted = env.spawn(spam_node + "b", [args.bin, "node", "-c", env.path(spam_node + ".yaml")])
         h.wait_until("orphan killed", lambda: not alive(orphan_pgid), timeout=20)
         assert "left by a previous node process" in env.log(spam_node + "b"), env.log(spam_node + "b")
+
+        # ---- broker killed and restarted while an application runs: nothing is lost ----
+        keep = create_app_job(broker, "survivor", "demo", f"hold {marker}-b", group="other")
+        status, body = trigger(broker, keep)
+        assert status == 200, (status, body)
+        keep_id = body["identity"]
+        wait_run(broker, keep_id, lambda r: r["nodes"] and r["nodes"][0]["status"] == "Running",
+                 "survivor running")
+        os.killpg(broker.pid, signal.SIGKILL)
+        broker.wait(5)
+        broker = env.start_broker(name="broker2", port=broker.port, extra_yaml=conf)
+        # The node reconnects and reports the process again; after the announce window
+        # (10 s) the run is still Running, then Exit reaches it through the new broker.
+        time.sleep(11)
+        r = run(broker, keep_id)
+        assert r["status"] == "Running" and r["nodes"][0]["status"] == "Running", r
+        status, body = h.api("POST", broker, f"/api/v1.0/runs/{keep_id}/exit")
+        assert status == 200, (status, body)
+        r = wait_run(broker, keep_id, lambda r: r["status"] == "Exited", "survivor exited")
+        assert r["nodes"][0]["exitCode"] == 137, r
 
         for p in [restarted] + [n for name, n in nodes.items() if name != spam_node] + [broker]:
             assert env.stop(p) == 0, f"{p.name} did not stop cleanly"
