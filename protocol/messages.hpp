@@ -93,6 +93,8 @@ using app_log_atom = caf::atom_constant<caf::atom("app_log")>;
 /// (logs_atom, identity, max_bytes) -> std::string JSON: tails of an application run's
 /// output per node, with each node's state and exit code.
 using logs_atom = caf::atom_constant<caf::atom("logs")>;
+/// (node_enabled_atom, node_id, enabled): inspector -> dispatcher after `enable`/`disable`.
+using node_enabled_atom = caf::atom_constant<caf::atom("node_en")>;
 /// (heartbeat_atom, node_id, heartbeat): node session -> job manager (placement data).
 using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
 /// (jobs_changed_atom, job_id, change): api -> scheduler (builtin or Scheduler.NET) after

@@ -63,7 +63,7 @@ struct job_manager_state {
   std::map<std::string, std::size_t> next_worker;          // round robin per class
   std::map<std::string, node_entry> nodes;
   std::uint64_t fires = 0, runs_started = 0, runs_failed = 0, apps_started = 0,
-                apps_exited = 0, apps_lost = 0;
+                apps_exited = 0, apps_lost = 0, heartbeats = 0;
   static inline const char* name = "job_manager";
 };
 
@@ -489,6 +489,7 @@ caf::behavior job_manager(self_ptr self, caf::actor storage, caf::actor dispatch
       }
     },
     [=](heartbeat_atom, const std::string& node_id, const heartbeat& hb) {
+      ++self->state.heartbeats;
       if (auto it = self->state.nodes.find(node_id); it != self->state.nodes.end()) {
         it->second.last = hb;
         it->second.last_seen = steady::now();
@@ -605,6 +606,7 @@ caf::behavior job_manager(self_ptr self, caf::actor storage, caf::actor dispatch
         workers[cls] = v.size();
       return json{{"fires", st.fires}, {"runsStarted", st.runs_started},
                   {"runsFailed", st.runs_failed}, {"workers", workers},
+                  {"heartbeats", st.heartbeats},
                   {"applicationsStarted", st.apps_started},
                   {"applicationsExited", st.apps_exited},
                   {"applicationsLost", st.apps_lost}, {"applicationRuns", st.app_runs.size()},

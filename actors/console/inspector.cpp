@@ -461,10 +461,12 @@ void cmd_set_enabled(self_ptr self, promise rp, const std::string& command,
                   repo.set_enabled(node, enabled);
               }))
     .then(
-      [rp, command, node, enabled, found](bool) mutable {
+      [self, rp, command, node, enabled, found](bool) mutable {
         if (!*found)
           return reply(rp, error_reply(command, "not_found", "node " + node + " not found"));
         spdlog::info("inspector: node {} {}", node, enabled ? "enabled" : "disabled");
+        if (auto dispatcher = peer(self, "dispatch"))
+          self->send(dispatcher, node_enabled_atom::value, node, enabled);
         rp.deliver(ok_reply(command, {{"id", node}, {"isEnabled", enabled}}));
       },
       [rp, command](const caf::error& err) mutable { deliver_caf_error(rp, command, err); });

@@ -89,6 +89,7 @@ struct run_entry {
 struct node_entry {
   caf::actor session;
   int capacity = 4;
+  bool disabled = false;  // `console disable NODE`: keeps its leases, gets no new ones
   std::set<std::pair<std::string, std::string>> leases;  // (identity, block id)
 };
 
@@ -97,15 +98,36 @@ struct dispatcher_state {
   dispatch_options opts;
   std::map<std::string, run_entry> runs;
   std::map<std::string, node_entry> nodes;
+  std::set<std::string> disabled;  // node ids, loaded at start, updated by node_enabled_atom
   std::int64_t last_status_ms = 0;
   // Counters for stats_atom and /metrics.
   std::uint64_t requests_accepted = 0, duplicates = 0, blocks_built = 0, blocks_leased = 0,
                 blocks_done = 0, blocks_failed = 0, leases_expired = 0, results_stored = 0,
-                results_acked = 0, runs_finished = 0;
+                results_acked = 0, runs_finished = 0, result_bytes = 0;
+  std::map<std::string, std::uint64_t> download_errors;  // by kind, see error_kind()
   static inline const char* name = "block_dispatcher";
 };
 
 using self_ptr = caf::stateful_actor<dispatcher_state>*;
+
+// Kind of a failed download for /metrics: http_4xx, http_5xx, timeout, dns, connect,
+// too_large or network.
+const char* error_kind(std::int32_t status, const std::string& error) {
+  if (status >= 500)
+    return "http_5xx";
+  if (status >= 400)
+    return "http_4xx";
+  auto has = [&](const char* s) { return error.find(s) != std::string::npos; };
+  if (has("imeout") || has("timed out"))
+    return "timeout";
+  if (has("resolve"))
+    return "dns";
+  if (has("onnect"))
+    return "connect";
+  if (has("too large") || has("maximum"))
+    return "too_large";
+  return "network";
+}
 
 // Persists a write and runs `then` (ok = committed) in the dispatcher's context.
 void store(self_ptr self, write_fn fn, std::function<void(bool)> then = {}) {
@@ -301,6 +323,8 @@ std::optional<std::string> lease_one(self_ptr self, run_entry& r, const std::str
 }
 
 int free_capacity(const node_entry& n) {
+  if (n.disabled)
+    return 0;
   return n.capacity - static_cast<int>(n.leases.size());
 }
 
@@ -440,6 +464,20 @@ void restore(self_ptr self, std::vector<restored_run>& runs) {
 caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opts) {
   self->state.storage = storage;
   self->state.opts = opts;
+  self
+    ->request(storage, caf::infinite, read_atom::value, read_fn([](storage::database& db) {
+                std::set<std::string> off;
+                for (auto& n : storage::node_repository(db).list())
+                  if (!n.is_enabled)
+                    off.insert(n.id);
+                return caf::make_message(off);
+              }))
+    .then([=](std::set<std::string>& off) {
+      for (auto& id : off)
+        if (auto it = self->state.nodes.find(id); it != self->state.nodes.end())
+          it->second.disabled = true;
+      self->state.disabled.insert(off.begin(), off.end());
+    });
   // Restore runs before serving anything: the read is queued at the storage actor
   // ahead of any write this actor makes.
   self->request(storage, caf::infinite, read_atom::value,
@@ -573,7 +611,20 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       auto& n = self->state.nodes[node_id];
       n.session = session;
       n.capacity = self->state.opts.blocks_per_node;
+      n.disabled = self->state.disabled.count(node_id) > 0;
       pump(self);
+    },
+    [=](node_enabled_atom, const std::string& node_id, bool enabled) {
+      if (enabled)
+        self->state.disabled.erase(node_id);
+      else
+        self->state.disabled.insert(node_id);
+      if (auto it = self->state.nodes.find(node_id); it != self->state.nodes.end())
+        it->second.disabled = !enabled;
+      spdlog::info("dispatcher: node {} {}", node_id,
+                   enabled ? "enabled: gets blocks again" : "disabled: gets no new blocks");
+      if (enabled)
+        pump(self);
     },
     [=](node_down_atom, const std::string& node_id, const caf::actor& session) {
       auto it = self->state.nodes.find(node_id);
@@ -632,6 +683,9 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
           continue;  // duplicate from an expired lease, or not ours
         bool ok = res.error.empty() && res.status_code >= 200 && res.status_code < 400;
         outcomes.emplace_back(res.request_hash, ok);
+        self->state.result_bytes += res.body.size();
+        if (!ok)
+          ++self->state.download_errors[error_kind(res.status_code, res.error)];
         storage::result_row row;
         row.identity = resp.identity;
         row.block_id = resp.block_id;
@@ -833,12 +887,14 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       }
       json nodes = json::object();
       for (auto& [id, n] : st.nodes)
-        nodes[id] = {{"leases", n.leases.size()}, {"capacity", n.capacity}};
+        nodes[id] = {{"leases", n.leases.size()}, {"capacity", n.capacity},
+                     {"disabled", n.disabled}};
       return json{{"requestsAccepted", st.requests_accepted}, {"duplicates", st.duplicates},
                   {"blocksBuilt", st.blocks_built}, {"blocksLeased", st.blocks_leased},
                   {"blocksDone", st.blocks_done}, {"blocksFailed", st.blocks_failed},
                   {"leasesExpired", st.leases_expired}, {"resultsStored", st.results_stored},
                   {"resultsAcked", st.results_acked}, {"runsFinished", st.runs_finished},
+                  {"resultBytes", st.result_bytes}, {"downloadErrors", st.download_errors},
                   {"runs", runs}, {"nodes", nodes}, {"mailbox", self->mailbox().size()}}
         .dump();
     },

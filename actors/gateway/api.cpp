@@ -8,6 +8,7 @@
 
 #include "actors/agent/app_runner.hpp"
 #include "actors/gateway/gateway.hpp"
+#include "actors/gateway/metrics.hpp"
 #include "actors/scheduler/schedulernet.hpp"
 #include "core/cron.hpp"
 #include "core/digest.hpp"
@@ -483,10 +484,8 @@ void route(self_ptr self, const std::shared_ptr<const net::http_request>& call_r
            const responder_ptr& r) {
   const auto& req = *call_request;
   const auto& m = req.method;
-  if (req.path == "/metrics" && m == "GET") {
-    self->send(self, stats_atom::value, r);
-    return;
-  }
+  if (req.path == "/metrics" && m == "GET")
+    return serve_metrics(self->system(), r);
   bool package_upload = m == "PUT" && req.path.rfind("/api/v1.0/packages/", 0) == 0;
   if (!package_upload && static_cast<std::int64_t>(req.body.size()) > self->state.opts.max_body_bytes)
     return reply_error(r, 413, "body_too_large",
@@ -576,60 +575,6 @@ caf::behavior api(self_ptr self, api_options opts, api_peers peers) {
                       e.what());
         reply_error(call.responder, 500, "internal", e.what());
       }
-    },
-    [=](stats_atom, const responder_ptr& r) {
-      // Prometheus text built from the actors' own counters (see docs/metrics.md).
-      auto ask = [self](const caf::actor& a) {
-        return self->request(a, std::chrono::seconds(5), stats_atom::value);
-      };
-      ask(self->state.peers.dispatcher)
-        .then(
-          [=](const std::string& dispatch_stats) {
-            ask(self->state.peers.storage)
-              .then(
-                [=](const std::string& storage_stats) {
-                  auto d = json::parse(dispatch_stats);
-                  auto s = json::parse(storage_stats);
-                  std::string out;
-                  auto metric = [&](const char* name, const char* help, const json& v) {
-                    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name +
-                           " counter\n" + name + " " + v.dump() + "\n";
-                  };
-                  metric("spiderhub_requests_accepted_total", "Requests accepted after dedup.",
-                         d["requestsAccepted"]);
-                  metric("spiderhub_requests_duplicate_total", "Requests dropped as duplicates.",
-                         d["duplicates"]);
-                  metric("spiderhub_blocks_leased_total", "Block leases handed to nodes.",
-                         d["blocksLeased"]);
-                  metric("spiderhub_blocks_done_total", "Blocks completed.", d["blocksDone"]);
-                  metric("spiderhub_blocks_failed_total", "Blocks failed after max attempts.",
-                         d["blocksFailed"]);
-                  metric("spiderhub_leases_expired_total", "Leases that timed out.",
-                         d["leasesExpired"]);
-                  metric("spiderhub_results_stored_total", "Download results stored.",
-                         d["resultsStored"]);
-                  metric("spiderhub_results_acked_total", "Results acked by workers.",
-                         d["resultsAcked"]);
-                  metric("spiderhub_storage_batches_total", "Storage transactions committed.",
-                         s["batches"]);
-                  metric("spiderhub_storage_writes_total", "Storage writes committed.",
-                         s["writes"]);
-                  metric("spiderhub_storage_failed_writes_total", "Storage writes that failed.",
-                         s["failedWrites"]);
-                  out += "# HELP spiderhub_runs_active Block runs in progress.\n"
-                         "# TYPE spiderhub_runs_active gauge\nspiderhub_runs_active " +
-                         std::to_string(d["runs"].size()) + "\n";
-                  out += "# HELP spiderhub_nodes_connected Node sessions.\n"
-                         "# TYPE spiderhub_nodes_connected gauge\nspiderhub_nodes_connected " +
-                         std::to_string(d["nodes"].size()) + "\n";
-                  net::http_response resp;
-                  resp.content_type = "text/plain; version=0.0.4";
-                  resp.body = std::move(out);
-                  r->reply(std::move(resp));
-                },
-                [r](const caf::error& err) { reply_caf_error(r, err); });
-          },
-          [r](const caf::error& err) { reply_caf_error(r, err); });
     },
     [=](stats_atom) -> std::string {
       return json{{"requests", self->state.requests}, {"errors", self->state.errors},

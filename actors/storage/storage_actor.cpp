@@ -3,6 +3,7 @@
 #include <SQLiteCpp/Transaction.h>
 #include <spdlog/spdlog.h>
 
+#include <iterator>
 #include <vector>
 
 #include "storage/database.hpp"
@@ -25,6 +26,10 @@ struct storage_state {
   // Counters for stats_atom.
   std::uint64_t batches = 0, writes = 0, failed_writes = 0, reads = 0;
   double last_batch_ms = 0;
+  // Commit latency histogram (Prometheus buckets, upper bounds in ms; last = +Inf).
+  static constexpr double bucket_ms[] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500};
+  std::uint64_t buckets[std::size(bucket_ms) + 1] = {};
+  double batch_ms_sum = 0;
   std::string last_error;
   static inline const char* name = "storage";
 };
@@ -83,6 +88,11 @@ void flush(storage_ptr self) {
   st.last_batch_ms =
     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
       .count();
+  st.batch_ms_sum += st.last_batch_ms;
+  std::size_t b = 0;
+  while (b < std::size(storage_state::bucket_ms) && st.last_batch_ms > storage_state::bucket_ms[b])
+    ++b;
+  ++st.buckets[b];
 }
 
 caf::behavior storage_behavior(storage_ptr self, std::shared_ptr<storage::database> db,
@@ -127,6 +137,19 @@ caf::behavior storage_behavior(storage_ptr self, std::shared_ptr<storage::databa
              ",\"reads\":" + std::to_string(st.reads) +
              ",\"queued\":" + std::to_string(st.batch.size()) +
              ",\"lastBatchMs\":" + std::to_string(st.last_batch_ms) +
+             ",\"batchMsSum\":" + std::to_string(st.batch_ms_sum) + ",\"batchMsBounds\":[" +
+             [&] {
+               std::string out;
+               for (std::size_t i = 0; i < std::size(storage_state::bucket_ms); ++i)
+                 out += (i ? "," : "") + std::to_string(storage_state::bucket_ms[i]);
+               return out;
+             }() + "],\"batchMsBuckets\":[" +
+             [&] {
+               std::string out;
+               for (std::size_t i = 0; i < std::size(st.buckets); ++i)
+                 out += (i ? "," : "") + std::to_string(st.buckets[i]);
+               return out;
+             }() + "]" +
              ",\"mailbox\":" + std::to_string(self->mailbox().size()) + "}";
     },
   };

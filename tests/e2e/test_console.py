@@ -140,8 +140,21 @@ def main():
         assert h.api("GET", broker, "/api/v1.0/nodes")[1][0]["isEnabled"] is False
         rc, missing, _ = console_json("disable", unknown)
         assert rc == 1 and missing["error"]["code"] == "not_found", missing
+        # ... and honoured: a crawl gets no block on the disabled (only) node until enabled.
+        site = env.start_site(30)
+        env.start_worker(broker)
+        job = h.create_block_job(broker, site.base + "/index.html", env.path("items.jsonl"))
+        def trigger():
+            status, body = h.api("POST", broker, f"/api/v1.0/jobs/{job['id']}/trigger")
+            return body["identity"] if status == 200 else None
+        h.wait_until("crawl triggered", trigger, timeout=30, interval=0.5)
+        time.sleep(2.5)  # two heartbeats and pushes: none may lease to the disabled node
+        run = h.run_of(broker, job["id"])
+        assert run["status"] == "Running" and run["success"] == 0 and run["left"] > 0, run
         assert console("enable", node_id).returncode == 0
         assert h.api("GET", broker, "/api/v1.0/nodes")[1][0]["isEnabled"] is True
+        h.wait_until("crawl done after enable", lambda: h.run_of(broker, job["id"])["status"]
+                     == "Success", timeout=30, interval=0.3)
 
         # usage errors: exit 2, nothing sent
         for bad in (["nodez"], ["trigger"], ["nodes", "x"], ["--broker", "nohost", "nodes"]):

@@ -61,6 +61,17 @@ def main():
         assert metrics["spiderhub_results_acked_total"] == PAGES, metrics
         assert metrics["spiderhub_requests_accepted_total"] == PAGES, metrics
         assert metrics["spiderhub_nodes_connected"] == 2, metrics
+        assert metrics['spiderhub_sessions{kind="node"}'] == 2, metrics
+        # The worker may already have left after its Exit.
+        assert metrics['spiderhub_sessions{kind="worker"}'] in (0, 1), metrics
+        assert metrics["spiderhub_heartbeats_total"] >= 2, metrics
+        assert metrics["spiderhub_result_bytes_total"] > PAGES * 4000, metrics  # ~4.3 KB pages
+        assert sum(v for k, v in metrics.items()
+                   if k.startswith("spiderhub_download_errors_total")) == 0, metrics
+        assert metrics['spiderhub_storage_batch_seconds_bucket{le="+Inf"}'] == \
+            metrics["spiderhub_storage_batch_seconds_count"] > 0, metrics
+        assert 'spiderhub_actor_mailbox{actor="dispatch"}' in metrics, metrics
+        assert metrics["spiderhub_scrape_errors"] == 0, metrics
         # The worker got Exit and ends by itself after its one run.
         worker.wait(30)
         assert worker.returncode == 0, worker.returncode
