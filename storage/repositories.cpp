@@ -666,6 +666,15 @@ bool package_repository::sha_in_use(const std::string& sha256) {
   return q.executeStep();
 }
 
+std::map<std::string, std::int64_t> package_repository::leased_blocks_by_node() {
+  auto& q = db_.prepare("SELECT NodeId, count(*) FROM Block WHERE State=? GROUP BY NodeId");
+  q.bind(1, static_cast<int>(block_state::used));
+  std::map<std::string, std::int64_t> out;
+  while (q.executeStep())
+    out[q.getColumn(0).getString()] = q.getColumn(1).getInt64();
+  return out;
+}
+
 std::vector<job_status_row> package_repository::open_application_nodes() {
   auto& q = db_.prepare(std::string(status_columns) +
                         "WHERE NodeId <> '' AND Status IN ('Starting','Running') "

@@ -1,6 +1,8 @@
 #pragma once
 // Repositories: one class per table family, each a thin set of prepared SQL calls
 // on a storage::database. Callers own transactions (the storage actor batches).
+#include <map>
+#include <optional>
 #include <vector>
 
 #include "storage/database.hpp"
@@ -127,6 +129,8 @@ class package_repository {
   bool sha_in_use(const std::string& sha256);
   /// Per-node JobStatus rows of application runs still Starting or Running.
   std::vector<job_status_row> open_application_nodes();
+  /// Blocks currently leased (state used), counted by node id.
+  std::map<std::string, std::int64_t> leased_blocks_by_node();
 
  private:
   database& db_;

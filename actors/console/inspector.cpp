@@ -405,39 +405,11 @@ void cmd_runs(self_ptr self, promise rp, const std::string& command, const std::
     });
 }
 
-const char* block_state_name(storage::block_state s) {
-  switch (s) {
-    case storage::block_state::ready:
-      return "ready";
-    case storage::block_state::used:
-      return "leased";
-    case storage::block_state::success:
-      return "success";
-    case storage::block_state::failed:
-      return "failed";
-  }
-  return "unknown";
-}
-
 void cmd_blocks(self_ptr self, promise rp, const std::string& command, const std::string& run) {
-  // Built into JSON inside the read: block rows are no message type of the storage actor.
   read_then(self, rp, command,
             [run](storage::database& db) {
-              auto blocks = storage::crawl_repository(db).blocks(run);
-              bool known = !blocks.empty() ||
-                           !storage::run_repository(db).statuses_of_run(run).empty();
-              json counts = {{"ready", 0}, {"leased", 0}, {"success", 0}, {"failed", 0}};
-              json list = json::array();
-              for (auto& b : blocks) {
-                auto state = block_state_name(b.state);
-                if (counts.contains(state))
-                  counts[state] = counts[state].get<int>() + 1;
-                list.push_back({{"id", b.id}, {"state", state}, {"nodeId", b.node_id},
-                                {"attempts", b.attempts}, {"leaseUntil", b.lease_until},
-                                {"creationTime", b.creation_time}});
-              }
-              return caf::make_message(known, dump({{"identity", run}, {"counts", counts},
-                                                    {"blocks", list}}));
+              auto report = blocks_report(db, run);
+              return caf::make_message(report.has_value(), report.value_or(""));
             },
             [rp, command, run](bool known, const std::string& data) mutable {
               if (!known)
@@ -651,6 +623,39 @@ caf::actor spawn_inspector(caf::actor_system& sys, inspector_options opts) {
 
 caf::actor spawn_session_registry(caf::actor_system& sys, caf::actor jobs) {
   return sys.spawn(session_registry, std::move(jobs));
+}
+
+namespace {
+const char* block_state_name(storage::block_state s) {
+  switch (s) {
+    case storage::block_state::ready:
+      return "ready";
+    case storage::block_state::used:
+      return "leased";
+    case storage::block_state::success:
+      return "success";
+    case storage::block_state::failed:
+      return "failed";
+  }
+  return "unknown";
+}
+} // namespace
+
+std::optional<std::string> blocks_report(storage::database& db, const std::string& run) {
+  auto blocks = storage::crawl_repository(db).blocks(run);
+  if (blocks.empty() && storage::run_repository(db).statuses_of_run(run).empty())
+    return std::nullopt;
+  json counts = {{"ready", 0}, {"leased", 0}, {"success", 0}, {"failed", 0}};
+  json list = json::array();
+  for (auto& b : blocks) {
+    auto state = block_state_name(b.state);
+    if (counts.contains(state))
+      counts[state] = counts[state].get<int>() + 1;
+    list.push_back({{"id", b.id}, {"state", state}, {"nodeId", b.node_id},
+                    {"attempts", b.attempts}, {"leaseUntil", b.lease_until},
+                    {"creationTime", b.creation_time}});
+  }
+  return json{{"identity", run}, {"counts", counts}, {"blocks", list}}.dump();
 }
 
 } // namespace spiderhub::actors

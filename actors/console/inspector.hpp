@@ -19,10 +19,12 @@
 // every session that announces itself and delegates every message on unchanged (sender
 // and request id preserved), so sessions and job manager behave exactly as without it.
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "protocol/messages.hpp"
+#include "storage/database.hpp"
 
 namespace spiderhub::actors {
 
@@ -63,5 +65,9 @@ caf::actor spawn_inspector(caf::actor_system& sys, inspector_options opts);
 /// Spawns the session registry in front of `jobs`: give it to the gateway as the job
 /// manager of its sessions and register it as "sessions".
 caf::actor spawn_session_registry(caf::actor_system& sys, caf::actor jobs);
+
+/// `{identity, counts: {ready, leased, success, failed}, blocks: [...]}` of a run as JSON
+/// text, or nullopt when the run is unknown. Shared by `console blocks` and the REST API.
+std::optional<std::string> blocks_report(storage::database& db, const std::string& run);
 
 } // namespace spiderhub::actors

@@ -7,8 +7,11 @@
 #include <set>
 
 #include "actors/agent/app_runner.hpp"
+#include "actors/console/inspector.hpp"
+#include "actors/gateway/dashboard.hpp"
 #include "actors/gateway/gateway.hpp"
 #include "actors/gateway/metrics.hpp"
+#include "actors/gateway/views.hpp"
 #include "actors/scheduler/schedulernet.hpp"
 #include "core/cron.hpp"
 #include "core/digest.hpp"
@@ -319,43 +322,12 @@ bool signed_trigger(self_ptr self, const net::http_request& req,
          core::secure_equals(sig->second, trigger_signature(self->state.opts.token, seg[1]));
 }
 
-json status_json(const storage::job_status_row& s) {
-  return {{"jobId", s.job_id},   {"identity", s.identity}, {"nodeId", s.node_id},
-          {"status", s.status},  {"left", s.left},         {"success", s.success},
-          {"error", s.error},    {"total", s.total},       {"reason", s.reason},
-          {"updateTime", s.update_time},
-          {"exitCode", s.exit_code ? json(*s.exit_code) : json(nullptr)}};
-}
 
 void list_runs(self_ptr self, const responder_ptr& r, const std::string& job_id) {
   read_then(self, r, [job_id](storage::database& db) {
     return caf::make_message(storage::run_repository(db).statuses(job_id));
   },
-            [r](std::vector<storage::job_status_row>& rows) {
-              // One entry per run: the NodeId "" row is the run; others are per node.
-              std::map<std::string, json> runs;
-              std::vector<std::string> order;
-              for (auto& s : rows) {
-                auto& run = runs[s.identity];
-                if (run.is_null()) {
-                  order.push_back(s.identity);
-                  run = {{"identity", s.identity}, {"jobId", s.job_id},
-                         {"nodes", json::array()}};
-                }
-                if (s.node_id.empty()) {
-                  auto whole = status_json(s);  // items() must not outlive its json
-                  for (auto& [k, v] : whole.items())
-                    if (k != "nodeId")
-                      run[k] = v;
-                } else {
-                  run["nodes"].push_back(status_json(s));
-                }
-              }
-              json out = json::array();
-              for (auto& id : order)
-                out.push_back(runs[id]);
-              reply_json(r, 200, out);
-            });
+            [r](std::vector<storage::job_status_row>& rows) { reply_json(r, 200, runs_json(rows)); });
 }
 
 void exit_run(self_ptr self, const responder_ptr& r, const std::string& identity) {
@@ -369,19 +341,6 @@ void exit_run(self_ptr self, const responder_ptr& r, const std::string& identity
       [r](const caf::error& err) { reply_caf_error(r, err); });
 }
 
-json node_json(const storage::node_row& n) {
-  return {{"id", n.id},
-          {"nodeType", n.node_type},
-          {"ipAddress", n.ip},
-          {"processorCount", n.processor_count},
-          {"group", n.group},
-          {"operatingSystem", n.os},
-          {"memory", n.memory},
-          {"isEnabled", n.is_enabled},
-          {"isOnline", n.is_online},
-          {"creationTime", n.creation_time},
-          {"lastSeen", n.last_seen}};
-}
 
 void list_nodes(self_ptr self, const responder_ptr& r) {
   read_then(self, r, [](storage::database& db) {
@@ -480,12 +439,50 @@ void run_logs(self_ptr self, const responder_ptr& r, const std::string& identity
       [r](const caf::error& err) { reply_caf_error(r, err); });
 }
 
+// ---- dashboard support ------------------------------------------------------------
+
+// GET /api/v1.0/runs/{identity}/blocks: the run's blocks by state.
+void run_blocks(self_ptr self, const responder_ptr& r, const std::string& identity) {
+  read_then(self, r, [identity](storage::database& db) {
+    auto report = blocks_report(db, identity);
+    return caf::make_message(report.has_value(), report.value_or(""));
+  },
+            [r, identity](bool known, const std::string& body) {
+              if (!known)
+                return reply_error(r, 404, "not_found", "run " + identity + " not found");
+              net::http_response resp;
+              resp.body = body;
+              r->reply(std::move(resp));
+            });
+}
+
+// GET /api/v1.0/cron?expr=…[&tz=…]: validates an expression and shows its next 5 fires.
+void cron_preview(self_ptr self, const responder_ptr& r, const net::http_request& req) {
+  auto expr = req.param("expr");
+  auto tz = req.param("tz", self->state.opts.timezone);
+  if (expr.empty())
+    return reply_error(r, 400, "invalid", "query parameter 'expr' is required");
+  try {
+    auto sched = core::cron_schedule::parse(expr, tz);
+    auto now = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+    json next = json::array();
+    for (auto t : sched.next_n(now, 5))
+      next.push_back(core::format_iso8601_utc(t));
+    reply_json(r, 200, {{"expr", expr}, {"timezone", tz}, {"next", next}});
+  } catch (const core::input_error& e) {
+    reply_error(r, 400, "invalid", e.what());
+  }
+}
+
 void route(self_ptr self, const std::shared_ptr<const net::http_request>& call_request,
            const responder_ptr& r) {
   const auto& req = *call_request;
   const auto& m = req.method;
   if (req.path == "/metrics" && m == "GET")
     return serve_metrics(self->system(), r);
+  if (m == "GET" || m == "HEAD")
+    if (auto file = dashboard_file(req.path))
+      return r->reply(std::move(*file));
   bool package_upload = m == "PUT" && req.path.rfind("/api/v1.0/packages/", 0) == 0;
   if (!package_upload && static_cast<std::int64_t>(req.body.size()) > self->state.opts.max_body_bytes)
     return reply_error(r, 413, "body_too_large",
@@ -534,6 +531,10 @@ void route(self_ptr self, const std::shared_ptr<const net::http_request>& call_r
       return m == "POST" ? exit_run(self, r, seg[1]) : method_not_allowed();
     if (seg.size() == 3 && seg[2] == "logs")
       return m == "GET" ? run_logs(self, r, seg[1], req) : method_not_allowed();
+    if (seg.size() == 3 && seg[2] == "blocks")
+      return m == "GET" ? run_blocks(self, r, seg[1]) : method_not_allowed();
+  } else if (seg[0] == "cron" && seg.size() == 1) {
+    return m == "GET" ? cron_preview(self, r, req) : method_not_allowed();
   } else if (seg[0] == "packages") {
     auto& sys = self->system();
     auto& storage = self->state.peers.storage;

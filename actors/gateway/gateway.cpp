@@ -1,5 +1,7 @@
 #include "actors/gateway/gateway.hpp"
 
+#include "actors/gateway/dashboard.hpp"
+
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -138,16 +140,28 @@ gateway_handle spawn_gateway(caf::actor_system& sys, const gateway_options& opts
   net::server_callbacks cbs;
   auto token = opts.token;
   auto window = opts.sign_window_s;
+  auto live = spawn_live_feed(sys, peers.storage);
+  sys.registry().put(caf::atom("live"), caf::actor_cast<caf::strong_actor_ptr>(live));
   cbs.on_upgrade = [token, window](const net::http_request& req) {
-    auto refused = check_hub_request(req, token, window, unix_now());
+    auto refused = req.path == "/live" ? check_live_request(req, token)
+                                       : check_hub_request(req, token, window, unix_now());
     if (refused)
       spdlog::warn("gateway: refused {} upgrade from {}: {}", req.path, req.remote_ip,
                    refused->body);
     return refused;
   };
   auto session_opts = opts.sessions;
-  cbs.on_ws_open = [&sys, peers, session_opts](net::ws_ptr conn) -> net::ws_handlers {
+  cbs.on_ws_open = [&sys, peers, session_opts, live](net::ws_ptr conn) -> net::ws_handlers {
     const auto& req = conn->upgrade_request();
+    if (req.path == "/live") {  // dashboard viewer: receives snapshots, sends nothing
+      caf::anon_send(live, live_join_atom::value, conn);
+      net::ws_handlers h;
+      h.on_message = [](std::string) {};
+      h.on_closed = [live, id = conn->id()](std::string) {
+        caf::anon_send(live, live_leave_atom::value, id);
+      };
+      return h;
+    }
     caf::actor session;
     if (hub_of(req.path) == "/node")
       session = spawn_node_session(sys, conn, node_info_of(req), peers, session_opts);

@@ -13,8 +13,8 @@ namespace {
 using json = nlohmann::json;
 using namespace spiderhub::protocol;
 
-const char* const sources[] = {"gateway", "api",       "jobs",     "dispatch",
-                               "storage", "scheduler", "sessions", "inspector"};
+const char* const sources[] = {"gateway",   "api",      "jobs",      "dispatch", "storage",
+                               "scheduler", "sessions", "inspector", "live"};
 
 std::string number(const json& v) {
   if (v.is_number_integer() || v.is_number_unsigned())

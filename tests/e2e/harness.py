@@ -212,6 +212,25 @@ http {{
         return p
 
 
+def npm_ci(env, package, files, timeout=300):
+    """Copies tests/e2e/<package> (`files`) into the test's temp dir and installs it from
+    its lock file with `npm ci`. No node/npm or no registry is a FAILURE, not a skip.
+    Returns (node executable, install dir)."""
+    src = os.path.join(env.args.source, "tests", "e2e", package)
+    dst = env.path(package)
+    os.makedirs(dst)
+    for name in ["package.json", "package-lock.json"] + list(files):
+        shutil.copy(os.path.join(src, name), dst)
+    npm = shutil.which("npm")
+    node = shutil.which("node")
+    assert npm and node, "node and npm are required for this test (not found in PATH)"
+    p = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=dst,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, f"npm ci failed ({p.returncode}); registry unreachable?\n{out}"
+    return node, dst
+
+
 # ---- HTTP helpers -------------------------------------------------------------------
 
 

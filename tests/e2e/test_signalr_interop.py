@@ -22,21 +22,9 @@ NPM_TIMEOUT_S = 300
 
 
 def npm_ci(env):
-    """Copies the interop package to a temp dir and installs it from the lock file."""
-    src = os.path.join(env.args.source, "tests", "e2e", "interop")
-    dst = env.path("interop")
-    os.makedirs(dst)
-    for name in ("package.json", "package-lock.json", "node_client.js"):
-        shutil.copy(os.path.join(src, name), dst)
-    npm = shutil.which("npm")
-    node = shutil.which("node")
-    assert npm and node, "node and npm are required for this test (not found in PATH)"
+    """Installs the interop package (the official client) from its lock file."""
     started = time.monotonic()
-    p = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=dst,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       timeout=NPM_TIMEOUT_S)
-    out = p.stdout.decode(errors="replace")
-    assert p.returncode == 0, f"npm ci failed ({p.returncode}); registry unreachable?\n{out}"
+    node, dst = h.npm_ci(env, "interop", ["node_client.js"], timeout=NPM_TIMEOUT_S)
     pkg = os.path.join(dst, "node_modules", "@microsoft", "signalr", "package.json")
     with open(pkg) as f:
         version = json.load(f)["version"]
