@@ -163,6 +163,9 @@ std::string render_metrics(const json& stats) {
            "failedWrites");
   w.single("spiderhub_storage_queued_writes", "gauge", "Writes waiting for the next commit.", s,
            "queued");
+  w.single("spiderhub_storage_healthy", "gauge",
+           "0 while the database cannot be written (disk full, read-only, I/O error).", s,
+           "healthy");
   if (s.contains("batchMsBuckets") && s.contains("batchMsBounds")) {
     const auto& bounds = s["batchMsBounds"];
     const auto& counts = s["batchMsBuckets"];

@@ -1,8 +1,10 @@
 #include "actors/storage/storage_actor.hpp"
 
 #include <SQLiteCpp/Transaction.h>
+#include <sqlite3.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <iterator>
 #include <vector>
 
@@ -31,10 +33,31 @@ struct storage_state {
   std::uint64_t buckets[std::size(bucket_ms) + 1] = {};
   double batch_ms_sum = 0;
   std::string last_error;
+  // False from a write that failed for lack of disk (full, read-only, I/O error) until
+  // the next batch commits: shown in /metrics and `console` so operators see why work is
+  // being refused.
+  bool healthy = true;
   static inline const char* name = "storage";
 };
 
 using storage_ptr = caf::stateful_actor<storage_state>*;
+
+// Failures of the disk rather than of one write (constraint, bad data).
+bool disk_failure(const std::exception& e) {
+  auto* sq = dynamic_cast<const SQLite::Exception*>(&e);
+  if (!sq)
+    return false;
+  switch (sq->getErrorCode() & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_CORRUPT:
+      return true;
+    default:
+      return false;
+  }
+}
 
 // Commits the open batch: one transaction, a savepoint per write so one failing
 // write is rolled back alone and reported to its caller only.
@@ -56,9 +79,18 @@ void flush(storage_ptr self) {
         batch[i].fn(*st.db);
         st.db->prepare("RELEASE w").exec();
       } catch (const std::exception& e) {
+        // On a full disk or an I/O error SQLite may have rolled the whole transaction
+        // back already: then every write of the batch failed, not just this one.
+        if (sqlite3_get_autocommit(db.getHandle()))
+          throw;
         ok[i] = false;
         ++st.failed_writes;
         st.last_error = e.what();
+        if (disk_failure(e) && st.healthy) {
+          st.healthy = false;
+          spdlog::error("storage: the database cannot be written ({}): writes are refused "
+                        "until it can; nothing refused was acknowledged", e.what());
+        }
         spdlog::error("storage: write rolled back: {}", e.what());
         db.exec("ROLLBACK TO w");
         db.exec("RELEASE w");
@@ -69,6 +101,10 @@ void flush(storage_ptr self) {
     // The whole transaction is gone (disk full, read-only, I/O error): every caller
     // learns its write was not stored, so nothing is acknowledged that was lost.
     st.last_error = e.what();
+    if (st.healthy)
+      spdlog::error("storage: the database cannot be written ({}): writes are refused "
+                    "until it can; nothing refused was acknowledged", e.what());
+    st.healthy = false;
     spdlog::error("storage: batch of {} writes failed: {}", batch.size(), e.what());
     for (auto& w : batch)
       w.promise.deliver(caf::make_error(caf::sec::runtime_error,
@@ -85,6 +121,11 @@ void flush(storage_ptr self) {
   }
   ++st.batches;
   st.writes += batch.size();
+  bool all_ok = std::all_of(ok.begin(), ok.end(), [](bool b) { return b; });
+  if (all_ok && !st.healthy) {
+    st.healthy = true;
+    spdlog::info("storage: the database is writable again");
+  }
   st.last_batch_ms =
     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
       .count();
@@ -137,6 +178,7 @@ caf::behavior storage_behavior(storage_ptr self, std::shared_ptr<storage::databa
              ",\"reads\":" + std::to_string(st.reads) +
              ",\"queued\":" + std::to_string(st.batch.size()) +
              ",\"lastBatchMs\":" + std::to_string(st.last_batch_ms) +
+             ",\"healthy\":" + (st.healthy ? "true" : "false") +
              ",\"batchMsSum\":" + std::to_string(st.batch_ms_sum) + ",\"batchMsBounds\":[" +
              [&] {
                std::string out;
