@@ -136,6 +136,11 @@ SQLite::Statement& database::prepare(const std::string& sql) {
   return *slot;
 }
 
+void database::reset_statements() {
+  for (auto& [sql, stmt] : statements_)
+    stmt->tryReset();
+}
+
 int database::version() { return db_->execAndGet("PRAGMA user_version").getInt(); }
 
 void database::migrate() {

@@ -24,6 +24,11 @@ class database {
   /// A prepared statement for `sql`, compiled once and reset for reuse; the
   /// repositories call this so the hot paths do not re-parse SQL.
   SQLite::Statement& prepare(const std::string& sql);
+  /// Resets every cached statement. A SELECT left mid-way keeps a read snapshot open,
+  /// which stops WAL checkpoints from recycling the log and, after a disk error, keeps
+  /// the connection in SQLite's error state; the storage actor calls this after every
+  /// batch and read.
+  void reset_statements();
   const std::string& path() const { return path_; }
   int version();
 

@@ -69,6 +69,10 @@ void flush(storage_ptr self) {
   auto started = std::chrono::steady_clock::now();
   auto batch = std::move(st.batch);
   st.batch.clear();
+  struct reset_after {
+    storage::database& db;
+    ~reset_after() { db.reset_statements(); }
+  } reset{*st.db};
   std::vector<bool> ok(batch.size(), true);
   auto& db = st.db->db();
   try {
@@ -163,6 +167,10 @@ caf::behavior storage_behavior(storage_ptr self, std::shared_ptr<storage::databa
     [=](read_atom, read_fn& fn) -> caf::result<caf::message> {
       flush(self);
       ++self->state.reads;
+      struct reset_after {
+        storage::database& db;
+        ~reset_after() { db.reset_statements(); }
+      } reset{*self->state.db};
       try {
         return fn(*self->state.db);
       } catch (const std::exception& e) {
