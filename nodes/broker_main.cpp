@@ -190,7 +190,9 @@ int run_broker(const core::broker_config& cfg) {
   caf::scoped_actor waiter{sys};
   if (inspector)
     sys.middleman().unpublish(inspector);
-  for (auto& a : {inspector, gw.actor, sessions, api, scheduler, jobs, dispatcher}) {
+  // The dashboard's live feed, spawned by the gateway.
+  auto live = caf::actor_cast<caf::actor>(registry.get(caf::atom("live")));
+  for (auto& a : {inspector, gw.actor, live, sessions, api, scheduler, jobs, dispatcher}) {
     if (!a)
       continue;
     waiter->monitor(a);
@@ -202,7 +204,7 @@ int run_broker(const core::broker_config& cfg) {
   waiter->receive([](const caf::down_msg&) {});
   for (auto name : {caf::atom("storage"), caf::atom("dispatch"), caf::atom("jobs"),
                     caf::atom("scheduler"), caf::atom("api"), caf::atom("gateway"),
-                    caf::atom("sessions"), caf::atom("inspector")})
+                    caf::atom("sessions"), caf::atom("inspector"), caf::atom("live")})
     registry.erase(name);
   spdlog::info("broker: stopped cleanly");
   return 0;

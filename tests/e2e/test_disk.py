@@ -11,7 +11,7 @@ import time
 
 import harness as h
 
-PAGES = 3000
+PAGES = 6000
 
 
 def metric(broker, name):
@@ -49,7 +49,7 @@ dispatch:
             status, body = h.api("POST", broker, f"/api/v1.0/jobs/{job['id']}/trigger")
             return body["identity"] if status == 200 else None
         h.wait_until("trigger accepted", trigger, timeout=30, interval=0.5)
-        h.wait_until("crawl under way", lambda: len(h.read_items(output)) >= PAGES // 10,
+        h.wait_until("crawl under way", lambda: len(h.read_items(output)) >= 20,
                      timeout=60, interval=0.05)
 
         # ---- disk full: a filler takes every free byte ----
