@@ -15,8 +15,6 @@
 #include <boost/process/args.hpp>
 #include <boost/process/async_pipe.hpp>
 #include <boost/process/child.hpp>
-#include <boost/process/env.hpp>
-#include <boost/process/environment.hpp>
 #include <boost/process/exe.hpp>
 #include <boost/process/extend.hpp>
 #include <boost/process/io.hpp>
@@ -48,7 +46,11 @@ using namespace spiderhub::protocol;
 // so the application inherits none of the node's sockets or files. Passed last, after
 // the stdio redirections are in place. Only async-signal-safe calls (after fork).
 struct child_setup : bp::extend::handler {
-  template <class Executor> void on_exec_setup(Executor&) const {
+  // The child's complete environment, built before the fork. (Boost 1.74's
+  // environment::operator[] reads past the end of shorter entries: ASan caught it.)
+  char** envp = nullptr;
+  template <class Executor> void on_exec_setup(Executor& exec) const {
+    exec.env = envp;
     ::setpgid(0, 0);
     if (::syscall(SYS_close_range, 3U, ~0U, 0U) != 0) {
       long max = ::sysconf(_SC_OPEN_MAX);
@@ -416,11 +418,22 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
     std::vector<std::string> argv;
     try {
       argv = split_arguments(p->spec.arguments);
-      auto env = boost::this_process::environment();
-      bp::environment child_env = env;
-      child_env["SPIDERHUB_JOB_ID"] = p->spec.job_id;
-      child_env["SPIDERHUB_IDENTITY"] = p->spec.identity;
-      child_env["SPIDERHUB_NODE_ID"] = opts.node_id;
+      std::vector<std::string> env_strings;
+      for (char** e = environ; e && *e; ++e) {
+        std::string_view entry(*e);
+        if (entry.rfind("SPIDERHUB_JOB_ID=", 0) != 0 && entry.rfind("SPIDERHUB_IDENTITY=", 0) != 0 &&
+            entry.rfind("SPIDERHUB_NODE_ID=", 0) != 0)
+          env_strings.emplace_back(entry);
+      }
+      env_strings.push_back("SPIDERHUB_JOB_ID=" + p->spec.job_id);
+      env_strings.push_back("SPIDERHUB_IDENTITY=" + p->spec.identity);
+      env_strings.push_back("SPIDERHUB_NODE_ID=" + opts.node_id);
+      std::vector<char*> envp;
+      for (auto& e : env_strings)
+        envp.push_back(e.data());
+      envp.push_back(nullptr);
+      child_setup setup;
+      setup.envp = envp.data();
       auto log_dir = fs::path(opts.log_dir) / p->spec.identity;
       p->out.log = std::make_unique<core::rotating_log>((log_dir / "stdout.log").string(),
                                                          opts.log_max_bytes, opts.log_files);
@@ -429,9 +442,8 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
       p->out.pipe = std::make_unique<bp::async_pipe>(io);
       p->err.pipe = std::make_unique<bp::async_pipe>(io);
       p->child = std::make_unique<bp::child>(
-        bp::exe = p->exe, bp::args = argv, bp::start_dir = p->project_dir, child_env,
-        bp::std_out > *p->out.pipe, bp::std_err > *p->err.pipe, bp::std_in < bp::null,
-        child_setup{});
+        bp::exe = p->exe, bp::args = argv, bp::start_dir = p->project_dir,
+        bp::std_out > *p->out.pipe, bp::std_err > *p->err.pipe, bp::std_in < bp::null, setup);
     } catch (const std::exception& e) {
       return report_exit(p, -1, std::string("cannot start ") + p->spec.application + ": " + e.what());
     }
@@ -604,6 +616,16 @@ void app_runner::stop() {
         p->child->wait(ec);
     }
   }
+  // Pending handlers hold the impl (shared_from_this): close what they wait on and let
+  // them finish, or impl -> io_context -> handler -> impl would never be freed.
+  boost::system::error_code ignored;
+  for (auto& [id, p] : d.procs)
+    for (auto* s : {&p->out, &p->err})
+      if (s->pipe)
+        s->pipe->close(ignored);
+  d.timer.cancel();
+  d.io.restart();
+  d.io.poll();
   d.procs.clear();
 }
 

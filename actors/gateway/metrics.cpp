@@ -206,7 +206,9 @@ std::string render_metrics(const json& stats) {
 }
 
 void serve_metrics(caf::actor_system& sys, std::shared_ptr<net::http_responder> r) {
-  sys.spawn<caf::detached>([r](caf::blocking_actor* b) {
+  // The responder travels as a spawn argument, not a capture: CAF 0.17 dereferences a
+  // null argument tuple for argument-less function actors (UBSan reports it).
+  sys.spawn<caf::detached>([](caf::blocking_actor* b, std::shared_ptr<net::http_responder> r) {
     json stats = json::object();
     auto& registry = b->system().registry();
     std::vector<std::pair<std::string, caf::actor>> asked;
@@ -230,7 +232,7 @@ void serve_metrics(caf::actor_system& sys, std::shared_ptr<net::http_responder> 
     resp.content_type = "text/plain; version=0.0.4";
     resp.body = render_metrics(stats);
     r->reply(std::move(resp));
-  });
+  }, std::move(r));
 }
 
 } // namespace spiderhub::actors

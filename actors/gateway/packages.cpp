@@ -51,9 +51,11 @@ std::string file_of(const package_options& o, const std::string& sha, const std:
   return (fs::path(o.dir) / (sha + "." + format)).string();
 }
 
-// Runs `fn(blocking_actor*)` on its own thread as a detached actor.
+// Runs `fn(blocking_actor*)` on its own thread as a detached actor. `fn` is a spawn
+// argument, not a capture: CAF 0.17 dereferences a null argument tuple for
+// argument-less function actors (UBSan reports it).
 template <class Fn> void detached(caf::actor_system& sys, Fn fn) {
-  sys.spawn<caf::detached>([fn = std::move(fn)](caf::blocking_actor* b) mutable { fn(b); });
+  sys.spawn<caf::detached>([](caf::blocking_actor* b, Fn f) { f(b); }, std::move(fn));
 }
 
 // Synchronous storage read from a blocking actor; throws on a storage error.

@@ -179,7 +179,9 @@ struct fake_jobs_state {
 };
 
 // Stands in for the job manager: knows job "j1", records what the session registry passes on.
-caf::behavior fake_jobs(caf::stateful_actor<fake_jobs_state>* self) {
+// The unused argument: CAF 0.17 dereferences a null argument tuple for argument-less
+// function actors, which UBSan reports.
+caf::behavior fake_jobs(caf::stateful_actor<fake_jobs_state>* self, int /*unused*/) {
   return {
     [=](proto::fire_atom, const std::string& job, std::int64_t,
         const std::string&) -> caf::result<std::string> {
@@ -218,7 +220,7 @@ json ask(caf::scoped_actor& self, const caf::actor& inspector, const std::string
 TEST_CASE("inspector: secret, validation, job manager commands and the session registry") {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
-  auto jobs = sys.spawn(fake_jobs);
+  auto jobs = sys.spawn(fake_jobs, 0);
   auto sessions = actors::spawn_session_registry(sys, jobs);
   sys.registry().put(caf::atom("jobs"), caf::actor_cast<caf::strong_actor_ptr>(jobs));
   sys.registry().put(caf::atom("sessions"), caf::actor_cast<caf::strong_actor_ptr>(sessions));
@@ -253,9 +255,13 @@ TEST_CASE("inspector: secret, validation, job manager commands and the session r
 
   // A session announcing itself through the registry: listed, and the job manager still
   // gets every message (the registry is transparent).
-  auto session = sys.spawn([]() -> caf::behavior {
-    return {[](proto::stats_atom) { return std::string(R"({"kind":"worker","mailbox":0})"); }};
-  });
+  // (One spawn argument: CAF 0.17 dereferences a null argument tuple for argument-less
+  // function actors, which UBSan reports.)
+  auto session = sys.spawn([](std::string kind) -> caf::behavior {
+    return {[kind](proto::stats_atom) {
+      return std::string(R"({"kind":")") + kind + R"(","mailbox":0})";
+    }};
+  }, std::string("worker"));
   caf::anon_send(sessions, proto::worker_up_atom::value, std::string("cls.A"), session);
   caf::anon_send(sessions, proto::heartbeat_atom::value, std::string("node-9"));
   json listed;
