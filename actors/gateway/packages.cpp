@@ -106,6 +106,13 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
   }
 }
 
+std::optional<storage::package_row> find_package(caf::blocking_actor* b, const caf::actor& storage,
+                                                 const std::string& name) {
+  return read_sync<std::optional<storage::package_row>>(b, storage, [name](storage::database& db) {
+    return caf::make_message(storage::package_repository(db).find(name));
+  });
+}
+
 // Removes the file of `sha` unless a package still points to it.
 void drop_if_unused(caf::blocking_actor* b, const caf::actor& storage, const package_options& o,
                     const std::string& sha, const std::string& format) {
@@ -158,10 +165,7 @@ void put_package(caf::actor_system& sys, caf::actor storage, package_options opt
       auto path = file_of(opts, row.sha256, row.format);
       if (!fs::exists(path, ec))
         write_file_atomically(path, body);
-      auto previous = read_sync<std::optional<storage::package_row>>(
-        b, storage, [name](storage::database& db) {
-          return caf::make_message(storage::package_repository(db).find(name));
-        });
+      auto previous = find_package(b, storage, name);
       write_sync(b, storage, [row](storage::database& db) {
         storage::package_repository(db).upsert(row);
       });
@@ -187,10 +191,7 @@ void get_package_file(caf::actor_system& sys, caf::actor storage, package_option
                       std::string name, responder_ptr r) {
   detached(sys, [=](caf::blocking_actor* b) {
     try {
-      auto row = read_sync<std::optional<storage::package_row>>(
-        b, storage, [name](storage::database& db) {
-          return caf::make_message(storage::package_repository(db).find(name));
-        });
+      auto row = find_package(b, storage, name);
       if (!row)
         return reply_error(r, 404, "not_found", "package '" + name + "' not found");
       std::ifstream in(file_of(opts, row->sha256, row->format), std::ios::binary);
@@ -214,10 +215,7 @@ void get_package_info(caf::actor_system& sys, caf::actor storage, std::string na
                       responder_ptr r) {
   detached(sys, [=](caf::blocking_actor* b) {
     try {
-      auto row = read_sync<std::optional<storage::package_row>>(
-        b, storage, [name](storage::database& db) {
-          return caf::make_message(storage::package_repository(db).find(name));
-        });
+      auto row = find_package(b, storage, name);
       if (!row)
         return reply_error(r, 404, "not_found", "package '" + name + "' not found");
       reply_json(r, 200, package_json(*row));
@@ -247,10 +245,7 @@ void delete_package(caf::actor_system& sys, caf::actor storage, package_options 
                     std::string name, responder_ptr r) {
   detached(sys, [=](caf::blocking_actor* b) {
     try {
-      auto row = read_sync<std::optional<storage::package_row>>(
-        b, storage, [name](storage::database& db) {
-          return caf::make_message(storage::package_repository(db).find(name));
-        });
+      auto row = find_package(b, storage, name);
       if (!row)
         return reply_error(r, 404, "not_found", "package '" + name + "' not found");
       write_sync(b, storage, [name](storage::database& db) {
