@@ -81,7 +81,9 @@ class section {
     if (!node_ || !node_.IsMap())
       return;
     for (auto it = node_.begin(); it != node_.end(); ++it) {
-      auto name = it->first.as<std::string>();
+      if (!it->first.IsScalar())
+        fail(it->first, "keys of '" + display_path() + "' must be plain names");
+      auto name = it->first.Scalar();
       if (!seen_.count(name))
         fail(it->first, "unknown key '" + (path_.empty() ? name : path_ + "." + name) + "'");
     }

@@ -91,8 +91,10 @@ std::string verify_connection_sign(std::string_view token, std::string_view subj
   auto [ptr, ec] = std::from_chars(ts_text.data(), ts_text.data() + ts_text.size(), ts);
   if (ec != std::errc{} || ptr != ts_text.data() + ts_text.size())
     return "ts is not an integer";
-  auto skew = now_unix > ts ? now_unix - ts : ts - now_unix;
-  if (skew > window_seconds)
+  // |now - ts| in unsigned arithmetic: the signed difference overflows for extreme ts.
+  auto skew = now_unix > ts ? static_cast<std::uint64_t>(now_unix) - static_cast<std::uint64_t>(ts)
+                            : static_cast<std::uint64_t>(ts) - static_cast<std::uint64_t>(now_unix);
+  if (window_seconds < 0 || skew > static_cast<std::uint64_t>(window_seconds))
     return "ts outside the allowed window of " + std::to_string(window_seconds) + " s";
   if (!secure_equals(connection_sign(token, subject, ts), sign))
     return "wrong sign";

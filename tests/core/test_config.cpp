@@ -49,6 +49,14 @@ TEST_CASE("config: unknown key is refused with file, line and column") {
   CHECK(error_of("bogus: 1\n") == "broker.yaml:1:1: unknown key 'bogus'");
 }
 
+TEST_CASE("config: a key that is not a plain name is refused (found by fuzz_config)") {
+  // A YAML complex key ('? ...') used to escape as a yaml-cpp bad conversion.
+  CHECK(error_of("log:\n  level: info\n? max_files: 5\n") ==
+        "broker.yaml:3:3: keys of '(top level)' must be plain names");
+  CHECK(error_of("http:\n  ? [a, b]\n  : 1\n") ==
+        "broker.yaml:2:5: keys of 'http' must be plain names");
+}
+
 TEST_CASE("config: wrong type is refused") {
   CHECK(error_of("http:\n  port: eighty\n") ==
         "broker.yaml:2:9: 'http.port' must be an integer, got 'eighty'");

@@ -35,6 +35,23 @@ TEST_CASE("sign: accepted within the window, refused otherwise") {
   CHECK(verify_connection_sign("tok", node, "1000", "", 1000, 300) == "missing sign");
 }
 
+TEST_CASE("sign: extreme ts values are outside the window (found by fuzz_query)") {
+  // |now - ts| overflowed a signed 64-bit difference: the real sign of such a ts was
+  // accepted although it lies far outside the window.
+  const std::string node = "6f1c2d3e-0000-4000-8000-000000000001";
+  const std::int64_t lows[] = {-9223372036854775807LL, -9223372036854775807LL - 1};
+  for (auto ts : lows) {
+    auto sign = connection_sign("tok", node, ts);
+    CHECK(verify_connection_sign("tok", node, std::to_string(ts), sign, 1700000000, 300)
+              .find("window") != std::string::npos);
+  }
+  auto high = connection_sign("tok", node, 9223372036854775807LL);
+  CHECK(verify_connection_sign("tok", node, "9223372036854775807", high, -1700000000, 300)
+            .find("window") != std::string::npos);
+  CHECK(verify_connection_sign("tok", node, "1000", connection_sign("tok", node, 1000), 1000, -1)
+            .find("window") != std::string::npos);
+}
+
 TEST_CASE("guid: fresh, well formed, distinct") {
   auto a = new_guid();
   auto b = new_guid();
