@@ -63,8 +63,25 @@ dispatch:
                "refused until it can" in log, "no clear log line"
         # Writes (and reads) that still fit in the WAL file's free pages may succeed
         # meanwhile: the state flaps, but nothing refused was acknowledged (checked at
-        # the end: every page exactly once).
-        time.sleep(2)
+        # the end: every page exactly once). The jobs API answers each write either
+        # 201 (then the job must survive) or 503 naming the storage failure.
+        created, refused = [], []
+
+        def create_job():
+            status, body = h.api("POST", broker, "/api/v1.0/jobs", {
+                "name": f"during-full-{len(created) + len(refused)}", "jobType": "block",
+                "cron": "0 0 1 1 *", "properties": {"FullClassName": "x.Y", "Arguments": "{}"}})
+            if status == 201:
+                created.append(body["id"])
+            else:
+                err = body["error"] if isinstance(body, dict) else {}
+                assert status == 503 and err.get("code") == "unavailable" and \
+                    "storage" in err.get("message", "") and "full" in err["message"], \
+                    (status, body)
+                refused.append(err["message"])
+            return refused
+        h.wait_until("a jobs API write refused with 503", create_job, timeout=30, interval=0.2)
+        time.sleep(1)
 
         # ---- space returns: the crawl goes on by itself ----
         os.remove(filler)
@@ -84,6 +101,11 @@ dispatch:
         assert set(urls) == expected, f"{len(expected - set(urls))} pages missing"
         assert max(urls.values()) == 1, [u for u, c in urls.items() if c > 1][:5]
         assert run["total"] == PAGES and run["success"] == PAGES and run["left"] == 0, run
+        for job_id in created:  # acknowledged while the disk was full: still there
+            status, _ = h.api("GET", broker, f"/api/v1.0/jobs/{job_id}")
+            assert status == 200, (job_id, status)
+        print(f"disk: jobs API while full: {len(refused)} refused (503: {refused[0]!r}), "
+              f"{len(created)} accepted and kept")
         # ---- a read-only filesystem: a broker refuses to start on it, saying why ----
         ro = env.path("ro")
         os.makedirs(ro)
