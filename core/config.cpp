@@ -154,6 +154,12 @@ void read_log(section s, log_config& c) {
   s.finish();
 }
 
+void read_actors(section s, actors_config& c) {
+  s.get("threads", c.threads, 0, 256);
+  s.get_one_of("policy", c.policy, {"sharing", "stealing"});
+  s.finish();
+}
+
 } // namespace
 
 broker_config parse_broker_config(const std::string& yaml, const std::string& name) {
@@ -250,6 +256,7 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
     s.get("online_window_s", d.online_window_s, 1, 86400);
     s.finish();
   }
+  read_actors(top.child("actors"), c.actors);
   read_log(top.child("log"), c.log);
   top.finish();
   return c;
@@ -303,6 +310,7 @@ node_config parse_node_config(const std::string& yaml, const std::string& name) 
     s.get("cache_max_bytes", a.cache_max_bytes, 0, 1LL << 42);
     s.finish();
   }
+  read_actors(top.child("actors"), c.actors);
   read_log(top.child("log"), c.log);
   top.finish();
   return c;

@@ -16,6 +16,13 @@ struct log_config {
   std::int32_t max_files = 5;
 };
 
+// The CAF actor system of a broker or node process.
+struct actors_config {
+  std::int32_t threads = 0;              // scheduler worker threads; 0 = one per core (min 2)
+  std::string policy = "sharing";        // sharing: idle workers sleep until work arrives;
+                                         // stealing: idle workers poll (CAF's default)
+};
+
 struct broker_config {
   struct http_t {
     std::string address = "0.0.0.0";
@@ -75,6 +82,7 @@ struct broker_config {
     std::int32_t min_free_memory_mb = 150;
     std::int32_t online_window_s = 60;   // last heartbeat at most this old
   } placement;
+  actors_config actors;
   log_config log;
 };
 
@@ -113,6 +121,7 @@ struct node_config {
     std::int64_t max_unpacked_bytes = std::int64_t{1} << 30;
     std::int64_t cache_max_bytes = std::int64_t{1} << 30;
   } applications;
+  actors_config actors;
   log_config log;
 };
 

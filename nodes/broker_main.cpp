@@ -9,6 +9,7 @@
 #include "actors/dispatch/block_dispatcher.hpp"
 #include "actors/gateway/api.hpp"
 #include "actors/gateway/gateway.hpp"
+#include "actors/runtime/scheduler_settings.hpp"
 #include "actors/scheduler/scheduler.hpp"
 #include "actors/scheduler/schedulernet.hpp"
 #include "actors/storage/storage_actor.hpp"
@@ -57,6 +58,7 @@ actors::dispatch_options dispatch_options_of(const core::broker_config& c) {
 
 int run_broker(const core::broker_config& cfg) {
   caf::actor_system_config sys_cfg;
+  actors::apply_scheduler_settings(cfg.actors, sys_cfg);
   if (cfg.inspector.enabled) {
     // The middleman (CAF's network layer) only serves the inspector: without it the
     // broker runs no CAF networking thread at all.

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "actors/agent/agent.hpp"
+#include "actors/runtime/scheduler_settings.hpp"
 #include "core/error.hpp"
 #include "core/process.hpp"
 #include "nodes/command_line.hpp"
@@ -39,6 +40,7 @@ int node_main(int argc, char** argv) {
     return 0;
   }
   caf::actor_system_config sys_cfg;
+  actors::apply_scheduler_settings(cfg.actors, sys_cfg);
   caf::actor_system sys{sys_cfg};
   auto agent = actors::spawn_agent(sys, cfg, node_id);
   auto sig = core::wait_for_termination();

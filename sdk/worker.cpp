@@ -45,12 +45,39 @@ thread_local const void* current_worker = nullptr;
 struct worker::impl {
   enum class phase { fresh, pushing_start, completing, polling };
 
+  /// One hub invocation in flight; filled by the completion on the hub's thread.
+  struct call_state {
+    bool done = false;
+    std::string result;  // raw JSON text of the completion's result
+    std::string error;
+  };
+
+  /// One hub call sent without waiting for it.
+  struct pending_call {
+    std::string args;       // JSON arguments, kept to send the call again if it fails
+    std::size_t count = 0;  // requests pushed or results acked by it
+    std::shared_ptr<call_state> call;  // null: not sent yet (Ack) or already answered (Push)
+  };
+
+  /// A parsed batch on its way out. Its Ack is sent only after every Push of its
+  /// children succeeded, so a crash in between loses nothing (its results come again).
+  struct flight {
+    std::vector<pending_call> pushes;
+    pending_call ack;  // args empty: nothing to ack
+  };
+
   /// SDK-thread-only state of one active run.
   struct run_state {
     protocol::worker_run run;
     phase ph = phase::fresh;
     std::vector<protocol::request> start;  // start requests not yet pushed
     std::size_t next = 0;                  // index of the first unpushed start request
+    // The next Poll, sent before the current batch is parsed so that the broker's answer
+    // travels while this thread works (see poll_once).
+    std::shared_ptr<call_state> prefetch;
+    // Parsed batches whose children are being pushed or whose results are being acked,
+    // oldest first (at most three: see poll_once).
+    std::deque<flight> flights;
   };
 
   /// Server-to-client call, queued by the hub thread for the SDK thread.
@@ -58,13 +85,6 @@ struct worker::impl {
     bool is_run = false;
     protocol::worker_run run;  // for Run
     std::string identity;      // for Exit
-  };
-
-  /// One hub invocation in flight; filled by the completion on the hub's thread.
-  struct call_state {
-    bool done = false;
-    std::string result;  // raw JSON text of the completion's result
-    std::string error;
   };
 
   worker_options opts;
@@ -200,31 +220,60 @@ struct worker::impl {
     return parsed;
   }
 
+  /// Sends one invocation; its call_state is filled when the completion arrives.
+  std::shared_ptr<call_state> send_call(const std::string& target, const std::string& args) {
+    auto state = std::make_shared<call_state>();
+    // The completion may run right here ("not connected"), so mtx must not be held.
+    client->invoke_raw(target, args, [this, state](std::string result, std::string error) {
+      {
+        std::lock_guard<std::mutex> lk(mtx);
+        state->done = true;
+        state->result = std::move(result);
+        state->error = std::move(error);
+      }
+      cv.notify_all();
+    });
+    return state;
+  }
+
+  /// The result of a call sent with send_call; when it failed it is sent again the
+  /// blocking way (call_raw). nullopt when the run ended or stop() was called first.
+  std::optional<std::string> finish_call(const std::string& identity, const std::string& target,
+                                         const std::string& args,
+                                         const std::shared_ptr<call_state>& c) {
+    std::string error;
+    {
+      std::unique_lock<std::mutex> lk(mtx);
+      cv.wait(lk, [&] { return c->done || abandoned_locked(identity); });
+      if (!c->done)
+        return std::nullopt;  // the late completion only touches `c`, kept alive by it
+      if (c->error.empty())
+        return std::move(c->result);
+      error = c->error;
+      ++st.retries;
+    }
+    spdlog::warn("worker: run {}: {} failed ({}); retrying", identity, target, error);
+    // An answer lost to a timeout may have been a Poll's results, which count as
+    // delivered on this connection: only a new connection gets them again.
+    if (error == "timeout")
+      restart_client();
+    return call_raw(identity, target, args);
+  }
+
   /// Invokes `target` until it succeeds; nullopt when the run ended or stop() was called
-  /// first. Blocks the SDK thread, which is what orders Push before Ack. The result comes
-  /// back as raw JSON text.
+  /// first. Blocks the SDK thread. The result comes back as raw JSON text.
   std::optional<std::string> call_raw(const std::string& identity, const std::string& target,
                                       const std::string& args) {
     auto delay = opts.retry_initial;
     std::uint64_t failures = 0;
     std::optional<std::chrono::steady_clock::time_point> unknown_since;
     for (;;) {
-      auto state = std::make_shared<call_state>();
       {
         std::lock_guard<std::mutex> lk(mtx);
         if (abandoned_locked(identity))
           return std::nullopt;
       }
-      // The completion may run right here ("not connected"), so mtx must not be held.
-      client->invoke_raw(target, args, [this, state](std::string result, std::string error) {
-        {
-          std::lock_guard<std::mutex> lk(mtx);
-          state->done = true;
-          state->result = std::move(result);
-          state->error = std::move(error);
-        }
-        cv.notify_all();
-      });
+      auto state = send_call(target, args);
       std::string error;
       {
         std::unique_lock<std::mutex> lk(mtx);
@@ -275,33 +324,45 @@ struct worker::impl {
     }
   }
 
-  /// Pushes requests [begin, end); false when abandoned.
-  bool push(const protocol::worker_run& run, const std::vector<protocol::request>& reqs,
-            std::size_t begin, std::size_t end) {
+  /// JSON arguments of a Push of requests [begin, end).
+  static std::string push_args(const std::string& identity,
+                               const std::vector<protocol::request>& reqs, std::size_t begin,
+                               std::size_t end) {
     auto arr = json::array();
     for (auto i = begin; i < end; ++i)
       arr.push_back(protocol::to_json(reqs[i]));
-    auto res = call(run.identity, "Push", json::array({run.identity, std::move(arr)}));
-    if (!res)
-      return false;
+    return json::array({identity, std::move(arr)})
+      .dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+
+  /// Counts a Push that succeeded; its answer is the number of requests new to the broker.
+  void count_push(std::size_t pushed, const std::string& answer) {
+    std::int64_t accepted = 0;
+    auto parsed = json::parse(answer, nullptr, false);
+    if (parsed.is_number_integer())
+      accepted = std::max<std::int64_t>(parsed.get<std::int64_t>(), 0);
     std::lock_guard<std::mutex> lk(mtx);
-    st.pushed += end - begin;
-    if (res->is_number_integer())
-      st.accepted += static_cast<std::uint64_t>(std::max<std::int64_t>(res->get<std::int64_t>(), 0));
+    st.pushed += pushed;
+    st.accepted += static_cast<std::uint64_t>(accepted);
+  }
+
+  /// Pushes requests [begin, end) and waits for the answer; false when abandoned.
+  bool push(const protocol::worker_run& run, const std::vector<protocol::request>& reqs,
+            std::size_t begin, std::size_t end) {
+    auto raw = call_raw(run.identity, "Push", push_args(run.identity, reqs, begin, end));
+    if (!raw)
+      return false;
+    count_push(end - begin, *raw);
     return true;
   }
 
-  bool push_all(const protocol::worker_run& run, const std::vector<protocol::request>& reqs) {
-    for (std::size_t i = 0; i < reqs.size(); i += opts.push_chunk)
-      if (!push(run, reqs, i, std::min(reqs.size(), i + opts.push_chunk)))
-        return false;
-    return true;
-  }
-
-  /// One Poll batch: parse, push children, items, ack. False when the poll was empty.
+  /// One Poll batch: parse, items, then children pushed and results acked in the
+  /// background (flights). False when the poll was empty and nothing was in flight.
   bool poll_once(run_state& rs) {
     const auto& id = rs.run.identity;
-    auto raw = call_raw(id, "Poll", json::array({id, opts.poll_max}).dump());
+    const auto poll_args = json::array({id, opts.poll_max}).dump();
+    auto raw = rs.prefetch ? finish_call(id, "Poll", poll_args, std::exchange(rs.prefetch, {}))
+                           : call_raw(id, "Poll", poll_args);
     if (!raw)
       return true;  // abandoned: let the loop apply the Exit/stop now
     std::vector<protocol::result> results;
@@ -333,8 +394,17 @@ struct worker::impl {
         }
       }
     }
-    if (results.empty() && ack_ids.empty())
-      return false;
+    if (results.empty() && ack_ids.empty()) {
+      // Nothing new: land what is on its way out before idling (the last acks are what
+      // lets the broker end the run).
+      if (rs.flights.empty())
+        return false;
+      land_flights(rs, 0);
+      return true;
+    }
+    // The broker's cursor already points past this batch, so the next Poll can travel
+    // while this one is parsed, pushed and acked.
+    rs.prefetch = send_call("Poll", poll_args);
 
     parse_result all;
     for (const auto& r : results) {
@@ -358,9 +428,8 @@ struct worker::impl {
       st.results += results.size();
     }
 
-    // Children first: once their parents are acked the broker may finish the run.
-    if (!push_all(rs.run, all.requests))
-      return true;
+    // Items are written before their results are acked: a crash in between repeats
+    // items, it never loses them.
     if (!all.items.empty()) {
       try {
         sp.on_items(rs.run, all.items);
@@ -370,13 +439,64 @@ struct worker::impl {
       std::lock_guard<std::mutex> lk(mtx);
       st.items += all.items.size();
     }
-    if (!ack_ids.empty()) {
-      auto acked = call(id, "Ack", json::array({id, ack_ids}));
-      if (!acked)
-        return true;
-      std::lock_guard<std::mutex> lk(mtx);
-      st.acked += ack_ids.size();
+    // Pipeline: this batch's children go out now, the previous batch's pushes are awaited
+    // and its Ack sent, the Ack of the one before is awaited. So this thread parses while
+    // the broker stores, and every Ack still follows the pushes of its batch.
+    flight f;
+    for (std::size_t i = 0; i < all.requests.size(); i += opts.push_chunk) {
+      auto end = std::min(all.requests.size(), i + opts.push_chunk);
+      pending_call p;
+      p.args = push_args(id, all.requests, i, end);
+      p.count = end - i;
+      p.call = send_call("Push", p.args);
+      f.pushes.push_back(std::move(p));
     }
+    if (!ack_ids.empty()) {
+      f.ack.args = json::array({id, ack_ids}).dump();
+      f.ack.count = ack_ids.size();
+    }
+    rs.flights.push_back(std::move(f));
+    land_flights(rs, 2);
+    return true;
+  }
+
+  /// Waits until every Push of `f` succeeded (sending failed ones again), then sends its
+  /// Ack. False when the run was abandoned.
+  bool send_ack(const std::string& identity, flight& f) {
+    for (auto& p : f.pushes) {
+      if (!p.call)
+        continue;
+      auto raw = finish_call(identity, "Push", p.args, p.call);
+      if (!raw)
+        return false;
+      p.call.reset();
+      count_push(p.count, *raw);
+    }
+    if (!f.ack.args.empty() && !f.ack.call)
+      f.ack.call = send_call("Ack", f.ack.args);
+    return true;
+  }
+
+  /// Moves the run's flights on, oldest first: those beyond the newest `keep` land (Ack
+  /// confirmed, then dropped); every other flight but the newest gets its Ack sent.
+  /// False when the run was abandoned.
+  bool land_flights(run_state& rs, std::size_t keep) {
+    const auto& id = rs.run.identity;
+    while (rs.flights.size() > keep) {
+      auto& f = rs.flights.front();
+      if (!send_ack(id, f))
+        return false;
+      if (f.ack.call) {
+        if (!finish_call(id, "Ack", f.ack.args, f.ack.call))
+          return false;
+        std::lock_guard<std::mutex> lk(mtx);
+        st.acked += f.ack.count;
+      }
+      rs.flights.pop_front();
+    }
+    for (std::size_t k = 0; k + 1 < rs.flights.size(); ++k)
+      if (!send_ack(id, rs.flights[k]))
+        return false;
     return true;
   }
 

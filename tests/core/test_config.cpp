@@ -76,6 +76,18 @@ TEST_CASE("config: out of range is refused") {
   CHECK(error_of("inspector:\n  address: 0.0.0.0\n").find("secret") != std::string::npos);
 }
 
+TEST_CASE("config: actors section of broker and node") {
+  auto b = parse_broker_config("", "broker.yaml");
+  CHECK(b.actors.threads == 0);
+  CHECK(b.actors.policy == "sharing");
+  auto n = parse_node_config("actors:\n  threads: 3\n  policy: stealing\n", "node.yaml");
+  CHECK(n.actors.threads == 3);
+  CHECK(n.actors.policy == "stealing");
+  CHECK(error_of("actors:\n  policy: fastest\n") ==
+        "broker.yaml:2:11: 'actors.policy' = 'fastest' must be one of: sharing, stealing");
+  CHECK(error_of("actors:\n  threads: -1\n").find("out of range 0..256") != std::string::npos);
+}
+
 TEST_CASE("config: YAML syntax errors name the position") {
   auto e = error_of("http:\n  port: [1,\n");
   CHECK(e.find("broker.yaml:") == 0);
