@@ -35,6 +35,14 @@ def cpu_seconds(pid):
         return float("nan")
 
 
+def machine_cpu():
+    """(busy, total) jiffies of all cores from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", default=os.path.join(root, "build", "spiderhub"))
@@ -43,6 +51,10 @@ def main():
     ap.add_argument("--block-size", type=int, default=100)
     ap.add_argument("--thread-num", type=int, default=16)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--broker-yaml", default="",
+                    help="extra broker YAML sections, e.g. 'storage: {batch_max: 1000}'")
+    ap.add_argument("--trace", action="store_true",
+                    help="sample /metrics every 0.1 s and print results stored/acked over time")
     a = ap.parse_args()
     if a.keep:
         os.environ["SPIDERHUB_KEEP_E2E"] = "1"
@@ -50,7 +62,8 @@ def main():
     site = env.start_site(a.pages)
     broker = env.start_broker(extra_yaml=f"dispatch:\n  block_size: {a.block_size}\n"
                                          f"  thread_num: {a.thread_num}\n"
-                                         "log:\n  level: warn\n")
+                                         "log:\n  level: " + os.environ.get("BENCH_LOG", "warn") + "\n" +
+                                         a.broker_yaml + "\n")
     nodes = [env.start_node(broker, f"node{i + 1}") for i in range(a.nodes)]
     worker = env.start_worker(broker, runs=0)  # stays up so its CPU time can be read
     h.wait_until("nodes online", lambda: sum(
@@ -64,9 +77,37 @@ def main():
 
     h.wait_until("trigger", trigger, timeout=30, interval=0.2)
     started = time.monotonic()
-    h.wait_until("run finished", lambda: (h.run_of(broker, job["id"]) or {}).get("status")
-                 in ("Success", "Exited", "Failed"), timeout=900, interval=0.2)
+    cpu0 = machine_cpu()
+    timeline = []  # (seconds since trigger, pages done)
+
+    trace = []  # (seconds, requests accepted, results stored, results acked)
+
+    def sample_metrics():
+        status, raw = h.http_get(broker.base + "/metrics")
+        if status != 200:
+            return
+        v = {}
+        for line in raw.decode().splitlines():
+            name, _, value = line.partition(" ")
+            if name in ("spiderhub_requests_accepted_total", "spiderhub_results_stored_total",
+                        "spiderhub_results_acked_total", "spiderhub_storage_batch_seconds_sum"):
+                v[name] = float(value)
+        trace.append((time.monotonic() - started, v.get("spiderhub_requests_accepted_total", 0),
+                      v.get("spiderhub_results_stored_total", 0),
+                      v.get("spiderhub_results_acked_total", 0),
+                      v.get("spiderhub_storage_batch_seconds_sum", 0)))
+
+    def finished():
+        if a.trace:
+            sample_metrics()
+        r = h.run_of(broker, job["id"]) or {}
+        timeline.append((time.monotonic() - started, r.get("success", 0)))
+        return r.get("status") in ("Success", "Exited", "Failed")
+
+    h.wait_until("run finished", finished, timeout=900, interval=0.1)
     elapsed = time.monotonic() - started
+    cpu1 = machine_cpu()
+    busy = (cpu1[0] - cpu0[0]) / max(cpu1[1] - cpu0[1], 1)
     run = h.run_of(broker, job["id"])
     procs = {"broker": broker.pid, "worker": worker.pid}
     for n in nodes:
@@ -82,6 +123,17 @@ def main():
     print(f"  pages/s         {run['success'] / elapsed:.0f}")
     print(f"  unique pages    {unique} (run total {run['total']}, success {run['success']}, "
           f"error {run['error']})")
+    print(f"  machine CPU     {100 * busy:.0f}% busy over {os.cpu_count()} cores (all processes)")
+    marks, last = [], -1
+    for t, done in timeline:  # pages done about every half second
+        if int(t * 2) != last:
+            last = int(t * 2)
+            marks.append(f"{t:.1f}s:{done}")
+    print("  progress        " + " ".join(marks))
+    if trace:
+        print("  trace (s: requests accepted, results stored, results acked, storage busy s)")
+        for t, acc, stored, acked, busy_s in trace:
+            print(f"    {t:5.2f}: {acc:6.0f} {stored:6.0f} {acked:6.0f} {busy_s:6.2f}")
     for name in procs:
         print(f"  {name:8} peak RSS {rss[name]:6.0f} MB   CPU {cpu[name]:6.2f} s "
               f"({1e6 * cpu[name] / max(run['success'], 1):.0f} us/page)")

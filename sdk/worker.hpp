@@ -2,10 +2,11 @@
 // Worker SDK: connects user spider logic to the broker's /worker hub.
 //
 // The broker starts a run with `Run`; the SDK then, on its own thread, pushes the spider's
-// start requests, calls `Complete`, and loops Poll -> parse -> Push children -> items ->
-// Ack until the broker sends `Exit`. Children are always pushed (and answered) before the
-// results that produced them are acked, which is what lets the broker decide that a run is
-// finished. Failed invocations are retried with backoff, so nothing is lost while the
+// start requests, calls `Complete`, and loops Poll -> parse -> items -> Push children ->
+// Ack until the broker sends `Exit`. The loop is pipelined (the next Poll and this batch's
+// pushes travel while the thread parses), but children are always pushed (and answered)
+// before the results that produced them are acked, which is what lets the broker decide
+// that a run is finished. Failed invocations are retried with backoff, so nothing is lost while the
 // connection comes and goes; results are at-least-once, so spiders must tolerate seeing a
 // result twice.
 #include <nlohmann/json.hpp>
@@ -42,8 +43,7 @@ class spider {
     (void)run;
     (void)item;
   }
-  /// Items of one Poll batch, after their requests were pushed and before the results are
-  /// acked. The default calls on_item for each; override to write a batch at once.
+  /// Items of one Poll batch, after it was parsed and before its results are acked. The default calls on_item for each; override to write a batch at once.
   virtual void on_items(const protocol::worker_run& run, const std::vector<nlohmann::json>& items) {
     for (const auto& item : items)
       on_item(run, item);
