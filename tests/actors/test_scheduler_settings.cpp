@@ -24,7 +24,11 @@ TEST_CASE("scheduler settings: sharing by default, one thread per core but at le
   CHECK(sys.scheduler().num_workers() == actors::scheduler_threads(0));
   CHECK(actors::scheduler_threads(0) >= 2);
   // Actors still run and answer under the sharing policy.
-  auto echo = sys.spawn([]() -> caf::behavior { return {[](int x) { return x + 1; }}; });
+  // With an argument: CAF 0.17 binds a null tuple for argument-less function actors.
+  auto echo =
+    sys.spawn([](caf::event_based_actor*,
+                 int offset) -> caf::behavior { return {[offset](int x) { return x + offset; }}; },
+              1);
   caf::scoped_actor self{sys};
   int got = 0;
   self->request(echo, std::chrono::seconds(5), 41)

@@ -89,14 +89,16 @@ public:
   }
 
   ~scripted_hub() {
+    std::vector<std::thread> delayed;
     {
       std::lock_guard<std::mutex> lk(mtx_);
-      stopping_ = true;
+      stopping_ = true; // from here on no Push answer thread is started
+      delayed.swap(delayed_);
     }
     cv_.notify_all();
-    for (auto& t : delayed_)
+    for (auto& t : delayed)
       t.join();
-    server_.reset();
+    server_.reset(); // only after the threads that send on its connections are gone
   }
 
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/"; }
@@ -143,6 +145,8 @@ private:
       }
       complete(ws, id, out);
     } else if (inv.target == "Push") {
+      if (stopping_)
+        return;
       ++rep_.pushes;
       std::vector<std::string> urls;
       for (auto& r : inv.arguments.at(1))
