@@ -76,7 +76,7 @@ struct worker::impl {
     // travels while this thread works (see poll_once).
     std::shared_ptr<call_state> prefetch;
     // Parsed batches whose children are being pushed or whose results are being acked,
-    // oldest first (at most three: see poll_once).
+    // oldest first (at most two between batches: see poll_once).
     std::deque<flight> flights;
   };
 
@@ -236,44 +236,26 @@ struct worker::impl {
     return state;
   }
 
-  /// The result of a call sent with send_call; when it failed it is sent again the
-  /// blocking way (call_raw). nullopt when the run ended or stop() was called first.
-  std::optional<std::string> finish_call(const std::string& identity, const std::string& target,
-                                         const std::string& args,
-                                         const std::shared_ptr<call_state>& c) {
-    std::string error;
-    {
-      std::unique_lock<std::mutex> lk(mtx);
-      cv.wait(lk, [&] { return c->done || abandoned_locked(identity); });
-      if (!c->done)
-        return std::nullopt;  // the late completion only touches `c`, kept alive by it
-      if (c->error.empty())
-        return std::move(c->result);
-      error = c->error;
-      ++st.retries;
-    }
-    spdlog::warn("worker: run {}: {} failed ({}); retrying", identity, target, error);
-    // An answer lost to a timeout may have been a Poll's results, which count as
-    // delivered on this connection: only a new connection gets them again.
-    if (error == "timeout")
-      restart_client();
-    return call_raw(identity, target, args);
-  }
-
   /// Invokes `target` until it succeeds; nullopt when the run ended or stop() was called
-  /// first. Blocks the SDK thread. The result comes back as raw JSON text.
+  /// first. Blocks the SDK thread. The result comes back as raw JSON text. `sent` is a
+  /// first attempt already sent with send_call (pipelined calls): it is awaited instead of
+  /// sending one, and retried like any other when it failed.
   std::optional<std::string> call_raw(const std::string& identity, const std::string& target,
-                                      const std::string& args) {
+                                      const std::string& args,
+                                      std::shared_ptr<call_state> sent = nullptr) {
     auto delay = opts.retry_initial;
     std::uint64_t failures = 0;
     std::optional<std::chrono::steady_clock::time_point> unknown_since;
     for (;;) {
-      {
-        std::lock_guard<std::mutex> lk(mtx);
-        if (abandoned_locked(identity))
-          return std::nullopt;
+      auto state = std::exchange(sent, nullptr);
+      if (!state) {
+        {
+          std::lock_guard<std::mutex> lk(mtx);
+          if (abandoned_locked(identity))
+            return std::nullopt;
+        }
+        state = send_call(target, args);
       }
-      auto state = send_call(target, args);
       std::string error;
       {
         std::unique_lock<std::mutex> lk(mtx);
@@ -361,8 +343,7 @@ struct worker::impl {
   bool poll_once(run_state& rs) {
     const auto& id = rs.run.identity;
     const auto poll_args = json::array({id, opts.poll_max}).dump();
-    auto raw = rs.prefetch ? finish_call(id, "Poll", poll_args, std::exchange(rs.prefetch, {}))
-                           : call_raw(id, "Poll", poll_args);
+    auto raw = call_raw(id, "Poll", poll_args, std::exchange(rs.prefetch, nullptr));
     if (!raw)
       return true;  // abandoned: let the loop apply the Exit/stop now
     std::vector<protocol::result> results;
@@ -466,7 +447,7 @@ struct worker::impl {
     for (auto& p : f.pushes) {
       if (!p.call)
         continue;
-      auto raw = finish_call(identity, "Push", p.args, p.call);
+      auto raw = call_raw(identity, "Push", p.args, p.call);
       if (!raw)
         return false;
       p.call.reset();
@@ -478,17 +459,17 @@ struct worker::impl {
   }
 
   /// Moves the run's flights on, oldest first: those beyond the newest `keep` land (Ack
-  /// confirmed, then dropped); every other flight but the newest gets its Ack sent.
-  /// False when the run was abandoned.
-  bool land_flights(run_state& rs, std::size_t keep) {
+  /// confirmed, then dropped); every other flight but the newest gets its Ack sent. Stops
+  /// early when the run was abandoned (the loop then applies the Exit/stop).
+  void land_flights(run_state& rs, std::size_t keep) {
     const auto& id = rs.run.identity;
     while (rs.flights.size() > keep) {
       auto& f = rs.flights.front();
       if (!send_ack(id, f))
-        return false;
+        return;
       if (f.ack.call) {
-        if (!finish_call(id, "Ack", f.ack.args, f.ack.call))
-          return false;
+        if (!call_raw(id, "Ack", f.ack.args, f.ack.call))
+          return;
         std::lock_guard<std::mutex> lk(mtx);
         st.acked += f.ack.count;
       }
@@ -496,8 +477,7 @@ struct worker::impl {
     }
     for (std::size_t k = 0; k + 1 < rs.flights.size(); ++k)
       if (!send_ack(id, rs.flights[k]))
-        return false;
-    return true;
+        return;
   }
 
   /// Advances one run by one unit of work; false when it had nothing to do (idle poll).

@@ -6,9 +6,9 @@
 // Ack until the broker sends `Exit`. The loop is pipelined (the next Poll and this batch's
 // pushes travel while the thread parses), but children are always pushed (and answered)
 // before the results that produced them are acked, which is what lets the broker decide
-// that a run is finished. Failed invocations are retried with backoff, so nothing is lost while the
-// connection comes and goes; results are at-least-once, so spiders must tolerate seeing a
-// result twice.
+// that a run is finished. Failed invocations are retried with backoff, so nothing is lost
+// while the connection comes and goes; results are at-least-once, so spiders must tolerate
+// seeing a result twice.
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -43,7 +43,8 @@ class spider {
     (void)run;
     (void)item;
   }
-  /// Items of one Poll batch, after it was parsed and before its results are acked. The default calls on_item for each; override to write a batch at once.
+  /// Items of one Poll batch, after it was parsed and before its results are acked. The
+  /// default calls on_item for each; override to write a batch at once.
   virtual void on_items(const protocol::worker_run& run, const std::vector<nlohmann::json>& items) {
     for (const auto& item : items)
       on_item(run, item);
