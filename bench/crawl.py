@@ -80,18 +80,10 @@ def main():
     cpu0 = machine_cpu()
     timeline = []  # (seconds since trigger, pages done)
 
-    trace = []  # (seconds, requests accepted, results stored, results acked)
+    trace = []  # (seconds, requests accepted, results stored, results acked, storage busy s)
 
     def sample_metrics():
-        status, raw = h.http_get(broker.base + "/metrics")
-        if status != 200:
-            return
-        v = {}
-        for line in raw.decode().splitlines():
-            name, _, value = line.partition(" ")
-            if name in ("spiderhub_requests_accepted_total", "spiderhub_results_stored_total",
-                        "spiderhub_results_acked_total", "spiderhub_storage_batch_seconds_sum"):
-                v[name] = float(value)
+        v = h.metrics(broker)
         trace.append((time.monotonic() - started, v.get("spiderhub_requests_accepted_total", 0),
                       v.get("spiderhub_results_stored_total", 0),
                       v.get("spiderhub_results_acked_total", 0),

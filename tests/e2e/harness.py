@@ -263,6 +263,20 @@ def api(method, broker, path, body=None, token=TOKEN):
         return status, raw.decode(errors="replace")
 
 
+def metrics(broker):
+    """The broker's /metrics as {series: value}; a series keeps its labels in its name
+    ('spiderhub_sessions{kind="node"}'). Every sample line of Prometheus text is
+    "series value"."""
+    status, raw = http_get(broker.base + "/metrics", token=None)
+    assert status == 200, status
+    out = {}
+    for line in raw.decode().splitlines():
+        if line and not line.startswith("#"):
+            series, value = line.rsplit(" ", 1)
+            out[series] = float(value)
+    return out
+
+
 def sign(subject, ts, token=TOKEN):
     return hmac.new(token.encode(), f"{subject}\n{ts}".encode(), hashlib.sha256).hexdigest()
 

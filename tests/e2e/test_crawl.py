@@ -49,14 +49,8 @@ def main():
         assert len(per_node) == 2, f"expected both nodes to download, got {per_node}"
         assert sum(per_node.values()) == PAGES, per_node
         assert min(per_node.values()) > 0, per_node
-        # Prometheus text: every sample line is "name value"; counters match the crawl.
-        status, raw = h.http_get(broker.base + "/metrics", token=None)
-        assert status == 200, status
-        metrics = {}
-        for line in raw.decode().splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.rsplit(" ", 1)
-                metrics[name] = float(value)
+        # Counters match the crawl.
+        metrics = h.metrics(broker)
         assert metrics["spiderhub_results_stored_total"] == PAGES, metrics
         assert metrics["spiderhub_results_acked_total"] == PAGES, metrics
         assert metrics["spiderhub_requests_accepted_total"] == PAGES, metrics

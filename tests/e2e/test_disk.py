@@ -15,12 +15,7 @@ PAGES = 6000
 
 
 def metric(broker, name):
-    status, raw = h.http_get(broker.base + "/metrics", token=None)
-    assert status == 200, status
-    for line in raw.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+    return h.metrics(broker).get(name)
 
 
 def main():
