@@ -5,6 +5,7 @@
 // (atom, args...) -> reply.
 #include <caf/all.hpp>
 
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -24,6 +25,12 @@ class database;
 }
 
 namespace spiderhub::protocol {
+
+/// Actor registry key of a name such as "dispatch" (CAF 0.17's string_view has no
+/// const char* constructor that clang accepts).
+inline caf::atom_value registry_key(const char* name) {
+  return caf::atom_from_string(caf::string_view{name, std::strlen(name)});
+}
 
 // --- transport -> session ----------------------------------------------------
 /// (frame_atom, text): one WebSocket text message from the peer.

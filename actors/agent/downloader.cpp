@@ -17,10 +17,14 @@
 #include <optional>
 // GCC 12 with -fsanitize=address reports -Wmaybe-uninitialized inside <regex> itself
 // (false positive in _NFA::_M_insert_*); keep SPIDERHUB_SANITIZE + WERROR builds green.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <regex>
 #pragma GCC diagnostic pop
+#else
+#include <regex>
+#endif
 #include <string_view>
 #include <thread>
 #include <unordered_map>

@@ -94,7 +94,7 @@ bool from_local_node(self_ptr self) {
 }
 
 caf::actor peer(self_ptr self, const char* name) {
-  return self->system().registry().get<caf::actor>(caf::atom_from_string(name));
+  return self->system().registry().get<caf::actor>(protocol::registry_key(name));
 }
 
 // Answers the console (a void wrapper, so handlers can `return reply(...)`).

@@ -213,7 +213,7 @@ void serve_metrics(caf::actor_system& sys, std::shared_ptr<net::http_responder> 
     auto& registry = b->system().registry();
     std::vector<std::pair<std::string, caf::actor>> asked;
     for (const char* name : sources) {
-      auto h = caf::actor_cast<caf::actor>(registry.get(caf::atom_from_string(name)));
+      auto h = caf::actor_cast<caf::actor>(registry.get(protocol::registry_key(name)));
       if (h)
         asked.emplace_back(name, h);
     }

@@ -305,5 +305,5 @@ TEST_CASE("inspector: secret, validation, job manager commands and the session r
   for (auto& a : {inspector, sessions, jobs})
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   for (auto name : {"jobs", "sessions", "inspector"})
-    sys.registry().erase(caf::atom_from_string(name));
+    sys.registry().erase(spiderhub::protocol::registry_key(name));
 }
