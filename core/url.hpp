@@ -1,5 +1,9 @@
 #pragma once
-// Small URL helpers shared by the node agent and the worker SDK.
+// URL helpers shared by the broker, the node agent and the worker SDK. URLs this header
+// returns are absolute http(s), normalised (lower-case scheme and host, default port
+// dropped, dot segments removed, no fragment, unsafe bytes percent-encoded), so they
+// compare as plain strings.
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -15,5 +19,25 @@ std::string url_encode(std::string_view s);
 std::string hub_url(const std::string& base, const std::string& path,
                     const std::vector<std::pair<std::string, std::string>>& query,
                     bool websocket = true);
+
+/// Resolves the reference `ref` against the absolute URL `base` (RFC 3986 section 5.2,
+/// with the browser habits of trimming whitespace and reading '\' as '/'), then
+/// normalises it. Returns "" when the result is not a valid http/https URL.
+std::string resolve_url(const std::string& base, std::string_view ref);
+
+/// Normalises an absolute http/https URL; "" when `url` is not one.
+std::string normalize_url(std::string_view url);
+
+/// Scheme, host and port of an absolute http/https URL.
+struct url_origin {
+  std::string scheme;  // "http" | "https"
+  std::string host;    // lower case; IPv6 keeps its brackets
+  int port = 0;        // the default port of the scheme when the URL names none
+};
+std::optional<url_origin> parse_url_origin(std::string_view url);
+
+/// Lower-case "host" or "host:port" of an http/https URL (default ports dropped);
+/// "" when `url` is not one.
+std::string url_host(const std::string& url);
 
 } // namespace spiderhub::core

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "core/error.hpp"
+#include "core/url.hpp"
 #include "sdk/html_links.hpp"
 
 namespace spiderhub::sdk {
@@ -68,7 +69,7 @@ site_arguments parse_site_arguments(const std::string& arguments) {
   if (!j["startUrl"].is_string())
     bad_arguments("'startUrl' must be a string");
   auto raw = j["startUrl"].get<std::string>();
-  a.start_url = normalize_url(raw);
+  a.start_url = core::normalize_url(raw);
   if (a.start_url.empty())
     bad_arguments("'startUrl' must be an absolute http or https URL, got '" + raw + "'");
   if (j.contains("maxDepth")) {
@@ -116,7 +117,7 @@ site_spider::run_state& site_spider::state_for(const protocol::worker_run& run) 
     return it->second;
   run_state s;
   s.args = parse_site_arguments(run.arguments);
-  s.start_host = url_host(s.args.start_url);
+  s.start_host = core::url_host(s.args.start_url);
   // A worker restarted in the middle of a run gets unacked results again; items this run
   // already wrote (lines tagged with its identity) are not written a second time.
   {
@@ -159,7 +160,7 @@ parse_result site_spider::parse(const protocol::worker_run& run, const protocol:
 
   if (r.depth < s.args.max_depth) {
     for (auto& link : info.links) {
-      if (s.args.same_domain && url_host(link) != s.start_host)
+      if (s.args.same_domain && core::url_host(link) != s.start_host)
         continue;
       // The broker's dedup key includes request.referer, so the referer travels as a
       // header instead: the broker then dedups by URL, also across worker restarts. The

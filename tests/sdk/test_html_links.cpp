@@ -1,5 +1,6 @@
 // Unit tests for sdk/html_links: URL resolution (RFC 3986 section 5.4 examples plus the
 // browser habits we copy), <base href>, titles, dropped schemes, and tag soup.
+#include "core/url.hpp"
 #include "sdk/html_links.hpp"
 
 #include <doctest/doctest.h>
@@ -10,9 +11,9 @@
 namespace {
 
 using spiderhub::sdk::extract_links;
-using spiderhub::sdk::normalize_url;
-using spiderhub::sdk::resolve_url;
-using spiderhub::sdk::url_host;
+using spiderhub::core::normalize_url;
+using spiderhub::core::resolve_url;
+using spiderhub::core::url_host;
 
 struct resolve_case {
   const char* ref;
