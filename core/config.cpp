@@ -216,6 +216,22 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
     s.finish();
   }
   {
+    auto s = top.child("politeness");
+    auto& d = c.politeness;
+    s.get_one_of("key", d.key, {"host", "domain"});
+    s.get("max_concurrency_per_host", d.max_concurrency_per_host, 1, 100000);
+    s.get_ms("delay_ms", d.delay, 0, 3600000);
+    s.get_ms("max_delay_ms", d.max_delay, 0, day_ms);
+    s.get("robots", d.robots);
+    s.get("adaptive", d.adaptive);
+    s.get_ms("robots_ttl_ms", d.robots_ttl, 1000, 30 * day_ms);
+    s.get_ms("robots_retry_ms", d.robots_retry, 1, day_ms);
+    s.get("robots_max_attempts", d.robots_max_attempts, 1, 100);
+    s.get_ms("backoff_initial_ms", d.backoff_initial, 1, day_ms);
+    s.get("backoff_after_errors", d.backoff_after_errors, 1, 1000);
+    s.finish();
+  }
+  {
     auto s = top.child("scheduler");
     auto& d = c.scheduler;
     s.get_one_of("kind", d.kind, {"builtin", "schedulernet"});

@@ -56,8 +56,21 @@ struct broker_config {
     std::int32_t max_attempts = 5;       // leases of one block before it is failed
     std::int32_t thread_num = 8;         // downloads in parallel per block on a node
     std::int32_t max_poll = 1000;        // results per Poll at most
-    std::int32_t blocks_per_node = 4;    // leased blocks one node may hold at once
+    std::int32_t blocks_per_node = 32;   // leased blocks one node may hold at once
   } dispatch;
+  struct politeness_t {                  // per politeness key, all nodes together
+    std::string key = "host";            // host (scheme://host:port) | domain (registered)
+    std::int32_t max_concurrency_per_host = 8;
+    milliseconds delay{0};               // between two request starts of one key
+    milliseconds max_delay{60000};       // cap of Crawl-delay and error backoff
+    bool robots = true;                  // fetch and obey robots.txt
+    bool adaptive = true;                // tune concurrency from latency and errors
+    milliseconds robots_ttl{86400000};   // robots.txt fetched again after this
+    milliseconds robots_retry{2000};     // first retry of an unreachable robots.txt (doubles)
+    std::int32_t robots_max_attempts = 3; // then the origin's requests fail
+    milliseconds backoff_initial{1000};  // first pause after repeated errors (doubles)
+    std::int32_t backoff_after_errors = 2; // consecutive 5xx/timeouts that start a backoff
+  } politeness;
   struct scheduler_t {
     std::string kind = "builtin";        // builtin | schedulernet
     std::string timezone = "UTC";
@@ -97,7 +110,7 @@ struct node_config {
   milliseconds heartbeat_interval{5000};
   std::int32_t retry_download = 3;
   struct download_t {
-    std::int32_t max_blocks = 4;         // blocks downloaded at once (free slots)
+    std::int32_t max_blocks = 32;        // blocks downloaded at once (free slots)
     milliseconds timeout{30000};
     milliseconds connect_timeout{10000};
     std::int64_t max_body_bytes = 32 << 20;

@@ -53,6 +53,19 @@ actors::dispatch_options dispatch_options_of(const core::broker_config& c) {
   d.thread_num = c.dispatch.thread_num;
   d.max_poll = c.dispatch.max_poll;
   d.blocks_per_node = c.dispatch.blocks_per_node;
+  auto& p = d.politeness;
+  const auto& pc = c.politeness;
+  p.key_kind = *core::parse_politeness_key_kind(pc.key);  // the loader accepted only these
+  p.budget.max_concurrency = pc.max_concurrency_per_host;
+  p.budget.delay_ms = pc.delay.count();
+  p.budget.max_delay_ms = pc.max_delay.count();
+  p.budget.robots = pc.robots;
+  p.budget.adaptive = pc.adaptive;
+  p.robots_ttl_ms = pc.robots_ttl.count();
+  p.robots_retry_ms = pc.robots_retry.count();
+  p.robots_max_attempts = pc.robots_max_attempts;
+  p.backoff_initial_ms = pc.backoff_initial.count();
+  p.backoff_after_errors = pc.backoff_after_errors;
   return d;
 }
 

@@ -44,6 +44,13 @@ std::int64_t get_int(od::value v, const std::string& path) {
   return x;
 }
 
+bool get_bool(od::value v, const std::string& path) {
+  bool b = false;
+  if (v.get_bool().get(b) != simdjson::SUCCESS)
+    fail(path, "expected true or false");
+  return b;
+}
+
 bool is_null(od::value& v) {
   bool null = false;
   return v.is_null().get(null) == simdjson::SUCCESS && null;
@@ -109,6 +116,12 @@ bool read_result(od::object obj, result& r, const std::string& path) {
       r.error = get_string(v, p);
     } else if (key == "depth") {
       r.depth = to_int32(get_int(v, p), p);
+    } else if (key == "deferred") {
+      r.deferred = get_bool(v, p);
+    } else if (key == "retryAfterMs") {
+      r.retry_after_ms = get_int(v, p);
+      if (r.retry_after_ms < -1)
+        fail(p, "must be >= 0, or -1 for none");
     }
   });
   if (!has_url)
@@ -141,8 +154,16 @@ bool read_result_summary(od::object obj, result& r, const std::string& path) {
       od::raw_json_string rs;
       if (v.get_raw_json_string().get(rs) != simdjson::SUCCESS)
         fail(path + "." + std::string(key), "expected a string");
-    } else if (key == "responseTime" || key == "depth") {
-      get_int(v, path + "." + std::string(key));
+    } else if (key == "responseTime") {
+      r.response_time = get_int(v, path + ".responseTime");
+    } else if (key == "depth") {
+      get_int(v, path + ".depth");
+    } else if (key == "deferred") {
+      r.deferred = get_bool(v, path + ".deferred");
+    } else if (key == "retryAfterMs") {
+      r.retry_after_ms = get_int(v, path + ".retryAfterMs");
+      if (r.retry_after_ms < -1)
+        fail(path + ".retryAfterMs", "must be >= 0, or -1 for none");
     }
   });
   if (!has_url)
@@ -319,6 +340,9 @@ raw_block_response parse_block_response(std::string_view arguments_json) {
     rr.request_hash = r.request_hash;
     rr.status_code = r.status_code;
     rr.error = r.error;
+    rr.response_time = r.response_time;
+    rr.deferred = r.deferred;
+    rr.retry_after_ms = r.retry_after_ms;
     if (has_id) {
       // Stored bodies never carry resultId (the broker splices its own): re-encode.
       simdjson::padded_string again(raw_results[i]);
@@ -415,7 +439,8 @@ std::pair<std::string, std::vector<raw_request>> parse_push(std::string_view arg
       fail(path + ".url", "must not be empty");
     if (r.method.empty())
       r.method = "GET";
-    out.push_back({request_hash(r), std::string(raws[i])});
+    auto hash = request_hash(r);
+    out.push_back({std::move(hash), std::string(raws[i]), std::move(r.url)});
   }
   return {std::move(identity), std::move(out)};
 }
@@ -525,6 +550,12 @@ void append_json(std::string& out, const result& r) {
   append_json_string(out, r.error);
   out += ",\"depth\":";
   out += std::to_string(r.depth);
+  if (r.deferred)
+    out += ",\"deferred\":true";
+  if (r.retry_after_ms >= 0) {
+    out += ",\"retryAfterMs\":";
+    out += std::to_string(r.retry_after_ms);
+  }
   out += '}';
 }
 

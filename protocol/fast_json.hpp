@@ -33,6 +33,9 @@ struct raw_result {
   std::string request_hash;
   std::int32_t status_code = 0;
   std::string error;
+  std::int64_t response_time = 0;    // ms
+  bool deferred = false;             // see protocol::result::deferred
+  std::int64_t retry_after_ms = -1;
   std::string body;  // JSON object text without resultId, ready to store
 };
 
@@ -48,7 +51,8 @@ struct raw_block_response {
 raw_block_response parse_block_response(std::string_view arguments_json);
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, raw_result& x) {
-  return f(x.request_hash, x.status_code, x.error, x.body);
+  return f(x.request_hash, x.status_code, x.error, x.response_time, x.deferred, x.retry_after_ms,
+           x.body);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, raw_block_response& x) {
@@ -59,6 +63,7 @@ typename Inspector::result_type inspect(Inspector& f, raw_block_response& x) {
 struct raw_request {
   std::string hash;
   std::string json;
+  std::string url;
 };
 
 /// Decodes the arguments of a Push call ([identity, Request[]]): validates every request
@@ -66,7 +71,7 @@ struct raw_request {
 std::pair<std::string, std::vector<raw_request>> parse_push(std::string_view arguments_json);
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, raw_request& x) {
-  return f(x.hash, x.json);
+  return f(x.hash, x.json, x.url);
 }
 
 /// Decodes a JSON array of results (a Poll reply). Throws core::input_error.

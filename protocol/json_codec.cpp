@@ -55,6 +55,15 @@ void read(const json& j, const char* key, Int& out, const std::string& path,
   out = static_cast<Int>(v);
 }
 
+void read(const json& j, const char* key, bool& out, const std::string& path) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null())
+    return;
+  if (!it->is_boolean())
+    fail(path + "." + key, "expected true or false");
+  out = it->get<bool>();
+}
+
 void read(const json& j, const char* key, header_map& out, const std::string& path) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null())
@@ -133,7 +142,12 @@ json to_json(const site& x) {
           {"encodingName", x.encoding_name},
           {"sleepTime", x.sleep_time},
           {"cycleRetryTimes", x.cycle_retry_times},
-          {"cookies", x.cookies}};
+          {"cookies", x.cookies},
+          {"maxConcurrencyPerHost", x.max_concurrency_per_host},
+          {"delayMs", x.delay_ms},
+          {"robotsTxt", x.robots_txt},
+          {"politenessKey", x.politeness_key},
+          {"adaptiveThrottle", x.adaptive_throttle}};
 }
 
 template <> site decode<site>(const json& j, const std::string& path) {
@@ -148,12 +162,27 @@ template <> site decode<site>(const json& j, const std::string& path) {
   read(j, "sleepTime", s.sleep_time, path);
   read(j, "cycleRetryTimes", s.cycle_retry_times, path);
   read(j, "cookies", s.cookies, path);
+  read(j, "maxConcurrencyPerHost", s.max_concurrency_per_host, path);
+  if (s.max_concurrency_per_host < 0)
+    fail(path + ".maxConcurrencyPerHost", "must be >= 0 (0 = not set)");
+  read(j, "delayMs", s.delay_ms, path);
+  if (s.delay_ms < -1)
+    fail(path + ".delayMs", "must be >= 0, or -1 for not set");
+  auto one_of = [&](const char* key, std::string& out, const char* a, const char* b) {
+    read(j, key, out, path);
+    if (!out.empty() && out != a && out != b)
+      fail(path + "." + key, std::string("must be \"") + a + "\", \"" + b + "\" or empty");
+  };
+  one_of("robotsTxt", s.robots_txt, "obey", "ignore");
+  one_of("politenessKey", s.politeness_key, "host", "domain");
+  one_of("adaptiveThrottle", s.adaptive_throttle, "on", "off");
   return s;
 }
 
 json to_json(const block& x) {
   return {{"blockId", x.block_id},       {"identity", x.identity},
           {"command", x.command},        {"threadNum", x.thread_num},
+          {"delayMs", x.delay_ms},
           {"changeIpPattern", x.change_ip_pattern}, {"site", to_json(x.site_settings)},
           {"cookies", x.cookies},        {"requests", to_json(x.requests)}};
 }
@@ -169,6 +198,9 @@ template <> block decode<block>(const json& j, const std::string& path) {
   read(j, "threadNum", b.thread_num, path);
   if (b.thread_num < 1)
     fail(path + ".threadNum", "must be >= 1");
+  read(j, "delayMs", b.delay_ms, path);
+  if (b.delay_ms < 0)
+    fail(path + ".delayMs", "must be >= 0");
   read(j, "changeIpPattern", b.change_ip_pattern, path);
   read_object(j, "site", b.site_settings, path);
   read(j, "cookies", b.cookies, path);
@@ -184,6 +216,10 @@ json to_json(const result& x) {
             {"depth", x.depth}};
   if (!x.content_encoding.empty())
     j["contentEncoding"] = x.content_encoding;
+  if (x.deferred)
+    j["deferred"] = true;
+  if (x.retry_after_ms >= 0)
+    j["retryAfterMs"] = x.retry_after_ms;
   return j;
 }
 
@@ -202,6 +238,10 @@ template <> result decode<result>(const json& j, const std::string& path) {
     fail(path + ".contentEncoding", "must be empty or \"base64\"");
   read(j, "error", r.error, path);
   read(j, "depth", r.depth, path);
+  read(j, "deferred", r.deferred, path);
+  read(j, "retryAfterMs", r.retry_after_ms, path);
+  if (r.retry_after_ms < -1)
+    fail(path + ".retryAfterMs", "must be >= 0, or -1 for none");
   return r;
 }
 

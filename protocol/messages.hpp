@@ -50,7 +50,7 @@ using write_fn = std::function<void(storage::database&)>;
 using read_fn = std::function<caf::message(storage::database&)>;
 
 // --- node sessions <-> dispatcher -------------------------------------------
-/// (node_up_atom, node_id, session): a node connected.
+/// (node_up_atom, node_id, session, max_blocks): a node connected (max_blocks 0: unknown).
 using node_up_atom = caf::atom_constant<caf::atom("node_up")>;
 /// (node_down_atom, node_id, session): its connection ended; leases return to ready.
 using node_down_atom = caf::atom_constant<caf::atom("node_down")>;
@@ -114,6 +114,11 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 /// (stats_atom) -> std::string JSON object of that actor's counters.
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
+/// (hosts_atom, identity) -> std::string JSON: the politeness table of a running block run
+/// (per key: in flight, done, errors by kind, delay, concurrency, robots, paused until).
+using hosts_atom = caf::atom_constant<caf::atom("hosts")>;
+/// dispatcher -> itself: a politeness key may start now (delay or pause over).
+using wake_atom = caf::atom_constant<caf::atom("wake")>;
 
 /// A block run as the job manager hands it to the dispatcher.
 struct run_spec {

@@ -34,6 +34,13 @@ struct site {
   std::int32_t sleep_time = 0;        // ms between two requests of one download slot
   std::int32_t cycle_retry_times = 0; // retries of a failed request inside one lease
   std::string cookies;
+  // Politeness overrides (docs/politeness.md); unset values take the job's, then the
+  // broker's.
+  std::int32_t max_concurrency_per_host = 0; // 0 = unset
+  std::int32_t delay_ms = -1;                // -1 = unset
+  std::string robots_txt;                    // "" | "obey" | "ignore"
+  std::string politeness_key;                // "" | "host" | "domain"
+  std::string adaptive_throttle;             // "" | "on" | "off"
 };
 
 enum class block_command : std::int32_t { none = 0, download = 1, pause = 2, resume = 3, exit = 4 };
@@ -44,6 +51,7 @@ struct block {
   std::string identity;                 // run identity
   std::int32_t command = 1;             // block_command
   std::int32_t thread_num = 1;          // concurrent downloads for this block
+  std::int32_t delay_ms = 0;            // at least this long between two request starts
   std::string change_ip_pattern;
   site site_settings;
   std::string cookies;
@@ -62,6 +70,10 @@ struct result {
   std::string content_encoding;   // "" (UTF-8 text) or "base64" (arbitrary bytes)
   std::string error;              // empty on success
   std::int32_t depth = 0;         // depth of the request, so workers can limit crawls
+  // Node -> broker only: not a final result. The request was not started (its block was
+  // paused) or met 429/503; the broker queues it again after the host's pause.
+  bool deferred = false;
+  std::int64_t retry_after_ms = -1; // Retry-After of a 429/503 in ms; -1 when none
 };
 
 struct block_response {
@@ -130,6 +142,7 @@ struct node_info {
   std::string os;
   std::int32_t processor_count = 0;
   std::int32_t max_process_count = 0;  // application processes the node runs at once
+  std::int32_t max_blocks = 0;         // blocks it downloads at once; 0 = not announced
 };
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, request& x) {
@@ -138,15 +151,16 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 }
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, site& x) {
   return f(x.headers, x.content_type, x.domains, x.user_agent, x.accept, x.encoding_name,
-           x.sleep_time, x.cycle_retry_times, x.cookies);
+           x.sleep_time, x.cycle_retry_times, x.cookies, x.max_concurrency_per_host, x.delay_ms, x.robots_txt, x.politeness_key,
+           x.adaptive_throttle);
 }
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, block& x) {
-  return f(x.block_id, x.identity, x.command, x.thread_num, x.change_ip_pattern,
+  return f(x.block_id, x.identity, x.command, x.thread_num, x.delay_ms, x.change_ip_pattern,
            x.site_settings, x.cookies, x.requests);
 }
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, result& x) {
   return f(x.result_id, x.request_hash, x.url, x.status_code, x.response_time, x.headers,
-           x.content, x.content_encoding, x.error, x.depth);
+           x.content, x.content_encoding, x.error, x.depth, x.deferred, x.retry_after_ms);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, block_response& x) {
@@ -176,7 +190,7 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 }
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, node_info& x) {
   return f(x.node_id, x.group, x.ip, x.memory, x.node_type, x.os, x.processor_count,
-           x.max_process_count);
+           x.max_process_count, x.max_blocks);
 }
 
 /// First 16 hex chars of MD5(referer.origin.method.content.url): the dedup key.

@@ -73,6 +73,10 @@ CREATE TABLE Package (
   Format TEXT NOT NULL CHECK (Format IN ('zip','tar.gz')), CreationTime TEXT NOT NULL);
 ALTER TABLE JobStatus ADD COLUMN ExitCode INTEGER;
 )sql",
+  // 3: requests robots.txt disallowed (Request.State 3) are counted apart.
+  R"sql(
+ALTER TABLE JobStatus ADD COLUMN Skipped INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,

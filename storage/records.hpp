@@ -62,6 +62,7 @@ struct job_status_row {
   std::string node_id;   // "" for the run as a whole
   std::string status;    // Running, Success, Failed, Exited, Lost, ...
   std::int64_t left = 0, success = 0, error = 0, total = 0;
+  std::int64_t skipped = 0;  // block runs: requests robots.txt disallowed (not downloaded)
   std::string reason;
   std::string update_time;
   std::optional<std::int32_t> exit_code;  // application runs: the node's process exit code
@@ -99,10 +100,10 @@ struct request_row {
 };
 
 /// Outcome of one request, kept after its body is dropped so totals survive restarts.
-enum class request_state : std::int32_t { pending = 0, success = 1, error = 2 };
+enum class request_state : std::int32_t { pending = 0, success = 1, error = 2, skipped = 3 };
 
 struct request_totals {
-  std::int64_t total = 0, success = 0, error = 0;
+  std::int64_t total = 0, success = 0, error = 0, skipped = 0;
 };
 
 struct result_row {

@@ -316,12 +316,14 @@ job_status_row read_status(SQLite::Statement& q) {
   s.total = q.getColumn(7).getInt64();
   s.reason = q.getColumn(8).getString();
   s.update_time = q.getColumn(9).getString();
+  s.skipped = q.getColumn(11).getInt64();
   if (!q.getColumn(10).isNull())
     s.exit_code = q.getColumn(10).getInt();
   return s;
 }
 constexpr const char* status_columns = "SELECT JobId, Identity, NodeId, Status, Left, Success, "
-                                       "Error, Total, Reason, UpdateTime, ExitCode FROM JobStatus ";
+                                       "Error, Total, Reason, UpdateTime, ExitCode, Skipped "
+                                       "FROM JobStatus ";
 } // namespace
 
 std::vector<running_row> run_repository::running() {
@@ -343,10 +345,11 @@ std::optional<running_row> run_repository::find_running(const std::string& ident
 void run_repository::upsert_status(const job_status_row& s) {
   auto& q = db_.prepare(
     "INSERT INTO JobStatus (JobId, Identity, NodeId, Status, Left, Success, Error, Total, Reason, "
-    "UpdateTime, ExitCode) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(JobId, Identity, NodeId) "
+    "UpdateTime, ExitCode, Skipped) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT(JobId, Identity, NodeId) "
     "DO UPDATE SET Status=excluded.Status, Left=excluded.Left, Success=excluded.Success, "
     "Error=excluded.Error, Total=excluded.Total, Reason=excluded.Reason, "
-    "UpdateTime=excluded.UpdateTime, ExitCode=excluded.ExitCode");
+    "UpdateTime=excluded.UpdateTime, ExitCode=excluded.ExitCode, Skipped=excluded.Skipped");
   q.bind(1, s.job_id);
   q.bind(2, s.identity);
   q.bind(3, s.node_id);
@@ -361,6 +364,7 @@ void run_repository::upsert_status(const job_status_row& s) {
     q.bind(11, *s.exit_code);
   else
     q.bind(11);
+  q.bind(12, static_cast<std::int64_t>(s.skipped));
   q.exec();
 }
 
@@ -439,6 +443,8 @@ request_totals crawl_repository::totals(const std::string& identity) {
       t.success += n;
     else if (s == request_state::error)
       t.error += n;
+    else if (s == request_state::skipped)
+      t.skipped += n;
   }
   return t;
 }
@@ -566,6 +572,18 @@ std::vector<block_row> crawl_repository::blocks(const std::string& identity) {
     out.push_back(std::move(b));
   }
   return out;
+}
+
+void crawl_repository::delete_block(const std::string& id) {
+  auto& q = db_.prepare("DELETE FROM Block WHERE Id=?");
+  q.bind(1, id);
+  q.exec();
+}
+
+void crawl_repository::delete_open_blocks(const std::string& identity) {
+  auto& q = db_.prepare("DELETE FROM Block WHERE Identity=? AND State IN (1, 2)");
+  q.bind(1, identity);
+  q.exec();
 }
 
 void crawl_repository::purge_run(const std::string& identity) {

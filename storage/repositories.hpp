@@ -94,6 +94,10 @@ class crawl_repository {
   /// Requests of a run not downloaded yet (State pending, body kept), in any order.
   std::vector<request_row> pending_requests(const std::string& identity);
   std::vector<block_row> blocks(const std::string& identity);
+  /// A block whose requests went back to their queue (lease lost): its id is not used again.
+  void delete_block(const std::string& id);
+  /// Ready and leased blocks of a run (after a restart their leases are void).
+  void delete_open_blocks(const std::string& identity);
   /// Removes every row of a finished run except the dedup hashes (kept until purge).
   void purge_run(const std::string& identity);
 

@@ -71,6 +71,10 @@ void submit(self_ptr self, block b) {
     self->state.dl->cancel_identity(b.identity);
     return;
   }
+  if (b.command == static_cast<std::int32_t>(block_command::pause)) {
+    self->state.dl->pause_block(b.block_id);  // its host was paused (429/503)
+    return;
+  }
   auto id = b.block_id;
   auto n = b.requests.size();
   if (self->state.dl->submit(std::move(b)))
@@ -206,6 +210,7 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
        {"os", os_name()},
        {"processorCount", std::to_string(core::processor_count())},
        {"maxProcessCount", std::to_string(cfg.max_process_count)},
+       {"maxBlocks", std::to_string(cfg.download.max_blocks)},
        {"ts", ts},
        {"sign", core::connection_sign(cfg.token, node_id, std::stoll(ts))}});
   };

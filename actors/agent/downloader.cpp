@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/politeness.hpp"
 #include "protocol/json_codec.hpp"
 
 extern char** environ;
@@ -47,7 +48,6 @@ using std::chrono::milliseconds;
 constexpr std::size_t max_header_bytes = 8 * 1024; // response headers kept per result
 constexpr std::size_t max_header_count = 64;
 constexpr milliseconds max_backoff{30000};
-constexpr milliseconds max_retry_after{60000};
 constexpr milliseconds max_poll_wait{1000};     // loop wakes at least this often
 constexpr milliseconds housekeeping_every{1000};
 constexpr int max_thread_num = 256;             // per block, guards against absurd leases
@@ -206,7 +206,16 @@ bool retryable(CURLcode rc) {
 }
 
 bool retryable_status(long status) {
-  return status == 429 || (status >= 500 && status <= 599);
+  return status >= 500 && status <= 599 && status != 503;
+}
+
+/// 429 and 503 ask the client to slow down: the broker pauses the whole host for every
+/// node, so the node hands these back instead of retrying them itself.
+bool throttling_status(long status) { return status == 429 || status == 503; }
+
+std::int64_t unix_ms_now() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -308,6 +317,9 @@ struct block_state {
   std::vector<std::pair<std::string, std::string>> seed_cookies; // site + block cookies
   std::string seed_key;            // the seed cookies as text, part of identity_jar::seeded
   milliseconds sleep{0};           // site.sleep_time
+  milliseconds delay{0};           // block.delay_ms: between two request starts of the block
+  time_point next_start{};         // no request of the block starts before this
+  bool halted = false;             // paused (by the broker or a 429/503): start nothing more
   std::size_t next = 0;            // next request never started
   int in_flight = 0;
   std::vector<time_point> slot_ready; // per download slot; time_point::max() while busy
@@ -455,6 +467,7 @@ struct downloader::impl {
   std::deque<protocol::block> queue;        // submitted, not yet active
   std::unordered_set<std::string> ids;      // ids of active and queued blocks
   std::vector<std::string> cancels;         // identities the loop has yet to drop
+  std::vector<std::string> pauses;          // block ids the loop has yet to halt
   int active = 0;                           // blocks taken from queue by the loop
   bool started = false;
   bool stopping = false;
@@ -658,6 +671,45 @@ struct downloader::impl {
     return std::min<milliseconds>(d, max_backoff);
   }
 
+  /// A result that is not final: the broker queues the request again.
+  void defer_request(block_state& bs, const work_item& item, long status,
+                     std::int64_t retry_after_ms, const std::string& why) {
+    const auto& rq = bs.b.requests[item.index];
+    protocol::result r;
+    r.request_hash = protocol::request_hash(rq);
+    r.url = rq.url;
+    r.status_code = static_cast<std::int32_t>(status);
+    r.depth = rq.depth;
+    r.deferred = true;
+    r.retry_after_ms = retry_after_ms;
+    r.error = why;
+    if (bs.batch.empty())
+      bs.batch_since = steady::now();
+    bs.batch.push_back(std::move(r));
+  }
+
+  /// Starts nothing more in the block: what was not started (or waits for a retry) goes
+  /// back to the broker as deferred results; transfers under way finish normally.
+  void halt(block_state& bs, const std::string& why) {
+    if (bs.halted)
+      return;
+    bs.halted = true;
+    std::size_t n = 0;
+    for (; bs.next < bs.b.requests.size(); ++bs.next, ++n)
+      defer_request(bs, work_item{static_cast<std::uint32_t>(bs.next), 0, false, {}}, 0, -1,
+                    why);
+    for (auto* list : {&bs.retries, &bs.ip_waiting}) {
+      for (auto& item : *list) {
+        defer_request(bs, item, 0, -1, why);
+        ++n;
+      }
+      list->clear();
+    }
+    spdlog::info("downloader: block {} halted ({}): {} requests handed back", bs.b.block_id,
+                 why, n);
+    flush(bs);
+  }
+
   /// A finished transfer: retry it, park it for the change-IP command, or make a result.
   void on_transfer_done(transfer* t, CURLcode rc, time_point now) {
     auto& bs = *t->blk;
@@ -675,16 +727,21 @@ struct downloader::impl {
     const bool more_attempts = t->item.attempt < opts.retry_download;
 
     std::string error;
+    if (rc == CURLE_OK && throttling_status(status)) {
+      std::int64_t retry_after = -1;
+      if (auto ra = find_header(t->raw_headers, "retry-after"))
+        if (auto ms = core::parse_retry_after(*ra, unix_ms_now()))
+          retry_after = *ms;
+      spdlog::info("downloader: {} -> HTTP {} (Retry-After {} ms): handed back to the broker",
+                   rq.url, status, retry_after);
+      defer_request(bs, t->item, status, retry_after, "HTTP " + std::to_string(status));
+      release(t);
+      halt(bs, "the host answered HTTP " + std::to_string(status));
+      return;
+    }
     if (rc == CURLE_OK) {
       if (retryable_status(status) && more_attempts) {
         auto delay = backoff(t->item.attempt);
-        if (status == 429 || status == 503)
-          if (auto ra = find_header(t->raw_headers, "retry-after")) {
-            auto secs = parse_count(*ra); // the HTTP-date form is ignored
-            if (secs >= 0) // clamp before converting: 10^18 s would overflow as ms
-              delay = std::min<milliseconds>(
-                  std::chrono::seconds(std::min<std::int64_t>(secs, 3600)), max_retry_after);
-          }
         spdlog::debug("downloader: {} -> HTTP {}, retry {} in {} ms", rq.url, status,
                       t->item.attempt + 1, delay.count());
         retry_later(bs, t->item, delay, now);
@@ -899,6 +956,7 @@ struct downloader::impl {
     const int slots = std::clamp(bs->b.thread_num, 1, max_thread_num);
     bs->slot_ready.assign(static_cast<std::size_t>(slots), time_point{});
     bs->sleep = milliseconds(std::max(0, site.sleep_time));
+    bs->delay = milliseconds(std::max(0, bs->b.delay_ms));
     if (auto why = bs->matcher.compile(bs->b.change_ip_pattern); !why.empty())
       spdlog::warn("downloader: block {}: change-IP pattern '{}' ignored: {}", bs->b.block_id,
                    bs->b.change_ip_pattern, why);
@@ -947,7 +1005,13 @@ struct downloader::impl {
   /// Starts what may start now in a block; lowers `next_due` to when more may start.
   void pump(block_state& bs, time_point now, time_point& next_due) {
     const int limit = static_cast<int>(bs.slot_ready.size());
-    while (bs.in_flight < limit) {
+    while (!bs.halted && bs.in_flight < limit) {
+      if (bs.delay.count() > 0 && now < bs.next_start) {
+        // The broker's politeness delay: starts of this block are spaced, all slots together.
+        if (bs.next < bs.b.requests.size() || !bs.retries.empty())
+          next_due = std::min(next_due, bs.next_start);
+        return;
+      }
       int slot = -1;
       time_point soonest = time_point::max();
       for (std::size_t i = 0; i < bs.slot_ready.size(); ++i) {
@@ -984,6 +1048,7 @@ struct downloader::impl {
         item.index = static_cast<std::uint32_t>(bs.next++);
       }
       start_transfer(bs, item, slot);
+      bs.next_start = now + bs.delay;
     }
   }
 
@@ -1002,7 +1067,7 @@ struct downloader::impl {
   // ---- the loop ----------------------------------------------------------------------
 
   void run() {
-    std::vector<std::string> my_cancels;
+    std::vector<std::string> my_cancels, my_pauses;
     std::vector<protocol::block> pulled;
     while (true) {
       // Cancels and new blocks in one grab: a block queued after a cancel of its
@@ -1012,6 +1077,16 @@ struct downloader::impl {
         if (stopping)
           break;
         my_cancels.swap(cancels); // dropped below, before any flush of this iteration
+        my_pauses.swap(pauses);
+        // A paused block still queued is activated now, so it can hand its requests back.
+        for (auto& id : my_pauses)
+          for (auto it = queue.begin(); it != queue.end(); ++it)
+            if (it->block_id == id) {
+              pulled.push_back(std::move(*it));
+              queue.erase(it);
+              ++active;
+              break;
+            }
         while (active < opts.max_blocks && !queue.empty()) {
           pulled.push_back(std::move(queue.front()));
           queue.pop_front();
@@ -1024,6 +1099,11 @@ struct downloader::impl {
       for (auto& b : pulled)
         activate(std::move(b));
       pulled.clear();
+      for (auto& id : my_pauses)
+        for (auto& bs : blocks)
+          if (bs->b.block_id == id)
+            halt(*bs, "paused by the broker");
+      my_pauses.clear();
 
       if (ip_running && ip_finished.exchange(false)) {
         ip_thread.join();
@@ -1152,6 +1232,16 @@ void downloader::cancel_identity(const std::string& identity) {
     if (std::find(impl_->cancels.begin(), impl_->cancels.end(), identity) ==
         impl_->cancels.end())
       impl_->cancels.push_back(identity);
+  }
+  impl_->wake();
+}
+
+void downloader::pause_block(const std::string& block_id) {
+  {
+    std::lock_guard lock(impl_->mu);
+    if (!impl_->ids.count(block_id))
+      return;  // finished or never here
+    impl_->pauses.push_back(block_id);
   }
   impl_->wake();
 }

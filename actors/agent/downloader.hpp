@@ -22,7 +22,8 @@ struct downloader_options {
   std::chrono::milliseconds connect_timeout{10000};
   std::int64_t max_body_bytes = 32 << 20;            // larger bodies: error result
   int max_redirects = 5;
-  int retry_download = 3;                            // extra attempts on network errors, 5xx, 429
+  int retry_download = 3;                            // extra attempts on network errors and 5xx
+                                                     // (429 and 503 go back to the broker)
   std::chrono::milliseconds retry_backoff{500};      // first retry delay, doubled each attempt,
                                                      // capped at 30 s
   std::string change_ip_command;                     // /bin/sh -c, when a body matches the
@@ -62,6 +63,10 @@ public:
   /// returns no new on_results/on_block_done call starts for them (one already running
   /// on the downloader thread may still finish).
   void cancel_identity(const std::string& identity);
+
+  /// Starts no more requests of that block; the ones not started come back through
+  /// on_results as deferred results (the broker queues them again), then on_block_done.
+  void pause_block(const std::string& block_id);
 
   /// max_blocks - active - queued, never below 0.
   int free_slots() const;

@@ -2,7 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include <deque>
+#include <algorithm>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -19,8 +19,7 @@ namespace spiderhub::actors::restore_detail {
 struct restored_run {
   storage::running_row running;
   std::vector<std::string> hashes;
-  std::vector<storage::block_row> blocks;
-  std::vector<storage::request_row> pending;  // not downloaded yet, in or out of blocks
+  std::vector<storage::request_row> pending;      // not downloaded yet
   std::vector<storage::job_status_row> statuses;  // per-node counters of the run
   storage::request_totals totals;
   std::int64_t unacked = 0;
@@ -32,6 +31,26 @@ using restored_runs = std::shared_ptr<std::vector<restored_run>>;
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(spiderhub::actors::restore_detail::restored_runs)
 
 namespace spiderhub::actors {
+
+host_queue_options run_politeness(const dispatch_options& opts, const protocol::site& site) {
+  auto o = opts.politeness;
+  o.thread_num = opts.thread_num;
+  o.block_size = opts.block_size;
+  o.lease_timeout_ms = opts.lease_timeout.count();
+  o.user_agent = site.user_agent.empty() ? "spiderhub" : site.user_agent;
+  if (site.max_concurrency_per_host > 0)
+    o.budget.max_concurrency = site.max_concurrency_per_host;
+  if (site.delay_ms >= 0)
+    o.budget.delay_ms = site.delay_ms;
+  if (!site.robots_txt.empty())
+    o.budget.robots = site.robots_txt == "obey";
+  if (!site.adaptive_throttle.empty())
+    o.budget.adaptive = site.adaptive_throttle == "on";
+  if (auto k = core::parse_politeness_key_kind(site.politeness_key))
+    o.key_kind = *k;
+  return o;
+}
+
 namespace {
 
 using namespace spiderhub::protocol;
@@ -45,20 +64,20 @@ std::int64_t now_ms() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-using hashed_request = fast::raw_request;  // dedup hash + the request's JSON text
-
 struct block_entry {
   std::string id;
-  std::vector<hashed_request> requests;
-  std::unordered_set<std::string> outstanding;  // hashes still without a result
-  block_state state = block_state::ready;
+  std::string key;                              // politeness key of every request in it
+  std::string robots_origin;                    // set: a robots.txt fetch, not run work
+  std::vector<queued_request> requests;
+  std::unordered_set<std::string> outstanding;  // hashes still without a final result
   std::string node_id;
-  std::int64_t lease_until = 0;                 // unix ms
-  int attempts = 0;
+  std::int64_t lease_until = 0;                 // unix ms; results extend it
+  int thread_num = 1;
+  std::int64_t delay_ms = 0;
 };
 
 struct counters {
-  std::int64_t success = 0, error = 0;
+  std::int64_t success = 0, error = 0, skipped = 0;
 };
 
 struct run_entry {
@@ -70,10 +89,8 @@ struct run_entry {
   site site_settings;
   std::string site_json = "{}";                  // site_settings encoded once for every block
   std::unordered_set<std::string> seen;          // dedup hashes of this run
-  std::deque<hashed_request> pending;            // accepted, not yet in a block
-  std::deque<std::string> ready;                 // ids of ready blocks, oldest first
-  std::unordered_map<std::string, block_entry> blocks;  // ready and leased blocks
-  int leased = 0;                                // blocks out on nodes (Consuming)
+  std::unique_ptr<host_queues> hosts;            // requests waiting, by politeness key
+  std::unordered_map<std::string, block_entry> blocks;  // leased blocks
   std::int64_t total = 0;
   counters all;
   std::map<std::string, counters> per_node;
@@ -91,6 +108,7 @@ struct node_entry {
   int capacity = 4;
   bool disabled = false;  // `console disable NODE`: keeps its leases, gets no new ones
   std::set<std::pair<std::string, std::string>> leases;  // (identity, block id)
+  std::uint64_t last_lease = 0;  // lease sequence number of its latest block
 };
 
 struct dispatcher_state {
@@ -100,10 +118,13 @@ struct dispatcher_state {
   std::map<std::string, node_entry> nodes;
   std::set<std::string> disabled;  // node ids, loaded at start, updated by node_enabled_atom
   std::int64_t last_status_ms = 0;
+  std::int64_t wake_at = 0;        // a wake_atom is due then (0: none scheduled)
+  std::uint64_t lease_seq = 0;
   // Counters for stats_atom and /metrics.
   std::uint64_t requests_accepted = 0, duplicates = 0, blocks_built = 0, blocks_leased = 0,
                 blocks_done = 0, blocks_failed = 0, leases_expired = 0, results_stored = 0,
-                results_acked = 0, runs_finished = 0, result_bytes = 0;
+                results_acked = 0, runs_finished = 0, result_bytes = 0, skipped = 0,
+                deferred = 0, robots_fetched = 0, pauses = 0, failed_undownloaded = 0;
   std::map<std::string, std::uint64_t> download_errors;  // by kind, see error_kind()
   static inline const char* name = "block_dispatcher";
 };
@@ -154,7 +175,10 @@ storage::job_status_row status_row(const run_entry& r, const std::string& node_i
   s.total = total;
   s.success = c.success;
   s.error = c.error;
-  s.left = node_id.empty() ? std::max<std::int64_t>(0, total - c.success - c.error) : 0;
+  s.skipped = c.skipped;
+  s.left = node_id.empty()
+             ? std::max<std::int64_t>(0, total - c.success - c.error - c.skipped)
+             : 0;
   return s;
 }
 
@@ -171,89 +195,83 @@ void write_status(self_ptr self, run_entry& r, const std::string& status) {
   });
 }
 
-void release_lease(self_ptr self, run_entry& r, block_entry& b) {
-  if (b.state != block_state::used)
+void maybe_finish(self_ptr self, run_entry& r);
+void pump(self_ptr self);
+
+// Records requests decided without a download: robots.txt disallowed them (skipped) or
+// they cannot be fetched (error, e.g. robots.txt unreachable, attempts used up).
+void settle(self_ptr self, run_entry& r, host_queues::settled& s) {
+  if (s.empty())
     return;
+  r.all.skipped += static_cast<std::int64_t>(s.skipped.size());
+  r.all.error += static_cast<std::int64_t>(s.failed.size());
+  self->state.skipped += s.skipped.size();
+  self->state.failed_undownloaded += s.failed.size();
+  for (auto& [q, why] : s.failed)
+    spdlog::warn("dispatcher: run {}: {} fails: {}", r.identity, q.url, why);
+  r.status_dirty = true;
+  std::vector<std::pair<std::string, storage::request_state>> rows;
+  for (auto& q : s.skipped)
+    rows.emplace_back(q.hash, storage::request_state::skipped);
+  for (auto& [q, why] : s.failed)
+    rows.emplace_back(q.hash, storage::request_state::error);
+  store(self, [identity = r.identity, rows = std::move(rows)](storage::database& db) {
+    storage::crawl_repository repo(db);
+    for (auto& [hash, state] : rows)
+      repo.finish_request(identity, hash, state);
+  });
+}
+
+void drop_node_lease(self_ptr self, const run_entry& r, const block_entry& b) {
   auto it = self->state.nodes.find(b.node_id);
   if (it != self->state.nodes.end())
     it->second.leases.erase({r.identity, b.id});
-  --r.leased;
 }
 
-// Marks every outstanding request of a block as failed (too many attempts).
-void fail_block(self_ptr self, run_entry& r, block_entry& b, const std::string& why) {
-  spdlog::warn("dispatcher: run {} block {} failed after {} attempts: {}", r.identity, b.id,
-               b.attempts, why);
-  ++self->state.blocks_failed;
-  std::vector<std::string> hashes(b.outstanding.begin(), b.outstanding.end());
-  r.all.error += static_cast<std::int64_t>(hashes.size());
-  r.status_dirty = true;
-  store(self, [identity = r.identity, id = b.id, attempts = b.attempts,
-               hashes](storage::database& db) {
-    storage::crawl_repository repo(db);
-    repo.set_block_state(id, block_state::failed, "", 0, attempts);
-    for (auto& h : hashes)
-      repo.finish_request(identity, h, storage::request_state::error);
-  });
-  auto id = b.id;  // b dies with the erase
-  r.blocks.erase(id);
-}
-
-// Puts a leased block back to ready (or fails it when out of attempts).
+// A leased block ended without all its results (lease expired, node gone or refused it):
+// its slots are freed, its requests go back to their key (or fail out of attempts).
 void requeue(self_ptr self, run_entry& r, block_entry& b, const std::string& why) {
-  release_lease(self, r, b);
-  if (b.attempts >= self->state.opts.max_attempts) {
-    fail_block(self, r, b, why);
+  drop_node_lease(self, r, b);
+  auto now = now_ms();
+  r.hosts->release(b.key, b.thread_num, now);
+  if (!b.robots_origin.empty()) {
+    spdlog::info("dispatcher: run {}: robots.txt of {} not fetched ({}), fetched again later",
+                 r.identity, b.robots_origin, why);
+    r.hosts->robots_lost(b.robots_origin, now);
+    r.blocks.erase(b.id);
     return;
   }
-  spdlog::info("dispatcher: run {} block {} back to ready: {}", r.identity, b.id, why);
-  b.state = block_state::ready;
-  b.node_id.clear();
-  b.lease_until = 0;
-  r.ready.push_back(b.id);
-  store(self, [id = b.id, attempts = b.attempts](storage::database& db) {
-    storage::crawl_repository(db).set_block_state(id, block_state::ready, "", 0, attempts);
-  });
-}
-
-void maybe_finish(self_ptr self, run_entry& r);
-
-// Groups up to block_size pending requests into a new ready block.
-void build_block(self_ptr self, run_entry& r) {
-  block_entry b;
-  b.id = core::new_guid();
-  auto n = std::min<std::size_t>(r.pending.size(), self->state.opts.block_size);
-  b.requests.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    b.outstanding.insert(r.pending.front().hash);
-    b.requests.push_back(std::move(r.pending.front()));
-    r.pending.pop_front();
+  std::vector<queued_request> back;
+  host_queues::settled out;
+  for (auto& q : b.requests) {
+    if (!b.outstanding.count(q.hash))
+      continue;
+    if (++q.attempts < self->state.opts.max_attempts) {
+      back.push_back(std::move(q));
+      continue;
+    }
+    auto reason = "leased " + std::to_string(q.attempts) + " times without a result (last: " +
+                  why + ")";
+    out.failed.emplace_back(std::move(q), std::move(reason));
   }
-  std::string hashes;
-  for (auto& h : b.requests) {
-    if (!hashes.empty())
-      hashes += ',';
-    hashes += h.hash;
-  }
-  store(self, [identity = r.identity, id = b.id, hashes](storage::database& db) {
-    storage::block_row row;
-    row.id = id;
-    row.identity = identity;
-    row.state = block_state::ready;
-    row.hashes = hashes;
-    storage::crawl_repository(db).upsert_block(row);
-  });
-  ++self->state.blocks_built;
-  r.ready.push_back(b.id);
-  r.blocks.emplace(b.id, std::move(b));
+  spdlog::info("dispatcher: run {} block {}: {} requests back to {}: {}", r.identity, b.id,
+               back.size(), b.key, why);
+  if (!out.failed.empty())
+    ++self->state.blocks_failed;
+  for (std::size_t i = 0; i < out.failed.size(); ++i)
+    r.hosts->count(b.key, false, "attempts");
+  r.hosts->requeue(b.key, std::move(back), now);
+  settle(self, r, out);
+  store(self, [id = b.id](storage::database& db) { storage::crawl_repository(db).delete_block(id); });
+  r.blocks.erase(b.id);
 }
 
 // The Block JSON a node receives; requests are spliced in as the worker sent them.
-std::string to_wire(const run_entry& r, const block_entry& b, int thread_num) {
+std::string to_wire(const run_entry& r, const block_entry& b) {
   std::string out;
   std::size_t size = 256 + r.site_json.size();
-  for (auto& h : b.requests)
-    size += h.json.size() + 1;
+  for (auto& q : b.requests)
+    size += q.json.size() + 1;
   out.reserve(size);
   out += "{\"blockId\":";
   fast::append_json_string(out, b.id);
@@ -262,64 +280,93 @@ std::string to_wire(const run_entry& r, const block_entry& b, int thread_num) {
   out += ",\"command\":";
   out += std::to_string(static_cast<int>(block_command::download));
   out += ",\"threadNum\":";
-  out += std::to_string(thread_num);
+  out += std::to_string(b.thread_num);
+  out += ",\"delayMs\":";
+  out += std::to_string(b.delay_ms);
   out += ",\"changeIpPattern\":\"\",\"site\":";
   out += r.site_json;
   out += ",\"cookies\":";
   fast::append_json_string(out, r.site_settings.cookies);
   out += ",\"requests\":[";
   bool first = true;
-  for (auto& h : b.requests) {
-    if (!b.outstanding.count(h.hash))
-      continue;  // already has a result from an earlier lease
+  for (auto& q : b.requests) {
     if (!first)
       out += ',';
     first = false;
-    out += h.json;
+    out += q.json;
   }
   out += "]}";
   return out;
 }
 
-// Picks the run to serve next: priority DESC, then least consuming.
-run_entry* next_run(self_ptr self) {
-  run_entry* best = nullptr;
-  for (auto& [id, r] : self->state.runs) {
-    if (r.finishing || (r.ready.empty() && r.pending.empty()))
-      continue;
-    if (!best || r.priority > best->priority ||
-        (r.priority == best->priority && r.leased < best->leased))
-      best = &r;
-  }
-  return best;
+// A block with only an id and a command (pause, exit) for a node.
+std::string command_wire(const std::string& identity, const std::string& block_id,
+                         block_command c) {
+  std::string out = "{\"blockId\":";
+  fast::append_json_string(out, block_id);
+  out += ",\"identity\":";
+  fast::append_json_string(out, identity);
+  out += ",\"command\":";
+  out += std::to_string(static_cast<int>(c));
+  out += ",\"requests\":[]}";
+  return out;
 }
 
-// Leases one block of `r` to `node_id`; returns its JSON for the wire.
+// The request a robots.txt fetch downloads.
+queued_request robots_request(const std::string& url) {
+  request rq;
+  rq.url = url;
+  queued_request q;
+  q.url = url;
+  q.hash = request_hash(rq);
+  q.json = to_json(rq).dump();
+  return q;
+}
+
+// Leases the next block of `r` that may start to `node_id`; returns its JSON.
 std::optional<std::string> lease_one(self_ptr self, run_entry& r, const std::string& node_id) {
-  while (!r.ready.empty() || !r.pending.empty()) {
-    if (r.ready.empty())
-      build_block(self, r);
-    auto id = r.ready.front();
-    r.ready.pop_front();
-    auto it = r.blocks.find(id);
-    if (it == r.blocks.end() || it->second.state != block_state::ready)
-      continue;
-    auto& b = it->second;
-    b.state = block_state::used;
-    b.node_id = node_id;
-    b.lease_until = now_ms() + self->state.opts.lease_timeout.count();
-    ++b.attempts;
-    ++r.leased;
-    self->state.nodes[node_id].leases.insert({r.identity, b.id});
-    ++self->state.blocks_leased;
-    store(self, [id = b.id, node_id, lease = b.lease_until,
-                 attempts = b.attempts](storage::database& db) {
-      storage::crawl_repository(db).set_block_state(id, block_state::used, node_id, lease,
-                                                    attempts);
-    });
-    return to_wire(r, b, self->state.opts.thread_num);
+  auto now = now_ms();
+  auto g = r.hosts->next(now);
+  if (!g)
+    return std::nullopt;
+  block_entry b;
+  b.id = core::new_guid();
+  b.key = g->key;
+  b.thread_num = g->thread_num;
+  b.delay_ms = g->delay_ms;
+  b.node_id = node_id;
+  if (!g->robots_origin.empty()) {
+    b.robots_origin = g->robots_origin;
+    b.requests.push_back(robots_request(g->robots_url));
+    ++self->state.robots_fetched;
+  } else {
+    b.requests = std::move(g->requests);
   }
-  return std::nullopt;
+  for (auto& q : b.requests)
+    b.outstanding.insert(q.hash);
+  b.lease_until = now + self->state.opts.lease_timeout.count() +
+                  b.delay_ms * static_cast<std::int64_t>(b.requests.size());
+  auto& holder = self->state.nodes[node_id];
+  holder.leases.insert({r.identity, b.id});
+  holder.last_lease = ++self->state.lease_seq;
+  ++self->state.blocks_built;
+  ++self->state.blocks_leased;
+  if (b.robots_origin.empty()) {
+    store(self, [identity = r.identity, id = b.id, node_id,
+                 lease = b.lease_until](storage::database& db) {
+      storage::block_row row;
+      row.id = id;
+      row.identity = identity;
+      row.state = block_state::used;
+      row.node_id = node_id;
+      row.lease_until = lease;
+      row.attempts = 1;
+      storage::crawl_repository(db).upsert_block(row);
+    });
+  }
+  auto wire = to_wire(r, b);
+  r.blocks.emplace(b.id, std::move(b));
+  return wire;
 }
 
 int free_capacity(const node_entry& n) {
@@ -328,36 +375,91 @@ int free_capacity(const node_entry& n) {
   return n.capacity - static_cast<int>(n.leases.size());
 }
 
-// Pushes ready work to nodes with free capacity, most free first.
+// Runs with requests waiting, priority DESC then fewest leased blocks first.
+std::vector<run_entry*> runs_by_turn(self_ptr self) {
+  std::vector<run_entry*> out;
+  for (auto& [id, r] : self->state.runs)
+    if (!r.finishing && r.hosts->waiting() > 0)
+      out.push_back(&r);
+  std::stable_sort(out.begin(), out.end(), [](run_entry* a, run_entry* b) {
+    if (a->priority != b->priority)
+      return a->priority > b->priority;
+    return a->blocks.size() < b->blocks.size();
+  });
+  return out;
+}
+
+// Leases one block to `node_id` from the first run that may start one.
+std::optional<std::string> lease_any(self_ptr self, const std::string& node_id) {
+  for (auto* r : runs_by_turn(self))
+    if (auto b = lease_one(self, *r, node_id))
+      return b;
+  return std::nullopt;
+}
+
+// Schedules a wake-up for the earliest key waiting on time (delay, pause, robots retry).
+void schedule_wake(self_ptr self) {
+  std::int64_t earliest = 0;
+  for (auto& [id, r] : self->state.runs) {
+    auto w = r.hosts->next_wake_ms();
+    if (w > 0 && (earliest == 0 || w < earliest))
+      earliest = w;
+  }
+  auto& st = self->state;
+  if (earliest == 0 || (st.wake_at != 0 && st.wake_at <= earliest))
+    return;
+  st.wake_at = earliest;
+  auto in = std::max<std::int64_t>(1, earliest - now_ms());
+  self->delayed_send(self, std::chrono::milliseconds(in), wake_atom::value);
+}
+
+// Pushes blocks that may start to nodes with free capacity, most free first.
 void pump(self_ptr self) {
-  for (;;) {
-    // Nothing to lease is the common case on node connects: skip the node scan.
-    if (!next_run(self))
-      return;
+  // Nothing waiting is the common case on node connects: skip the node scan.
+  bool work = std::any_of(self->state.runs.begin(), self->state.runs.end(),
+                          [](auto& kv) { return kv.second.hosts->waiting() > 0; });
+  while (work) {
     node_entry* target = nullptr;
     std::string target_id;
+    // Most free capacity first; on a tie the node served longest ago, so a key allowed
+    // one block at a time still spreads its blocks over the nodes.
     for (auto& [id, n] : self->state.nodes) {
-      if (free_capacity(n) > 0 && (!target || free_capacity(n) > free_capacity(*target))) {
+      auto free = free_capacity(n);
+      if (free <= 0)
+        continue;
+      if (!target || free > free_capacity(*target) ||
+          (free == free_capacity(*target) && n.last_lease < target->last_lease)) {
         target = &n;
         target_id = id;
       }
     }
     if (!target)
-      return;
-    auto* r = next_run(self);
-    if (!r)
-      return;
-    auto b = lease_one(self, *r, target_id);
+      break;
+    auto b = lease_any(self, target_id);
     if (!b)
-      return;
+      break;
     self->send(target->session, receive_atom::value, std::move(*b));
+  }
+  schedule_wake(self);
+}
+
+// Tells the nodes holding other blocks of `key` to start nothing more from them: the key
+// was paused (429/503). They return what they did not start as deferred results.
+void pause_key(self_ptr self, run_entry& r, const std::string& key, const std::string& except) {
+  for (auto& [id, b] : r.blocks) {
+    if (b.key != key || id == except)
+      continue;
+    if (auto n = self->state.nodes.find(b.node_id); n != self->state.nodes.end())
+      self->send(n->second.session, receive_atom::value,
+                 command_wire(r.identity, id, block_command::pause));
   }
 }
 
 void finish_run(self_ptr self, run_entry& r, const std::string& status) {
   r.finishing = true;
-  spdlog::info("dispatcher: run {} of job {} finished ({}): total {} success {} error {}",
-               r.identity, r.job_id, status, r.total, r.all.success, r.all.error);
+  spdlog::info("dispatcher: run {} of job {} finished ({}): total {} success {} error {} "
+               "skipped {}",
+               r.identity, r.job_id, status, r.total, r.all.success, r.all.error, r.all.skipped);
   write_status(self, r, status);
   auto identity = r.identity;
   store(self, [identity](storage::database& db) {
@@ -366,18 +468,20 @@ void finish_run(self_ptr self, run_entry& r, const std::string& status) {
   });
   if (r.consumer)
     self->send(r.consumer, exit_atom::value, identity);
+  std::set<std::string> told;
   for (auto& [id, b] : r.blocks)
-    if (b.state == block_state::used)
-      if (auto n = self->state.nodes.find(b.node_id); n != self->state.nodes.end()) {
-        n->second.leases.erase({identity, id});
+    if (auto n = self->state.nodes.find(b.node_id); n != self->state.nodes.end()) {
+      n->second.leases.erase({identity, id});
+      if (told.insert(b.node_id).second)
         self->send(n->second.session, exit_atom::value, identity);
-      }
+    }
   ++self->state.runs_finished;
   self->state.runs.erase(identity);
 }
 
 void maybe_finish(self_ptr self, run_entry& r) {
-  if (r.completed && !r.finishing && r.pending.empty() && r.blocks.empty() && r.unacked == 0)
+  if (r.completed && !r.finishing && r.hosts->waiting() == 0 && r.blocks.empty() &&
+      r.unacked == 0)
     finish_run(self, r, "Success");
 }
 
@@ -390,75 +494,112 @@ caf::error unknown_run(const std::string& identity) {
   return app_error("not_found", "unknown or finished run '" + identity + "'");
 }
 
+// URL of a stored Request body; "" when it has none.
+std::string url_of(const std::string& request_json) {
+  auto j = json::parse(request_json, nullptr, false);
+  if (j.is_object())
+    if (auto it = j.find("url"); it != j.end() && it->is_string())
+      return it->get<std::string>();
+  return {};
+}
+
+run_entry make_run(self_ptr self, const std::string& job_id, const std::string& identity,
+                   const site& s) {
+  run_entry r;
+  r.job_id = job_id;
+  r.identity = identity;
+  r.site_settings = s;
+  r.site_json = to_json(s).dump();
+  r.hosts = std::make_unique<host_queues>(run_politeness(self->state.opts, s));
+  return r;
+}
+
 void restore(self_ptr self, std::vector<restored_run>& runs) {
+  auto now = now_ms();
   for (auto& rr : runs) {
-    run_entry r;
-    r.job_id = rr.running.job_id;
-    r.identity = rr.running.identity;
+    site s;
+    try {
+      s = decode<site>(json::parse(rr.running.site_json), "site");
+    } catch (const std::exception& e) {
+      spdlog::warn("dispatcher: run {} has bad site settings ({}); using defaults",
+                   rr.running.identity, e.what());
+    }
+    auto r = make_run(self, rr.running.job_id, rr.running.identity, s);
     r.priority = rr.running.priority;
     r.completed = rr.running.worker_completed;
     r.full_class_name = rr.running.full_class_name;
     r.arguments = rr.running.arguments;
-    try {
-      r.site_settings = decode<site>(json::parse(rr.running.site_json), "site");
-      r.site_json = to_json(r.site_settings).dump();
-    } catch (const std::exception& e) {
-      spdlog::warn("dispatcher: run {} has bad site settings ({}); using defaults", r.identity,
-                   e.what());
-    }
     r.seen.insert(rr.hashes.begin(), rr.hashes.end());
     r.total = rr.totals.total;
     r.all.success = rr.totals.success;
     r.all.error = rr.totals.error;
+    r.all.skipped = rr.totals.skipped;
     r.unacked = rr.unacked;
     for (auto& st : rr.statuses)
       if (!st.node_id.empty())
-        r.per_node[st.node_id] = counters{st.success, st.error};
-    // Pending requests go back to the block that holds them (ready again: its lease
-    // died with the old process), the rest back to the pending queue.
-    std::unordered_map<std::string, std::string> block_of;
-    for (auto& brow : rr.blocks) {
-      if (brow.state != block_state::ready && brow.state != block_state::used)
-        continue;
-      std::size_t start = 0;
-      while (start < brow.hashes.size()) {
-        auto end = brow.hashes.find(',', start);
-        if (end == std::string::npos)
-          end = brow.hashes.size();
-        block_of[brow.hashes.substr(start, end - start)] = brow.id;
-        start = end + 1;
-      }
-      block_entry b;
-      b.id = brow.id;
-      b.attempts = brow.attempts;
-      r.blocks.emplace(b.id, std::move(b));
-    }
+        r.per_node[st.node_id] = counters{st.success, st.error, 0};
+    // Leases died with the old process: every request not downloaded is queued again
+    // (robots.txt is fetched again too).
+    host_queues::settled out;
     for (auto& row : rr.pending) {
-      hashed_request h{row.hash, *row.body};
-      auto it = block_of.find(row.hash);
-      if (it != block_of.end()) {
-        auto& b = r.blocks.at(it->second);
-        b.outstanding.insert(h.hash);
-        b.requests.push_back(std::move(h));
-      } else {
-        r.pending.push_back(std::move(h));
-      }
+      queued_request q;
+      q.hash = row.hash;
+      q.json = *row.body;
+      q.url = url_of(q.json);
+      r.hosts->push(std::move(q), now, out);
     }
-    for (auto it = r.blocks.begin(); it != r.blocks.end();) {
-      if (it->second.requests.empty()) {
-        it = r.blocks.erase(it);  // every request of it already has its result
-      } else {
-        r.ready.push_back(it->first);
-        ++it;
-      }
-    }
-    spdlog::info("dispatcher: restored run {} (total {}, {} blocks to lease, {} pending, {} "
-                 "unacked results)",
-                 r.identity, r.total, r.blocks.size(), r.pending.size(), r.unacked);
+    spdlog::info("dispatcher: restored run {} (total {}, {} requests to download, {} unacked "
+                 "results)",
+                 r.identity, r.total, r.hosts->waiting(), r.unacked);
     auto identity = r.identity;
-    self->state.runs.emplace(identity, std::move(r));
-    maybe_finish(self, self->state.runs.at(identity));
+    store(self, [identity](storage::database& db) {
+      storage::crawl_repository(db).delete_open_blocks(identity);
+    });
+    auto& placed = self->state.runs.emplace(identity, std::move(r)).first->second;
+    settle(self, placed, out);
+    maybe_finish(self, placed);
   }
+  pump(self);
+}
+
+// One result of a politeness key as throttling input.
+host_observation observation_of(const fast::raw_result& res) {
+  host_observation o;
+  o.status = res.status_code;
+  o.response_ms = res.response_time;
+  auto kind = res.error.empty() ? "" : error_kind(res.status_code, res.error);
+  o.network_error = res.status_code == 0 && !res.error.empty() &&
+                    std::string(kind) != "too_large";
+  if (res.retry_after_ms >= 0)
+    o.retry_after_ms = res.retry_after_ms;
+  return o;
+}
+
+// The answer to a robots.txt block: handed to the run's queues, never stored.
+void robots_answered(self_ptr self, run_entry& r, block_entry& b,
+                     const fast::raw_result& res) {
+  std::string body;
+  try {
+    auto j = json::parse(res.body);
+    auto one = decode<result>(j, "robots result");
+    body = result_body(one);
+  } catch (const std::exception& e) {
+    spdlog::warn("dispatcher: run {}: unreadable robots.txt result from {}: {}", r.identity,
+                 b.node_id, e.what());
+  }
+  auto now = now_ms();
+  host_queues::settled out;
+  if (res.status_code == 429 || res.status_code == 503)
+    r.hosts->observe(b.key, observation_of(res), now);
+  r.hosts->robots_answer(b.robots_origin, res.status_code, body, res.error, now, out);
+  spdlog::info("dispatcher: run {}: robots.txt of {} -> {} ({} requests skipped, {} failed)",
+               r.identity, b.robots_origin,
+               res.error.empty() ? "HTTP " + std::to_string(res.status_code) : res.error,
+               out.skipped.size(), out.failed.size());
+  drop_node_lease(self, r, b);
+  r.hosts->release(b.key, b.thread_num, now);
+  r.blocks.erase(b.id);
+  settle(self, r, out);
 }
 
 caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opts) {
@@ -489,7 +630,6 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                     restored_run rr;
                     rr.running = row;
                     rr.hashes = crawl.request_hashes(row.identity);
-                    rr.blocks = crawl.blocks(row.identity);
                     rr.pending = crawl.pending_requests(row.identity);
                     rr.statuses = runs.statuses_of_run(row.identity);
                     rr.totals = crawl.totals(row.identity);
@@ -509,19 +649,17 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
     [=](start_run_atom, const run_spec& spec) -> caf::result<bool> {
       if (self->state.runs.count(spec.identity))
         return app_error("conflict", "run " + spec.identity + " already exists");
-      run_entry r;
-      r.job_id = spec.job_id;
-      r.identity = spec.identity;
-      r.priority = spec.priority;
-      r.full_class_name = spec.full_class_name;
-      r.arguments = spec.arguments;
       auto site_json = spec.site_json.empty() ? std::string("{}") : spec.site_json;
+      site s;
       try {
-        r.site_settings = decode<site>(json::parse(site_json), "site");
-        r.site_json = to_json(r.site_settings).dump();
+        s = decode<site>(json::parse(site_json), "site");
       } catch (const std::exception& e) {
         return app_error("invalid", std::string("bad site settings: ") + e.what());
       }
+      auto r = make_run(self, spec.job_id, spec.identity, s);
+      r.priority = spec.priority;
+      r.full_class_name = spec.full_class_name;
+      r.arguments = spec.arguments;
       auto rp = self->make_response_promise<bool>();
       storage::running_row row;
       row.job_id = spec.job_id;
@@ -560,7 +698,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       auto* r = find_run(self, identity);
       if (!r)
         return unknown_run(identity);
-      std::vector<hashed_request> fresh;
+      std::vector<fast::raw_request> fresh;
       std::vector<storage::request_row> rows;
       for (auto& req : requests) {
         if (!r->seen.insert(req.hash).second) {
@@ -578,7 +716,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       if (n == 0)
         return 0;
       auto rp = self->make_response_promise<std::int32_t>();
-      auto shared = std::make_shared<std::vector<hashed_request>>(std::move(fresh));
+      auto shared = std::make_shared<std::vector<fast::raw_request>>(std::move(fresh));
       store(self,
             [rows = std::move(rows)](storage::database& db) {
               storage::crawl_repository repo(db);
@@ -596,21 +734,27 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                 return;
               }
               if (run) {
+                auto now = now_ms();
+                host_queues::settled out;
                 for (auto& h : *shared)
-                  run->pending.push_back(std::move(h));
+                  run->hosts->push(queued_request{std::move(h.hash), std::move(h.json),
+                                                  std::move(h.url), 0},
+                                   now, out);
                 run->total += n;
                 run->status_dirty = true;
                 self->state.requests_accepted += n;
+                settle(self, *run, out);
                 pump(self);
               }
               rp.deliver(n);
             });
       return rp;
     },
-    [=](node_up_atom, const std::string& node_id, caf::actor session) {
+    [=](node_up_atom, const std::string& node_id, caf::actor session, std::int32_t max_blocks) {
       auto& n = self->state.nodes[node_id];
       n.session = session;
-      n.capacity = self->state.opts.blocks_per_node;
+      n.capacity = max_blocks > 0 ? std::min(max_blocks, self->state.opts.blocks_per_node)
+                                  : self->state.opts.blocks_per_node;
       n.disabled = self->state.disabled.count(node_id) > 0;
       pump(self);
     },
@@ -648,16 +792,14 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         return out + "]";
       auto room = std::min(free_slots, free_capacity(it->second));
       while (room-- > 0) {
-        auto* r = next_run(self);
-        if (!r)
-          break;
-        auto b = lease_one(self, *r, node_id);
+        auto b = lease_any(self, node_id);
         if (!b)
           break;
         if (out.size() > 1)
           out += ',';
         out += *b;
       }
+      schedule_wake(self);
       return out + "]";
     },
     [=](save_atom, const std::string& node_id,
@@ -670,18 +812,63 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         return true;  // already finished by another lease
       auto& b = bit->second;
       if (!resp.exception.empty() && resp.results.empty()) {
-        if (b.state == block_state::used && b.node_id == node_id) {
+        if (b.node_id == node_id) {
           requeue(self, *r, b, "node " + node_id + " reported: " + resp.exception);
           pump(self);
         }
         return true;
       }
+      auto now = now_ms();
+      if (!b.robots_origin.empty()) {
+        for (auto& res : resp.results)
+          if (b.outstanding.count(res.request_hash)) {
+            if (res.deferred) {
+              requeue(self, *r, b, "robots.txt fetch deferred");
+            } else {
+              robots_answered(self, *r, b, res);
+            }
+            pump(self);
+            break;
+          }
+        return true;
+      }
+      if (b.node_id == node_id)
+        b.lease_until = now + self->state.opts.lease_timeout.count();  // the node is working
       std::vector<storage::result_row> rows;
       std::vector<std::pair<std::string, bool>> outcomes;  // hash, success
+      std::vector<queued_request> back;                    // deferred: queued again
+      host_queues::settled out;
+      bool paused = false;
       for (auto& res : resp.results) {
-        if (!b.outstanding.erase(res.request_hash))
+        if (!b.outstanding.count(res.request_hash))
           continue;  // duplicate from an expired lease, or not ours
+        auto obs = observation_of(res);
+        if (res.deferred) {
+          auto q = std::find_if(b.requests.begin(), b.requests.end(),
+                                [&](auto& x) { return x.hash == res.request_hash; });
+          if (q == b.requests.end())
+            continue;
+          b.outstanding.erase(res.request_hash);
+          if (res.status_code != 0) {
+            // It met 429/503: the key pauses; the request counts one attempt.
+            r->hosts->observe(b.key, obs, now);
+            paused = true;
+            ++self->state.pauses;
+            if (++q->attempts >= self->state.opts.max_attempts) {
+              r->hosts->count(b.key, false, "deferred");
+              out.failed.emplace_back(*q, "HTTP " + std::to_string(res.status_code) + " " +
+                                            std::to_string(q->attempts) + " times");
+              continue;
+            }
+          }
+          ++self->state.deferred;
+          back.push_back(*q);
+          continue;
+        }
+        b.outstanding.erase(res.request_hash);
         bool ok = res.error.empty() && res.status_code >= 200 && res.status_code < 400;
+        r->hosts->observe(b.key, obs, now);
+        r->hosts->count(b.key, ok, ok ? "" : error_kind(res.status_code, res.error));
         outcomes.emplace_back(res.request_hash, ok);
         self->state.result_bytes += res.body.size();
         if (!ok)
@@ -693,14 +880,34 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         row.body = std::move(res.body);  // the node's JSON object, stored as sent
         rows.push_back(std::move(row));
       }
+      if (!back.empty()) {
+        r->hosts->count_deferred(b.key, static_cast<std::int64_t>(back.size()));
+        r->hosts->requeue(b.key, std::move(back), now);
+      }
+      if (paused)
+        pause_key(self, *r, b.key, b.id);
+      settle(self, *r, out);
       bool block_done = b.outstanding.empty();
+      if (rows.empty()) {
+        if (block_done) {
+          drop_node_lease(self, *r, b);
+          r->hosts->release(b.key, b.thread_num, now);
+          store(self, [id = b.id](storage::database& db) {
+            storage::crawl_repository(db).delete_block(id);
+          });
+          r->blocks.erase(bit);
+          maybe_finish(self, *r);
+        }
+        pump(self);
+        return true;
+      }
       auto rp = self->make_response_promise<bool>();
       auto identity = resp.identity;
       auto block_id = resp.block_id;
       auto n = static_cast<std::int64_t>(rows.size());
       store(self,
             [rows = std::move(rows), outcomes, block_done, block_id, identity,
-             attempts = b.attempts, node_id](storage::database& db) {
+             node_id](storage::database& db) {
               storage::crawl_repository repo(db);
               for (auto& row : rows)
                 repo.insert_result(row);
@@ -709,7 +916,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                                     ok ? storage::request_state::success
                                        : storage::request_state::error);
               if (block_done)
-                repo.set_block_state(block_id, block_state::success, node_id, 0, attempts);
+                repo.set_block_state(block_id, block_state::success, node_id, 0, 1);
             },
             [=](bool ok) mutable {
               auto* run = find_run(self, identity);
@@ -734,11 +941,12 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                 self->state.results_stored += n;
                 if (auto it = run->blocks.find(block_id);
                     it != run->blocks.end() && it->second.outstanding.empty()) {
-                  release_lease(self, *run, it->second);
+                  drop_node_lease(self, *run, it->second);
+                  run->hosts->release(it->second.key, it->second.thread_num, now_ms());
                   run->blocks.erase(it);
                   ++self->state.blocks_done;
-                  pump(self);
                 }
+                pump(self);
               }
               rp.deliver(true);
             });
@@ -846,12 +1054,16 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       finish_run(self, *r, "Exited");
       return true;
     },
+    [=](wake_atom) {
+      self->state.wake_at = 0;
+      pump(self);
+    },
     [=](tick_atom) {
       auto now = now_ms();
       for (auto& [identity, r] : self->state.runs) {
         std::vector<std::string> expired;
         for (auto& [id, b] : r.blocks)
-          if (b.state == block_state::used && b.lease_until < now)
+          if (b.lease_until < now)
             expired.push_back(id);
         for (auto& id : expired) {
           ++self->state.leases_expired;
@@ -872,19 +1084,56 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       pump(self);
       self->delayed_send(self, self->state.opts.tick, tick_atom::value);
     },
+    [=](hosts_atom, const std::string& identity) -> caf::result<std::string> {
+      auto* r = find_run(self, identity);
+      if (!r)
+        return unknown_run(identity);
+      json hosts = json::array();
+      for (auto& v : r->hosts->view(now_ms()))
+        hosts.push_back({{"key", v.key},
+                         {"pending", v.pending},
+                         {"waitingForRobots", v.held},
+                         {"inFlight", v.in_flight},
+                         {"blocks", v.blocks},
+                         {"done", v.done},
+                         {"errors", v.errors},
+                         {"errorsByKind", v.errors_by_kind},
+                         {"skipped", v.skipped},
+                         {"deferred", v.deferred},
+                         {"concurrency", v.concurrency},
+                         {"maxConcurrency", v.max_concurrency},
+                         {"delayMs", v.delay_ms},
+                         {"pausedUntil", v.paused_until_ms},
+                         {"latencyMs", v.latency_ms},
+                         {"robots", v.robots}});
+      return json{{"identity", identity}, {"hosts", hosts}}.dump();
+    },
     [=](stats_atom) -> std::string {
       auto& st = self->state;
+      auto now = now_ms();
       json runs = json::array();
+      std::vector<host_view> busiest;
       for (auto& [id, r] : st.runs) {
-        std::size_t ready = 0, leased = 0;
-        for (auto& [bid, b] : r.blocks)
-          (b.state == block_state::used ? leased : ready)++;
         runs.push_back({{"identity", id}, {"jobId", r.job_id}, {"total", r.total},
                         {"success", r.all.success}, {"error", r.all.error},
-                        {"pending", r.pending.size()}, {"blocksReady", ready},
-                        {"blocksLeased", leased}, {"unacked", r.unacked},
+                        {"skipped", r.all.skipped}, {"pending", r.hosts->waiting()},
+                        {"blocksLeased", r.blocks.size()}, {"unacked", r.unacked},
                         {"completed", r.completed}});
+        for (auto& v : r.hosts->view(now))
+          busiest.push_back(std::move(v));
       }
+      // Bounded cardinality for /metrics: the ten keys with most work in flight or waiting.
+      std::sort(busiest.begin(), busiest.end(), [](auto& a, auto& b) {
+        return a.in_flight + a.pending > b.in_flight + b.pending;
+      });
+      if (busiest.size() > 10)
+        busiest.resize(10);
+      json top = json::array();
+      for (auto& v : busiest)
+        top.push_back({{"key", v.key}, {"inFlight", v.in_flight}, {"pending", v.pending},
+                       {"done", v.done}, {"errors", v.errors}, {"skipped", v.skipped},
+                       {"delayMs", v.delay_ms}, {"concurrency", v.concurrency},
+                       {"paused", v.paused_until_ms > 0 ? 1 : 0}});
       json nodes = json::object();
       for (auto& [id, n] : st.nodes)
         nodes[id] = {{"leases", n.leases.size()}, {"capacity", n.capacity},
@@ -895,7 +1144,11 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                   {"leasesExpired", st.leases_expired}, {"resultsStored", st.results_stored},
                   {"resultsAcked", st.results_acked}, {"runsFinished", st.runs_finished},
                   {"resultBytes", st.result_bytes}, {"downloadErrors", st.download_errors},
-                  {"runs", runs}, {"nodes", nodes}, {"mailbox", self->mailbox().size()}}
+                  {"requestsSkipped", st.skipped}, {"requestsDeferred", st.deferred},
+                  {"requestsFailedUndownloaded", st.failed_undownloaded},
+                  {"robotsFetched", st.robots_fetched}, {"hostPauses", st.pauses},
+                  {"topHosts", top}, {"runs", runs}, {"nodes", nodes},
+                  {"mailbox", self->mailbox().size()}}
         .dump();
     },
   };

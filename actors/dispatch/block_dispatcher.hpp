@@ -1,34 +1,44 @@
 #pragma once
-// Block dispatcher: owns every running block job (run identity). Workers push
-// requests (deduplicated by request hash, persisted before the reply), requests are
-// grouped into blocks, blocks are leased to nodes by push (`Receive`) or in heartbeat
-// replies, results are stored until the worker acks them.
+// Block dispatcher: owns every running block job (run identity). Workers push requests
+// (deduplicated by request hash, persisted before the reply); each run queues them by
+// politeness key (actors/dispatch/host_queues.hpp: per-host budgets, robots.txt, pauses);
+// blocks of one key are built when a node has room and the key may start, leased by push
+// (`Receive`) or in heartbeat replies; results are stored until the worker acks them.
 //
-// Block life cycle (states of the design):
+// Block life cycle:
 //
-//   pending requests --build--> ready(1) --lease--> using(2) --all results--> success(4)
-//                                  ^                   |
-//                                  +-- lease expired / node gone (attempts < max)
-//                                                      +-- attempts >= max --> failed(8)
+//   pending requests of a key --lease--> using(2) --all results--> success(4)
+//          ^                                |
+//          +-- lease expired / node gone / deferred (429, Retry-After, block paused)
+//                                           +-- a request out of attempts --> error
 //
-// Run life cycle: open --Complete + nothing pending/leased/unacked--> finished (Exit to
+// A robots.txt fetch is a one-request block of its key; its answer goes to the key's
+// queues, never to the worker.
+//
+// Run life cycle: open --Complete + nothing waiting/leased/unacked--> finished (Exit to
 // the worker, Running row removed, JobStatus final).
 #include <chrono>
 
+#include "actors/dispatch/host_queues.hpp"
 #include "protocol/messages.hpp"
 
 namespace spiderhub::actors {
 
 struct dispatch_options {
   int block_size = 100;
-  std::chrono::milliseconds lease_timeout{60000};
-  int max_attempts = 5;
-  int thread_num = 8;
+  std::chrono::milliseconds lease_timeout{60000};  // a leased block without results this long returns
+  int max_attempts = 5;                            // leases of one request before it is an error
+  int thread_num = 8;                              // slots of one block at most
   int max_poll = 1000;
-  int blocks_per_node = 4;
-  std::chrono::milliseconds tick{200};            // lease checks and dispatch pump
+  int blocks_per_node = 32;
+  std::chrono::milliseconds tick{200};             // lease checks and dispatch pump
   std::chrono::milliseconds status_interval{1000}; // JobStatus writes per run at most
+  host_queue_options politeness;                   // broker defaults; jobs and Sites override
 };
+
+/// The politeness of a run: the broker's defaults with the Site's overrides applied
+/// (the job manager writes the job's politeness properties into unset Site fields).
+host_queue_options run_politeness(const dispatch_options& opts, const protocol::site& site);
 
 /// Spawns the dispatcher; it first restores every run listed in `Running` from storage.
 caf::actor spawn_block_dispatcher(caf::actor_system& sys, caf::actor storage,

@@ -15,6 +15,7 @@
 #include "actors/scheduler/schedulernet.hpp"
 #include "core/cron.hpp"
 #include "core/digest.hpp"
+#include "core/politeness.hpp"
 #include "net/http_server.hpp"
 #include "protocol/json_codec.hpp"
 #include "actors/storage/storage_actor.hpp"
@@ -174,6 +175,7 @@ storage::job_row parse_job(const std::string& body, const std::string& tz) {
         throw core::input_error("property 'Site' must be a JSON object");
       decode<site>(site_json, "properties.Site");
     }
+    core::parse_politeness_properties(job.properties);  // throws naming the property
   } else {
     require("Package");
     require("Application");
@@ -439,6 +441,18 @@ void run_logs(self_ptr self, const responder_ptr& r, const std::string& identity
       [r](const caf::error& err) { reply_caf_error(r, err); });
 }
 
+// GET /api/v1.0/runs/{identity}/hosts: the politeness table of a running block run.
+void run_hosts(self_ptr self, const responder_ptr& r, const std::string& identity) {
+  self->request(self->state.peers.dispatcher, std::chrono::seconds(10), hosts_atom::value, identity)
+    .then(
+      [r](const std::string& body) {
+        net::http_response resp;
+        resp.body = body;
+        r->reply(std::move(resp));
+      },
+      [r](const caf::error& err) { reply_caf_error(r, err); });
+}
+
 // ---- dashboard support ------------------------------------------------------------
 
 // GET /api/v1.0/runs/{identity}/blocks: the run's blocks by state.
@@ -533,6 +547,8 @@ void route(self_ptr self, const std::shared_ptr<const net::http_request>& call_r
       return m == "GET" ? run_logs(self, r, seg[1], req) : method_not_allowed();
     if (seg.size() == 3 && seg[2] == "blocks")
       return m == "GET" ? run_blocks(self, r, seg[1]) : method_not_allowed();
+    if (seg.size() == 3 && seg[2] == "hosts")
+      return m == "GET" ? run_hosts(self, r, seg[1]) : method_not_allowed();
   } else if (seg[0] == "cron" && seg.size() == 1) {
     return m == "GET" ? cron_preview(self, r, req) : method_not_allowed();
   } else if (seg[0] == "packages") {

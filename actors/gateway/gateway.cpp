@@ -58,6 +58,9 @@ node_info node_info_of(const net::http_request& req) {
   info.max_process_count = int_param(req, "maxProcessCount", 1);
   if (info.max_process_count < 0)
     throw core::input_error("maxProcessCount must not be negative");
+  info.max_blocks = int_param(req, "maxBlocks", 0);
+  if (info.max_blocks < 0)
+    throw core::input_error("maxBlocks must not be negative");
   if (info.node_type != 1 && info.node_type != 2)
     throw core::input_error("nodeType must be 1 (console) or 2 (web)");
   return info;

@@ -10,6 +10,7 @@ json status_json(const storage::job_status_row& s) {
   return {{"jobId", s.job_id},   {"identity", s.identity}, {"nodeId", s.node_id},
           {"status", s.status},  {"left", s.left},         {"success", s.success},
           {"error", s.error},    {"total", s.total},       {"reason", s.reason},
+          {"skipped", s.skipped},
           {"updateTime", s.update_time},
           {"exitCode", s.exit_code ? json(*s.exit_code) : json(nullptr)}};
 }

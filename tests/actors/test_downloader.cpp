@@ -277,8 +277,11 @@ private:
       auto key = "flaky:" + rq.param("key");
       if (count(key) == 1) {
         rs.status = rq.param("code").empty() ? 503 : std::stoi(rq.param("code"));
-        if (!rq.param("ra").empty())
-          rs.headers.emplace_back("Retry-After", rq.param("ra"));
+        if (auto ra = rq.param("ra"); !ra.empty()) {
+          for (auto pos = ra.find("%20"); pos != std::string::npos; pos = ra.find("%20"))
+            ra.replace(pos, 3, " ");  // HTTP dates travel with %20 for spaces
+          rs.headers.emplace_back("Retry-After", ra);
+        }
         text("busy");
       } else {
         text("ok after " + std::to_string(hits("flaky:" + rq.param("key"))));
@@ -286,6 +289,9 @@ private:
     } else if (rq.path == "/always503") {
       rs.status = 503;
       text("down");
+    } else if (rq.path == "/always500") {
+      rs.status = 500;
+      text("broken");
     } else if (rq.path == "/setcookie") {
       rs.headers.emplace_back("Set-Cookie", "sid=" + rq.param("v") + "; Path=/");
       text("set");
@@ -519,37 +525,98 @@ TEST_CASE("downloader: site.sleep_time spaces the requests of a slot") {
   CHECK(c.results("b").size() == 3);
 }
 
-TEST_CASE("downloader: 5xx and 429 are retried, honouring Retry-After") {
+TEST_CASE("downloader: 5xx is retried on the node; 429/503 go back to the broker at once") {
   test_server server;
   collector c;
   auto o = fast_options();
-  o.retry_backoff = 5000ms; // a retry this test waits for must come from Retry-After
   downloader dl(o, c.results_fn(), c.done_fn());
   dl.start();
 
-  SUBCASE("Retry-After: 0") {
-    auto t0 = std::chrono::steady_clock::now();
-    auto url = server.url("/flaky?key=a&ra=0");
+  SUBCASE("500 is retried here") {
+    auto url = server.url("/flaky?key=a&code=500");
     REQUIRE(dl.submit(make_block("b", "run", {url})));
     REQUIRE(c.wait_done("b"));
-    CHECK(seconds_since(t0) < 3.0);
     auto r = c.result("b", url);
     CHECK(r.status_code == 200);
     CHECK(r.content == "ok after 2");
-    CHECK(r.error.empty());
+    CHECK_FALSE(r.deferred);
     CHECK(dl.get_stats().retries == 1);
   }
-  SUBCASE("429 with Retry-After: 1") {
-    auto t0 = std::chrono::steady_clock::now();
-    auto url = server.url("/flaky?key=b&ra=1&code=429");
+  SUBCASE("429 with Retry-After: deferred, the block starts nothing more") {
+    // One slot: the 429 comes back before the other two requests start.
+    auto busy = server.url("/flaky?key=b&ra=7&code=429");
+    auto p1 = server.url("/page/1"), p2 = server.url("/page/2");
+    REQUIRE(dl.submit(make_block("b", "run", {busy, p1, p2}, 1)));
+    REQUIRE(c.wait_done("b"));
+    auto r = c.result("b", busy);
+    CHECK(r.deferred);
+    CHECK(r.status_code == 429);
+    CHECK(r.retry_after_ms == 7000);
+    for (auto& u : {p1, p2}) {
+      auto rest = c.result("b", u);
+      CHECK(rest.deferred);
+      CHECK(rest.status_code == 0);
+      CHECK(rest.error.find("429") != std::string::npos);
+    }
+    CHECK(server.hits("flaky:b") == 1);  // never retried by the node
+    CHECK(server.hits("/page/1") == 0);
+    CHECK(dl.get_stats().retries == 0);
+  }
+  SUBCASE("503 with an HTTP-date Retry-After") {
+    auto url = server.url("/flaky?key=c&code=503&ra=Wed,%2021%20Oct%202099%2007:28:00%20GMT");
     REQUIRE(dl.submit(make_block("b", "run", {url})));
     REQUIRE(c.wait_done("b"));
-    CHECK(seconds_since(t0) >= 0.95);
-    CHECK(seconds_since(t0) < 4.0);
     auto r = c.result("b", url);
-    CHECK(r.status_code == 200);
-    CHECK(r.content == "ok after 2");
+    CHECK(r.deferred);
+    CHECK(r.status_code == 503);
+    CHECK(r.retry_after_ms == 86400000);  // capped at a day
   }
+}
+
+TEST_CASE("downloader: a block's delay spaces its request starts over all its slots") {
+  test_server server;
+  collector c;
+  downloader dl(fast_options(), c.results_fn(), c.done_fn());
+  dl.start();
+  std::vector<std::string> urls;
+  for (int i = 0; i < 4; ++i)
+    urls.push_back(server.url("/page/d" + std::to_string(i)));
+  auto b = make_block("b", "run", urls, 4);
+  b.delay_ms = 150;
+  auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(dl.submit(b));
+  REQUIRE(c.wait_done("b"));
+  CHECK(seconds_since(t0) >= 0.44);  // starts at 0, 150, 300, 450 ms
+  CHECK(c.results("b").size() == 4);
+}
+
+TEST_CASE("downloader: a paused block hands back what it did not start") {
+  test_server server;
+  collector c;
+  downloader dl(fast_options(), c.results_fn(), c.done_fn());
+  dl.start();
+  std::vector<std::string> urls;
+  for (int i = 0; i < 20; ++i)
+    urls.push_back(server.url("/page/p" + std::to_string(i)));
+  auto b = make_block("b", "run", urls, 1);
+  b.delay_ms = 100;  // slow enough that most requests are still to start
+  REQUIRE(dl.submit(b));
+  std::this_thread::sleep_for(250ms);
+  dl.pause_block("b");
+  REQUIRE(c.wait_done("b", 5s));
+  auto rs = c.results("b");
+  CHECK(rs.size() == 20);
+  auto deferred = std::count_if(rs.begin(), rs.end(), [](auto& r) { return r.deferred; });
+  CHECK(deferred >= 10);
+  CHECK(deferred < 20);
+  for (auto& r : rs)
+    if (r.deferred) {
+      CHECK(r.status_code == 0);
+      CHECK(r.error == "paused by the broker");
+    } else {
+      CHECK(r.status_code == 200);
+    }
+  dl.pause_block("no-such-block");  // ignored
 }
 
 TEST_CASE("downloader: final failures carry status and error text") {
@@ -560,16 +627,16 @@ TEST_CASE("downloader: final failures carry status and error text") {
   o.retry_backoff = 10ms;
   downloader dl(o, c.results_fn(), c.done_fn());
   dl.start();
-  auto down = server.url("/always503");
+  auto down = server.url("/always500");
   auto refused = "http://127.0.0.1:" + std::to_string(closed_port()) + "/x";
   REQUIRE(dl.submit(make_block("b", "run", {down, refused})));
   REQUIRE(c.wait_done("b"));
 
   auto r = c.result("b", down);
-  CHECK(r.status_code == 503);
-  CHECK(r.error == "HTTP 503 after 2 retries");
-  CHECK(r.content == "down");
-  CHECK(server.hits("/always503") == 3);
+  CHECK(r.status_code == 500);
+  CHECK(r.error == "HTTP 500 after 2 retries");
+  CHECK(r.content == "broken");
+  CHECK(server.hits("/always500") == 3);
 
   auto n = c.result("b", refused);
   CHECK(n.status_code == 0);

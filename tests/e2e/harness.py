@@ -282,11 +282,13 @@ def sign(subject, ts, token=TOKEN):
 
 
 def create_block_job(broker, start_url, output, max_depth=6,
-                     cls="spiderhub.samples.SiteSpider", cron="0 0 1 1 *"):
+                     cls="spiderhub.samples.SiteSpider", cron="0 0 1 1 *", properties=None):
+    """A block job for the sample spider; `properties` adds job properties (politeness)."""
+    props = {"FullClassName": cls, "Arguments": json.dumps(
+        {"startUrl": start_url, "maxDepth": max_depth, "output": output})}
+    props.update(properties or {})
     status, job = api("POST", broker, "/api/v1.0/jobs", {
-        "name": "crawl", "jobType": "block", "cron": cron,
-        "properties": {"FullClassName": cls, "Arguments": json.dumps(
-            {"startUrl": start_url, "maxDepth": max_depth, "output": output})}})
+        "name": "crawl", "jobType": "block", "cron": cron, "properties": props})
     assert status == 201, (status, job)
     return job
 

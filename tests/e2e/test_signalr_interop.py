@@ -113,8 +113,9 @@ def main():
 
         # A block run: the Python worker gets Run, pushes two requests (block_size 1 -> two
         # blocks), and the broker pushes both blocks to the only node, the JS one.
+        # (No robots.txt fetch: the JS node must see exactly the two pushed requests.)
         job = h.create_block_job(broker, "http://127.0.0.1:9/", env.path("items.jsonl"),
-                                 cls=CLS)
+                                 cls=CLS, properties={"RobotsTxt": "ignore"})
         status, body = h.api("POST", broker, f"/api/v1.0/jobs/{job['id']}/trigger")
         assert status == 200, (status, body)
         identity = body["identity"]
