@@ -50,6 +50,9 @@ def main():
     ap.add_argument("--nodes", type=int, default=1)
     ap.add_argument("--block-size", type=int, default=100)
     ap.add_argument("--thread-num", type=int, default=16)
+    ap.add_argument("--max-per-host", type=int, default=1000,
+                    help="politeness.max_concurrency_per_host: the site is one local host, so "
+                         "the benchmark raises the per-host limit (default 8) explicitly")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--broker-yaml", default="",
                     help="extra broker YAML sections, e.g. 'storage: {batch_max: 1000}'")
@@ -62,6 +65,7 @@ def main():
     site = env.start_site(a.pages)
     broker = env.start_broker(extra_yaml=f"dispatch:\n  block_size: {a.block_size}\n"
                                          f"  thread_num: {a.thread_num}\n"
+                                         f"politeness:\n  max_concurrency_per_host: {a.max_per_host}\n"
                                          "log:\n  level: " + os.environ.get("BENCH_LOG", "warn") + "\n" +
                                          a.broker_yaml + "\n")
     nodes = [env.start_node(broker, f"node{i + 1}") for i in range(a.nodes)]

@@ -230,7 +230,8 @@ function progress(r) {
   const total = Math.max(r.total || 0, 1);
   const ok = ((r.success || 0) / total) * 100;
   const bad = ((r.error || 0) / total) * 100;
-  const pct = r.total ? Math.floor(((r.success + r.error) / r.total) * 100) : 0;
+  const settled = (r.success || 0) + (r.error || 0) + (r.skipped || 0);  // skipped: robots.txt
+  const pct = r.total ? Math.floor((settled / r.total) * 100) : 0;
   return el('div', { class: 'bar', 'data-testid': `progress-${r.identity}`, 'data-percent': pct },
     el('div', { class: 'ok', style: `width:${ok}%` }), el('div', { class: 'err', style: `left:${ok}%;width:${bad}%` }),
     el('span', {}, `${pct}%`));
@@ -252,28 +253,30 @@ function renderRuns() {
     el('td', { class: 'mono' }, el('a', { href: `#/runs/${r.identity}` }, short(r.identity))),
     el('td', { class: 'status-' + r.status }, r.status),
     el('td', {}, progress(r)),
-    el('td', { class: 'counts' }, `${r.success}/${r.error}/${r.left}/${r.total}`),
+    el('td', { class: 'counts' }, `${r.success}/${r.error}/${r.skipped || 0}/${r.left}/${r.total}`),
     el('td', {}, r.status === 'Running' ? (state.rates[r.identity]?.rate || 0).toFixed(0) : '–'),
     el('td', { class: 'hide-narrow' }, (r.nodes || []).length),
     el('td', {}, r.status === 'Running' ? el('button', { class: 'danger', onclick: () => exitRun(r.identity) }, 'Exit') : '')));
   show(el('h2', {}, 'Runs'),
     state.snapshot ? null : el('p', {}, 'waiting for the live feed…'),
     el('div', { class: 'scroll' }, el('table', { id: 'runs' },
-      el('tr', {}, ['Job', 'Run', 'Status', 'Progress', 'Success/Error/Left/Total', 'Pages/s', 'Nodes', '']
+      el('tr', {}, ['Job', 'Run', 'Status', 'Progress', 'Success/Error/Skipped/Left/Total', 'Pages/s', 'Nodes', '']
         .map((t, i) => el('th', { class: i === 6 ? 'hide-narrow' : undefined }, t))), rows)));
 }
 
 async function renderRun(identity, first) {
   const run = (state.snapshot?.runs || []).find((r) => r.identity === identity);
   const b = state.blocks[identity];
-  // Blocks and logs are read on open and then at most every 2 s while the run is live.
+  // Blocks, hosts and logs are read on open and then at most every 2 s while the run is live.
   if (first || (run && run.status === 'Running' && (!b || Date.now() - b.at > 2000))) {
-    state.blocks[identity] = { at: Date.now(), data: b?.data, logs: b?.logs };
+    state.blocks[identity] = { at: Date.now(), data: b?.data, logs: b?.logs, hosts: b?.hosts };
+    const live = !run || run.status === 'Running';
     Promise.all([
       api('GET', `/api/v1.0/runs/${identity}/blocks`).catch((e) => ({ error: e.message })),
       api('GET', `/api/v1.0/runs/${identity}/logs?bytes=8192`).catch((e) => ({ error: e.message })),
-    ]).then(([blocks, logs]) => {
-      state.blocks[identity] = { at: Date.now(), data: blocks, logs };
+      live ? api('GET', `/api/v1.0/runs/${identity}/hosts`).catch(() => null) : Promise.resolve(b?.hosts),
+    ]).then(([blocks, logs, hosts]) => {
+      state.blocks[identity] = { at: Date.now(), data: blocks, logs, hosts };
       if (currentPage().arg === identity) renderRun(identity, false);
     });
   }
@@ -282,6 +285,7 @@ async function renderRun(identity, first) {
   if (run) {
     parts.push(el('div', { class: 'card' }, progress(run),
       el('p', { class: 'counts' }, el('span', {}, `success ${run.success}`), el('span', {}, `error ${run.error}`),
+        el('span', { 'data-testid': 'skipped' }, `skipped ${run.skipped || 0}`),
         el('span', {}, `left ${run.left}`), el('span', {}, `total ${run.total}`),
         el('span', {}, `pages/s ${(state.rates[identity]?.rate || 0).toFixed(0)}`)),
       run.reason ? el('p', {}, run.reason) : null,
@@ -299,6 +303,18 @@ async function renderRun(identity, first) {
   } else if (cur.data?.error) {
     parts.push(el('p', { class: 'hint' }, cur.data.error));
   }
+  if (cur.hosts && cur.hosts.hosts && cur.hosts.hosts.length) {
+    // Politeness per host (live runs only): the busiest first, 50 at most.
+    const hosts = [...cur.hosts.hosts].sort((a, b) => (b.inFlight + b.pending) - (a.inFlight + a.pending)).slice(0, 50);
+    const when = (ms) => (ms ? new Date(ms).toISOString().slice(11, 19) : '');
+    parts.push(el('h2', {}, 'Hosts'), el('div', { class: 'scroll' }, el('table', { id: 'hosts' },
+      el('tr', {}, ['Host', 'Waiting', 'In flight', 'Concurrency', 'Delay ms', 'Done', 'Errors', 'Skipped', 'robots.txt', 'Paused until']
+        .map((t) => el('th', {}, t))),
+      hosts.map((h) => el('tr', {}, el('td', { class: 'mono' }, h.key), el('td', {}, h.pending + h.waitingForRobots),
+        el('td', {}, h.inFlight), el('td', {}, `${h.concurrency}/${h.maxConcurrency}`), el('td', {}, h.delayMs),
+        el('td', {}, h.done), el('td', {}, h.errors), el('td', {}, h.skipped), el('td', {}, h.robots),
+        el('td', {}, when(h.pausedUntil)))))));
+  }
   if (cur.logs && !cur.logs.error) {
     parts.push(el('h2', {}, 'Application logs'));
     for (const n of cur.logs.nodes)
@@ -313,7 +329,10 @@ async function renderRun(identity, first) {
 
 const jobFields = {
   block: [['FullClassName', 'Worker class (FullClassName)'], ['Arguments', 'Arguments (JSON for the sample spider)'],
-          ['Priority', 'Priority'], ['Site', 'Site settings (JSON)']],
+          ['Priority', 'Priority'], ['Site', 'Site settings (JSON)'],
+          ['MaxConcurrencyPerHost', 'Requests in flight per host (all nodes)'], ['DelayMs', 'Delay between requests to a host (ms)'],
+          ['RobotsTxt', 'robots.txt: obey or ignore'], ['PolitenessKey', 'Politeness key: host or domain'],
+          ['AdaptiveThrottle', 'Adaptive throttle: on or off']],
   application: [['Package', 'Package'], ['Application', 'Program inside the package'], ['Arguments', 'Arguments'],
                 ['NodeCount', 'Nodes'], ['NodeGroup', 'Node group'], ['Os', 'OS filter']],
 };

@@ -303,19 +303,20 @@ std::string render_runs(const json& d) {
   table t;
   // Run identities stay whole (they are typed back); the job id is shortened like a git
   // hash to keep a line within 120 columns (`jobs` and --json have it whole).
-  t.headers = {"IDENTITY", "JOB", "STATUS", "TOTAL", "SUCCESS", "ERROR", "LEFT", "READY",
-               "LEASED", "UPDATED (UTC)"};
-  t.right = {false, false, false, true, true, true, true, true, true, false};
+  t.headers = {"IDENTITY", "JOB", "STATUS", "TOTAL", "SUCCESS", "ERROR", "SKIPPED", "LEFT",
+               "WAITING", "LEASED", "UPDATED (UTC)"};
+  t.right = {false, false, false, true, true, true, true, true, true, true, false};
   for (auto& r : d) {
     auto live = r.value("live", json());
     t.rows.push_back({field(r, "identity"), field(r, "jobId").substr(0, 8), field(r, "status"),
-                      field(r, "total"), field(r, "success"), field(r, "error"), field(r, "left"),
-                      live.is_object() ? field(live, "blocksReady") : "-",
+                      field(r, "total"), field(r, "success"), field(r, "error"),
+                      field(r, "skipped"), field(r, "left"),
+                      live.is_object() ? field(live, "pending") : "-",
                       live.is_object() ? field(live, "blocksLeased") : "-",
                       compact_time(r.value("updateTime", json()))});
   }
   return t.render() + plural(d.size(), "run", "runs") +
-         "; READY/LEASED blocks are live counters of open runs\n";
+         "; WAITING requests and LEASED blocks are live counters of open runs\n";
 }
 
 std::string render_blocks(const json& d) {
@@ -348,6 +349,27 @@ std::string render_blocks(const json& d) {
   if (hidden)
     out += "... and " + std::to_string(hidden) + " more (see --json)\n";
   return out;
+}
+
+std::string render_hosts(const json& d) {
+  auto hosts = d.value("hosts", json::array());
+  if (hosts.empty())
+    return "run " + d.value("identity", std::string("?")) + ": no hosts yet\n";
+  table t;
+  t.headers = {"HOST KEY", "WAITING", "IN FLIGHT", "CONC", "DELAY MS", "DONE", "ERRORS",
+               "SKIPPED", "ROBOTS", "PAUSED UNTIL (UTC)"};
+  t.right = {false, true, true, true, true, true, true, true, false, false};
+  for (auto& h : hosts) {
+    auto waiting = h.value("pending", std::int64_t{0}) + h.value("waitingForRobots", std::int64_t{0});
+    auto paused = h.value("pausedUntil", std::int64_t{0});
+    t.rows.push_back({field(h, "key"), std::to_string(waiting), field(h, "inFlight"),
+                      field(h, "concurrency") + "/" + field(h, "maxConcurrency"),
+                      field(h, "delayMs"), field(h, "done"), field(h, "errors"),
+                      field(h, "skipped"), field(h, "robots"),
+                      paused > 0 ? unix_ms_time(paused) : "-"});
+  }
+  return "run " + d.value("identity", std::string("?")) + "\n" + t.render() +
+         plural(hosts.size(), "host", "hosts") + "\n";
 }
 
 } // namespace
@@ -384,6 +406,8 @@ std::string render_reply(const json& reply) {
     return render_runs(d);
   if (command == "blocks")
     return render_blocks(d);
+  if (command == "hosts")
+    return render_hosts(d);
   if (command == "trigger")
     return "job " + field(d, "jobId") + " triggered: run " + field(d, "identity") + "\n";
   if (command == "exit")

@@ -24,6 +24,7 @@ const std::vector<inspector_command>& inspector_commands() {
     {"jobs", "", false, "jobs that are not deleted (storage)"},
     {"runs", "JOB", false, "runs, newest first, optionally of one job"},
     {"blocks", "RUN", true, "blocks of a run by state"},
+    {"hosts", "RUN", true, "politeness per host of a running run: in flight, delay, robots, pauses"},
     {"trigger", "JOB", true, "fire a job now; prints the new run identity"},
     {"exit", "RUN", true, "stop a running run everywhere"},
     {"disable", "NODE", true, "mark a node disabled"},
@@ -380,7 +381,8 @@ void cmd_runs(self_ptr self, promise rp, const std::string& command, const std::
         if (s.node_id.empty())
           out.push_back({{"identity", s.identity}, {"jobId", s.job_id}, {"status", s.status},
                          {"total", s.total}, {"success", s.success}, {"error", s.error},
-                         {"left", s.left}, {"reason", s.reason}, {"updateTime", s.update_time}});
+                         {"skipped", s.skipped}, {"left", s.left}, {"reason", s.reason},
+                         {"updateTime", s.update_time}});
       // Live block counters of open runs come from the dispatcher, when it answers.
       auto dispatcher = peer(self, "dispatch");
       if (!dispatcher) {
@@ -476,6 +478,17 @@ void cmd_exit(self_ptr self, promise rp, const std::string& command, const std::
       [rp, command](const caf::error& err) mutable { deliver_caf_error(rp, command, err); });
 }
 
+void cmd_hosts(self_ptr self, promise rp, const std::string& command, const std::string& run) {
+  auto dispatcher = peer(self, "dispatch");
+  if (!dispatcher)
+    return reply(rp, error_reply(command, "unavailable", "the dispatcher is not running"));
+  self->request(dispatcher, self->state.opts.ask_timeout, hosts_atom::value, run)
+    .then([rp, command](const std::string& body) mutable {
+            rp.deliver(ok_reply(command, json::parse(body)));
+          },
+          [rp, command](const caf::error& err) mutable { deliver_caf_error(rp, command, err); });
+}
+
 // ---- the actor --------------------------------------------------------------------------
 
 void dispatch(self_ptr self, promise rp, const std::string& command, const std::string& arg) {
@@ -501,6 +514,8 @@ void dispatch(self_ptr self, promise rp, const std::string& command, const std::
     return cmd_runs(self, rp, command, arg);
   if (command == "blocks")
     return cmd_blocks(self, rp, command, arg);
+  if (command == "hosts")
+    return cmd_hosts(self, rp, command, arg);
   if (command == "trigger")
     return cmd_trigger(self, rp, command, arg);
   if (command == "exit")

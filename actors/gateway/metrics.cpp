@@ -40,6 +40,21 @@ std::string escape_label(const std::string& s) {
   return out;
 }
 
+// A label value with backslash, quote and newline escaped (Prometheus text format).
+std::string label_value(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\\' || c == '"')
+      out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
 struct writer {
   std::string out;
   void family(const char* name, const char* type, const char* help) {
@@ -112,17 +127,53 @@ std::string render_metrics(const json& stats) {
            "resultsAcked");
   w.single("spiderhub_result_bytes_total", "counter",
            "Bytes of downloaded results received from nodes.", d, "resultBytes");
+  w.single("spiderhub_requests_skipped_total", "counter",
+           "Requests not downloaded because robots.txt disallows them.", d, "requestsSkipped");
+  w.single("spiderhub_requests_deferred_total", "counter",
+           "Requests handed back by nodes (host paused by 429/503) and queued again.", d,
+           "requestsDeferred");
+  w.single("spiderhub_requests_failed_undownloaded_total", "counter",
+           "Requests ended as errors without a result (robots.txt unreachable, out of attempts).",
+           d, "requestsFailedUndownloaded");
+  w.single("spiderhub_robots_fetched_total", "counter", "robots.txt fetches leased to nodes.", d,
+           "robotsFetched");
+  w.single("spiderhub_host_pauses_total", "counter",
+           "Politeness keys paused by a 429/503 answer (Retry-After or backoff).", d,
+           "hostPauses");
   if (d.contains("runs")) {
-    std::uint64_t ready = 0, leased = 0;
+    std::uint64_t waiting = 0, leased = 0;
     for (auto& r : d["runs"]) {
-      ready += r.value("blocksReady", 0ULL);
+      waiting += r.value("pending", 0ULL);
       leased += r.value("blocksLeased", 0ULL);
     }
+    w.family("spiderhub_requests_waiting", "gauge",
+             "Requests of open runs not yet in a block (queued by host or waiting for robots.txt).");
+    w.sample("spiderhub_requests_waiting", "", std::to_string(waiting));
     w.family("spiderhub_blocks", "gauge", "Blocks of open runs by state.");
-    w.sample("spiderhub_blocks", "state=\"ready\"", std::to_string(ready));
     w.sample("spiderhub_blocks", "state=\"leased\"", std::to_string(leased));
     w.family("spiderhub_runs_active", "gauge", "Block runs in progress.");
     w.sample("spiderhub_runs_active", "", std::to_string(d["runs"].size()));
+  }
+  if (d.contains("topHosts") && d["topHosts"].is_array() && !d["topHosts"].empty()) {
+    // Bounded cardinality: the dispatcher reports its ten busiest politeness keys.
+    struct series {
+      const char* name;
+      const char* help;
+      const char* key;
+    };
+    for (auto [name, help, key] :
+         {series{"spiderhub_host_in_flight", "Slots of leased blocks, busiest hosts.", "inFlight"},
+          series{"spiderhub_host_waiting", "Requests waiting, busiest hosts.", "pending"},
+          series{"spiderhub_host_done", "Pages downloaded in open runs, busiest hosts.", "done"},
+          series{"spiderhub_host_errors", "Failed downloads in open runs, busiest hosts.", "errors"},
+          series{"spiderhub_host_delay_ms", "Current delay between starts, busiest hosts.", "delayMs"},
+          series{"spiderhub_host_concurrency", "Current concurrency limit, busiest hosts.", "concurrency"},
+          series{"spiderhub_host_paused", "1 while the host is paused, busiest hosts.", "paused"}}) {
+      w.family(name, "gauge", help);
+      for (auto& h : d["topHosts"])
+        w.sample(name, "host=\"" + label_value(h.value("key", "")) + "\"",
+                 number(h.value(key, json(0))));
+    }
   }
   if (d.contains("nodes")) {
     w.family("spiderhub_nodes_connected", "gauge", "Nodes known to the dispatcher.");

@@ -158,11 +158,22 @@ TEST_CASE("console replies: version check and rendering for people") {
 
   auto runs = json::parse(R"({"version":1,"command":"runs","ok":true,"data":[
       {"identity":"r-1","jobId":"3df6443f-b447-422d-a02c-0a5d2214069d","status":"Running",
-       "total":10,"success":4,"error":1,"left":5,"updateTime":"2024-05-01T12:00:03.250Z",
-       "live":{"blocksReady":1,"blocksLeased":2}}]})");
+       "total":10,"success":4,"error":1,"skipped":2,"left":3,
+       "updateTime":"2024-05-01T12:00:03.250Z","live":{"pending":7,"blocksLeased":2}}]})");
   CHECK(console::render_reply(runs).find(
-          "r-1       3df6443f  Running     10        4      1     5      1       2  "
+          "r-1       3df6443f  Running     10        4      1        2     3        7       2  "
           "2024-05-01 12:00:03\n") != std::string::npos);
+
+  auto hosts = json::parse(R"({"version":1,"command":"hosts","ok":true,"data":{"identity":"r-1",
+      "hosts":[{"key":"http://a.test:80","pending":5,"waitingForRobots":1,"inFlight":4,
+                "concurrency":4,"maxConcurrency":8,"delayMs":1000,"done":20,"errors":1,
+                "skipped":3,"robots":"ready","pausedUntil":1700000000500}]}})");
+  auto hosts_text = console::render_reply(hosts);
+  CHECK(hosts_text.find("run r-1\n") == 0);
+  CHECK(hosts_text.find("http://a.test:80") != std::string::npos);
+  CHECK(hosts_text.find("4/8") != std::string::npos);
+  CHECK(hosts_text.find("2023-11-14 22:13:20") != std::string::npos);
+  CHECK(hosts_text.find("1 host\n") != std::string::npos);
 
   CHECK(console::render_reply(json::parse(
           R"({"version":1,"command":"trigger","ok":true,"data":{"jobId":"j","identity":"r"}})")) ==

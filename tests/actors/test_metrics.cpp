@@ -45,8 +45,12 @@ TEST_CASE("metrics: exposition from actor stats, histogram cumulative, silent ac
               {"fires", 3}, {"mailbox", 1}}},
     {"dispatch", {{"resultsStored", 10}, {"resultBytes", 4096},
                   {"downloadErrors", {{"http_5xx", 2}, {"timeout", 1}}},
-                  {"runs", json::array({{{"blocksReady", 3}, {"blocksLeased", 2}},
-                                        {{"blocksReady", 1}, {"blocksLeased", 0}}})},
+                  {"runs", json::array({{{"pending", 3}, {"blocksLeased", 2}},
+                                        {{"pending", 1}, {"blocksLeased", 0}}})},
+                  {"requestsSkipped", 11},
+                  {"topHosts", json::array({{{"key", "http://a.test:80"}, {"inFlight", 4},
+                                             {"pending", 9}, {"delayMs", 1000}, {"paused", 1}},
+                                            {{"key", "http://\"odd\".test:80"}}})},
                   {"nodes", json::object()}, {"mailbox", 7}}},
     {"storage", {{"writes", 5}, {"batchMsBounds", {1, 10}}, {"batchMsBuckets", {4, 1, 2}},
                  {"batchMsSum", 120.0}, {"mailbox", 0}}},
@@ -60,8 +64,14 @@ TEST_CASE("metrics: exposition from actor stats, histogram cumulative, silent ac
   CHECK(m["spiderhub_result_bytes_total"] == 4096);
   CHECK(m["spiderhub_download_errors_total{kind=\"http_5xx\"}"] == 2);
   CHECK(m["spiderhub_download_errors_total{kind=\"dns\"}"] == 0);
-  CHECK(m["spiderhub_blocks{state=\"ready\"}"] == 4);
+  CHECK(m["spiderhub_requests_waiting"] == 4);
   CHECK(m["spiderhub_blocks{state=\"leased\"}"] == 2);
+  CHECK(m["spiderhub_requests_skipped_total"] == 11);
+  CHECK(m["spiderhub_host_in_flight{host=\"http://a.test:80\"}"] == 4);
+  CHECK(m["spiderhub_host_waiting{host=\"http://a.test:80\"}"] == 9);
+  CHECK(m["spiderhub_host_delay_ms{host=\"http://a.test:80\"}"] == 1000);
+  CHECK(m["spiderhub_host_paused{host=\"http://a.test:80\"}"] == 1);
+  CHECK(m["spiderhub_host_in_flight{host=\"http://\\\"odd\\\".test:80\"}"] == 0);
   CHECK(m["spiderhub_cron_fires_total"] == 9);
   CHECK(m["spiderhub_cron_misfires_total"] == 1);
   CHECK(m["spiderhub_storage_batch_seconds_bucket{le=\"0.001\"}"] == 4);
