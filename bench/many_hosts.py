@@ -532,7 +532,7 @@ class ManyHostWeb:
             h.record.peak_concurrency = h.in_flight
         try:
             self._log(h, t_mono, t_unix, what, 400)
-            await self._respond(writer, 400, b"bad request\n", "text/plain", False, True)
+            await self._respond(writer, 400, b"bad request\n", "text/plain", False)
         finally:
             h.in_flight -= 1
         return False
@@ -584,13 +584,13 @@ class ManyHostWeb:
                 raise _BadRequest                 # too many header lines
         except _BadRequest:
             self._log(h, t_mono, t_unix, target, 400)
-            await self._respond(writer, 400, b"bad request\n", "text/plain", False, True)
+            await self._respond(writer, 400, b"bad request\n", "text/plain", False)
             return False
 
         if chunked:
             self._log(h, t_mono, t_unix, target, 501)
             await self._respond(writer, 501, b"request bodies: Content-Length only\n",
-                                "text/plain", False, True)
+                                "text/plain", False)
             return False
         while content_length > 0:                 # read and ignore the body
             chunk = await reader.readexactly(min(content_length, 65536))
@@ -643,12 +643,13 @@ class ManyHostWeb:
             with self._lock:
                 h.record.throttled_at = now
                 h.record.throttle_until = now + h.spec.throttle_retry_after_s
-        await self._respond(writer, status, parts_out, ctype, keep, head_only, extra)
+        await self._respond(writer, status, parts_out, ctype, keep, head_only=head_only,
+                            extra=extra)
         return keep
 
     @staticmethod
     async def _respond(writer: asyncio.StreamWriter, status: int, body: bytes | list[bytes],
-                       ctype: str, keep: bool, head_only: bool = False,
+                       ctype: str, keep: bool, *, head_only: bool = False,
                        extra: str = "") -> None:
         parts = body if isinstance(body, list) else [body]
         length = sum(len(p) for p in parts)
