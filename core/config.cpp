@@ -304,6 +304,7 @@ node_config parse_node_config(const std::string& yaml, const std::string& name) 
     s.get_ms("retry_backoff_ms", d.retry_backoff, 0, 600000);
     s.get("change_ip_command", d.change_ip_command);
     s.get("results_batch", d.results_batch, 1, 100000);
+    s.get_ms("results_flush_ms", d.results_flush, 1, 60000);
     s.finish();
   }
   {

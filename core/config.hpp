@@ -56,7 +56,7 @@ struct broker_config {
     std::int32_t max_attempts = 5;       // leases of one block before it is failed
     std::int32_t thread_num = 8;         // downloads in parallel per block on a node
     std::int32_t max_poll = 1000;        // results per Poll at most
-    std::int32_t blocks_per_node = 32;   // leased blocks one node may hold at once
+    std::int32_t blocks_per_node = 256;  // leased blocks one node may hold at once
   } dispatch;
   struct politeness_t {                  // per politeness key, all nodes together
     std::string key = "host";            // host (scheme://host:port) | domain (registered)
@@ -110,7 +110,7 @@ struct node_config {
   milliseconds heartbeat_interval{5000};
   std::int32_t retry_download = 3;
   struct download_t {
-    std::int32_t max_blocks = 32;        // blocks downloaded at once (free slots)
+    std::int32_t max_blocks = 256;       // blocks downloaded at once (free slots)
     milliseconds timeout{30000};
     milliseconds connect_timeout{10000};
     std::int64_t max_body_bytes = 32 << 20;
@@ -118,6 +118,7 @@ struct node_config {
     milliseconds retry_backoff{500};     // first retry delay, doubled each time
     std::string change_ip_command;
     std::int32_t results_batch = 50;     // results per SaveBlockResponse
+    milliseconds results_flush{200};     // a partial batch waits at most this long
   } download;
   struct reconnect_t {
     milliseconds initial{500};

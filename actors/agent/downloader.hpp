@@ -30,7 +30,7 @@ struct downloader_options {
                                                      // block's change_ip_pattern
   std::size_t results_batch = 50;                    // results per on_results call at most
   std::size_t results_batch_bytes = 4 << 20;         // ...or fewer once their bodies reach this
-  std::chrono::milliseconds results_flush{1000};     // a partial batch waits at most this long
+  std::chrono::milliseconds results_flush{200};      // a partial batch waits at most this long
   std::string user_agent = "spiderhub/0.1";          // when the site sets none
   std::chrono::milliseconds identity_idle{600000};   // cookie jar of an identity without
                                                      // blocks is dropped after this

@@ -73,6 +73,7 @@ struct block_entry {
   std::string node_id;
   std::int64_t lease_until = 0;                 // unix ms; results extend it
   int thread_num = 1;
+  int slots = 1;                                // of the key's budget it still holds
   std::int64_t delay_ms = 0;
 };
 
@@ -233,7 +234,7 @@ void drop_node_lease(self_ptr self, const run_entry& r, const block_entry& b) {
 void requeue(self_ptr self, run_entry& r, block_entry& b, const std::string& why) {
   drop_node_lease(self, r, b);
   auto now = now_ms();
-  r.hosts->release(b.key, b.thread_num, now);
+  r.hosts->release(b.key, b.slots, now);
   if (!b.robots_origin.empty()) {
     spdlog::info("dispatcher: run {}: robots.txt of {} not fetched ({}), fetched again later",
                  r.identity, b.robots_origin, why);
@@ -333,6 +334,7 @@ std::optional<std::string> lease_one(self_ptr self, run_entry& r, const std::str
   b.id = core::new_guid();
   b.key = g->key;
   b.thread_num = g->thread_num;
+  b.slots = g->thread_num;
   b.delay_ms = g->delay_ms;
   b.node_id = node_id;
   if (!g->robots_origin.empty()) {
@@ -597,7 +599,7 @@ void robots_answered(self_ptr self, run_entry& r, block_entry& b,
                res.error.empty() ? "HTTP " + std::to_string(res.status_code) : res.error,
                out.skipped.size(), out.failed.size());
   drop_node_lease(self, r, b);
-  r.hosts->release(b.key, b.thread_num, now);
+  r.hosts->release(b.key, b.slots, now);
   r.blocks.erase(b.id);
   settle(self, r, out);
 }
@@ -880,6 +882,13 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         row.body = std::move(res.body);  // the node's JSON object, stored as sent
         rows.push_back(std::move(row));
       }
+      // A block runs at most as many downloads as it has unfinished requests: the slots
+      // above that go back to its key now, not when its last request is done.
+      if (auto can_use = std::min<int>(b.thread_num, static_cast<int>(b.outstanding.size()));
+          can_use < b.slots) {
+        r->hosts->shrink(b.key, b.slots - can_use, now);
+        b.slots = can_use;
+      }
       if (!back.empty()) {
         r->hosts->count_deferred(b.key, static_cast<std::int64_t>(back.size()));
         r->hosts->requeue(b.key, std::move(back), now);
@@ -891,7 +900,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       if (rows.empty()) {
         if (block_done) {
           drop_node_lease(self, *r, b);
-          r->hosts->release(b.key, b.thread_num, now);
+          r->hosts->release(b.key, b.slots, now);
           store(self, [id = b.id](storage::database& db) {
             storage::crawl_repository(db).delete_block(id);
           });
@@ -942,7 +951,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                 if (auto it = run->blocks.find(block_id);
                     it != run->blocks.end() && it->second.outstanding.empty()) {
                   drop_node_lease(self, *run, it->second);
-                  run->hosts->release(it->second.key, it->second.thread_num, now_ms());
+                  run->hosts->release(it->second.key, it->second.slots, now_ms());
                   run->blocks.erase(it);
                   ++self->state.blocks_done;
                 }

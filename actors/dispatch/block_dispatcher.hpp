@@ -30,7 +30,7 @@ struct dispatch_options {
   int max_attempts = 5;                            // leases of one request before it is an error
   int thread_num = 8;                              // slots of one block at most
   int max_poll = 1000;
-  int blocks_per_node = 32;
+  int blocks_per_node = 256;
   std::chrono::milliseconds tick{200};             // lease checks and dispatch pump
   std::chrono::milliseconds status_interval{1000}; // JobStatus writes per run at most
   host_queue_options politeness;                   // broker defaults; jobs and Sites override

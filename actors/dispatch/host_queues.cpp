@@ -238,12 +238,21 @@ std::optional<host_queues::grant> host_queues::next(std::int64_t now) {
   return std::nullopt;
 }
 
-void host_queues::release(const std::string& key, int thread_num, std::int64_t now) {
+void host_queues::shrink(const std::string& key, int slots, std::int64_t now) {
+  auto it = keys_.find(key);
+  if (it == keys_.end() || slots <= 0)
+    return;
+  auto& k = *it->second;
+  k.in_flight = std::max(0, k.in_flight - slots);
+  place(k, now);
+}
+
+void host_queues::release(const std::string& key, int slots, std::int64_t now) {
   auto it = keys_.find(key);
   if (it == keys_.end())
     return;
   auto& k = *it->second;
-  k.in_flight = std::max(0, k.in_flight - thread_num);
+  k.in_flight = std::max(0, k.in_flight - slots);
   k.blocks = std::max(0, k.blocks - 1);
   if (delay(k) > 0)
     k.next_start_ms = std::max(k.next_start_ms, now + delay(k));

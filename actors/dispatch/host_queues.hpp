@@ -116,8 +116,12 @@ class host_queues {
 
   /// The next block that may start, round robin over keys; nullopt when none may now.
   std::optional<grant> next(std::int64_t now);
-  /// A leased block of `key` ended (results in, failed, or returned); frees its slots.
-  void release(const std::string& key, int thread_num, std::int64_t now);
+  /// A leased block of `key` ended (results in, failed, or returned); frees the slots it
+  /// still held.
+  void release(const std::string& key, int slots, std::int64_t now);
+  /// A leased block now holds fewer unfinished requests than slots: it can never use
+  /// more than that many again, so the difference goes back to the key.
+  void shrink(const std::string& key, int slots, std::int64_t now);
 
   /// The answer to a robots fetch of `origin` (status 0 + error for a failed download).
   void robots_answer(const std::string& origin, std::int32_t status, const std::string& body,

@@ -59,6 +59,25 @@ TEST_CASE("host queues: a key's blocks never hold more slots than its concurrenc
   CHECK(q.waiting() == 600);
 }
 
+TEST_CASE("host queues: slots a block can no longer use go back to its key") {
+  host_queues q(no_robots(8, 0, 8));
+  push_n(q, "http://a.test", 20);
+  auto g = q.next(0);
+  REQUIRE(g);
+  CHECK(g->thread_num == 8);
+  host_queues::settled out;
+  q.push(req("http://a.test/late"), 0, out);
+  CHECK_FALSE(q.next(0));
+  q.shrink(g->key, 5, 1);  // 3 requests of that block are left unfinished
+  auto more = q.next(1);
+  REQUIRE(more);
+  CHECK(more->thread_num == 1);  // 5 slots free, 1 request waiting
+  CHECK(q.view(1)[0].in_flight == 4);
+  q.release(g->key, 3, 2);
+  CHECK(q.view(2)[0].in_flight == 1);
+  CHECK(q.view(2)[0].blocks == 1);
+}
+
 TEST_CASE("host queues: a delay allows one block at a time, the next after release + delay") {
   host_queues q(no_robots(4, 1000));
   push_n(q, "http://slow.test", 10);
