@@ -75,11 +75,7 @@ def main():
     output = env.path("items.jsonl")
     job = h.create_block_job(broker, site.base + "/index.html", output)
 
-    def trigger():
-        status, body = h.api("POST", broker, f"/api/v1.0/jobs/{job['id']}/trigger")
-        return body["identity"] if status == 200 else None
-
-    h.wait_until("trigger", trigger, timeout=30, interval=0.2)
+    h.trigger_run(broker, job["id"], interval=0.2)
     started = time.monotonic()
     cpu0 = machine_cpu()
     timeline = []  # (seconds since trigger, pages done)

@@ -67,10 +67,7 @@ log:
                                                     "output": env.path("items.jsonl")})}})
         assert status == 201, (status, job)
 
-        def trigger():
-            status, body = h.api("POST", broker, f"/api/v1.0/jobs/{job['id']}/trigger")
-            return body["identity"] if status == 200 else None
-        h.wait_until("trigger", trigger, timeout=30, interval=0.2)
+        h.trigger_run(broker, job["id"], interval=0.2)
         started = time.monotonic()
         h.wait_until("run finished", lambda: (h.run_of(broker, job["id"]) or {}).get("status")
                      in ("Success", "Exited", "Failed"), timeout=1800, interval=0.2)

@@ -1,5 +1,7 @@
 #include "core/robots.hpp"
 
+#include "core/text.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -7,21 +9,10 @@
 namespace spiderhub::core {
 namespace {
 
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size())
-    return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i]))
-      return false;
-  return true;
-}
-
 int hex_value(char c) {
   if (c >= '0' && c <= '9')
     return c - '0';
-  c = lower(c);
+  c = ascii_lower(c);
   if (c >= 'a' && c <= 'f')
     return c - 'a' + 10;
   return -1;
@@ -36,25 +27,19 @@ bool unreserved(unsigned char c) {
 /// characters decoded, other escapes upper-cased, raw non-ASCII, controls and spaces
 /// escaped.
 std::string normalize(std::string_view s) {
-  static constexpr char hex[] = "0123456789ABCDEF";
   std::string out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size(); ++i) {
     auto c = static_cast<unsigned char>(s[i]);
     if (c == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
       auto v = static_cast<unsigned char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
-      if (unreserved(v)) {
+      if (unreserved(v))
         out += static_cast<char>(v);
-      } else {
-        out += '%';
-        out += hex[v >> 4];
-        out += hex[v & 15];
-      }
+      else
+        append_percent_escape(out, v);
       i += 2;
     } else if (c <= 0x20 || c >= 0x7F) {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
+      append_percent_escape(out, c);
     } else {
       out += static_cast<char>(c);
     }

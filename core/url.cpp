@@ -1,5 +1,7 @@
 #include "core/url.hpp"
 
+#include "core/text.hpp"
+
 #include <cstring>
 #include <optional>
 
@@ -7,12 +9,11 @@ namespace spiderhub::core {
 
 namespace {
 
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
 std::string lowered(std::string_view s) {
   std::string out(s);
   for (auto& c : out)
-    c = lower(c);
+    c = ascii_lower(c);
   return out;
 }
 
@@ -142,7 +143,6 @@ std::string remove_dot_segments(const std::string& in) {
 /// and the characters browsers escape in paths), and upper-cases existing escapes so two
 /// spellings of one URL compare equal. A '%' that starts no valid escape becomes "%25".
 std::string encode_component(const std::string& s) {
-  static constexpr char hex[] = "0123456789ABCDEF";
   std::string out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size(); ++i) {
@@ -158,9 +158,7 @@ std::string encode_component(const std::string& s) {
       }
     } else if (c <= 0x20 || c >= 0x7F || c == '"' || c == '<' || c == '>' || c == '`' ||
                c == '{' || c == '}') {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
+      append_percent_escape(out, c);
     } else {
       out += static_cast<char>(c);
     }
@@ -297,9 +295,7 @@ std::string resolve_parts(const std::string& base, const std::string& cleaned_re
 
 } // namespace
 
-
 std::string url_encode(std::string_view s) {
-  static constexpr char hex[] = "0123456789ABCDEF";
   std::string out;
   out.reserve(s.size());
   for (unsigned char c : s) {
@@ -307,9 +303,7 @@ std::string url_encode(std::string_view s) {
         c == '-' || c == '_' || c == '.' || c == '~') {
       out += static_cast<char>(c);
     } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
+      append_percent_escape(out, c);
     }
   }
   return out;

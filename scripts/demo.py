@@ -43,11 +43,7 @@ def main():
     print(f"demo: block job {job['id']} created (cron '{job['cron']}', next fire "
           f"{job['nextFireTimes'][0]}); triggering it now")
 
-    def trigger():
-        status, body = h.api("POST", broker, f"/api/v1.0/jobs/{job['id']}/trigger")
-        return body["identity"] if status == 200 else None
-
-    identity = h.wait_until("trigger", trigger, timeout=30, interval=0.5)
+    identity = h.trigger_run(broker, job["id"])
     print(f"demo: run {identity} started")
     started = time.monotonic()
     run = {}

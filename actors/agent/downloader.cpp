@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "core/politeness.hpp"
+#include "core/text.hpp"
 #include "protocol/json_codec.hpp"
 
 extern char** environ;
@@ -55,18 +56,7 @@ constexpr int max_thread_num = 256;             // per block, guards against abs
 // ---------------------------------------------------------------------------------------
 // small string helpers
 
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size())
-    return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i]))
-      return false;
-  return true;
-}
+using core::iequals;
 
 /// True when `line` starts with `prefix` (lower case), ignoring case.
 bool istarts_with(std::string_view line, std::string_view prefix) {
@@ -151,7 +141,7 @@ void parse_headers(std::string_view raw, protocol::header_map& out) {
       continue;
     auto name = header_text(trim(line.substr(0, colon)));
     for (auto& c : name)
-      c = lower(c);
+      c = core::ascii_lower(c);
     auto value = trim(line.substr(colon + 1));
     auto it = out.find(name);
     if (it != out.end()) {

@@ -40,21 +40,6 @@ std::string escape_label(const std::string& s) {
   return out;
 }
 
-// A label value with backslash, quote and newline escaped (Prometheus text format).
-std::string label_value(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '\\' || c == '"')
-      out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
-
 struct writer {
   std::string out;
   void family(const char* name, const char* type, const char* help) {
@@ -171,7 +156,7 @@ std::string render_metrics(const json& stats) {
           series{"spiderhub_host_paused", "1 while the host is paused, busiest hosts.", "paused"}}) {
       w.family(name, "gauge", help);
       for (auto& h : d["topHosts"])
-        w.sample(name, "host=\"" + label_value(h.value("key", "")) + "\"",
+        w.sample(name, "host=\"" + escape_label(h.value("key", "")) + "\"",
                  number(h.value(key, json(0))));
     }
   }

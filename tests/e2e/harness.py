@@ -293,6 +293,15 @@ def create_block_job(broker, start_url, output, max_depth=6,
     return job
 
 
+def trigger_run(broker, job_id, timeout=30, interval=0.5):
+    """Triggers a block job until the broker accepts it (the worker connects
+    asynchronously, and a trigger without one is refused); returns the run identity."""
+    def trigger():
+        status, body = api("POST", broker, f"/api/v1.0/jobs/{job_id}/trigger")
+        return body["identity"] if status == 200 else None
+    return wait_until("trigger accepted", trigger, timeout=timeout, interval=interval)
+
+
 def run_of(broker, job_id):
     status, runs = api("GET", broker, f"/api/v1.0/runs?jobId={job_id}")
     assert status == 200, (status, runs)

@@ -144,10 +144,7 @@ def main():
         site = env.start_site(30)
         env.start_worker(broker)
         job = h.create_block_job(broker, site.base + "/index.html", env.path("items.jsonl"))
-        def trigger():
-            status, body = h.api("POST", broker, f"/api/v1.0/jobs/{job['id']}/trigger")
-            return body["identity"] if status == 200 else None
-        h.wait_until("crawl triggered", trigger, timeout=30, interval=0.5)
+        h.trigger_run(broker, job["id"])
         time.sleep(2.5)  # two heartbeats and pushes: none may lease to the disabled node
         run = h.run_of(broker, job["id"])
         assert run["status"] == "Running" and run["success"] == 0 and run["left"] > 0, run

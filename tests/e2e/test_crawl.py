@@ -24,10 +24,7 @@ def main():
         output = env.path("items.jsonl")
         job = h.create_block_job(broker, site.base + "/index.html", output)
         # The worker connects asynchronously: trigger until it is registered.
-        def trigger():
-            status, body = h.api("POST", broker, f"/api/v1.0/jobs/{job['id']}/trigger")
-            return body["identity"] if status == 200 else None
-        identity = h.wait_until("trigger accepted", trigger, timeout=30, interval=0.5)
+        identity = h.trigger_run(broker, job["id"])
         started = time.monotonic()
         h.wait_until("run finished", lambda: (h.run_of(broker, job["id"]) or {}).get("status")
                      == "Success", timeout=180, interval=0.5)

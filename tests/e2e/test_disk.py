@@ -40,10 +40,7 @@ dispatch:
         output = env.path("items.jsonl")
         job = h.create_block_job(broker, site.base + "/index.html", output)
 
-        def trigger():
-            status, body = h.api("POST", broker, f"/api/v1.0/jobs/{job['id']}/trigger")
-            return body["identity"] if status == 200 else None
-        h.wait_until("trigger accepted", trigger, timeout=30, interval=0.5)
+        h.trigger_run(broker, job["id"])
         h.wait_until("crawl under way", lambda: len(h.read_items(output)) >= 20,
                      timeout=60, interval=0.05)
 

@@ -272,10 +272,7 @@ def main():
                  "output": env.path("items.jsonl")})}))
         assert status == 201, (status, wjob)
 
-        def trigger():
-            status, body = h.api("POST", broker, f"{JOBS}/{wjob['id']}/trigger")
-            return body["identity"] if status == 200 else None
-        identity = h.wait_until("trigger accepted", trigger, timeout=30, interval=0.5)
+        identity = h.trigger_run(broker, wjob["id"])
         # No node is connected: the run stays Running until it is exited.
         h.wait_until("run listed as Running", lambda: (h.run_of(broker, wjob["id"]) or {})
                      .get("status") == "Running", timeout=15)

@@ -67,10 +67,7 @@ politeness:
                                                     "output": output})}})
         assert status == 201, (status, job)
 
-        def trigger():
-            status, body = h.api("POST", broker, f"/api/v1.0/jobs/{job['id']}/trigger")
-            return body["identity"] if status == 200 else None
-        identity = h.wait_until("trigger accepted", trigger, timeout=30, interval=0.5)
+        identity = h.trigger_run(broker, job["id"])
         started = time.monotonic()
 
         # While it runs: the hosts table answers and knows the hosts.
