@@ -3,6 +3,7 @@
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 #include <stdexcept>
@@ -116,9 +117,18 @@ database::database(const std::string& path, std::chrono::milliseconds busy_timeo
                                              static_cast<int>(busy_timeout.count()));
     // Checks the header before anything else touches the file.
     db_->exec("SELECT count(*) FROM sqlite_master");
+    // Pages freed by finished runs go back to the filesystem (release_free_pages). The mode
+    // takes effect with the first table of a new file; an older file is rebuilt once.
+    if (db_->execAndGet("PRAGMA auto_vacuum").getInt() != 2) {
+      db_->exec("PRAGMA auto_vacuum=INCREMENTAL");
+      if (db_->execAndGet("SELECT count(*) FROM sqlite_master").getInt() > 0)
+        db_->exec("VACUUM");
+    }
     db_->exec("PRAGMA journal_mode=WAL");
     db_->exec("PRAGMA synchronous=NORMAL");
     db_->exec("PRAGMA foreign_keys=ON");
+    // After a checkpoint the WAL file is cut back to this size (it grows with big purges).
+    db_->exec("PRAGMA journal_size_limit=16777216");
     auto check = db_->execAndGet("PRAGMA quick_check").getString();
     if (check != "ok")
       throw std::runtime_error("integrity check failed: " + check);
@@ -146,6 +156,12 @@ void database::reset_statements() {
 }
 
 int database::version() { return db_->execAndGet("PRAGMA user_version").getInt(); }
+
+std::int64_t database::release_free_pages(int pages) {
+  reset_statements();  // an unfinished SELECT would lock the tables it reads
+  db_->exec("PRAGMA incremental_vacuum(" + std::to_string(std::max(1, pages)) + ")");
+  return db_->execAndGet("PRAGMA freelist_count").getInt64();
+}
 
 void database::migrate() {
   int current = version();

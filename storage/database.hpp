@@ -31,6 +31,9 @@ class database {
   void reset_statements();
   const std::string& path() const { return path_; }
   int version();
+  /// Returns up to `pages` free pages to the filesystem (the file shrinks); the number of
+  /// free pages left.
+  std::int64_t release_free_pages(int pages);
 
  private:
   void migrate();

@@ -586,13 +586,28 @@ void crawl_repository::delete_open_blocks(const std::string& identity) {
   q.exec();
 }
 
-void crawl_repository::purge_run(const std::string& identity) {
-  for (const char* sql : {"DELETE FROM Result WHERE Identity=?",
-                          "UPDATE Request SET Body=NULL WHERE Identity=?"}) {
-    auto& q = db_.prepare(sql);
-    q.bind(1, identity);
-    q.exec();
-  }
+std::vector<std::string> crawl_repository::finished_run_leftovers() {
+  auto& q = db_.prepare(
+    "SELECT Identity FROM (SELECT DISTINCT Identity FROM Request UNION "
+    "SELECT DISTINCT Identity FROM Result) WHERE Identity NOT IN (SELECT Identity FROM Running)");
+  std::vector<std::string> out;
+  while (q.executeStep())
+    out.push_back(q.getColumn(0).getString());
+  return out;
+}
+
+int crawl_repository::purge_run(const std::string& identity, int max_rows) {
+  auto& results = db_.prepare(
+    "DELETE FROM Result WHERE Id IN (SELECT Id FROM Result WHERE Identity=?1 LIMIT ?2)");
+  results.bind(1, identity);
+  results.bind(2, max_rows);
+  int n = results.exec();
+  auto& requests = db_.prepare(
+    "DELETE FROM Request WHERE Identity=?1 AND Hash IN "
+    "(SELECT Hash FROM Request WHERE Identity=?1 LIMIT ?2)");
+  requests.bind(1, identity);
+  requests.bind(2, std::max(0, max_rows - n));
+  return n + requests.exec();
 }
 
 } // namespace spiderhub::storage

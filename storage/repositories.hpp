@@ -98,8 +98,12 @@ class crawl_repository {
   void delete_block(const std::string& id);
   /// Ready and leased blocks of a run (after a restart their leases are void).
   void delete_open_blocks(const std::string& identity);
-  /// Removes every row of a finished run except the dedup hashes (kept until purge).
-  void purge_run(const std::string& identity);
+  /// Removes up to `max_rows` result and request rows of a finished run (its blocks and
+  /// JobStatus stay); returns how many went, 0 when none is left.
+  int purge_run(const std::string& identity, int max_rows);
+  /// Runs that are not running but still have request or result rows (a purge cut short
+  /// by a restart).
+  std::vector<std::string> finished_run_leftovers();
 
  private:
   database& db_;

@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "core/digest.hpp"
+#include "core/digest_set.hpp"
 #include "protocol/fast_json.hpp"
 #include "protocol/json_codec.hpp"
 #include "storage/repositories.hpp"
@@ -89,7 +90,7 @@ struct run_entry {
   std::string arguments;
   site site_settings;
   std::string site_json = "{}";                  // site_settings encoded once for every block
-  std::unordered_set<std::string> seen;          // dedup hashes of this run
+  core::digest_set seen;                          // dedup digests of this run
   std::unique_ptr<host_queues> hosts;            // requests waiting, by politeness key
   std::unordered_map<std::string, block_entry> blocks;  // leased blocks
   std::int64_t total = 0;
@@ -457,6 +458,34 @@ void pause_key(self_ptr self, run_entry& r, const std::string& key, const std::s
   }
 }
 
+// Gives pages freed by purges back to the filesystem, a few MB per write.
+void release_pages(self_ptr self) {
+  auto left = std::make_shared<std::int64_t>(0);
+  store(self, [left](storage::database& db) { *left = db.release_free_pages(2048); },
+        [self, left](bool ok) {
+          if (ok && *left > 0)
+            release_pages(self);
+        });
+}
+
+// Deletes the rows of a finished run a chunk per write, so other writes go in between;
+// then its pages go back to the filesystem. Restarted for leftovers at every start.
+void purge(self_ptr self, const std::string& identity) {
+  auto removed = std::make_shared<int>(0);
+  store(self,
+        [identity, removed](storage::database& db) {
+          *removed = storage::crawl_repository(db).purge_run(identity, 20000);
+        },
+        [self, identity, removed](bool ok) {
+          if (!ok)
+            return;  // the next start finds the leftovers
+          if (*removed > 0)
+            purge(self, identity);
+          else
+            release_pages(self);
+        });
+}
+
 void finish_run(self_ptr self, run_entry& r, const std::string& status) {
   r.finishing = true;
   spdlog::info("dispatcher: run {} of job {} finished ({}): total {} success {} error {} "
@@ -466,8 +495,8 @@ void finish_run(self_ptr self, run_entry& r, const std::string& status) {
   auto identity = r.identity;
   store(self, [identity](storage::database& db) {
     storage::run_repository(db).remove_running(identity);
-    storage::crawl_repository(db).purge_run(identity);
   });
+  purge(self, identity);
   if (r.consumer)
     self->send(r.consumer, exit_atom::value, identity);
   std::set<std::string> told;
@@ -531,7 +560,9 @@ void restore(self_ptr self, std::vector<restored_run>& runs) {
     r.completed = rr.running.worker_completed;
     r.full_class_name = rr.running.full_class_name;
     r.arguments = rr.running.arguments;
-    r.seen.insert(rr.hashes.begin(), rr.hashes.end());
+    for (auto& hash : rr.hashes)
+      if (auto d = core::parse_digest(hash))
+        r.seen.insert(*d);
     r.total = rr.totals.total;
     r.all.success = rr.totals.success;
     r.all.error = rr.totals.error;
@@ -628,6 +659,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                   std::vector<restored_run> out;
                   storage::run_repository runs(db);
                   storage::crawl_repository crawl(db);
+                  auto leftovers = crawl.finished_run_leftovers();
                   for (auto& row : runs.running()) {
                     restored_run rr;
                     rr.running = row;
@@ -639,10 +671,17 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                     out.push_back(std::move(rr));
                   }
                   return caf::make_message(std::make_shared<std::vector<restored_run>>(
-                    std::move(out)));
+                                             std::move(out)),
+                                           std::move(leftovers));
                 }))
     .then(
-      [=](restored_runs& runs) { restore(self, *runs); },
+      [=](restored_runs& runs, std::vector<std::string>& leftovers) {
+        restore(self, *runs);
+        for (auto& identity : leftovers) {
+          spdlog::info("dispatcher: purging what is left of finished run {}", identity);
+          purge(self, identity);
+        }
+      },
       [=](const caf::error& err) {
         spdlog::critical("dispatcher: cannot restore runs: {}", caf::to_string(err));
       });
@@ -703,7 +742,8 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       std::vector<fast::raw_request> fresh;
       std::vector<storage::request_row> rows;
       for (auto& req : requests) {
-        if (!r->seen.insert(req.hash).second) {
+        // Hashes come from parse_push: always 16 hex digits.
+        if (!r->seen.insert(core::parse_digest(req.hash).value_or(0))) {
           ++self->state.duplicates;
           continue;
         }
@@ -730,7 +770,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
               if (!ok) {
                 if (run)
                   for (auto& h : *shared)
-                    run->seen.erase(h.hash);
+                    run->seen.erase(core::parse_digest(h.hash).value_or(0));
                 rp.deliver(caf::make_error(caf::sec::runtime_error,
                                            "requests not stored (storage failure)"));
                 return;

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Transaction.h>
 
 #include <filesystem>
 #include <fstream>
@@ -144,4 +145,76 @@ TEST_CASE("storage: request dedup, results and totals") {
   CHECK(c.delete_results("run", {id1, 999}) == 1);
   CHECK(c.count_results("run") == 1);
   CHECK(c.delete_results("other", {id2}) == 0);
+}
+
+TEST_CASE("storage: a finished run is purged in chunks and its pages leave the file") {
+  temp_dir d;
+  auto path = d.file("purge.db");
+  database db(path, std::chrono::milliseconds(1000));
+  CHECK(db.db().execAndGet("PRAGMA auto_vacuum").getInt() == 2);  // incremental
+  crawl_repository crawl(db);
+  run_repository runs(db);
+  running_row live;
+  live.job_id = "j";
+  live.identity = "live";
+  runs.insert_running(live);
+  std::string body(3000, 'x');
+  auto fill = [&](const std::string& identity, int n) {
+    SQLite::Transaction tx(db.db());
+    for (int i = 0; i < n; ++i) {
+      request_row r;
+      r.identity = identity;
+      r.hash = std::to_string(1000000 + i);
+      r.body = body;
+      crawl.insert_request(r);
+      result_row res;
+      res.identity = identity;
+      res.block_id = "b";
+      res.request_hash = r.hash;
+      res.body = body;
+      crawl.insert_result(res);
+    }
+    tx.commit();
+  };
+  fill("done", 3000);
+  fill("live", 10);
+  db.db().exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  auto grown = fs::file_size(path);
+  CHECK(grown > 15'000'000);
+  auto leftovers = crawl.finished_run_leftovers();
+  REQUIRE(leftovers.size() == 1);  // "live" is in Running
+  CHECK(leftovers[0] == "done");
+  db.reset_statements();
+  int chunks = 0;
+  while (crawl.purge_run("done", 1000) > 0)
+    ++chunks;
+  CHECK(chunks == 6);  // 3000 results, then 3000 requests, 1000 rows a chunk
+  CHECK(crawl.totals("done").total == 0);
+  CHECK(crawl.totals("live").total == 10);
+  CHECK(crawl.count_results("live") == 10);
+  CHECK(crawl.finished_run_leftovers().empty());
+  db.reset_statements();  // as the storage actor does after every read: no open cursor
+  std::int64_t left = 1;
+  int steps = 0;
+  while (left > 0 && steps++ < 1000)
+    left = db.release_free_pages(512);
+  CHECK(left == 0);
+  db.db().exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  auto shrunk = fs::file_size(path);
+  INFO("file " << grown << " -> " << shrunk << " bytes");
+  CHECK(shrunk < grown / 10);
+}
+
+TEST_CASE("storage: an older file without incremental vacuum is converted at open") {
+  temp_dir d;
+  auto path = d.file("old.db");
+  {
+    SQLite::Database raw(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    raw.exec("CREATE TABLE Legacy (x INTEGER)");  // auto_vacuum NONE, as files of v0.1 are
+    CHECK(raw.execAndGet("PRAGMA auto_vacuum").getInt() == 0);
+  }
+  database db(path, std::chrono::milliseconds(1000));
+  CHECK(db.db().execAndGet("PRAGMA auto_vacuum").getInt() == 2);
+  CHECK(db.db().tableExists("Legacy"));
+  CHECK(db.version() == schema_version);
 }
