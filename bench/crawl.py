@@ -1,7 +1,14 @@
 #!/usr/bin/env python3
-"""Crawl benchmark: a generated N-page site (default 20,000) crawled by broker + node(s) +
-sample worker on this machine, dedup and persistence on. Prints pages/s, total time,
-unique pages and the peak RSS (VmHWM) of every process."""
+"""Crawl benchmark: an N-page site (default 20,000) crawled by broker + node(s) + sample
+worker on this machine, dedup and persistence on. Prints pages/s, total time, unique pages,
+the peak RSS (VmHWM) and CPU per page of every process, and the broker's database bytes
+before the crawl, when it ends and once the finished run is purged.
+
+The site is rendered by nginx from a template (--site template, the default: any size, no
+files; page i links to its children 10i..10i+9 and to the index) or written as files by
+bench/gen_site.py (--site files: the spec the Scrapy comparison uses, up to a few hundred
+thousand pages). Either way nginx serves a page as cheaply as a static file, so the site
+does not limit or distort the figure."""
 import argparse
 import collections
 import os
@@ -35,6 +42,12 @@ def cpu_seconds(pid):
         return float("nan")
 
 
+def db_bytes(path):
+    """(main database file, its WAL and shared-memory files) in bytes."""
+    size = lambda p: os.path.getsize(p) if os.path.exists(p) else 0  # noqa: E731
+    return size(path), size(path + "-wal") + size(path + "-shm")
+
+
 def machine_cpu():
     """(busy, total) jiffies of all cores from /proc/stat."""
     with open("/proc/stat") as f:
@@ -50,6 +63,7 @@ def main():
     ap.add_argument("--nodes", type=int, default=1)
     ap.add_argument("--block-size", type=int, default=100)
     ap.add_argument("--thread-num", type=int, default=16)
+    ap.add_argument("--site", choices=["template", "files"], default="template")
     ap.add_argument("--max-per-host", type=int, default=1000,
                     help="politeness.max_concurrency_per_host: the site is one local host, so "
                          "the benchmark raises the per-host limit (default 8) explicitly")
@@ -62,7 +76,9 @@ def main():
     if a.keep:
         os.environ["SPIDERHUB_KEEP_E2E"] = "1"
     env = h.Env(argparse.Namespace(bin=a.bin, source=root, build=os.path.dirname(a.bin)), "bench")
-    site = env.start_site(a.pages)
+    if a.site == "template" and (a.pages < 10 or a.pages % 10):
+        ap.error("--site template needs a multiple of 10 pages")
+    site = env.start_template_site(a.pages) if a.site == "template" else env.start_site(a.pages)
     broker = env.start_broker(extra_yaml=f"dispatch:\n  block_size: {a.block_size}\n"
                                          f"  thread_num: {a.thread_num}\n"
                                          f"politeness:\n  max_concurrency_per_host: {a.max_per_host}\n"
@@ -73,6 +89,8 @@ def main():
     h.wait_until("nodes online", lambda: sum(
         n["isOnline"] for n in h.api("GET", broker, "/api/v1.0/nodes")[1]) == a.nodes)
     output = env.path("items.jsonl")
+    db = env.path("data", "broker.db")
+    db_before = db_bytes(db)
     job = h.create_block_job(broker, site.base + "/index.html", output)
 
     h.trigger_run(broker, job["id"], interval=0.2)
@@ -96,8 +114,9 @@ def main():
         timeline.append((time.monotonic() - started, r.get("success", 0)))
         return r.get("status") in ("Success", "Exited", "Failed")
 
-    h.wait_until("run finished", finished, timeout=900, interval=0.1)
+    h.wait_until("run finished", finished, timeout=3600, interval=0.1)
     elapsed = time.monotonic() - started
+    db_at_end = db_bytes(db)
     cpu1 = machine_cpu()
     busy = (cpu1[0] - cpu0[0]) / max(cpu1[1] - cpu0[1], 1)
     run = h.run_of(broker, job["id"])
@@ -126,9 +145,25 @@ def main():
         print("  trace (s: requests accepted, results stored, results acked, storage busy s)")
         for t, acc, stored, acked, busy_s in trace:
             print(f"    {t:5.2f}: {acc:6.0f} {stored:6.0f} {acked:6.0f} {busy_s:6.2f}")
+    total_cpu = sum(cpu.values())
     for name in procs:
         print(f"  {name:8} peak RSS {rss[name]:6.0f} MB   CPU {cpu[name]:6.2f} s "
               f"({1e6 * cpu[name] / max(run['success'], 1):.0f} us/page)")
+    print(f"  all      CPU {total_cpu:6.2f} s ({1e6 * total_cpu / max(run['success'], 1):.0f} us/page)")
+    # The finished run's rows are purged in the background: wait until the file stops
+    # shrinking.
+    sizes = [db_bytes(db)]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        sizes.append(db_bytes(db))
+        if len(sizes) >= 6 and len(set(sizes[-6:])) == 1:
+            break
+    mb = 1 << 20
+    fmt = lambda s: f"{s[0] / mb:.1f} MB + WAL {s[1] / mb:.1f} MB"  # noqa: E731
+    grew = (sum(sizes[-1]) - sum(db_before)) / mb
+    print(f"  database        before {fmt(db_before)}; at the end {fmt(db_at_end)}; after the "
+          f"purge {fmt(sizes[-1])}: {grew:+.1f} MB (the WAL is checkpointed at 4 MB)")
     for p in [worker] + nodes + [broker]:
         env.stop(p, timeout=120)  # SIGTERM: lets profilers write their output
     env.close()

@@ -157,6 +157,11 @@ void database::reset_statements() {
 
 int database::version() { return db_->execAndGet("PRAGMA user_version").getInt(); }
 
+void database::truncate_wal() {
+  reset_statements();
+  db_->exec("PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
 std::int64_t database::release_free_pages(int pages) {
   reset_statements();  // an unfinished SELECT would lock the tables it reads
   db_->exec("PRAGMA incremental_vacuum(" + std::to_string(std::max(1, pages)) + ")");

@@ -34,6 +34,8 @@ class database {
   /// Returns up to `pages` free pages to the filesystem (the file shrinks); the number of
   /// free pages left.
   std::int64_t release_free_pages(int pages);
+  /// Checkpoints the WAL and cuts its file to zero bytes (outside any transaction).
+  void truncate_wal();
 
  private:
   void migrate();

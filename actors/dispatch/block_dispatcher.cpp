@@ -458,13 +458,24 @@ void pause_key(self_ptr self, run_entry& r, const std::string& key, const std::s
   }
 }
 
-// Gives pages freed by purges back to the filesystem, a few MB per write.
+// Gives pages freed by purges back to the filesystem, a few MB per write, then empties
+// the WAL (a read runs outside the batch transactions, where a checkpoint may run).
 void release_pages(self_ptr self) {
   auto left = std::make_shared<std::int64_t>(0);
   store(self, [left](storage::database& db) { *left = db.release_free_pages(2048); },
         [self, left](bool ok) {
           if (ok && *left > 0)
-            release_pages(self);
+            return release_pages(self);
+          if (ok)
+            self->request(self->state.storage, caf::infinite, read_atom::value,
+                          read_fn([](storage::database& db) {
+                            db.truncate_wal();
+                            return caf::make_message(true);
+                          }))
+              .then([](bool) {}, [](const caf::error& err) {
+                spdlog::warn("dispatcher: WAL checkpoint after a purge failed: {}",
+                             caf::to_string(err));
+              });
         });
 }
 

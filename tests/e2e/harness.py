@@ -183,6 +183,22 @@ reconnect:
         return self.spawn(name, [self.args.bin, "worker-sample", "--broker", broker.base + "/",
                                  "--token", TOKEN, "--class", cls, "--runs", str(runs)])
 
+    def start_template_site(self, pages):
+        """nginx rendering a `pages`-page site from a template (template_site_conf): every
+        page reachable from /index.html, none on disk."""
+        if pages < 10 or pages % 10:
+            raise ValueError("a template site has a multiple of 10 pages (every page with "
+                             "children has all ten)")
+        port = free_port()
+        os.makedirs(self.path("nginx"), exist_ok=True)
+        conf = self.write("nginx/nginx.conf", template_site_conf(pages, port, self.path("site")))
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        p = self.spawn("nginx", [nginx, "-p", self.path("nginx"), "-c", conf,
+                                 "-g", "daemon off;"])
+        p.base = f"http://127.0.0.1:{port}"
+        wait_until("nginx", lambda: http_get(p.base + "/index.html")[0] == 200, timeout=15)
+        return p
+
     def start_site(self, pages):
         root = self.path("site")
         subprocess.run([sys.executable, os.path.join(self.args.source, "bench", "gen_site.py"),
@@ -210,6 +226,65 @@ http {{
         p.base = f"http://127.0.0.1:{port}"
         wait_until("nginx", lambda: http_get(p.base + "/index.html")[0] == 200, timeout=15)
         return p
+
+
+def less_than_regex(n):
+    """A regex matching the decimal numbers 1 .. n-1 without leading zeros (n >= 2)."""
+    digits = str(n)
+    alts = []
+    for width in range(1, len(digits)):  # fewer digits than n
+        alts.append("[1-9]" + (f"[0-9]{{{width - 1}}}" if width > 1 else ""))
+    for i, d in enumerate(digits):  # as many digits: equal up to i, then smaller
+        lo = 1 if i == 0 else 0
+        top = int(d) - 1
+        if top < lo:
+            continue
+        rest = len(digits) - i - 1
+        alts.append(digits[:i] + f"[{lo}-{top}]" + (f"[0-9]{{{rest}}}" if rest else ""))
+    return "(?:" + "|".join(alts) + ")"
+
+
+def template_site_conf(pages, port, root):
+    """nginx serving a generated site from three template files in `root` (written here):
+    page i (1 <= i < pages) links to its children 10i .. 10i+9 when they exist, and to the
+    index (a duplicate for dedup); every page carries ~4.3 KB of filler like
+    bench/gen_site.py's. The index links to pages 1-9. nginx fills the page number in with
+    sub_filter, about as cheaply as it serves a static file, so a million-page crawl needs
+    no million files. `pages` is a multiple of 10."""
+    filler = ("<p>spider crawl block lease node broker worker request result queue actor "
+              "dispatch cron storage shard fetch parse link page index depth</p>\n") * 29
+    head = "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+    back = "<li><a href='/index.html'>index</a></li>"
+    kids = "".join(f"<li><a href='/p/QQNUMQQ{d}.html'>page QQNUMQQ{d}</a></li>" for d in range(10))
+    first = "".join(f"<li><a href='/p/{d}.html'>page {d}</a></li>" for d in range(1, min(pages, 10)))
+    page = head + "<title>Page QQNUMQQ</title></head><body><h1>Page QQNUMQQ</h1><ul>{}</ul>" + filler + "</body></html>\n"
+    os.makedirs(root, exist_ok=True)
+    for name, links in (("inner.html", kids + back), ("leaf.html", back)):
+        with open(os.path.join(root, name), "w") as f:
+            f.write(page.format(links))
+    with open(os.path.join(root, "index.html"), "w") as f:
+        f.write(page.format(first).replace("QQNUMQQ", "0"))
+    inner = less_than_regex(pages // 10) if pages >= 20 else "(?!)"
+    fill = "sub_filter 'QQNUMQQ' '$page'; sub_filter_once off;"
+    return f"""
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  keepalive_requests 100000;
+  default_type text/html;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    location = /index.html {{ }}
+    location ~ "^/p/(?<page>{inner})\\.html$" {{ try_files /inner.html =404; {fill} }}
+    location ~ "^/p/(?<page>{less_than_regex(pages)})\\.html$" {{ try_files /leaf.html =404; {fill} }}
+    location / {{ return 404; }}
+  }}
+}}
+"""
 
 
 def npm_ci(env, package, files, timeout=300):
