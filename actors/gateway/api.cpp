@@ -46,6 +46,13 @@ void reply_json(const responder_ptr& r, int status, const json& body) {
   r->reply(std::move(resp));
 }
 
+// 200 with JSON text an actor already rendered.
+void reply_body(const responder_ptr& r, std::string body) {
+  net::http_response resp;
+  resp.body = std::move(body);
+  r->reply(std::move(resp));
+}
+
 void reply_error(const responder_ptr& r, int status, const std::string& code,
                  const std::string& message) {
   r->reply(error_response(status, code, message));
@@ -433,11 +440,7 @@ void run_logs(self_ptr self, const responder_ptr& r, const std::string& identity
   }
   self->request(self->state.peers.jobs, caf::infinite, logs_atom::value, identity, bytes)
     .then(
-      [r](const std::string& body) {
-        net::http_response resp;
-        resp.body = body;
-        r->reply(std::move(resp));
-      },
+      [r](const std::string& body) { reply_body(r, body); },
       [r](const caf::error& err) { reply_caf_error(r, err); });
 }
 
@@ -445,11 +448,7 @@ void run_logs(self_ptr self, const responder_ptr& r, const std::string& identity
 void run_hosts(self_ptr self, const responder_ptr& r, const std::string& identity) {
   self->request(self->state.peers.dispatcher, std::chrono::seconds(10), hosts_atom::value, identity)
     .then(
-      [r](const std::string& body) {
-        net::http_response resp;
-        resp.body = body;
-        r->reply(std::move(resp));
-      },
+      [r](const std::string& body) { reply_body(r, body); },
       [r](const caf::error& err) { reply_caf_error(r, err); });
 }
 
@@ -464,9 +463,7 @@ void run_blocks(self_ptr self, const responder_ptr& r, const std::string& identi
             [r, identity](bool known, const std::string& body) {
               if (!known)
                 return reply_error(r, 404, "not_found", "run " + identity + " not found");
-              net::http_response resp;
-              resp.body = body;
-              r->reply(std::move(resp));
+              reply_body(r, body);
             });
 }
 

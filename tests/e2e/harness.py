@@ -192,6 +192,10 @@ reconnect:
         port = free_port()
         os.makedirs(self.path("nginx"), exist_ok=True)
         conf = self.write("nginx/nginx.conf", template_site_conf(pages, port, self.path("site")))
+        return self._nginx(conf, port)
+
+    def _nginx(self, conf, port):
+        """Starts nginx with `conf` and waits until it serves /index.html on `port`."""
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         p = self.spawn("nginx", [nginx, "-p", self.path("nginx"), "-c", conf,
                                  "-g", "daemon off;"])
@@ -220,12 +224,7 @@ http {{
   }}
 }}
 """)
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        p = self.spawn("nginx", [nginx, "-p", self.path("nginx"), "-c", conf,
-                                 "-g", "daemon off;"])
-        p.base = f"http://127.0.0.1:{port}"
-        wait_until("nginx", lambda: http_get(p.base + "/index.html")[0] == 200, timeout=15)
-        return p
+        return self._nginx(conf, port)
 
 
 def less_than_regex(n):
