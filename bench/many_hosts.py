@@ -10,7 +10,8 @@ Content of host ``name`` with ``pages`` pages:
 * ``/p/i`` (0 <= i < pages, decimal without leading zeros) is HTML titled
   ``"{name} page {i}"`` linking to the same host's ``/p/{2i+1}`` and ``/p/{2i+2}`` (those
   below ``pages``), so every page is reachable from ``/p/0``. Page ``/p/0`` also links to
-  ``http://127.0.0.1:{port}/p/0`` of EVERY host of the web (itself and down hosts
+  ``http://{link_host}:{port}/p/0`` (``link_host`` defaults to 127.0.0.1; "localhost"
+  gives a crawler names to resolve) of EVERY host of the web (itself and down hosts
   included), so a crawl started at any host's ``/p/0`` discovers all hosts. Every page
   carries about 1 KB of filler text (varied per page, so no two pages are near-duplicates).
 * ``/robots.txt`` answers ``HostSpec.robots`` as text/plain, or 404 when it is None.
@@ -49,7 +50,8 @@ Ground truth recorded per host (``HostRecord``):
 * ``peak_concurrency``: the largest number of requests handled at the same time by the
   host. A request is in flight from the moment its request line has been read until its
   response has been fully handed to the kernel, including the latency sleep. A polite
-  crawler with one connection per host reads 1.
+  crawler with one connection per host reads 1. ``ManyHostWeb.peak_concurrency_all()``
+  is the same over all hosts together (for budgets shared by every host of one address).
 * ``throttled_at``: the unix time at which the 429 response was written (after its
   latency sleep), and ``throttle_until = throttled_at + throttle_retry_after_s``: a
   crawler honouring Retry-After sends no request to that host that arrives before
@@ -318,7 +320,8 @@ class ManyHostWeb:
     """Serves ``specs`` (names must be unique) from an event loop in a daemon thread."""
 
     def __init__(self, specs: Iterable[HostSpec],
-                 idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> None:
+                 idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+                 link_host: str = HOST_ADDR) -> None:
         specs = list(specs)
         if not specs:
             raise ValueError("no hosts")
@@ -327,6 +330,11 @@ class ManyHostWeb:
             raise ValueError("host names must be unique")
         self.specs = specs
         self.idle_timeout_s = idle_timeout_s
+        # The host name written in links and url() (the servers listen on HOST_ADDR):
+        # e.g. "localhost", so a crawler has names to resolve.
+        self.link_host = link_host
+        self._in_flight_all = 0
+        self._peak_all = 0                         # requests at once over every host
         self._hosts = {s.name: _Host(s, i) for i, s in enumerate(specs)}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -391,7 +399,7 @@ class ManyHostWeb:
         return port
 
     def url(self, name: str, path: str = "/p/0") -> str:
-        return f"http://{HOST_ADDR}:{self.port(name)}{path}"
+        return f"http://{self.link_host}:{self.port(name)}{path}"
 
     def start_url(self) -> str:
         """``/p/0`` of the first host that is up and has no throttle or error window."""
@@ -410,6 +418,12 @@ class ManyHostWeb:
         for rec in snap.values():
             rec.requests.sort(key=lambda r: r[0])
         return snap
+
+    def peak_concurrency_all(self) -> int:
+        """The largest number of requests handled at once over all hosts together (the
+        ground truth of a budget shared by every host of one address)."""
+        with self._lock:
+            return self._peak_all
 
     def to_json(self, full: bool = True) -> dict:
         """Records as a JSON-ready dict: full records (and specs) or a summary."""
@@ -468,7 +482,7 @@ class ManyHostWeb:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _build_shared_content(self) -> None:
-        links = "".join(f'<li><a href="http://{HOST_ADDR}:{h.port}/p/0">{h.spec.name}</a></li>\n'
+        links = "".join(f'<li><a href="http://{self.link_host}:{h.port}/p/0">{h.spec.name}</a></li>\n'
                         for h in self._hosts.values())
         self._hosts_block = f'<h2>Hosts</h2>\n<ul class="hosts">\n{links}</ul>\n'.encode()
         rng = random.Random(4242)
@@ -520,21 +534,27 @@ class ManyHostWeb:
         h.in_flight += 1
         if h.in_flight > h.record.peak_concurrency:
             h.record.peak_concurrency = h.in_flight
+        self._in_flight_all += 1
+        self._peak_all = max(self._peak_all, self._in_flight_all)
         try:
             return await self._handle(h, reader, writer, line, t_mono, t_unix)
         finally:
             h.in_flight -= 1
+            self._in_flight_all -= 1
 
     async def _answer_bad(self, h: _Host, writer: asyncio.StreamWriter, t_mono: float,
                           t_unix: float, what: str) -> bool:
         h.in_flight += 1
         if h.in_flight > h.record.peak_concurrency:
             h.record.peak_concurrency = h.in_flight
+        self._in_flight_all += 1
+        self._peak_all = max(self._peak_all, self._in_flight_all)
         try:
             self._log(h, t_mono, t_unix, what, 400)
             await self._respond(writer, 400, b"bad request\n", "text/plain", False)
         finally:
             h.in_flight -= 1
+            self._in_flight_all -= 1
         return False
 
     def _log(self, h: _Host, t_mono: float, t_unix: float, path: str, status: int) -> None:

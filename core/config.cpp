@@ -218,7 +218,7 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
   {
     auto s = top.child("politeness");
     auto& d = c.politeness;
-    s.get_one_of("key", d.key, {"host", "domain"});
+    s.get_one_of("key", d.key, {"host", "domain", "ip"});
     s.get("max_concurrency_per_host", d.max_concurrency_per_host, 1, 100000);
     s.get_ms("delay_ms", d.delay, 0, 3600000);
     s.get_ms("max_delay_ms", d.max_delay, 0, day_ms);

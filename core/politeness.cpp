@@ -1,6 +1,9 @@
 #include "core/politeness.hpp"
 
+#include <arpa/inet.h>
 #include <libpsl.h>
+#include <netdb.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -41,7 +44,67 @@ std::optional<politeness_key_kind> parse_politeness_key_kind(std::string_view te
     return politeness_key_kind::host;
   if (text == "domain")
     return politeness_key_kind::domain;
+  if (text == "ip")
+    return politeness_key_kind::ip;
   return std::nullopt;
+}
+
+const char* to_string(politeness_key_kind kind) {
+  switch (kind) {
+    case politeness_key_kind::host: return "host";
+    case politeness_key_kind::domain: return "domain";
+    case politeness_key_kind::ip: return "ip";
+  }
+  return "host";
+}
+
+std::string ip_key(std::string_view address) { return "ip:" + std::string(address); }
+
+std::string url_host(std::string_view url) {
+  auto o = parse_url_origin(url);
+  if (!o)
+    return {};
+  auto host = o->host;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  return host;
+}
+
+bool is_ip_literal(std::string_view host) {
+  std::string h(host);
+  unsigned char buf[16];
+  return ::inet_pton(AF_INET, h.c_str(), buf) == 1 || ::inet_pton(AF_INET6, h.c_str(), buf) == 1;
+}
+
+std::string resolve_host(const std::string& host, std::string* error) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* list = nullptr;
+  int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &list);
+  if (rc != 0 || !list) {
+    if (error)
+      *error = rc != 0 ? ::gai_strerror(rc) : "no address";
+    return {};
+  }
+  const addrinfo* pick = list;
+  for (auto* a = list; a; a = a->ai_next)
+    if (a->ai_family == AF_INET) {
+      pick = a;
+      break;
+    }
+  char text[INET6_ADDRSTRLEN] = {0};
+  const void* addr = pick->ai_family == AF_INET
+                       ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(pick->ai_addr)->sin_addr)
+                       : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(pick->ai_addr)->sin6_addr);
+  bool ok = ::inet_ntop(pick->ai_family, addr, text, sizeof text) != nullptr;
+  ::freeaddrinfo(list);
+  if (!ok) {
+    if (error)
+      *error = "unprintable address";
+    return {};
+  }
+  return text;
 }
 
 std::string politeness_key(std::string_view url, politeness_key_kind kind) {
@@ -50,6 +113,10 @@ std::string politeness_key(std::string_view url, politeness_key_kind kind) {
     return {};
   if (kind == politeness_key_kind::domain)
     return o->scheme + "://" + registered_domain(o->host);
+  if (kind == politeness_key_kind::ip) {
+    auto host = url_host(url);
+    return is_ip_literal(host) ? ip_key(host) : std::string();
+  }
   return o->scheme + "://" + o->host + ":" + std::to_string(o->port);
 }
 
@@ -95,7 +162,7 @@ politeness_overrides parse_politeness_properties(
   if (auto v = find("PolitenessKey")) {
     o.key_kind = parse_politeness_key_kind(*v);
     if (!o.key_kind)
-      throw input_error("property 'PolitenessKey' must be 'host' or 'domain'");
+      throw input_error("property 'PolitenessKey' must be 'host', 'domain' or 'ip'");
   }
   return o;
 }

@@ -9,18 +9,34 @@
 
 namespace spiderhub::core {
 
-/// What the requests of one budget share: the URL's host and port (default), or its
+/// What the requests of one budget share: the URL's host and port (default), its
 /// registered domain (a.example.co.uk and b.example.co.uk share example.co.uk; the public
-/// suffix list comes from libpsl).
-enum class politeness_key_kind { host, domain };
+/// suffix list comes from libpsl), or the IP address its host resolves to (every site of
+/// one server shares one budget, whatever its names and ports).
+enum class politeness_key_kind { host, domain, ip };
 
-/// "host" | "domain" -> kind; nullopt for anything else.
+/// "host" | "domain" | "ip" -> kind; nullopt for anything else.
 std::optional<politeness_key_kind> parse_politeness_key_kind(std::string_view text);
+/// The inverse of parse_politeness_key_kind.
+const char* to_string(politeness_key_kind kind);
 
 /// The key of an absolute http(s) URL: "scheme://host:port" for `host` (ports always
-/// written, so http://a and http://a:80 share one key), "scheme://domain" for `domain`.
-/// "" when `url` is not an http(s) URL with a host.
+/// written, so http://a and http://a:80 share one key), "scheme://domain" for `domain`,
+/// ip_key(host) for `ip` when the host is an IP literal. "" when `url` is not an http(s)
+/// URL with a host, and for `ip` when its host is a name: the caller resolves it
+/// (core::resolve_host) and keys it with ip_key(address).
 std::string politeness_key(std::string_view url, politeness_key_kind kind);
+
+/// "ip:ADDRESS" (IPv6 without brackets).
+std::string ip_key(std::string_view address);
+/// The host of an http(s) URL as written in it, brackets of IPv6 literals removed; ""
+/// when `url` is not an http(s) URL with a host.
+std::string url_host(std::string_view url);
+/// Whether `host` (without brackets) is an IPv4 or IPv6 literal.
+bool is_ip_literal(std::string_view host);
+/// The first address `host` resolves to (getaddrinfo, IPv4 preferred), as text; "" with
+/// `error` set when it does not resolve. Blocks: call it off the actor threads.
+std::string resolve_host(const std::string& host, std::string* error);
 
 /// The base URL robots.txt is fetched from for a key's requests: "scheme://host[:port]".
 /// "" when `url` is not an http(s) URL.
@@ -45,7 +61,7 @@ struct politeness_overrides {
 };
 
 /// Reads the job properties MaxConcurrencyPerHost (1-1000), DelayMs (0-3600000), RobotsTxt
-/// (obey|ignore), PolitenessKey (host|domain) and AdaptiveThrottle (on|off). Throws
+/// (obey|ignore), PolitenessKey (host|domain|ip) and AdaptiveThrottle (on|off). Throws
 /// core::input_error naming the property.
 politeness_overrides parse_politeness_properties(const std::map<std::string, std::string>& props);
 

@@ -1,5 +1,6 @@
 #include "protocol/json_codec.hpp"
 
+#include <algorithm>
 #include <array>
 
 namespace spiderhub::protocol {
@@ -168,14 +169,18 @@ template <> site decode<site>(const json& j, const std::string& path) {
   read(j, "delayMs", s.delay_ms, path);
   if (s.delay_ms < -1)
     fail(path + ".delayMs", "must be >= 0, or -1 for not set");
-  auto one_of = [&](const char* key, std::string& out, const char* a, const char* b) {
+  auto one_of = [&](const char* key, std::string& out, std::initializer_list<const char*> allowed) {
     read(j, key, out, path);
-    if (!out.empty() && out != a && out != b)
-      fail(path + "." + key, std::string("must be \"") + a + "\", \"" + b + "\" or empty");
+    if (out.empty() || std::any_of(allowed.begin(), allowed.end(), [&](auto a) { return out == a; }))
+      return;
+    std::string list;
+    for (auto a : allowed)
+      list += std::string("\"") + a + "\", ";
+    fail(path + "." + key, "must be " + list + "or empty");
   };
-  one_of("robotsTxt", s.robots_txt, "obey", "ignore");
-  one_of("politenessKey", s.politeness_key, "host", "domain");
-  one_of("adaptiveThrottle", s.adaptive_throttle, "on", "off");
+  one_of("robotsTxt", s.robots_txt, {"obey", "ignore"});
+  one_of("politenessKey", s.politeness_key, {"host", "domain", "ip"});
+  one_of("adaptiveThrottle", s.adaptive_throttle, {"on", "off"});
   return s;
 }
 

@@ -119,6 +119,8 @@ using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using hosts_atom = caf::atom_constant<caf::atom("hosts")>;
 /// dispatcher -> itself: a politeness key may start now (delay or pause over).
 using wake_atom = caf::atom_constant<caf::atom("wake")>;
+/// resolver -> dispatcher: (resolved_atom, host, address or "", error) for `ip` keys.
+using resolved_atom = caf::atom_constant<caf::atom("resolved")>;
 
 /// A block run as the job manager hands it to the dispatcher.
 struct run_spec {

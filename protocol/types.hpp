@@ -39,7 +39,7 @@ struct site {
   std::int32_t max_concurrency_per_host = 0; // 0 = unset
   std::int32_t delay_ms = -1;                // -1 = unset
   std::string robots_txt;                    // "" | "obey" | "ignore"
-  std::string politeness_key;                // "" | "host" | "domain"
+  std::string politeness_key;                // "" | "host" | "domain" | "ip"
   std::string adaptive_throttle;             // "" | "on" | "off"
 };
 

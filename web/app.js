@@ -331,7 +331,7 @@ const jobFields = {
   block: [['FullClassName', 'Worker class (FullClassName)'], ['Arguments', 'Arguments (JSON for the sample spider)'],
           ['Priority', 'Priority'], ['Site', 'Site settings (JSON)'],
           ['MaxConcurrencyPerHost', 'Requests in flight per host (all nodes)'], ['DelayMs', 'Delay between requests to a host (ms)'],
-          ['RobotsTxt', 'robots.txt: obey or ignore'], ['PolitenessKey', 'Politeness key: host or domain'],
+          ['RobotsTxt', 'robots.txt: obey or ignore'], ['PolitenessKey', 'Politeness key: host, domain or ip'],
           ['AdaptiveThrottle', 'Adaptive throttle: on or off']],
   application: [['Package', 'Package'], ['Application', 'Program inside the package'], ['Arguments', 'Arguments'],
                 ['NodeCount', 'Nodes'], ['NodeGroup', 'Node group'], ['Os', 'OS filter']],

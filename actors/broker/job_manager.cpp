@@ -108,7 +108,7 @@ std::string site_with_politeness(const storage::job_row& job) {
   if (o.adaptive && s.adaptive_throttle.empty())
     s.adaptive_throttle = *o.adaptive ? "on" : "off";
   if (o.key_kind && s.politeness_key.empty())
-    s.politeness_key = *o.key_kind == core::politeness_key_kind::domain ? "domain" : "host";
+    s.politeness_key = core::to_string(*o.key_kind);
   return to_json(s).dump();
 }
 

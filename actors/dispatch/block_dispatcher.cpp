@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -122,6 +123,12 @@ struct dispatcher_state {
   std::int64_t last_status_ms = 0;
   std::int64_t wake_at = 0;        // a wake_atom is due then (0: none scheduled)
   std::uint64_t lease_seq = 0;
+  // Host names of `ip` politeness keys: resolved off the actor threads, a few at a time,
+  // and cached (a failed name for a short while).
+  std::unordered_map<std::string, std::pair<std::string, std::int64_t>> dns_cache;
+  std::deque<std::string> dns_queue;
+  std::unordered_set<std::string> dns_busy;  // queued or resolving
+  int dns_running = 0;
   // Counters for stats_atom and /metrics.
   std::uint64_t requests_accepted = 0, duplicates = 0, blocks_built = 0, blocks_leased = 0,
                 blocks_done = 0, blocks_failed = 0, leases_expired = 0, results_stored = 0,
@@ -416,8 +423,45 @@ void schedule_wake(self_ptr self) {
   self->delayed_send(self, std::chrono::milliseconds(in), wake_atom::value);
 }
 
+constexpr int dns_parallel = 4;
+constexpr std::int64_t dns_ttl_ms = 300000, dns_failure_ttl_ms = 30000;
+constexpr std::size_t dns_cache_max = 100000;
+
+// Hands the host names that runs with `ip` keys wait for to resolvers (answers come as
+// resolved_atom); names in the cache are answered at once.
+void resolve_hosts(self_ptr self) {
+  auto& st = self->state;
+  auto now = now_ms();
+  for (auto& [identity, r] : st.runs) {
+    auto hosts = r.hosts->take_unresolved();
+    if (hosts.empty())
+      continue;
+    host_queues::settled out;
+    for (auto& host : hosts) {
+      auto c = st.dns_cache.find(host);
+      if (c != st.dns_cache.end() && c->second.second > now)
+        r.hosts->resolved(host, c->second.first, now, out);
+      else if (st.dns_busy.insert(host).second)
+        st.dns_queue.push_back(host);
+    }
+    settle(self, r, out);
+  }
+  while (st.dns_running < dns_parallel && !st.dns_queue.empty()) {
+    auto host = std::move(st.dns_queue.front());
+    st.dns_queue.pop_front();
+    ++st.dns_running;
+    auto me = caf::actor_cast<caf::actor>(self);
+    self->spawn<caf::detached>([me, host](caf::blocking_actor* b) {
+      std::string error;
+      auto address = core::resolve_host(host, &error);
+      b->send(me, resolved_atom::value, host, address, error);
+    });
+  }
+}
+
 // Pushes blocks that may start to nodes with free capacity, most free first.
 void pump(self_ptr self) {
+  resolve_hosts(self);
   // Nothing waiting is the common case on node connects: skip the node scan.
   bool work = std::any_of(self->state.runs.begin(), self->state.runs.end(),
                           [](auto& kv) { return kv.second.hosts->waiting() > 0; });
@@ -1118,6 +1162,25 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       self->state.wake_at = 0;
       pump(self);
     },
+    [=](resolved_atom, const std::string& host, const std::string& address,
+        const std::string& error) {
+      auto& st = self->state;
+      --st.dns_running;
+      st.dns_busy.erase(host);
+      auto now = now_ms();
+      if (address.empty())
+        spdlog::warn("dispatcher: {} does not resolve ({}); its requests are keyed by host "
+                     "and their nodes report the error", host, error);
+      if (st.dns_cache.size() >= dns_cache_max)
+        st.dns_cache.clear();
+      st.dns_cache[host] = {address, now + (address.empty() ? dns_failure_ttl_ms : dns_ttl_ms)};
+      for (auto& [identity, r] : st.runs) {
+        host_queues::settled out;
+        r.hosts->resolved(host, address, now, out);
+        settle(self, r, out);
+      }
+      pump(self);
+    },
     [=](tick_atom) {
       auto now = now_ms();
       for (auto& [identity, r] : self->state.runs) {
@@ -1166,7 +1229,9 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                          {"pausedUntil", v.paused_until_ms},
                          {"latencyMs", v.latency_ms},
                          {"robots", v.robots}});
-      return json{{"identity", identity}, {"hosts", hosts}}.dump();
+      // Requests of `ip` keys whose host name has no address yet belong to no key.
+      return json{{"identity", identity}, {"hosts", hosts},
+                  {"waitingForAddress", r->hosts->unresolved()}}.dump();
     },
     [=](stats_atom) -> std::string {
       auto& st = self->state;

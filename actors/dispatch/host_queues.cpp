@@ -69,7 +69,39 @@ host_queues::~host_queues() = default;
 
 std::string host_queues::key_of(const std::string& url) const {
   auto k = core::politeness_key(url, opts_.key_kind);
-  return k.empty() ? std::string("invalid") : k;
+  if (!k.empty())
+    return k;
+  if (opts_.key_kind == core::politeness_key_kind::ip) {
+    if (auto host = core::url_host(url); !host.empty()) {
+      auto it = host_keys_.find(host);
+      if (it == host_keys_.end())
+        return {};
+      return it->second.empty() ? core::politeness_key(url, core::politeness_key_kind::host)
+                                : it->second;
+    }
+  }
+  return "invalid";
+}
+
+std::vector<std::string> host_queues::take_unresolved() {
+  std::vector<std::string> out;
+  out.swap(to_resolve_);
+  return out;
+}
+
+void host_queues::resolved(const std::string& host, const std::string& address,
+                           std::int64_t now, settled& out) {
+  auto it = unresolved_.find(host);
+  if (it == unresolved_.end())
+    return;
+  host_keys_[host] = address.empty() ? std::string() : core::ip_key(address);
+  auto held = std::move(it->second);
+  unresolved_.erase(it);
+  auto n = static_cast<std::int64_t>(held.size());
+  unresolved_count_ -= n;
+  waiting_ -= n;  // push counts them again
+  for (auto& r : held)
+    push(std::move(r), now, out);
 }
 
 host_queues::key_entry& host_queues::key_for(const std::string& key) {
@@ -137,8 +169,18 @@ void host_queues::place(key_entry& k, std::int64_t now) {
 }
 
 void host_queues::push(queued_request r, std::int64_t now, settled& out) {
-  auto& k = key_for(key_of(r.url));
+  auto key = key_of(r.url);
   ++waiting_;
+  if (key.empty()) {
+    auto host = core::url_host(r.url);
+    auto& list = unresolved_[host];
+    if (list.empty())
+      to_resolve_.push_back(host);
+    list.push_back(std::move(r));
+    ++unresolved_count_;
+    return;
+  }
+  auto& k = key_for(key);
   if (!opts_.budget.robots || k.key == "invalid") {
     k.pending.push_back(std::move(r));
     place(k, now);

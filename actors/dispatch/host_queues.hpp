@@ -108,8 +108,18 @@ class host_queues {
 
   /// Queues a request (under its origin until robots.txt is known). A request whose URL
   /// has no http(s) host goes to a key of its own ("invalid") and is leased as is, so the
-  /// node reports the error.
+  /// node reports the error. With the `ip` key kind, a request whose host name has no
+  /// address yet waits for `resolved` (its host is listed once by take_unresolved).
   void push(queued_request r, std::int64_t now, settled& out);
+  /// Host names that wait for an address since the last call (each listed once).
+  std::vector<std::string> take_unresolved();
+  /// The address of `host` ("" when it did not resolve: its requests are keyed by host
+  /// and port, and their nodes report the DNS error). Queues the requests that waited
+  /// for it. Nothing happens when no request of the run waits for `host`.
+  void resolved(const std::string& host, const std::string& address, std::int64_t now,
+                settled& out);
+  /// Requests that wait for an address.
+  std::int64_t unresolved() const { return unresolved_count_; }
   /// Puts requests of a block that ended without their results back at the front of
   /// their key (their attempts already counted by the caller).
   void requeue(const std::string& key, std::vector<queued_request> rs, std::int64_t now);
@@ -142,6 +152,7 @@ class host_queues {
   std::int64_t next_wake_ms() const;
   std::vector<host_view> view(std::int64_t now) const;
   const host_queue_options& options() const { return opts_; }
+  /// The politeness key of `url`; "" when its host name waits for an address.
   std::string key_of(const std::string& url) const;
 
  private:
@@ -164,6 +175,12 @@ class host_queues {
   using timer = std::pair<std::int64_t, key_entry*>;
   std::priority_queue<timer, std::vector<timer>, std::greater<>> timers_;
   std::int64_t waiting_ = 0;
+  // `ip` keys: host name -> its key ("" = keyed by host after a failed resolution);
+  // requests waiting for an address, by host name; names not yet handed out to resolve.
+  std::unordered_map<std::string, std::string> host_keys_;
+  std::unordered_map<std::string, std::vector<queued_request>> unresolved_;
+  std::vector<std::string> to_resolve_;
+  std::int64_t unresolved_count_ = 0;
 };
 
 } // namespace spiderhub::actors

@@ -308,3 +308,58 @@ TEST_CASE("host queues: keys by registered domain, invalid URLs keyed apart") {
   CHECK(g->key == "invalid");
   CHECK(g->requests.size() == 1);
 }
+
+TEST_CASE("host queues: keys by IP address; hosts of one address share one budget") {
+  auto o = no_robots(3, 0, 8);
+  o.key_kind = spiderhub::core::politeness_key_kind::ip;
+  host_queues q(o);
+  host_queues::settled out;
+  // A literal needs no lookup.
+  q.push(req("http://127.0.0.1:81/p/0"), 0, out);
+  CHECK(q.key_of("http://127.0.0.1:82/") == "ip:127.0.0.1");
+  // Names wait for their address outside any key; each name is listed once.
+  for (int i = 0; i < 4; ++i) {
+    q.push(req("http://a.test:81/p/" + std::to_string(i)), 0, out);
+    q.push(req("http://b.test:82/p/" + std::to_string(i)), 0, out);
+    q.push(req("http://gone.test/p/" + std::to_string(i)), 0, out);
+  }
+  CHECK(q.key_of("http://a.test:81/") == "");
+  auto names = q.take_unresolved();
+  CHECK(std::set<std::string>(names.begin(), names.end()) ==
+        std::set<std::string>{"a.test", "b.test", "gone.test"});
+  CHECK(q.take_unresolved().empty());
+  CHECK(q.unresolved() == 12);
+  CHECK(q.waiting() == 13);
+  auto g0 = q.next(0);
+  REQUIRE(g0);
+  CHECK(g0->key == "ip:127.0.0.1");
+  CHECK(g0->requests.size() == 1);
+  CHECK_FALSE(q.next(0));  // nothing else has a key yet
+  q.release(g0->key, g0->thread_num, 1);
+
+  q.resolved("a.test", "10.0.0.7", 1, out);
+  q.resolved("b.test", "10.0.0.7", 1, out);
+  q.resolved("gone.test", "", 1, out);   // did not resolve: keyed by host and port
+  q.resolved("never.asked", "10.0.0.9", 1, out);  // no request waits for it: ignored
+  CHECK(out.empty());
+  CHECK(q.unresolved() == 0);
+  CHECK(q.waiting() == 12);
+  CHECK(q.key_of("http://a.test:9999/") == "ip:10.0.0.7");
+  CHECK(q.key_of("http://gone.test/") == "http://gone.test:80");
+  CHECK(q.key_of("http://never.asked/") == "");
+
+  // a.test and b.test share the 3 slots of ip:10.0.0.7.
+  int slots = 0;
+  std::set<std::string> keys;
+  while (auto g = q.next(1)) {
+    keys.insert(g->key);
+    if (g->key == "ip:10.0.0.7") {
+      slots += g->thread_num;
+      CHECK(g->requests.size() == 8);  // both names' requests in one key
+    }
+  }
+  CHECK(slots == 3);
+  CHECK(keys == std::set<std::string>{"ip:10.0.0.7", "http://gone.test:80"});
+  auto view = q.view(1);
+  REQUIRE(view.size() == 3);
+}

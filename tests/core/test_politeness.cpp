@@ -1,6 +1,8 @@
 // Politeness keys and Retry-After parsing.
 #include "core/politeness.hpp"
 
+#include "core/error.hpp"
+
 #include <doctest/doctest.h>
 
 using namespace spiderhub::core;
@@ -21,7 +23,38 @@ TEST_CASE("politeness: keys by host and port, or by registered domain") {
   CHECK(robots_base("http://a.test:80/x?y") == "http://a.test");
   CHECK(robots_base("https://a.test:8443/x") == "https://a.test:8443");
   CHECK(parse_politeness_key_kind("domain") == politeness_key_kind::domain);
-  CHECK_FALSE(parse_politeness_key_kind("ip"));
+  CHECK(parse_politeness_key_kind("ip") == politeness_key_kind::ip);
+  CHECK_FALSE(parse_politeness_key_kind("IP"));
+  CHECK_FALSE(parse_politeness_key_kind(""));
+  for (auto k : {host, domain, politeness_key_kind::ip})
+    CHECK(parse_politeness_key_kind(to_string(k)) == k);
+}
+
+TEST_CASE("politeness: keys by IP address; names need resolving first") {
+  auto ip = politeness_key_kind::ip;
+  CHECK(politeness_key("http://127.0.0.1:8081/x", ip) == "ip:127.0.0.1");
+  CHECK(politeness_key("https://127.0.0.1/", ip) == "ip:127.0.0.1");
+  CHECK(politeness_key("http://[::1]:9/x", ip) == "ip:::1");
+  CHECK(politeness_key("http://example.com/", ip) == "");  // the caller resolves it
+  CHECK(politeness_key("http://1.2.3/", ip) == "");        // not an IPv4 literal
+  CHECK(url_host("http://[::1]:9/x") == "::1");
+  CHECK(url_host("http://Example.COM:8080/") == "example.com");
+  CHECK(url_host("mailto:x@y") == "");
+  CHECK(is_ip_literal("10.1.2.3"));
+  CHECK(is_ip_literal("fe80::1"));
+  CHECK_FALSE(is_ip_literal("10.1.2.300"));
+  CHECK_FALSE(is_ip_literal("localhost"));
+  std::string error;
+  CHECK(resolve_host("127.0.0.1", &error) == "127.0.0.1");
+  auto local = resolve_host("localhost", &error);  // /etc/hosts: 127.0.0.1 or ::1
+  CHECK((local == "127.0.0.1" || local == "::1"));
+  error.clear();
+  CHECK(resolve_host("", &error) == "");  // no DNS query: tests must not need a resolver
+  CHECK_FALSE(error.empty());
+  CHECK_THROWS_WITH_AS(parse_politeness_properties({{"PolitenessKey", "address"}}),
+                       "property 'PolitenessKey' must be 'host', 'domain' or 'ip'",
+                       input_error);
+  CHECK(parse_politeness_properties({{"PolitenessKey", "ip"}}).key_kind == ip);
 }
 
 TEST_CASE("politeness: Retry-After as seconds or an HTTP date") {

@@ -165,6 +165,24 @@ TEST_CASE("codec: wrong types and missing keys name the JSON path") {
   CHECK_THROWS_AS(decode_array<request>(json::parse(R"({"url":"x"})")), input_error);
 }
 
+TEST_CASE("codec: site politeness fields accept their choices and name the others") {
+  auto s = decode<site>(json::parse(R"({"politenessKey":"ip","robotsTxt":"ignore"})"));
+  CHECK(s.politeness_key == "ip");
+  CHECK(s.robots_txt == "ignore");
+  auto error = [](const char* text) {
+    try {
+      decode<site>(json::parse(text));
+    } catch (const input_error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  CHECK(error(R"({"politenessKey":"url"})") ==
+        R"($.politenessKey: must be "host", "domain", "ip", or empty)");
+  CHECK(error(R"({"adaptiveThrottle":"yes"})") ==
+        R"($.adaptiveThrottle: must be "on", "off", or empty)");
+}
+
 TEST_CASE("codec: unknown keys are ignored for forward compatibility") {
   auto r = decode<request>(json::parse(R"({"url":"u","futureField":true})"));
   CHECK(r.url == "u");
