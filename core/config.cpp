@@ -77,6 +77,26 @@ class section {
 
   section child(const char* key) { return section(take(key), file_, full(key)); }
 
+  /// A sequence of mappings under `key` (absent: none), one section per element.
+  std::vector<section> list(const char* key) {
+    std::vector<section> out;
+    auto v = take(key);
+    if (!v)
+      return out;
+    if (!v.IsSequence())
+      fail(v, "'" + full(key) + "' must be a list");
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      auto path = full(key) + "[" + std::to_string(i) + "]";
+      if (!v[i].IsMap())
+        fail(v[i], "'" + path + "' must be a mapping");
+      out.emplace_back(v[i], file_, path);
+    }
+    return out;
+  }
+
+  bool has(const char* key) const { return node_ && node_.IsMap() && node_[key]; }
+  const YAML::Node& node() const { return node_; }
+
   void finish() {
     if (!node_ || !node_.IsMap())
       return;
@@ -184,8 +204,31 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
   }
   {
     auto s = top.child("auth");
+    bool token_given = s.has("token");
     s.get("token", c.auth.token);
     s.get("sign_window_s", c.auth.sign_window_s, 1, 86400);
+    s.get("insecure", c.auth.insecure);
+    s.get("max_failures", c.auth.max_failures, 1, 1000000);
+    s.get("failure_window_s", c.auth.failure_window_s, 1, 86400);
+    s.get("block_s", c.auth.block_s, 1, 86400);
+    std::set<std::string> names;
+    for (auto& e : s.list("tokens")) {
+      credential cr;
+      std::string role_text;
+      e.get("name", cr.name);
+      e.get_one_of("role", role_text, {"node", "worker", "viewer", "admin"});
+      e.get("secret", cr.secret);
+      if (cr.name.empty() || role_text.empty() || cr.secret.empty())
+        e.fail(e.node(), "every auth.tokens entry needs name, role and secret");
+      cr.role_ = *parse_role(role_text);
+      e.finish();
+      names.insert(cr.name + "/" + role_text);
+      c.auth.tokens.push_back(std::move(cr));
+    }
+    if (names.size() != c.auth.tokens.size())
+      throw input_error(name + ": auth.tokens: a name appears twice with one role");
+    if (!c.auth.tokens.empty() && !token_given)
+      c.auth.token.clear();  // the legacy default must not stay valid beside a token list
     s.finish();
   }
   {

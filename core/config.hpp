@@ -4,6 +4,9 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "core/auth.hpp"
 
 namespace spiderhub::core {
 
@@ -25,7 +28,7 @@ struct actors_config {
 
 struct broker_config {
   struct http_t {
-    std::string address = "0.0.0.0";
+    std::string address = "127.0.0.1";  // off loopback only with strong secrets
     std::int32_t port = 55626;
     std::int32_t io_threads = 1;
     std::int64_t max_body_bytes = 8 << 20;
@@ -37,8 +40,14 @@ struct broker_config {
     std::string tls_key;
   } http;
   struct auth_t {
-    std::string token = "1234";          // HMAC key for node/worker signs and API bearer token
+    std::string token = "1234";          // one secret for every role (cleared by default
+                                         // when `tokens` is given)
+    std::vector<credential> tokens;      // per-role secrets, several per role (rotation)
+    bool insecure = false;               // allow a weak or no secret off loopback
     std::int32_t sign_window_s = 300;
+    std::int32_t max_failures = 20;      // failed authentications of one address ...
+    std::int32_t failure_window_s = 60;  // ... within this window block it ...
+    std::int32_t block_s = 60;           // ... for this long (HTTP 429)
   } auth;
   struct storage_t {
     std::string path = "data/spiderhub.db";

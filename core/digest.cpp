@@ -95,7 +95,8 @@ std::string verify_connection_sign(std::string_view token, std::string_view subj
   auto skew = now_unix > ts ? static_cast<std::uint64_t>(now_unix) - static_cast<std::uint64_t>(ts)
                             : static_cast<std::uint64_t>(ts) - static_cast<std::uint64_t>(now_unix);
   if (window_seconds < 0 || skew > static_cast<std::uint64_t>(window_seconds))
-    return "ts outside the allowed window of " + std::to_string(window_seconds) + " s";
+    return "clock skew: ts is " + std::to_string(skew) + " s " + (ts > now_unix ? "ahead of" : "behind") +
+           " the broker's clock, the allowed window is " + std::to_string(window_seconds) + " s";
   if (!secure_equals(connection_sign(token, subject, ts), sign))
     return "wrong sign";
   return {};

@@ -37,8 +37,6 @@ actors::gateway_options gateway_options_of(const core::broker_config& c) {
   g.server.max_connections = static_cast<std::size_t>(c.http.max_connections);
   g.server.tls_cert_file = c.http.tls_cert;
   g.server.tls_key_file = c.http.tls_key;
-  g.token = c.auth.token;
-  g.sign_window_s = c.auth.sign_window_s;
   g.sessions.heartbeat_interval = c.sessions.heartbeat_interval;
   g.sessions.missed_heartbeats = c.sessions.missed_heartbeats;
   g.sessions.max_record_bytes = static_cast<std::size_t>(c.http.max_message_bytes);
@@ -69,7 +67,19 @@ actors::dispatch_options dispatch_options_of(const core::broker_config& c) {
   return d;
 }
 
+// The keyring and failure limiter shared by the gateway's io threads and the api actor.
+std::shared_ptr<const actors::auth_gate> auth_gate_of(const core::broker_config& c) {
+  auto g = std::make_shared<actors::auth_gate>();
+  g->keys = core::keyring(c.auth.token, c.auth.tokens);
+  g->limiter = std::make_shared<core::failure_limiter>(
+    c.auth.max_failures, std::int64_t{c.auth.failure_window_s} * 1000,
+    std::int64_t{c.auth.block_s} * 1000);
+  g->sign_window_s = c.auth.sign_window_s;
+  return g;
+}
+
 int run_broker(const core::broker_config& cfg) {
+  auto auth = auth_gate_of(cfg);
   caf::actor_system_config sys_cfg;
   actors::apply_scheduler_settings(cfg.actors, sys_cfg);
   if (cfg.inspector.enabled) {
@@ -112,7 +122,7 @@ int run_broker(const core::broker_config& cfg) {
     actors::schedulernet_options nopts;
     nopts.url = cfg.scheduler.schedulernet_url;
     nopts.token = cfg.scheduler.schedulernet_token;
-    nopts.api_token = cfg.auth.token;
+    nopts.api_token = auth->keys.first_secret(core::role_admin);
     nopts.callback_base_url = cfg.scheduler.callback_base_url;
     if (nopts.callback_base_url.empty()) {
       auto host = cfg.http.address == "0.0.0.0" || cfg.http.address == "::"
@@ -135,13 +145,12 @@ int run_broker(const core::broker_config& cfg) {
     scheduler = actors::spawn_scheduler(sys, storage, jobs, sopts);
   }
   actors::api_options aopts;
-  aopts.token = cfg.auth.token;
+  aopts.auth = auth;
   aopts.timezone = cfg.scheduler.timezone;
   aopts.packages.dir = cfg.packages.dir;
   aopts.packages.max_bytes = cfg.packages.max_bytes;
   aopts.packages.limits.max_unpacked_bytes = cfg.packages.max_unpacked_bytes;
   aopts.max_body_bytes = cfg.http.max_body_bytes;
-  aopts.sign_window_s = cfg.auth.sign_window_s;
   auto api = actors::spawn_api(sys, aopts, {storage, jobs, dispatcher, scheduler});
   auto& registry = sys.registry();
   registry.put(caf::atom("storage"), caf::actor_cast<caf::strong_actor_ptr>(storage));
@@ -159,7 +168,9 @@ int run_broker(const core::broker_config& cfg) {
 
   actors::gateway_handle gw;
   try {
-    gw = actors::spawn_gateway(sys, gateway_options_of(cfg),
+    auto gopts = gateway_options_of(cfg);
+    gopts.auth = auth;
+    gw = actors::spawn_gateway(sys, gopts,
                                {storage, dispatcher, sessions ? sessions : jobs}, api);
   } catch (const std::exception& e) {
     spdlog::critical("gateway: cannot listen on {}:{}: {}", cfg.http.address, cfg.http.port,
@@ -244,6 +255,20 @@ int broker_main(int argc, char** argv) {
   } catch (const core::input_error& e) {
     std::cerr << "spiderhub broker: " << e.what() << "\n";
     return 2;
+  }
+  // Safe start: off loopback, authentication must be on with strong secrets.
+  auto problem = core::safe_start_problem(cfg.http.address,
+                                          core::keyring(cfg.auth.token, cfg.auth.tokens));
+  if (!problem.empty()) {
+    if (!cfg.auth.insecure) {
+      std::cerr << "spiderhub broker: " << problem
+                << ".\nSet auth.token (or auth.tokens) in " << command->config_path
+                << " to a fresh secret ('spiderhub token' prints one), listen on 127.0.0.1, "
+                   "or set auth.insecure: true to accept the risk.\n";
+      return 2;
+    }
+    spdlog::warn("INSECURE (auth.insecure: true): {}; anyone who can reach it may control "
+                 "this broker", problem);
   }
   if (command->check_only) {
     std::cout << "configuration OK\n";

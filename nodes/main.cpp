@@ -4,6 +4,7 @@
 #include <iostream>
 #include <string>
 
+#include "core/auth.hpp"
 #include "spiderhub/version.hpp"
 
 int broker_main(int argc, char** argv);
@@ -23,7 +24,8 @@ void usage(std::ostream& out) {
          "  node            run a crawler node that connects to a broker\n"
          "  console         inspect a running broker (actors, nodes, jobs, runs, blocks)\n"
          "  worker-sample   run the sample spider worker (crawls a site following links)\n"
-         "  cron            print the next fire times of a cron expression\n\n"
+         "  cron            print the next fire times of a cron expression\n"
+         "  token           print a fresh random secret for auth.token or auth.tokens\n\n"
          "Run 'spiderhub COMMAND --help' for the options of a command.\n"
          "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.\n";
 }
@@ -57,6 +59,20 @@ int main(int argc, char** argv) {
     return worker_main(argc - 1, argv + 1);
   if (cmd == "cron")
     return cron_main(argc - 1, argv + 1);
+  if (cmd == "token") {
+    if (argc > 2 && (std::strcmp(argv[2], "--help") == 0 || std::strcmp(argv[2], "-h") == 0)) {
+      std::cout << "Usage: spiderhub token\n\nPrints a fresh random secret (32 bytes from "
+                   "OpenSSL's generator, 64 hex characters)\nfor auth.token or a secret of "
+                   "auth.tokens in broker.yaml, and the token of node.yaml\nor a worker.\n";
+      return 0;
+    }
+    if (argc > 2) {
+      std::cerr << "spiderhub token: takes no arguments (see --help)\n";
+      return 2;
+    }
+    std::cout << spiderhub::core::new_secret() << "\n";
+    return 0;
+  }
   std::cerr << "spiderhub: unknown command '" << cmd << "'\n\n";
   usage(std::cerr);
   return 2;

@@ -55,7 +55,7 @@ int worker_main(int argc, char** argv) {
     "config,c", po::value<std::string>(),
     "worker configuration file (YAML, see conf/worker.yaml); optional")(
     "broker", po::value<std::string>(), "broker base URL (overrides the config), e.g. http://127.0.0.1:55626/")(
-    "token", po::value<std::string>(), "shared token for the connection sign (overrides the config)")(
+    "token", po::value<std::string>(), "secret for the connection sign: auth.token or a worker-role secret (overrides the config)")(
     "class", po::value<std::string>(), "worker class name the broker routes runs by (overrides the config)")(
     "runs", po::value<std::int64_t>()->default_value(0),
     "exit 0 after this many runs finished; 0 = run until SIGINT/SIGTERM")(

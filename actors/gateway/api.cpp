@@ -33,6 +33,7 @@ using responder_ptr = std::shared_ptr<net::http_responder>;
 
 struct api_state {
   api_options opts;
+  auth_gate_ptr auth;  // opts.auth, or an open gate
   api_peers peers;
   std::uint64_t requests = 0, errors = 0;
   static inline const char* name = "api";
@@ -327,8 +328,13 @@ bool signed_trigger(self_ptr self, const net::http_request& req,
   if (req.method != "POST" || seg.size() != 3 || seg[0] != "jobs" || seg[2] != "trigger")
     return false;
   auto sig = req.query.find("sig");
-  return sig != req.query.end() &&
-         core::secure_equals(sig->second, trigger_signature(self->state.opts.token, seg[1]));
+  if (sig == req.query.end())
+    return false;
+  for (auto& c : self->state.auth->keys.credentials())
+    if (c.role_ == core::role_admin &&
+        core::secure_equals(sig->second, trigger_signature(c.secret, seg[1])))
+      return true;
+  return false;
 }
 
 
@@ -379,16 +385,10 @@ void node_status(self_ptr self, const responder_ptr& r, const std::string& id) {
             });
 }
 
-bool authorized(self_ptr self, const net::http_request& req) {
-  const auto& token = self->state.opts.token;
-  if (token.empty())
-    return true;
-  auto it = req.headers.find("authorization");
-  if (it == req.headers.end())
-    return false;
-  const std::string prefix = "Bearer ";
-  return it->second.size() > prefix.size() && it->second.compare(0, prefix.size(), prefix) == 0 &&
-         core::secure_equals(it->second.substr(prefix.size()), token);
+// What a request's method needs: reads a viewer (or admin), writes an admin.
+unsigned roles_for(const std::string& method) {
+  return method == "GET" || method == "HEAD" ? core::role_viewer | core::role_admin
+                                             : core::role_admin;
 }
 
 // Splits "/api/v1.0/jobs/ID/trigger" into {"jobs","ID","trigger"}.
@@ -411,21 +411,19 @@ std::vector<std::string> api_segments(const std::string& path) {
 
 // ---- packages and application runs -------------------------------------------------
 
-// GET /packages/{name}: nodes sign with their id (nodeId, ts, sign as on /node); operators
-// may use the bearer token.
-void serve_package_to_node(self_ptr self, const net::http_request& req, const responder_ptr& r,
-                           bool bearer_ok) {
+// GET /packages/{name}: nodes sign with their id (nodeId, ts, sign as on /node, made with
+// a node secret); operators may use a viewer or admin bearer token instead.
+void serve_package_to_node(self_ptr self, const net::http_request& req, const responder_ptr& r) {
   auto name = req.path.substr(std::string("/packages/").size());
   if (!valid_package_name(name))
     return reply_error(r, 400, "invalid", "bad package name '" + name + "'");
-  if (!bearer_ok) {
-    auto why = core::verify_connection_sign(self->state.opts.token, req.param("nodeId"),
-                                            req.param("ts"), req.param("sign"),
-                                            static_cast<std::int64_t>(std::time(nullptr)),
-                                            self->state.opts.sign_window_s);
-    if (!why.empty())
-      return reply_error(r, 401, "unauthorized", "package download refused: " + why);
-  }
+  const auto& auth = *self->state.auth;
+  auto refused = req.headers.count("authorization")
+                   ? check_bearer(auth, req, roles_for(req.method), false)
+                   : check_sign(auth, req, core::role_node, req.param("nodeId"),
+                                static_cast<std::int64_t>(std::time(nullptr)));
+  if (refused)
+    return r->reply(std::move(*refused));
   get_package_file(self->system(), self->state.peers.storage, self->state.opts.packages, name, r);
 }
 
@@ -489,8 +487,11 @@ void route(self_ptr self, const std::shared_ptr<const net::http_request>& call_r
            const responder_ptr& r) {
   const auto& req = *call_request;
   const auto& m = req.method;
-  if (req.path == "/metrics" && m == "GET")
+  if (req.path == "/metrics" && m == "GET") {
+    if (auto refused = check_bearer(*self->state.auth, req, roles_for(m), false))
+      return r->reply(std::move(*refused));
     return serve_metrics(self->system(), r);
+  }
   if (m == "GET" || m == "HEAD")
     if (auto file = dashboard_file(req.path))
       return r->reply(std::move(*file));
@@ -502,14 +503,15 @@ void route(self_ptr self, const std::shared_ptr<const net::http_request>& call_r
   if (req.path.rfind("/packages/", 0) == 0) {
     if (m != "GET" && m != "HEAD")
       return reply_error(r, 405, "method_not_allowed", m + " is not allowed on " + req.path);
-    return serve_package_to_node(self, req, r, authorized(self, req));
+    return serve_package_to_node(self, req, r);
   }
   auto seg = api_segments(req.path);
   if (seg.empty())
     return reply_error(r, 404, "not_found", "no route for " + req.path);
   bool callback = signed_trigger(self, req, seg);
-  if (!callback && !authorized(self, req))
-    return reply_error(r, 401, "unauthorized", "missing or wrong bearer token");
+  if (!callback)
+    if (auto refused = check_bearer(*self->state.auth, req, roles_for(m), false))
+      return r->reply(std::move(*refused));
   auto method_not_allowed = [&] {
     reply_error(r, 405, "method_not_allowed", m + " is not allowed on " + req.path);
   };
@@ -574,6 +576,8 @@ void route(self_ptr self, const std::shared_ptr<const net::http_request>& call_r
 
 caf::behavior api(self_ptr self, api_options opts, api_peers peers) {
   self->state.opts = std::move(opts);
+  self->state.auth = self->state.opts.auth ? self->state.opts.auth
+                                           : std::make_shared<const auth_gate>();
   self->state.peers = std::move(peers);
   return {
     [=](http_atom, const http_call& call) {

@@ -2,8 +2,9 @@
 // REST API actor: answers (http_atom, http_call) from the gateway. Reads and writes go
 // through the storage actor, fires and exits through the job manager; it never blocks.
 //
-// Routes (JSON; "Authorization: Bearer <token>" when a token is configured):
-//   GET  /metrics                         Prometheus text (no auth)
+// Routes (JSON; "Authorization: Bearer <token>" when authentication is on: GET and HEAD
+// need a viewer or admin token, every other method an admin token; docs/security.md):
+//   GET  /metrics                         Prometheus text (viewer)
 //   GET  /api/v1.0/jobs                   list          POST /api/v1.0/jobs   create
 //   GET|PUT|DELETE /api/v1.0/jobs/{id}    read, replace, soft delete
 //   POST /api/v1.0/jobs/{id}/trigger      fire now (also the Scheduler.NET callback)
@@ -12,17 +13,17 @@
 //   GET  /api/v1.0/nodes                  nodes         GET /api/v1.0/nodes/{id}/status
 #include <string>
 
+#include "actors/gateway/auth_gate.hpp"
 #include "actors/gateway/packages.hpp"
 #include "protocol/messages.hpp"
 
 namespace spiderhub::actors {
 
 struct api_options {
-  std::string token;          // empty: no auth
+  auth_gate_ptr auth;         // null or open keyring: no auth
   std::string timezone = "UTC";
   package_options packages;
   std::int64_t max_body_bytes = 8 << 20;  // every route but the package upload
-  std::int32_t sign_window_s = 300;       // node signs on GET /packages/{name}
 };
 
 struct api_peers {

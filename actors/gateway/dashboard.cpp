@@ -105,13 +105,8 @@ caf::actor spawn_live_feed(caf::actor_system& sys, caf::actor storage) {
 }
 
 std::optional<net::http_response> check_live_request(const net::http_request& req,
-                                                     const std::string& token) {
-  if (token.empty())
-    return std::nullopt;
-  auto given = req.param("access_token");
-  if (given.empty() || !core::secure_equals(given, token))
-    return error_response(401, "unauthorized", "live feed: missing or wrong access_token");
-  return std::nullopt;
+                                                     const auth_gate& auth) {
+  return check_bearer(auth, req, core::role_viewer | core::role_admin, true);
 }
 
 std::optional<net::http_response> dashboard_file(const std::string& path) {

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "actors/gateway/auth_gate.hpp"
 #include "net/http_server.hpp"
 #include "protocol/messages.hpp"
 
@@ -21,9 +22,9 @@ using live_leave_atom = caf::atom_constant<caf::atom("live_leave")>;
 /// (live_leave_atom, connection id) add and remove viewers.
 caf::actor spawn_live_feed(caf::actor_system& sys, caf::actor storage);
 
-/// Refusal of a /live upgrade (bad or missing token), or nullopt to accept.
+/// Refusal of a /live upgrade (?access_token= of a viewer or admin), or nullopt to accept.
 std::optional<net::http_response> check_live_request(const net::http_request& req,
-                                                     const std::string& token);
+                                                     const auth_gate& auth);
 
 /// GET / and /ui/<file>: the embedded dashboard files; nullopt for other paths.
 std::optional<net::http_response> dashboard_file(const std::string& path);

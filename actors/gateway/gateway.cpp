@@ -109,8 +109,8 @@ net::http_response error_response(int status, const std::string& code,
 }
 
 std::optional<net::http_response> check_hub_request(const net::http_request& req,
-                                                    const std::string& token,
-                                                    int sign_window_s, std::int64_t now_unix) {
+                                                    const auth_gate& auth,
+                                                    std::int64_t now_unix) {
   auto hub = hub_of(req.path);
   if (hub.empty())
     return error_response(404, "not_found", "no hub at " + req.path);
@@ -129,25 +129,19 @@ std::optional<net::http_response> check_hub_request(const net::http_request& req
     if (subject.empty() || subject.size() > 200)
       return error_response(400, "invalid", "fullClassName is required (at most 200 chars)");
   }
-  if (token.empty())
-    return std::nullopt;
-  auto why = core::verify_connection_sign(token, subject, query_value(req, "ts"),
-                                          query_value(req, "sign"), now_unix, sign_window_s);
-  if (!why.empty())
-    return error_response(401, "unauthorized", "sign rejected: " + why);
-  return std::nullopt;
+  return check_sign(auth, req, hub == "/node" ? core::role_node : core::role_worker, subject,
+                    now_unix);
 }
 
 gateway_handle spawn_gateway(caf::actor_system& sys, const gateway_options& opts,
                              broker_peers peers, caf::actor api) {
   net::server_callbacks cbs;
-  auto token = opts.token;
-  auto window = opts.sign_window_s;
+  auto auth = opts.auth ? opts.auth : std::make_shared<const auth_gate>();
   auto live = spawn_live_feed(sys, peers.storage);
   sys.registry().put(caf::atom("live"), caf::actor_cast<caf::strong_actor_ptr>(live));
-  cbs.on_upgrade = [token, window](const net::http_request& req) {
-    auto refused = req.path == "/live" ? check_live_request(req, token)
-                                       : check_hub_request(req, token, window, unix_now());
+  cbs.on_upgrade = [auth](const net::http_request& req) {
+    auto refused = req.path == "/live" ? check_live_request(req, *auth)
+                                       : check_hub_request(req, *auth, unix_now());
     if (refused)
       spdlog::warn("gateway: refused {} upgrade from {}: {}", req.path, req.remote_ip,
                    refused->body);
@@ -180,7 +174,7 @@ gateway_handle spawn_gateway(caf::actor_system& sys, const gateway_options& opts
     };
     return h;
   };
-  cbs.on_http = [token, window, api](net::http_request req,
+  cbs.on_http = [auth, api](net::http_request req,
                                      std::shared_ptr<net::http_responder> responder) {
     // SignalR negotiation is answered here: it needs no state.
     auto path = req.path;
@@ -189,7 +183,7 @@ gateway_handle spawn_gateway(caf::actor_system& sys, const gateway_options& opts
         !hub_of(path.substr(0, path.size() - 10)).empty()) {
       auto hub_req = req;
       hub_req.path = path.substr(0, path.size() - 10);
-      if (auto refused = check_hub_request(hub_req, token, window, unix_now()))
+      if (auto refused = check_hub_request(hub_req, *auth, unix_now()))
         responder->reply(*refused);
       else
         responder->reply(negotiate_response());

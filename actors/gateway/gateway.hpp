@@ -11,14 +11,14 @@
 #include <string>
 
 #include "actors/broker/sessions.hpp"
+#include "actors/gateway/auth_gate.hpp"
 #include "net/http_server.hpp"
 
 namespace spiderhub::actors {
 
 struct gateway_options {
   net::server_options server;
-  std::string token;            // empty: hubs and API accept anyone
-  int sign_window_s = 300;
+  auth_gate_ptr auth;           // keyring open(): hubs and API accept anyone
   session_options sessions;
 };
 
@@ -31,11 +31,12 @@ struct gateway_handle {
 gateway_handle spawn_gateway(caf::actor_system& sys, const gateway_options& opts,
                              broker_peers peers, caf::actor api);
 
-/// Checks a hub upgrade request; returns an HTTP response to refuse it, or nullopt.
-/// Pure function, exposed for tests and fuzzing.
+/// Checks a hub upgrade request (its sign made with a node secret on /node, a worker
+/// secret on /worker); returns an HTTP response to refuse it, or nullopt. Exposed for
+/// tests and fuzzing.
 std::optional<net::http_response> check_hub_request(const net::http_request& req,
-                                                    const std::string& token,
-                                                    int sign_window_s, std::int64_t now_unix);
+                                                    const auth_gate& auth,
+                                                    std::int64_t now_unix);
 
 /// JSON error body of the API: {"error":{"code":..,"message":..}}.
 net::http_response error_response(int status, const std::string& code,

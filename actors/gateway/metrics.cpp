@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "core/auth.hpp"
 #include "net/http_server.hpp"
 
 namespace spiderhub::actors {
@@ -172,6 +173,19 @@ std::string render_metrics(const json& stats) {
                number(d["downloadErrors"].value(kind, json(0))));
   }
 
+  // Authentication refusals (process-wide counters, see core/auth.hpp).
+  if (auto it = stats.find("auth"); it != stats.end() && it->is_object()) {
+    w.family("spiderhub_auth_refusals_total", "counter",
+             "Refused authentications by reason (401 unauthenticated and bad_sign, 403 "
+             "forbidden, 429 rate_limited).");
+    for (auto [reason, key] : {std::pair{"unauthenticated", "unauthenticated"},
+                               std::pair{"forbidden", "forbidden"},
+                               std::pair{"bad_sign", "badSign"},
+                               std::pair{"rate_limited", "rateLimited"}})
+      w.sample("spiderhub_auth_refusals_total", std::string("reason=\"") + reason + "\"",
+               number(it->value(key, json(0))));
+  }
+
   // Jobs, cron and applications.
   w.single("spiderhub_job_fires_total", "counter", "Job fires handled (cron and manual).", j,
            "fires");
@@ -264,6 +278,11 @@ void serve_metrics(caf::actor_system& sys, std::shared_ptr<net::http_responder> 
           },
           [&](caf::error&) { stats[key] = nullptr; });
     }
+    auto refused = core::refusal_counts();
+    stats["auth"] = {{"unauthenticated", refused.unauthenticated},
+                     {"forbidden", refused.forbidden},
+                     {"badSign", refused.bad_sign},
+                     {"rateLimited", refused.rate_limited}};
     net::http_response resp;
     resp.content_type = "text/plain; version=0.0.4";
     resp.body = render_metrics(stats);

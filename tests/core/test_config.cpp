@@ -115,3 +115,30 @@ TEST_CASE("config: shipped conf files load") {
   CHECK_NOTHROW(load_node_config(dir + "node.yaml"));
   CHECK_NOTHROW(load_worker_config(dir + "worker.yaml"));
 }
+
+TEST_CASE("config: auth.tokens with roles; the legacy default gives way to them") {
+  auto c = parse_broker_config("auth:\n  tokens:\n"
+                               "    - {name: crawlers, role: node, secret: s1}\n"
+                               "    - {name: ops, role: admin, secret: s2}\n"
+                               "    - {name: ops-next, role: admin, secret: s3}\n",
+                               "b.yaml");
+  REQUIRE(c.auth.tokens.size() == 3);
+  CHECK(c.auth.tokens[0].name == "crawlers");
+  CHECK(c.auth.tokens[0].role_ == role_node);
+  CHECK(c.auth.tokens[2].secret == "s3");
+  CHECK(c.auth.token.empty());  // "1234" would otherwise stay valid for every role
+  auto both = parse_broker_config("auth:\n  token: legacy\n  tokens:\n"
+                                  "    - {name: v, role: viewer, secret: s}\n", "b.yaml");
+  CHECK(both.auth.token == "legacy");
+  CHECK(error_of("auth:\n  tokens:\n    - {name: a, role: root, secret: s}\n") ==
+        "broker.yaml:3:23: 'auth.tokens[0].role' = 'root' must be one of: node, worker, viewer, admin");
+  CHECK(error_of("auth:\n  tokens:\n    - {name: a, role: admin}\n") ==
+        "broker.yaml:3:7: every auth.tokens entry needs name, role and secret");
+  CHECK(error_of("auth:\n  tokens:\n    - {name: a, role: admin, secret: s, extra: 1}\n") ==
+        "broker.yaml:3:41: unknown key 'auth.tokens[0].extra'");
+  CHECK(error_of("auth:\n  tokens: {name: a}\n") == "broker.yaml:2:11: 'auth.tokens' must be a list");
+  CHECK(error_of("auth:\n  tokens:\n    - {name: a, role: admin, secret: s}\n"
+                 "    - {name: a, role: admin, secret: t}\n") ==
+        "broker.yaml: auth.tokens: a name appears twice with one role");
+  CHECK(parse_broker_config("", "b.yaml").http.address == "127.0.0.1");
+}

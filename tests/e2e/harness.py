@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,8 @@ import time
 import urllib.error
 import urllib.request
 
-TOKEN = "e2e-token"
+# A fresh secret per test process, as an operator would make with `spiderhub token`.
+TOKEN = secrets.token_hex(24)
 
 
 def parse_args():
@@ -130,9 +132,13 @@ class Env:
     # ---- programs ---------------------------------------------------------------
 
     def start_broker(self, name="broker", extra_yaml="", port=None, db=None, inspector=False,
-                     inspector_secret=""):
+                     inspector_secret="", auth_yaml=None):
         """inspector=True publishes the inspector on a free loopback port (p.inspector_port)
-        for `spiderhub console`; by default it is off."""
+        for `spiderhub console`; by default it is off. `auth_yaml` replaces the auth
+        section (default: the one TOKEN for every role, failures not limited in practice, so
+        tests of refusals see 401s rather than 429s)."""
+        if auth_yaml is None:
+            auth_yaml = f"auth:\n  token: {TOKEN}\n  max_failures: 100000\n"
         port = port or free_port()
         db = db or self.path("data", "broker.db")
         inspector_port = free_port() if inspector else 0
@@ -143,9 +149,7 @@ class Env:
 http:
   address: 127.0.0.1
   port: {port}
-auth:
-  token: {TOKEN}
-storage:
+{auth_yaml}storage:
   path: {db}
 {inspector_yaml}log:
   level: info
@@ -309,6 +313,12 @@ def npm_ci(env, package, files, timeout=300):
 
 
 def http(method, url, body=None, token=TOKEN, headers=None):
+    status, raw, _ = http_full(method, url, body, token, headers)
+    return status, raw
+
+
+def http_full(method, url, body=None, token=TOKEN, headers=None):
+    """(status, body, response headers)."""
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     req = urllib.request.Request(url, data=data, method=method)
     if token:
@@ -320,9 +330,9 @@ def http(method, url, body=None, token=TOKEN, headers=None):
     try:
         with urllib.request.urlopen(req, timeout=15) as r:
             raw = r.read()
-            return r.status, raw
+            return r.status, raw, dict(r.headers)
     except urllib.error.HTTPError as e:
-        return e.code, e.read()
+        return e.code, e.read(), dict(e.headers)
 
 
 def http_get(url, token=TOKEN):
@@ -341,7 +351,7 @@ def metrics(broker):
     """The broker's /metrics as {series: value}; a series keeps its labels in its name
     ('spiderhub_sessions{kind="node"}'). Every sample line of Prometheus text is
     "series value"."""
-    status, raw = http_get(broker.base + "/metrics", token=None)
+    status, raw = http_get(broker.base + "/metrics")
     assert status == 200, status
     out = {}
     for line in raw.decode().splitlines():

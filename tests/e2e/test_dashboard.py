@@ -26,7 +26,7 @@ def main():
         env.start_worker(broker)
 
         def worker_connected():
-            status, raw = h.http_get(broker.base + "/metrics", token=None)
+            status, raw = h.http_get(broker.base + "/metrics")
             return status == 200 and b'spiderhub_sessions{kind="worker"} 1' in raw
         h.wait_until("worker connected", worker_connected, timeout=30, interval=0.3)
 
