@@ -54,6 +54,7 @@ struct broker_config {
     milliseconds busy_timeout{5000};
     std::int32_t batch_max = 5000;       // writes per transaction
     std::int32_t node_status_retention_h = 24;
+    std::int64_t audit_max_rows = 100000;  // newest audit rows kept
   } storage;
   struct sessions_t {
     milliseconds heartbeat_interval{5000};

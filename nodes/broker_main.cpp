@@ -146,6 +146,7 @@ int run_broker(const core::broker_config& cfg) {
   }
   actors::api_options aopts;
   aopts.auth = auth;
+  aopts.audit_max_rows = cfg.storage.audit_max_rows;
   aopts.timezone = cfg.scheduler.timezone;
   aopts.packages.dir = cfg.packages.dir;
   aopts.packages.max_bytes = cfg.packages.max_bytes;
@@ -186,6 +187,7 @@ int run_broker(const core::broker_config& cfg) {
   if (cfg.inspector.enabled) {
     actors::inspector_options iopts;
     iopts.secret = cfg.inspector.secret;
+    iopts.audit_max_rows = cfg.storage.audit_max_rows;
     inspector = actors::spawn_inspector(sys, iopts);
     // SO_REUSEADDR: a restarted broker must get its port back while connections of
     // the previous process linger in TIME_WAIT (it never shares a port with a listener).

@@ -78,6 +78,13 @@ ALTER TABLE JobStatus ADD COLUMN ExitCode INTEGER;
   R"sql(
 ALTER TABLE JobStatus ADD COLUMN Skipped INTEGER NOT NULL DEFAULT 0;
 )sql",
+  // 4: the audit trail of API and console writes (newest rows kept, see audit_repository).
+  R"sql(
+CREATE TABLE Audit (
+  Id INTEGER PRIMARY KEY AUTOINCREMENT, Time TEXT NOT NULL, Role TEXT NOT NULL,
+  Name TEXT NOT NULL, Address TEXT NOT NULL, Action TEXT NOT NULL, Target TEXT NOT NULL,
+  Detail TEXT NOT NULL, Status INTEGER NOT NULL);
+)sql",
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,

@@ -78,6 +78,20 @@ struct package_row {
   std::string creation_time;
 };
 
+/// One audited write: who (role and credential name, never a secret), from where, what.
+struct audit_row {
+  std::int64_t id = 0;
+  std::string time;      // ISO-8601 UTC, set when stored
+  std::string role;      // "admin", "callback" (Scheduler.NET), "console", or "" (auth off)
+  std::string name;      // credential name
+  std::string address;   // source IP ("" for the console)
+  std::string action;    // job.create, job.update, job.delete, job.trigger, run.exit,
+                         // package.upload, package.delete, node.disable, node.enable
+  std::string target;    // job id, run identity, package name or node id
+  std::string detail;    // what changed: the request body (at most 4 KiB) or its size
+  std::int32_t status = 0;  // HTTP status of the answer (console: 200 or 4xx)
+};
+
 /// Block states of the design.
 enum class block_state : std::int32_t { ready = 1, used = 2, success = 4, failed = 8 };
 

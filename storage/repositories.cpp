@@ -1,5 +1,8 @@
 #include "storage/repositories.hpp"
 
+#include <algorithm>
+#include <limits>
+
 namespace spiderhub::storage {
 namespace {
 
@@ -715,6 +718,54 @@ std::vector<job_status_row> package_repository::open_application_nodes() {
   std::vector<job_status_row> out;
   while (q.executeStep())
     out.push_back(read_status(q));
+  return out;
+}
+
+} // namespace spiderhub::storage
+
+// ---- audit ------------------------------------------------------------------------------
+
+namespace spiderhub::storage {
+
+void audit_repository::add(const audit_row& row, std::int64_t max_rows) {
+  auto& q = db_.prepare(
+    "INSERT INTO Audit (Time, Role, Name, Address, Action, Target, Detail, Status) "
+    "VALUES (?,?,?,?,?,?,?,?)");
+  q.bind(1, row.time.empty() ? now_text() : row.time);
+  q.bind(2, row.role);
+  q.bind(3, row.name);
+  q.bind(4, row.address);
+  q.bind(5, row.action);
+  q.bind(6, row.target);
+  q.bind(7, row.detail);
+  q.bind(8, row.status);
+  q.exec();
+  auto id = db_.db().getLastInsertRowid();
+  auto& d = db_.prepare("DELETE FROM Audit WHERE Id <= ?");
+  d.bind(1, static_cast<std::int64_t>(id - std::max<std::int64_t>(1, max_rows)));
+  d.exec();
+}
+
+std::vector<audit_row> audit_repository::list(std::int64_t limit, std::int64_t before) {
+  auto& q = db_.prepare(
+    "SELECT Id, Time, Role, Name, Address, Action, Target, Detail, Status FROM Audit "
+    "WHERE Id < ? ORDER BY Id DESC LIMIT ?");
+  q.bind(1, before > 0 ? before : std::numeric_limits<std::int64_t>::max());
+  q.bind(2, limit);
+  std::vector<audit_row> out;
+  while (q.executeStep()) {
+    audit_row r;
+    r.id = q.getColumn(0).getInt64();
+    r.time = q.getColumn(1).getString();
+    r.role = q.getColumn(2).getString();
+    r.name = q.getColumn(3).getString();
+    r.address = q.getColumn(4).getString();
+    r.action = q.getColumn(5).getString();
+    r.target = q.getColumn(6).getString();
+    r.detail = q.getColumn(7).getString();
+    r.status = q.getColumn(8).getInt();
+    out.push_back(std::move(r));
+  }
   return out;
 }
 

@@ -127,6 +127,18 @@ class worker_repository {
 
 /// Application packages (metadata; the bytes are files named by hash) and the per-node
 /// state of application runs.
+class audit_repository {
+ public:
+  explicit audit_repository(database& db) : db_(db) {}
+  /// Appends a row and drops the oldest beyond `max_rows`.
+  void add(const audit_row& row, std::int64_t max_rows);
+  /// Newest first: at most `limit` rows with an id below `before` (0: from the newest).
+  std::vector<audit_row> list(std::int64_t limit, std::int64_t before = 0);
+
+ private:
+  database& db_;
+};
+
 class package_repository {
  public:
   explicit package_repository(database& db) : db_(db) {}

@@ -297,6 +297,17 @@ std::string render_jobs(const json& d) {
   return t.render() + plural(d.size(), "job", "jobs") + "\n";
 }
 
+std::string render_audit(const json& d) {
+  if (d.empty())
+    return "(no audited writes)\n";
+  table t;
+  t.headers = {"TIME", "ROLE", "NAME", "ADDRESS", "ACTION", "TARGET", "STATUS"};
+  for (auto& a : d)
+    t.rows.push_back({field(a, "time"), field(a, "role"), field(a, "name"), field(a, "address"),
+                      field(a, "action"), field(a, "target"), field(a, "status")});
+  return t.render() + plural(d.size(), "write", "writes") + ", newest first\n";
+}
+
 std::string render_runs(const json& d) {
   if (d.empty())
     return "(no runs)\n";
@@ -408,6 +419,8 @@ std::string render_reply(const json& reply) {
     return render_blocks(d);
   if (command == "hosts")
     return render_hosts(d);
+  if (command == "audit")
+    return render_audit(d);
   if (command == "trigger")
     return "job " + field(d, "jobId") + " triggered: run " + field(d, "identity") + "\n";
   if (command == "exit")

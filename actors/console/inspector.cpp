@@ -29,6 +29,7 @@ const std::vector<inspector_command>& inspector_commands() {
     {"exit", "RUN", true, "stop a running run everywhere"},
     {"disable", "NODE", true, "mark a node disabled"},
     {"enable", "NODE", true, "mark a node enabled again"},
+    {"audit", "", false, "the 50 newest audited writes (API and console), newest first"},
     {"version", "", false, "inspector protocol and broker versions"},
   };
   return commands;
@@ -420,6 +421,41 @@ void cmd_blocks(self_ptr self, promise rp, const std::string& command, const std
             });
 }
 
+// Records a console write in the audit trail (role "console": the inspector's clients
+// are not told apart).
+void audit(self_ptr self, const std::string& action, const std::string& target, int status) {
+  auto storage = peer(self, "storage");
+  if (!storage)
+    return;
+  storage::audit_row row;
+  row.role = "console";
+  row.name = "inspector";
+  row.action = action;
+  row.target = target;
+  row.status = status;
+  // Anonymous: the storage actor's reply (a bool) must not reach the inspector.
+  caf::anon_send(storage, write_atom::value,
+                 write_fn([row, keep = self->state.opts.audit_max_rows](storage::database& db) {
+                   storage::audit_repository(db).add(row, keep);
+                 }));
+}
+
+void cmd_audit(self_ptr self, promise rp, const std::string& command) {
+  read_then(self, rp, command,
+            [](storage::database& db) {
+              return caf::make_message(storage::audit_repository(db).list(50));
+            },
+            [rp, command](std::vector<storage::audit_row>& rows) mutable {
+              json out = json::array();
+              for (auto& a : rows)
+                out.push_back({{"id", a.id}, {"time", a.time}, {"role", a.role},
+                               {"name", a.name}, {"address", a.address},
+                               {"action", a.action}, {"target", a.target},
+                               {"status", a.status}});
+              rp.deliver(ok_reply(command, out));
+            });
+}
+
 void cmd_set_enabled(self_ptr self, promise rp, const std::string& command,
                      const std::string& node, bool enabled) {
   auto storage = peer(self, "storage");
@@ -436,6 +472,7 @@ void cmd_set_enabled(self_ptr self, promise rp, const std::string& command,
               }))
     .then(
       [self, rp, command, node, enabled, found](bool) mutable {
+        audit(self, enabled ? "node.enable" : "node.disable", node, *found ? 200 : 404);
         if (!*found)
           return reply(rp, error_reply(command, "not_found", "node " + node + " not found"));
         spdlog::info("inspector: node {} {}", node, enabled ? "enabled" : "disabled");
@@ -456,7 +493,8 @@ void cmd_trigger(self_ptr self, promise rp, const std::string& command, const st
   // A timeout here only means the reply was late: the fire itself may still happen.
   self->request(jobs, self->state.opts.ask_timeout, fire_atom::value, job, now, std::string{})
     .then(
-      [rp, command, job](const std::string& identity) mutable {
+      [self, rp, command, job](const std::string& identity) mutable {
+        audit(self, "job.trigger", job, 200);
         spdlog::info("inspector: job {} triggered: run {}", job, identity);
         rp.deliver(ok_reply(command, {{"jobId", job}, {"identity", identity}}));
       },
@@ -469,7 +507,8 @@ void cmd_exit(self_ptr self, promise rp, const std::string& command, const std::
     return reply(rp, error_reply(command, "unavailable", "the job manager is not running"));
   self->request(jobs, self->state.opts.ask_timeout, exit_run_atom::value, run)
     .then(
-      [rp, command, run](bool found) mutable {
+      [self, rp, command, run](bool found) mutable {
+        audit(self, "run.exit", run, found ? 200 : 404);
         if (!found)
           return reply(rp, error_reply(command, "not_found", "run " + run + " is not running"));
         spdlog::info("inspector: run {} exited", run);
@@ -522,6 +561,8 @@ void dispatch(self_ptr self, promise rp, const std::string& command, const std::
     return cmd_exit(self, rp, command, arg);
   if (command == "disable" || command == "enable")
     return cmd_set_enabled(self, rp, command, arg, command == "enable");
+  if (command == "audit")
+    return cmd_audit(self, rp, command);
   json names = json::array();
   for (auto& cmd : inspector_commands())
     names.push_back(cmd.name);

@@ -57,6 +57,7 @@ struct inspector_options {
   std::string secret;                             // empty: no secret required
   std::chrono::milliseconds ask_timeout{3000};    // per actor asked for stats or data
   std::chrono::milliseconds rate_window{1000};    // `mailboxes` samples counters twice
+  std::int64_t audit_max_rows = 100000;           // newest audit rows kept
 };
 
 /// Spawns the inspector in `sys`; peers are found in sys.registry() by name.

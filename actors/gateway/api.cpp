@@ -2,7 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -391,6 +394,123 @@ unsigned roles_for(const std::string& method) {
                                              : core::role_admin;
 }
 
+// ---- audit ----------------------------------------------------------------------------
+
+// The audited action of a write route, or "" for reads and unknown routes.
+std::string audit_action(const std::string& m, const std::vector<std::string>& seg) {
+  if (seg.empty())
+    return {};
+  if (seg[0] == "jobs") {
+    if (seg.size() == 1 && m == "POST")
+      return "job.create";
+    if (seg.size() == 2 && m == "PUT")
+      return "job.update";
+    if (seg.size() == 2 && m == "DELETE")
+      return "job.delete";
+    if (seg.size() == 3 && seg[2] == "trigger" && m == "POST")
+      return "job.trigger";
+  } else if (seg[0] == "runs" && seg.size() == 3 && seg[2] == "exit" && m == "POST") {
+    return "run.exit";
+  } else if (seg[0] == "packages" && seg.size() == 2) {
+    if (m == "PUT")
+      return "package.upload";
+    if (m == "DELETE")
+      return "package.delete";
+  }
+  return {};
+}
+
+// Records the write when it is answered (with the answer's status; a created job's id
+// from the answer), then passes the answer on.
+class audited_responder : public net::http_responder {
+ public:
+  audited_responder(responder_ptr inner, caf::actor storage, storage::audit_row row,
+                    std::int64_t max_rows)
+    : inner_(std::move(inner)), storage_(std::move(storage)), row_(std::move(row)),
+      max_rows_(max_rows) {}
+  ~audited_responder() override {
+    if (!done_.exchange(true))
+      record(500, {});  // never answered: the inner responder answers 500
+  }
+  void reply(net::http_response r) override {
+    if (!done_.exchange(true))
+      record(r.status, r.body);
+    inner_->reply(std::move(r));
+  }
+
+ private:
+  void record(int status, const std::string& body) {
+    auto row = row_;
+    row.status = status;
+    if (row.target.empty() && status < 300) {
+      auto j = json::parse(body, nullptr, false);
+      if (j.is_object() && j.contains("id") && j["id"].is_string())
+        row.target = j["id"].get<std::string>();
+    }
+    caf::anon_send(storage_, write_atom::value,
+                   write_fn([row = std::move(row), keep = max_rows_](storage::database& db) {
+                     storage::audit_repository(db).add(row, keep);
+                   }));
+  }
+  responder_ptr inner_;
+  caf::actor storage_;
+  storage::audit_row row_;
+  std::int64_t max_rows_;
+  std::atomic<bool> done_{false};
+};
+
+responder_ptr audited(self_ptr self, const responder_ptr& r, const net::http_request& req,
+                      const std::vector<std::string>& seg, const core::principal& who,
+                      bool callback) {
+  auto action = audit_action(req.method, seg);
+  if (action.empty())
+    return r;
+  storage::audit_row row;
+  row.role = callback ? "callback" : who.roles == ~0u ? "" : core::roles_text(who.roles);
+  row.name = callback ? "schedulernet" : who.name;
+  row.address = req.remote_ip;
+  row.action = action;
+  row.target = seg.size() >= 2 ? seg[1] : "";
+  if (action == "package.upload")
+    row.detail = std::to_string(req.body.size()) + " bytes";
+  else
+    row.detail = req.body.size() > 4096 ? req.body.substr(0, 4096) + "..." : req.body;
+  return std::make_shared<audited_responder>(r, self->state.peers.storage, std::move(row),
+                                             self->state.opts.audit_max_rows);
+}
+
+json audit_json(const storage::audit_row& a) {
+  return {{"id", a.id},           {"time", a.time},     {"role", a.role},
+          {"name", a.name},       {"address", a.address}, {"action", a.action},
+          {"target", a.target},   {"detail", a.detail}, {"status", a.status}};
+}
+
+// GET /api/v1.0/audit?limit=N&before=ID: newest first, N at most 1000 (default 100).
+void list_audit(self_ptr self, const responder_ptr& r, const net::http_request& req) {
+  auto number = [&](const char* name, std::int64_t fallback, std::int64_t lo, std::int64_t hi) {
+    auto text = req.param(name);
+    if (text.empty())
+      return fallback;
+    char* end = nullptr;
+    auto v = std::strtoll(text.c_str(), &end, 10);
+    if (*end != '\0' || v < lo || v > hi)
+      throw core::input_error(std::string(name) + " must be an integer from " +
+                              std::to_string(lo) + " to " + std::to_string(hi));
+    return static_cast<std::int64_t>(v);
+  };
+  auto limit = number("limit", 100, 1, 1000);
+  auto before = number("before", 0, 0, std::numeric_limits<std::int64_t>::max());
+  read_then(self, r, [limit, before](storage::database& db) {
+    return caf::make_message(storage::audit_repository(db).list(limit, before));
+  },
+            [r](std::vector<storage::audit_row>& rows) {
+              json out = json::array();
+              for (auto& a : rows)
+                out.push_back(audit_json(a));
+              reply_json(r, 200, out);
+            });
+}
+
 // Splits "/api/v1.0/jobs/ID/trigger" into {"jobs","ID","trigger"}.
 std::vector<std::string> api_segments(const std::string& path) {
   static const std::string prefix = "/api/v1.0/";
@@ -484,7 +604,7 @@ void cron_preview(self_ptr self, const responder_ptr& r, const net::http_request
 }
 
 void route(self_ptr self, const std::shared_ptr<const net::http_request>& call_request,
-           const responder_ptr& r) {
+           responder_ptr r) {
   const auto& req = *call_request;
   const auto& m = req.method;
   if (req.path == "/metrics" && m == "GET") {
@@ -509,9 +629,13 @@ void route(self_ptr self, const std::shared_ptr<const net::http_request>& call_r
   if (seg.empty())
     return reply_error(r, 404, "not_found", "no route for " + req.path);
   bool callback = signed_trigger(self, req, seg);
+  core::principal who;
+  bool audit_route = seg[0] == "audit";  // addresses and bodies of writes: admins only
   if (!callback)
-    if (auto refused = check_bearer(*self->state.auth, req, roles_for(m), false))
+    if (auto refused = check_bearer(*self->state.auth, req,
+                                    audit_route ? core::role_admin : roles_for(m), false, &who))
       return r->reply(std::move(*refused));
+  r = audited(self, r, req, seg, who, callback);
   auto method_not_allowed = [&] {
     reply_error(r, 405, "method_not_allowed", m + " is not allowed on " + req.path);
   };
@@ -548,6 +672,8 @@ void route(self_ptr self, const std::shared_ptr<const net::http_request>& call_r
       return m == "GET" ? run_blocks(self, r, seg[1]) : method_not_allowed();
     if (seg.size() == 3 && seg[2] == "hosts")
       return m == "GET" ? run_hosts(self, r, seg[1]) : method_not_allowed();
+  } else if (audit_route && seg.size() == 1) {
+    return m == "GET" ? list_audit(self, r, req) : method_not_allowed();
   } else if (seg[0] == "cron" && seg.size() == 1) {
     return m == "GET" ? cron_preview(self, r, req) : method_not_allowed();
   } else if (seg[0] == "packages") {

@@ -11,6 +11,7 @@
 //   GET  /api/v1.0/runs?jobId=            runs with JobStatus
 //   POST /api/v1.0/runs/{identity}/exit   stop a run
 //   GET  /api/v1.0/nodes                  nodes         GET /api/v1.0/nodes/{id}/status
+//   GET  /api/v1.0/audit?limit=&before=   the audit trail of writes, newest first (admin)
 #include <string>
 
 #include "actors/gateway/auth_gate.hpp"
@@ -21,6 +22,7 @@ namespace spiderhub::actors {
 
 struct api_options {
   auth_gate_ptr auth;         // null or open keyring: no auth
+  std::int64_t audit_max_rows = 100000;   // newest audit rows kept
   std::string timezone = "UTC";
   package_options packages;
   std::int64_t max_body_bytes = 8 << 20;  // every route but the package upload

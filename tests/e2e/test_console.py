@@ -140,6 +140,18 @@ def main():
         assert h.api("GET", broker, "/api/v1.0/nodes")[1][0]["isEnabled"] is False
         rc, missing, _ = console_json("disable", unknown)
         assert rc == 1 and missing["error"]["code"] == "not_found", missing
+        # The console's writes are in the audit trail (newest first), also through the API.
+        rc, audit, _ = console_json("audit")
+        assert rc == 0, audit
+        got = [(a["action"], a["target"], a["status"]) for a in audit["data"][:3]]
+        assert got == [("node.disable", unknown, 404), ("node.disable", node_id, 200),
+                       ("run.exit", unknown, 404)], got
+        assert all(a["role"] == "console" for a in audit["data"][:3]), audit
+        p = console("audit")
+        assert p.returncode == 0 and "node.disable" in p.stdout and "newest first" in p.stdout, \
+            p.stdout
+        rows = h.api("GET", broker, "/api/v1.0/audit?limit=3")[1]
+        assert [r["action"] for r in rows] == ["node.disable", "node.disable", "run.exit"], rows
         # ... and honoured: a crawl gets no block on the disabled (only) node until enabled.
         site = env.start_site(30)
         env.start_worker(broker)

@@ -135,6 +135,31 @@ def role_table(broker):
                              urllib.parse.urlencode(query), b"", token=None)
         assert status == (200 if ok else 401), (path, ok, status, raw)
     print(f"roles: {len(table)} route x role checks + live feed + hubs as specified", flush=True)
+
+    # The audit trail: every admin write above, with who, where and the answer; refused
+    # attempts are not writes (they are counted in /metrics). Admins only.
+    assert h.api("GET", broker, "/api/v1.0/audit", token=VIEWER)[0] == 403
+    status, rows = h.api("GET", broker, "/api/v1.0/audit?limit=1000", token=ADMIN_OLD)
+    assert status == 200, (status, rows)
+    got = [(r["action"], r["target"], r["status"]) for r in reversed(rows)]
+    admin_writes = [t for t in table if t[2] == "admin" and t[0] != "GET"]
+    want = [("job.create", jid, 201), ("job.create", None, 201), ("job.update", jid, 200),
+            ("job.trigger", jid, None), ("run.exit", "no-such-run", 404),
+            ("package.delete", "no-such-package", 404), ("job.delete", jid, 200)]
+    assert len(got) == len(want) == len(admin_writes) + 1, (got, admin_writes)
+    for (action, target, code), (wa, wt, wc) in zip(got, want):
+        assert action == wa and (wt is None or target == wt) and (wc is None or code == wc), \
+            (got, want)
+    assert all(r["role"] == "admin" and r["name"] == "ops0" and r["address"] == "127.0.0.1"
+               for r in rows), rows
+    created = next(r for r in rows if r["action"] == "job.create" and r["target"] != jid)
+    assert '"sec2"' in created["detail"] and created["target"], created
+    status, page = h.api("GET", broker, f"/api/v1.0/audit?limit=2&before={rows[0]['id']}",
+                         token=ADMIN_NEW)
+    assert status == 200 and [r["id"] for r in page] == [rows[1]["id"], rows[2]["id"]], page
+    assert h.api("GET", broker, "/api/v1.0/audit?limit=0", token=ADMIN_NEW)[0] == 400
+    print(f"audit: {len(rows)} rows match the admin writes (role, name, address, status)",
+          flush=True)
     return len(table)
 
 

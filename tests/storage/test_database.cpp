@@ -218,3 +218,29 @@ TEST_CASE("storage: an older file without incremental vacuum is converted at ope
   CHECK(db.db().tableExists("Legacy"));
   CHECK(db.version() == schema_version);
 }
+
+TEST_CASE("storage: the audit trail keeps the newest rows, listed newest first") {
+  temp_dir d;
+  database db(d.file("a.db"), std::chrono::milliseconds(1000));
+  audit_repository audit(db);
+  for (int i = 0; i < 12; ++i) {
+    audit_row r;
+    r.role = "admin";
+    r.name = "ops";
+    r.address = "10.0.0.1";
+    r.action = "job.update";
+    r.target = "job" + std::to_string(i);
+    r.detail = "{}";
+    r.status = 200;
+    audit.add(r, 5);
+  }
+  auto rows = audit.list(100);
+  REQUIRE(rows.size() == 5);
+  CHECK(rows.front().target == "job11");
+  CHECK(rows.back().target == "job7");
+  CHECK_FALSE(rows.front().time.empty());
+  auto older = audit.list(2, rows[1].id);
+  REQUIRE(older.size() == 2);
+  CHECK(older[0].target == "job9");
+  CHECK(older[1].target == "job8");
+}
