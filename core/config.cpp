@@ -369,6 +369,12 @@ node_config parse_node_config(const std::string& yaml, const std::string& name) 
     s.get("max_package_bytes", a.max_package_bytes, 1024, 1LL << 40);
     s.get("max_unpacked_bytes", a.max_unpacked_bytes, 1024, 1LL << 42);
     s.get("cache_max_bytes", a.cache_max_bytes, 0, 1LL << 42);
+    s.get("run_as", a.run_as);
+    s.get("allow_root", a.allow_root);
+    s.get("max_memory_mb", a.max_memory_mb, 0, 1LL << 30);
+    s.get("max_processes", a.max_processes, 0, 1 << 22);
+    s.get("max_open_files", a.max_open_files, 0, 1 << 24);
+    s.get("cgroup_root", a.cgroup_root);
     s.finish();
   }
   read_actors(top.child("actors"), c.actors);

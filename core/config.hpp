@@ -144,6 +144,12 @@ struct node_config {
     std::int64_t max_package_bytes = 256 << 20;
     std::int64_t max_unpacked_bytes = std::int64_t{1} << 30;
     std::int64_t cache_max_bytes = std::int64_t{1} << 30;
+    std::string run_as;                  // user packages run as (required as root)
+    bool allow_root = false;             // run packages as root when run_as is not set
+    std::int64_t max_memory_mb = 1024;   // memory cgroup limit; RLIMIT_AS at twice that
+    std::int32_t max_processes = 256;    // RLIMIT_NPROC of the run's user
+    std::int32_t max_open_files = 1024;  // RLIMIT_NOFILE
+    std::string cgroup_root;             // "" = found; "-" = no cgroup
   } applications;
   actors_config actors;
   log_config log;

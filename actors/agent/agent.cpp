@@ -153,6 +153,12 @@ std::unique_ptr<app_runner> make_app_runner(const core::node_config& cfg,
   o.max_process_count = cfg.max_process_count;
   o.max_package_bytes = a.max_package_bytes;
   o.cache_max_bytes = a.cache_max_bytes;
+  o.run_as = a.run_as;
+  o.allow_root = a.allow_root;
+  o.max_memory_mb = a.max_memory_mb;
+  o.max_processes = a.max_processes;
+  o.max_open_files = a.max_open_files;
+  o.cgroup_root = a.cgroup_root;
   o.limits.max_unpacked_bytes = a.max_unpacked_bytes;
   o.node_id = node_id;
   o.package_url = [cfg, node_id](const std::string& package) {

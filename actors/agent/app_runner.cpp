@@ -1,8 +1,12 @@
 #include "actors/agent/app_runner.hpp"
 
 #include <curl/curl.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -49,6 +53,12 @@ struct child_setup : bp::extend::handler {
   // The child's complete environment, built before the fork. (Boost 1.74's
   // environment::operator[] reads past the end of shorter entries: ASan caught it.)
   char** envp = nullptr;
+  // Containment, all prepared before the fork: the memory cgroup's process list to join,
+  // resource limits, and the user to become (uid 0 = stay).
+  const char* cgroup_procs = nullptr;
+  rlim_t max_as = 0, max_nproc = 0, max_nofile = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
   template <class Executor> void on_exec_setup(Executor& exec) const {
     exec.env = envp;
     ::setpgid(0, 0);
@@ -57,6 +67,129 @@ struct child_setup : bp::extend::handler {
       for (long fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); ++fd)
         ::close(static_cast<int>(fd));
     }
+    if (cgroup_procs) {
+      // Join before exec, so nothing the program allocates escapes the limit.
+      char pid[24];
+      int n = 0;
+      for (auto v = static_cast<unsigned long>(::getpid()); v > 0 || n == 0; v /= 10)
+        pid[n++] = static_cast<char>('0' + v % 10);
+      char text[24];
+      for (int i = 0; i < n; ++i)
+        text[i] = pid[n - 1 - i];
+      int fd = ::open(cgroup_procs, O_WRONLY | O_CLOEXEC);
+      if (fd < 0 || ::write(fd, text, static_cast<std::size_t>(n)) != n)
+        ::_exit(125);
+      ::close(fd);
+    }
+    auto limit = [](int resource, rlim_t value) {
+      if (value == 0)
+        return;
+      rlimit r{value, value};
+      if (::setrlimit(resource, &r) != 0)
+        ::_exit(125);
+    };
+    limit(RLIMIT_AS, max_as);
+    limit(RLIMIT_NPROC, max_nproc);
+    limit(RLIMIT_NOFILE, max_nofile);
+    if (uid != 0) {
+      if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0)
+        ::_exit(125);
+      if (::setuid(0) == 0)  // must not be able to come back
+        ::_exit(125);
+    }
+  }
+};
+
+// A memory cgroup per run, when the node may make one: v2 (a "spiderhub" subtree of the
+// unified hierarchy with the memory controller) or v1 (the memory hierarchy).
+struct memory_cgroups {
+  std::string base;  // "" = none
+  bool v2 = false;
+
+  static bool write_file(const fs::path& p, const std::string& text) {
+    std::ofstream f(p);
+    f << text;
+    f.flush();
+    return static_cast<bool>(f);
+  }
+
+  void find(const std::string& configured) {
+    if (configured == "-")
+      return;
+    std::error_code ec;
+    auto try_v2 = [&](const fs::path& root) {
+      std::ifstream c(root / "cgroup.controllers");
+      std::string controllers;
+      std::getline(c, controllers);
+      if (controllers.find("memory") == std::string::npos)
+        return false;
+      write_file(root / "cgroup.subtree_control", "+memory");
+      auto dir = root / "spiderhub";
+      fs::create_directories(dir, ec);
+      if (ec || !write_file(dir / "cgroup.subtree_control", "+memory"))
+        return false;
+      base = dir.string();
+      v2 = true;
+      return true;
+    };
+    auto try_v1 = [&](const fs::path& root) {
+      if (!fs::exists(root / "memory.limit_in_bytes", ec))
+        return false;
+      auto dir = root / "spiderhub";
+      fs::create_directories(dir, ec);
+      if (ec || !fs::exists(dir / "memory.limit_in_bytes", ec))
+        return false;
+      base = dir.string();
+      return true;
+    };
+    if (!configured.empty()) {
+      if (!try_v2(configured) && !try_v1(configured))
+        spdlog::warn("node: applications.cgroup_root {} has no usable memory controller",
+                     configured);
+      return;
+    }
+    if (!try_v2("/sys/fs/cgroup") && !try_v2("/sys/fs/cgroup/unified"))
+      try_v1("/sys/fs/cgroup/memory");
+  }
+
+  /// The run's cgroup with `bytes` as its limit: its process list, or "" when none.
+  std::string make(const std::string& identity, std::int64_t bytes) const {
+    if (base.empty())
+      return {};
+    std::error_code ec;
+    auto dir = fs::path(base) / identity;
+    fs::create_directories(dir, ec);
+    bool ok = !ec && (v2 ? write_file(dir / "memory.max", std::to_string(bytes)) &&
+                             write_file(dir / "memory.swap.max", "0")
+                         : write_file(dir / "memory.limit_in_bytes", std::to_string(bytes)));
+    if (!v2)  // swap accounting may be off: then this file does not exist
+      write_file(dir / "memory.memsw.limit_in_bytes", std::to_string(bytes));
+    if (!ok) {
+      spdlog::warn("node: cannot set a memory limit in {}: the run gets RLIMIT_AS only",
+                   dir.string());
+      fs::remove(dir, ec);
+      return {};
+    }
+    return (dir / "cgroup.procs").string();
+  }
+
+  /// Removes the run's cgroup (empty once its processes are gone); whether it was
+  /// OOM-killed there.
+  bool remove(const std::string& identity) const {
+    if (base.empty())
+      return false;
+    auto dir = fs::path(base) / identity;
+    bool oom = false;
+    std::ifstream ev(dir / (v2 ? "memory.events" : "memory.oom_control"));
+    for (std::string key; ev >> key;) {
+      std::int64_t value = 0;
+      ev >> value;
+      if (key == "oom_kill" && value > 0)
+        oom = true;
+    }
+    std::error_code ec;
+    fs::remove(dir, ec);
+    return oom;
   }
 };
 
@@ -200,6 +333,47 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
   std::mutex downloads_mu;
   std::vector<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> downloads;
   steady::time_point last_tail = steady::now();
+  // Containment, settled by contain() at start.
+  memory_cgroups cgroups;
+  uid_t run_uid = 0;
+  gid_t run_gid = 0;
+  std::string refusal;  // set: every run is refused with this reason
+
+  void contain() {
+    bool root = ::geteuid() == 0;
+    if (!opts.run_as.empty()) {
+      passwd pw{};
+      passwd* found = nullptr;
+      std::vector<char> buf(16384);
+      if (::getpwnam_r(opts.run_as.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || !found) {
+        refusal = "refused: applications.run_as user '" + opts.run_as + "' does not exist here";
+      } else if (found->pw_uid == 0 && !opts.allow_root) {
+        refusal = "refused: applications.run_as is root (set applications.allow_root: true to "
+                  "allow it)";
+      } else if (!root && found->pw_uid != ::geteuid()) {
+        refusal = "refused: the node does not run as root, so it cannot run packages as '" +
+                  opts.run_as + "'";
+      } else if (root) {
+        run_uid = found->pw_uid;
+        run_gid = found->pw_gid;
+      }
+    } else if (root && !opts.allow_root) {
+      refusal = "refused: the node runs as root and applications.run_as is not set (name an "
+                "unprivileged user, or set applications.allow_root: true)";
+    }
+    if (root)
+      cgroups.find(opts.cgroup_root);
+    if (!refusal.empty()) {
+      spdlog::warn("node: application runs will be {}", refusal);
+      return;
+    }
+    spdlog::info("node: applications run as {}; memory {} MiB ({}), {} processes, {} open files",
+                 run_uid ? opts.run_as : std::string(root ? "root" : "the node's user"),
+                 opts.max_memory_mb,
+                 cgroups.base.empty() ? "RLIMIT_AS only, no memory cgroup"
+                                      : (cgroups.v2 ? "cgroup v2 " : "cgroup v1 ") + cgroups.base,
+                 opts.max_processes, opts.max_open_files);
+  }
 
   // ---- package download and extraction (download threads) ------------------------
 
@@ -313,6 +487,17 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
                                 p->spec.package);
       fs::permissions(exe, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add, ec);
       p->exe = exe.string();
+      if (run_uid != 0) {
+        // The run's user owns its files and nothing else of the node's.
+        fs::permissions(p->project_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+        auto own = [&](const fs::path& f) {
+          if (::lchown(f.c_str(), run_uid, run_gid) != 0)
+            throw std::runtime_error("cannot give " + f.string() + " to " + opts.run_as);
+        };
+        own(p->project_dir);
+        for (auto& e : fs::recursive_directory_iterator(p->project_dir))
+          own(e.path());
+      }
     } catch (const std::exception& e) {
       p->prepare_error = e.what();
     }
@@ -330,6 +515,8 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
 
   void report_exit(const std::shared_ptr<proc>& p, int code, std::string reason) {
     flush_tail(*p);
+    if (cgroups.remove(p->spec.identity) && reason.empty())
+      reason = "killed at its memory limit of " + std::to_string(opts.max_memory_mb) + " MiB";
     std::error_code ec;
     fs::remove(fs::path(opts.log_dir) / p->spec.identity / "pgid", ec);
     if (!p->project_dir.empty())
@@ -370,6 +557,12 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
     if (r.identity.empty() || !core::is_guid(r.identity)) {
       if (events.exited)
         events.exited({r.identity, -1, "refused: run identity is not a GUID"});
+      return;
+    }
+    if (!refusal.empty()) {
+      spdlog::warn("node: run {} {}", r.identity, refusal);
+      if (events.exited)
+        events.exited({r.identity, -1, refusal});
       return;
     }
     if (static_cast<int>(procs.size()) >= opts.max_process_count) {
@@ -434,6 +627,15 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
       envp.push_back(nullptr);
       child_setup setup;
       setup.envp = envp.data();
+      auto procs_file = cgroups.make(p->spec.identity, opts.max_memory_mb << 20);
+      if (!procs_file.empty())
+        setup.cgroup_procs = procs_file.c_str();
+      if (opts.max_memory_mb > 0)
+        setup.max_as = static_cast<rlim_t>(opts.max_memory_mb) * 2 << 20;
+      setup.max_nproc = static_cast<rlim_t>(std::max(0, opts.max_processes));
+      setup.max_nofile = static_cast<rlim_t>(std::max(0, opts.max_open_files));
+      setup.uid = run_uid;
+      setup.gid = run_gid;
       auto log_dir = fs::path(opts.log_dir) / p->spec.identity;
       p->out.log = std::make_unique<core::rotating_log>((log_dir / "stdout.log").string(),
                                                          opts.log_max_bytes, opts.log_files);
@@ -580,6 +782,7 @@ void app_runner::start() {
   fs::create_directories(impl_->opts.work_dir, ec);
   fs::create_directories(impl_->opts.log_dir, ec);
   kill_orphans(impl_->opts.log_dir);
+  impl_->contain();
   asio::post(impl_->io, [self = impl_] { self->tick(); });
   impl_->thread = std::thread([self = impl_] { self->io.run(); });
 }

@@ -42,6 +42,14 @@ struct app_runner_options {
   /// URL of a package on the broker, signed for this node.
   std::function<std::string(const std::string& package)> package_url;
   std::string node_id;
+  // Containment (docs/security.md). A node running as root runs packages as `run_as`
+  // (its files chowned to that user), and refuses them without it unless `allow_root`.
+  std::string run_as;
+  bool allow_root = false;
+  std::int64_t max_memory_mb = 1024;   // memory cgroup limit (v2 or v1), RLIMIT_AS at 2x
+  std::int32_t max_processes = 256;    // RLIMIT_NPROC (counts every process of the user)
+  std::int32_t max_open_files = 1024;  // RLIMIT_NOFILE
+  std::string cgroup_root;             // "" = found at start (/sys/fs/cgroup...); "-" = none
 };
 
 struct app_events {

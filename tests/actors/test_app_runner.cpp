@@ -93,6 +93,7 @@ struct fixture {
     o.max_process_count = max_processes;
     o.node_id = "node-under-test";
     o.tail_interval = 50ms;
+    o.allow_root = true;  // the unit tests run as root; containment has its own cases
     auto url = "file://" + package;
     o.package_url = [url](const std::string&) { return url; };
     return o;
@@ -219,4 +220,75 @@ TEST_CASE("app_runner: arguments split like a shell without running one") {
   CHECK(split_arguments("$(rm -rf /) ; ls") ==
         std::vector<std::string>{"$(rm", "-rf", "/)", ";", "ls"});
   CHECK_THROWS_AS(split_arguments("'open"), core::input_error);
+}
+
+TEST_CASE("app_runner: a node running as root refuses packages unless told whom to run them as") {
+  if (::geteuid() != 0)
+    return;  // only a root node switches users
+  fixture f("echo ran\n");
+  recorder rec;
+  auto o = f.options();
+  o.allow_root = false;
+  actors::app_runner runner(o, rec.events());
+  runner.start();
+  runner.run(f.spec());
+  auto e = rec.wait_exit();
+  CHECK(e.exit_code == -1);
+  CHECK(e.reason.find("runs as root and applications.run_as is not set") != std::string::npos);
+  o.run_as = "no-such-user-here";
+  actors::app_runner unknown(o, rec.events());
+  unknown.start();
+  unknown.run(f.spec());
+  CHECK(rec.wait_exit(2).reason.find("user 'no-such-user-here' does not exist") !=
+        std::string::npos);
+}
+
+TEST_CASE("app_runner: packages run as the unprivileged user, cannot read the node's secrets") {
+  if (::geteuid() != 0)
+    return;
+  fixture f("id -u\n"
+            "if cat \"$1\" >/dev/null 2>&1; then echo READ; else echo DENIED; fi\n"
+            "touch own-file && echo WROTE\n"
+            "ulimit -n\n");
+  auto secret = f.dir / "node.yaml";
+  std::ofstream(secret) << "token: node-secret\n";
+  fs::permissions(secret, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
+  recorder rec;
+  auto o = f.options();
+  o.allow_root = false;
+  o.run_as = "nobody";
+  o.max_open_files = 77;
+  actors::app_runner runner(o, rec.events());
+  runner.start();
+  auto spec = f.spec("'" + secret.string() + "'");
+  runner.run(spec);
+  auto e = rec.wait_exit();
+  CHECK(e.exit_code == 0);
+  auto out = slurp(fs::path(f.dir) / "logs" / spec.identity / "stdout.log");
+  CHECK(out == "65534\nDENIED\nWROTE\n77\n");
+}
+
+TEST_CASE("app_runner: a package is stopped at its memory limit") {
+  if (::geteuid() != 0)
+    return;
+  fixture f("exec python3 -c \"b = [bytearray(8 << 20) for _ in range(64)]; print('ALLOCATED')\"\n");
+  recorder rec;
+  auto o = f.options();
+  o.allow_root = false;
+  o.run_as = "nobody";
+  o.max_memory_mb = 96;  // python starts in ~10 MiB; 64 x 8 MiB is 512 MiB
+  actors::app_runner runner(o, rec.events());
+  runner.start();
+  auto spec = f.spec();
+  runner.run(spec);
+  auto e = rec.wait_exit();
+  auto out = slurp(fs::path(f.dir) / "logs" / spec.identity / "stdout.log");
+  CHECK(out.find("ALLOCATED") == std::string::npos);
+  CHECK(e.exit_code != 0);
+  std::error_code ec;
+  bool cgroup = fs::exists("/sys/fs/cgroup/memory/memory.limit_in_bytes", ec) ||
+                fs::exists("/sys/fs/cgroup/cgroup.controllers", ec);
+  MESSAGE("memory limit: exit ", e.exit_code, " (", e.reason, "), cgroup ", cgroup);
+  if (cgroup && e.exit_code == 137)
+    CHECK(e.reason == "killed at its memory limit of 96 MiB");
 }

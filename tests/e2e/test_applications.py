@@ -123,6 +123,7 @@ applications:
   exit_grace_ms: 1500
   log_max_bytes: {quota}
   log_files: 2
+  allow_root: true  # the hold mode writes its pids into the test's root-only directory
 """)
         h.wait_until("three nodes online", lambda: sum(
             n["isOnline"] for n in h.api("GET", broker, "/api/v1.0/nodes")[1]) == 3)
