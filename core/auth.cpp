@@ -192,6 +192,34 @@ std::size_t failure_limiter::tracked() {
   return entries_.size();
 }
 
+sign_ledger::sign_ledger(std::int64_t window_ms, std::size_t max_entries)
+  : keep_ms_(2 * std::max<std::int64_t>(1, window_ms)), max_entries_(std::max<std::size_t>(1, max_entries)) {}
+
+bool sign_ledger::first_use(const std::string& sign, std::int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  // Expired signs leave in the order they came (their expiry only grows with now).
+  while (head_ < order_.size() && order_[head_].first <= now_ms) {
+    auto it = expiry_.find(order_[head_].second);
+    if (it != expiry_.end() && it->second <= now_ms)
+      expiry_.erase(it);
+    ++head_;
+  }
+  if (head_ > 1024 && head_ * 2 > order_.size()) {
+    order_.erase(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+  }
+  if (expiry_.count(sign) || expiry_.size() >= max_entries_)
+    return false;
+  expiry_.emplace(sign, now_ms + keep_ms_);
+  order_.emplace_back(now_ms + keep_ms_, sign);
+  return true;
+}
+
+std::size_t sign_ledger::size() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return expiry_.size();
+}
+
 namespace {
 std::mutex refusal_mutex;
 auth_refusals refusals;

@@ -102,12 +102,32 @@ class failure_limiter {
   std::unordered_map<std::string, entry> entries_;
 };
 
+/// Connection signs already used, kept as long as they could be valid (twice the sign
+/// window: a ts may lie that far before or after now), at most `max_entries`. Thread-safe.
+class sign_ledger {
+ public:
+  sign_ledger(std::int64_t window_ms, std::size_t max_entries = 200000);
+  /// True the first time `sign` is seen; false for a replay, and when the ledger is full
+  /// of signs still valid (refusing is safer than forgetting).
+  bool first_use(const std::string& sign, std::int64_t now_ms);
+  std::size_t size();
+
+ private:
+  std::int64_t keep_ms_;
+  std::size_t max_entries_;
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::int64_t> expiry_;
+  std::vector<std::pair<std::int64_t, std::string>> order_;  // (expiry, sign), FIFO
+  std::size_t head_ = 0;
+};
+
 /// Process-wide counts of refusals for /metrics (by reason).
 struct auth_refusals {
   std::uint64_t unauthenticated = 0;  // no or unknown credential (401)
   std::uint64_t forbidden = 0;        // known credential, role lacks the right (403)
   std::uint64_t bad_sign = 0;         // hub or package connection sign refused (401)
   std::uint64_t rate_limited = 0;     // address blocked after failures (429)
+  std::uint64_t replayed = 0;         // a node connection sign used a second time (401)
 };
 void count_refusal(std::uint64_t auth_refusals::*which);
 auth_refusals refusal_counts();

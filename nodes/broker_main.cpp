@@ -75,6 +75,7 @@ std::shared_ptr<const actors::auth_gate> auth_gate_of(const core::broker_config&
     c.auth.max_failures, std::int64_t{c.auth.failure_window_s} * 1000,
     std::int64_t{c.auth.block_s} * 1000);
   g->sign_window_s = c.auth.sign_window_s;
+  g->used_signs = std::make_shared<core::sign_ledger>(std::int64_t{c.auth.sign_window_s} * 1000);
   return g;
 }
 

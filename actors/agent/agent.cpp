@@ -206,8 +206,12 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
   hopts.name = "node " + node_id.substr(0, 8);
   hopts.reconnect_initial = cfg.reconnect.initial;
   hopts.reconnect_max = cfg.reconnect.max;
-  auto info_query = [cfg, node_id] {
-    auto ts = std::to_string(std::time(nullptr));
+  // Every attempt signs anew with a ts never used before: the broker takes a node's sign
+  // once (a second attempt within the same second signs for the next one).
+  auto last_ts = std::make_shared<std::int64_t>(0);
+  auto info_query = [cfg, node_id, last_ts] {
+    *last_ts = std::max<std::int64_t>(std::time(nullptr), *last_ts + 1);
+    auto ts = std::to_string(*last_ts);
     return core::hub_url(
       cfg.broker, "/node",
       {{"nodeId", node_id},

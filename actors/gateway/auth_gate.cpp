@@ -69,7 +69,8 @@ std::optional<net::http_response> check_bearer(const auth_gate& g, const net::ht
 
 std::optional<net::http_response> check_sign(const auth_gate& g, const net::http_request& req,
                                              core::role r, const std::string& subject,
-                                             std::int64_t now_unix, core::principal* who) {
+                                             std::int64_t now_unix, core::principal* who,
+                                             bool consume) {
   if (g.keys.open()) {
     if (who)
       *who = core::principal{"", static_cast<unsigned>(r)};
@@ -84,6 +85,12 @@ std::optional<net::http_response> check_sign(const auth_gate& g, const net::http
     core::count_refusal(&core::auth_refusals::bad_sign);
     failed(g, req);
     return net::make_json_error(401, "unauthorized", "sign rejected: " + why);
+  }
+  if (consume && g.used_signs && !g.used_signs->first_use(req.param("sign"), now_unix * 1000)) {
+    core::count_refusal(&core::auth_refusals::replayed);
+    failed(g, req);
+    return net::make_json_error(401, "unauthorized",
+                                "sign rejected: already used (sign each connection anew)");
   }
   if (who)
     *who = *p;

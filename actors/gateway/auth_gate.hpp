@@ -16,6 +16,7 @@ namespace spiderhub::actors {
 struct auth_gate {
   core::keyring keys;                               // open(): no authentication
   std::shared_ptr<core::failure_limiter> limiter;   // null: failures are not limited
+  std::shared_ptr<core::sign_ledger> used_signs;    // null: node signs may be replayed
   int sign_window_s = 300;
 };
 using auth_gate_ptr = std::shared_ptr<const auth_gate>;
@@ -32,10 +33,11 @@ std::optional<net::http_response> check_bearer(const auth_gate& g, const net::ht
                                                core::principal* who = nullptr);
 
 /// Same for a connection sign (ts, sign query parameters) of `subject` made with a secret
-/// of role `r`.
+/// of role `r`. `consume`: the sign is good once (a second use is refused as a replay).
 std::optional<net::http_response> check_sign(const auth_gate& g, const net::http_request& req,
                                              core::role r, const std::string& subject,
                                              std::int64_t now_unix,
-                                             core::principal* who = nullptr);
+                                             core::principal* who = nullptr,
+                                             bool consume = false);
 
 } // namespace spiderhub::actors

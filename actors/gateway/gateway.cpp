@@ -110,7 +110,7 @@ net::http_response error_response(int status, const std::string& code,
 
 std::optional<net::http_response> check_hub_request(const net::http_request& req,
                                                     const auth_gate& auth,
-                                                    std::int64_t now_unix) {
+                                                    std::int64_t now_unix, bool upgrade) {
   auto hub = hub_of(req.path);
   if (hub.empty())
     return error_response(404, "not_found", "no hub at " + req.path);
@@ -129,8 +129,9 @@ std::optional<net::http_response> check_hub_request(const net::http_request& req
     if (subject.empty() || subject.size() > 200)
       return error_response(400, "invalid", "fullClassName is required (at most 200 chars)");
   }
-  return check_sign(auth, req, hub == "/node" ? core::role_node : core::role_worker, subject,
-                    now_unix);
+  bool node = hub == "/node";
+  return check_sign(auth, req, node ? core::role_node : core::role_worker, subject, now_unix,
+                    nullptr, node && upgrade);
 }
 
 gateway_handle spawn_gateway(caf::actor_system& sys, const gateway_options& opts,
@@ -141,7 +142,7 @@ gateway_handle spawn_gateway(caf::actor_system& sys, const gateway_options& opts
   sys.registry().put(caf::atom("live"), caf::actor_cast<caf::strong_actor_ptr>(live));
   cbs.on_upgrade = [auth](const net::http_request& req) {
     auto refused = req.path == "/live" ? check_live_request(req, *auth)
-                                       : check_hub_request(req, *auth, unix_now());
+                                       : check_hub_request(req, *auth, unix_now(), true);
     if (refused)
       spdlog::warn("gateway: refused {} upgrade from {}: {}", req.path, req.remote_ip,
                    refused->body);
@@ -183,7 +184,7 @@ gateway_handle spawn_gateway(caf::actor_system& sys, const gateway_options& opts
         !hub_of(path.substr(0, path.size() - 10)).empty()) {
       auto hub_req = req;
       hub_req.path = path.substr(0, path.size() - 10);
-      if (auto refused = check_hub_request(hub_req, *auth, unix_now()))
+      if (auto refused = check_hub_request(hub_req, *auth, unix_now(), false))
         responder->reply(*refused);
       else
         responder->reply(negotiate_response());

@@ -31,12 +31,13 @@ struct gateway_handle {
 gateway_handle spawn_gateway(caf::actor_system& sys, const gateway_options& opts,
                              broker_peers peers, caf::actor api);
 
-/// Checks a hub upgrade request (its sign made with a node secret on /node, a worker
-/// secret on /worker); returns an HTTP response to refuse it, or nullopt. Exposed for
-/// tests and fuzzing.
+/// Checks a hub request (its sign made with a node secret on /node, a worker secret on
+/// /worker); returns an HTTP response to refuse it, or nullopt. `upgrade`: the WebSocket
+/// upgrade itself, where a node's sign is used up (negotiation grants nothing and may
+/// come first with the same query). Exposed for tests and fuzzing.
 std::optional<net::http_response> check_hub_request(const net::http_request& req,
                                                     const auth_gate& auth,
-                                                    std::int64_t now_unix);
+                                                    std::int64_t now_unix, bool upgrade);
 
 /// JSON error body of the API: {"error":{"code":..,"message":..}}.
 net::http_response error_response(int status, const std::string& code,

@@ -176,12 +176,13 @@ std::string render_metrics(const json& stats) {
   // Authentication refusals (process-wide counters, see core/auth.hpp).
   if (auto it = stats.find("auth"); it != stats.end() && it->is_object()) {
     w.family("spiderhub_auth_refusals_total", "counter",
-             "Refused authentications by reason (401 unauthenticated and bad_sign, 403 "
-             "forbidden, 429 rate_limited).");
+             "Refused authentications by reason (401 unauthenticated, bad_sign and "
+             "replayed, 403 forbidden, 429 rate_limited).");
     for (auto [reason, key] : {std::pair{"unauthenticated", "unauthenticated"},
                                std::pair{"forbidden", "forbidden"},
                                std::pair{"bad_sign", "badSign"},
-                               std::pair{"rate_limited", "rateLimited"}})
+                               std::pair{"rate_limited", "rateLimited"},
+                               std::pair{"replayed", "replayed"}})
       w.sample("spiderhub_auth_refusals_total", std::string("reason=\"") + reason + "\"",
                number(it->value(key, json(0))));
   }
@@ -282,7 +283,8 @@ void serve_metrics(caf::actor_system& sys, std::shared_ptr<net::http_responder> 
     stats["auth"] = {{"unauthenticated", refused.unauthenticated},
                      {"forbidden", refused.forbidden},
                      {"badSign", refused.bad_sign},
-                     {"rateLimited", refused.rate_limited}};
+                     {"rateLimited", refused.rate_limited},
+                 {"replayed", refused.replayed}};
     net::http_response resp;
     resp.content_type = "text/plain; version=0.0.4";
     resp.body = render_metrics(stats);

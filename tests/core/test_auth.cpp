@@ -105,3 +105,17 @@ TEST_CASE("auth: failures block an address for a while, within bounded memory") 
     l.failed("x" + std::to_string(i), 6000 + i);
   CHECK(l.tracked() <= 4);
 }
+
+TEST_CASE("auth: a sign is good once while it could be valid, in bounded memory") {
+  sign_ledger l(300000, 3);
+  CHECK(l.first_use("s1", 0));
+  CHECK_FALSE(l.first_use("s1", 1000));    // replay
+  CHECK(l.first_use("s2", 1000));
+  CHECK(l.first_use("s3", 2000));
+  CHECK_FALSE(l.first_use("s4", 3000));    // full of signs still valid: refused
+  CHECK(l.size() == 3);
+  CHECK(l.first_use("s4", 600001));        // s1 expired (2 x window after its use)
+  CHECK_FALSE(l.first_use("s2", 600500));  // s2 still remembered until 601000
+  CHECK_FALSE(l.first_use("s5", 600600));  // still full (s2, s3, s4)
+  CHECK(l.first_use("s1", 602001));        // s2 and s3 gone; s1 long gone
+}

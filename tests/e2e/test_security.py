@@ -134,7 +134,21 @@ def role_table(broker):
         status, raw = h.http("POST", broker.base + path + "/negotiate?negotiateVersion=1&" +
                              urllib.parse.urlencode(query), b"", token=None)
         assert status == (200 if ok else 401), (path, ok, status, raw)
-    print(f"roles: {len(table)} route x role checks + live feed + hubs as specified", flush=True)
+    # A node's sign is good for one connection: the same query again is a replay.
+    q = ws.node_query(ws.new_node_id(), NODE)
+    for _ in range(2):  # negotiation grants nothing: it may come first, even twice
+        status, _ = h.http("POST", broker.base + "/node/negotiate?negotiateVersion=1&" +
+                           urllib.parse.urlencode(q), b"", token=None)
+        assert status == 200, status
+    ws.WebSocket.connect(broker.base, "/node", q).abort()
+    try:
+        ws.WebSocket.connect(broker.base, "/node", q).abort()
+        raise AssertionError("a replayed node sign was accepted")
+    except ws.HandshakeRefused as e:
+        assert e.status == 401 and b"already used" in e.body.encode() \
+            if isinstance(e.body, str) else b"already used" in e.body, (e.status, e.body)
+    print(f"roles: {len(table)} route x role checks + live feed + hubs as specified; "
+          "a replayed node sign refused", flush=True)
 
     # The audit trail: every admin write above, with who, where and the answer; refused
     # attempts are not writes (they are counted in /metrics). Admins only.
@@ -237,6 +251,7 @@ heartbeat_interval_ms: 1000
         m = h.metrics(broker)
         assert m['spiderhub_auth_refusals_total{reason="unauthenticated"}'] == 5, m
         assert m['spiderhub_auth_refusals_total{reason="rate_limited"}'] >= 2, m
+        assert m['spiderhub_auth_refusals_total{reason="replayed"}'] == 0, m  # other process
         print(f"failed attempts: 5 x 401, then 429 with Retry-After (API and hubs), good "
               f"again after {waited:.1f}s; refusals counted in /metrics", flush=True)
         print(f"security: {checks} role checks passed", flush=True)
