@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/text.hpp"
 #include "net/http_server.hpp"
 
 namespace spiderhub::net {
@@ -62,8 +63,22 @@ std::string json_escape(std::string_view s) {
   static const char hex[] = "0123456789abcdef";
   std::string out;
   out.reserve(s.size() + 8);
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      // Well-formed UTF-8 passes; a byte of no such sequence becomes U+FFFD, so the JSON
+      // stays valid whatever the input (a method or path echoed in an error, say).
+      auto len = core::utf8_sequence_at(s, i);
+      if (len == 0) {
+        out += "\\ufffd";
+        ++i;
+      } else {
+        out.append(s.substr(i, len));
+        i += len;
+      }
+      continue;
+    }
+    ++i;
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -78,7 +93,7 @@ std::string json_escape(std::string_view s) {
           out.push_back(hex[c >> 4]);
           out.push_back(hex[c & 0xf]);
         } else {
-          out.push_back(ch);
+          out.push_back(static_cast<char>(c));
         }
     }
   }

@@ -35,6 +35,7 @@
 #include "core/digest.hpp"
 #include "core/error.hpp"
 #include "core/rotating_log.hpp"
+#include "core/text.hpp"
 
 namespace spiderhub::actors {
 namespace {
@@ -192,39 +193,6 @@ struct memory_cgroups {
     return oom;
   }
 };
-
-// Replaces bytes that are not valid UTF-8 with U+FFFD, so output of any program can be
-// carried in a JSON string.
-std::string sanitize_utf8(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  std::size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = len > 0 && i + len <= s.size();
-    for (std::size_t k = 1; ok && k < len; ++k)
-      ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-    if (ok && len == 2)
-      ok = c >= 0xC2;
-    if (ok && len == 3) {
-      auto c1 = static_cast<unsigned char>(s[i + 1]);
-      ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);
-    }
-    if (ok && len == 4) {
-      auto c1 = static_cast<unsigned char>(s[i + 1]);
-      ok = c <= 0xF4 && !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
-    }
-    if (ok && c != 0) {
-      out.append(s.substr(i, len));
-      i += len;
-    } else {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    }
-  }
-  return out;
-}
 
 int decode_wait_status(int status) {
   if (WIFEXITED(status))
@@ -690,7 +658,7 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
     std::string text;
     if (s.skipped > 0)
       text = "[... " + std::to_string(s.skipped) + " bytes not shown, see the node's log file]\n";
-    text += sanitize_utf8(s.tail);
+    text += core::sanitize_utf8(s.tail, true);
     s.tail.clear();
     s.skipped = 0;
     events.log({p.spec.identity, name, std::move(text)});

@@ -374,6 +374,10 @@ TEST_CASE("net: percent decoding and query parsing") {
   CHECK(q[""] == "v");
   CHECK(q["k"] == "a=b");
   CHECK(json_escape("a\"b\\c\n\x01") == "a\\\"b\\\\c\\n\\u0001");
+  // Well-formed UTF-8 passes; stray bytes become U+FFFD so the JSON stays valid.
+  CHECK(json_escape("caf\xC3\xA9 \xE2\x82\xAC") == "caf\xC3\xA9 \xE2\x82\xAC");
+  CHECK(json_escape("GM\x91T \xC3") == "GM\\ufffdT \\ufffd");
+  CHECK(json_escape("\xED\xA0\x80") == "\\ufffd\\ufffd\\ufffd");  // a surrogate
   auto e = make_json_error(413, "body_too_large", "too \"big\"");
   CHECK(e.status == 413);
   CHECK(e.body == R"({"error":{"code":"body_too_large","message":"too \"big\""}})");
