@@ -1,6 +1,7 @@
 #include "core/auth.hpp"
 
 #include <openssl/rand.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <array>
@@ -118,6 +119,11 @@ std::string safe_start_problem(std::string_view address, const keyring& keys) {
              c.name + "', role " + roles_text(c.role_) +
              "): use 16 or more random characters";
   return {};
+}
+
+bool readable_by_others(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)) != 0;
 }
 
 std::string new_secret() {

@@ -72,6 +72,9 @@ bool is_weak_secret(std::string_view secret);
 /// Why the broker must not start listening on `address` with `keys` (empty = fine):
 /// off loopback, authentication must be on and no secret weak. `insecure` opts out.
 std::string safe_start_problem(std::string_view address, const keyring& keys);
+/// Whether users other than the file's owner may read `path` (a file holding a secret
+/// should be 0600: a package running as another user must not read it).
+bool readable_by_others(const std::string& path);
 /// A fresh random secret: 32 bytes from OpenSSL's RNG as 64 hex characters.
 std::string new_secret();
 

@@ -375,6 +375,7 @@ node_config parse_node_config(const std::string& yaml, const std::string& name) 
     s.get("max_processes", a.max_processes, 0, 1 << 22);
     s.get("max_open_files", a.max_open_files, 0, 1 << 24);
     s.get("cgroup_root", a.cgroup_root);
+    s.get("isolate", a.isolate);
     s.finish();
   }
   read_actors(top.child("actors"), c.actors);

@@ -150,6 +150,7 @@ struct node_config {
     std::int32_t max_processes = 256;    // RLIMIT_NPROC of the run's user
     std::int32_t max_open_files = 1024;  // RLIMIT_NOFILE
     std::string cgroup_root;             // "" = found; "-" = no cgroup
+    bool isolate = true;                 // with run_as: own root, the run's directory at /work
   } applications;
   actors_config actors;
   log_config log;

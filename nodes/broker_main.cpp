@@ -273,6 +273,10 @@ int broker_main(int argc, char** argv) {
     spdlog::warn("INSECURE (auth.insecure: true): {}; anyone who can reach it may control "
                  "this broker", problem);
   }
+  if (!cfg.auth.token.empty() || !cfg.auth.tokens.empty())
+    if (core::readable_by_others(command->config_path))
+      spdlog::warn("{} holds secrets and other users may read it: chmod 600 {}",
+                   command->config_path, command->config_path);
   if (command->check_only) {
     std::cout << "configuration OK\n";
     return 0;

@@ -5,6 +5,7 @@
 
 #include "actors/agent/agent.hpp"
 #include "actors/runtime/scheduler_settings.hpp"
+#include "core/auth.hpp"
 #include "core/error.hpp"
 #include "core/process.hpp"
 #include "nodes/command_line.hpp"
@@ -35,6 +36,10 @@ int node_main(int argc, char** argv) {
     std::cerr << "spiderhub node: " << e.what() << "\n";
     return 1;
   }
+  if (!cfg.token.empty() && core::readable_by_others(command->config_path))
+    spdlog::warn("{} holds the node's secret and other users may read it (packages run as "
+                 "applications.run_as could): chmod 600 {}", command->config_path,
+                 command->config_path);
   if (command->check_only) {
     std::cout << "configuration OK (node id " << node_id << ")\n";
     return 0;

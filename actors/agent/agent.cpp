@@ -159,6 +159,7 @@ std::unique_ptr<app_runner> make_app_runner(const core::node_config& cfg,
   o.max_processes = a.max_processes;
   o.max_open_files = a.max_open_files;
   o.cgroup_root = a.cgroup_root;
+  o.isolate = a.isolate;
   o.limits.max_unpacked_bytes = a.max_unpacked_bytes;
   o.node_id = node_id;
   o.package_url = [cfg, node_id](const std::string& package) {

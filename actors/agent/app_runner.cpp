@@ -6,6 +6,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -60,6 +61,16 @@ struct child_setup : bp::extend::handler {
   rlim_t max_as = 0, max_nproc = 0, max_nofile = 0;
   uid_t uid = 0;
   gid_t gid = 0;
+  // Isolation (set: new_root): a private mount namespace whose root is `new_root`, with
+  // the system's directories bound read-only, the project directory at /work, a fresh
+  // /proc and a small /tmp; the program starts in /work and cannot reach the node's files.
+  const char* new_root = nullptr;
+  const std::vector<std::pair<std::string, std::string>>* ro_binds = nullptr;  // (src, dst)
+  const char* work_src = nullptr;
+  const char* work_dst = nullptr;
+  const char* dev_dst = nullptr;
+  const char* proc_dst = nullptr;
+  const char* tmp_dst = nullptr;
   template <class Executor> void on_exec_setup(Executor& exec) const {
     exec.env = envp;
     ::setpgid(0, 0);
@@ -89,6 +100,22 @@ struct child_setup : bp::extend::handler {
       if (::setrlimit(resource, &r) != 0)
         ::_exit(125);
     };
+    if (new_root) {
+      if (::unshare(CLONE_NEWNS) != 0 ||
+          ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+        ::_exit(125);
+      for (auto& [src, dst] : *ro_binds)
+        if (::mount(src.c_str(), dst.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0 ||
+            ::mount(nullptr, dst.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID,
+                    nullptr) != 0)
+          ::_exit(125);
+      if (::mount("/dev", dev_dst, nullptr, MS_BIND | MS_REC, nullptr) != 0 ||
+          ::mount(work_src, work_dst, nullptr, MS_BIND, nullptr) != 0 ||
+          ::mount("proc", proc_dst, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0 ||
+          ::mount("tmpfs", tmp_dst, "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777") != 0 ||
+          ::chroot(new_root) != 0 || ::chdir("/work") != 0)
+        ::_exit(125);
+    }
     limit(RLIMIT_AS, max_as);
     limit(RLIMIT_NPROC, max_nproc);
     limit(RLIMIT_NOFILE, max_nofile);
@@ -306,6 +333,41 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
   uid_t run_uid = 0;
   gid_t run_gid = 0;
   std::string refusal;  // set: every run is refused with this reason
+  bool isolate = false;  // runs get their own root (see child_setup)
+  std::vector<std::pair<std::string, std::string>> system_dirs;  // bound read-only
+
+  // Whether this process may make mount namespaces (a child tries and reports).
+  static bool can_isolate() {
+    pid_t pid = ::fork();
+    if (pid == 0)
+      ::_exit(::unshare(CLONE_NEWNS) == 0 &&
+                  ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0
+                ? 0
+                : 1);
+    int status = 0;
+    return pid > 0 && ::waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+           WEXITSTATUS(status) == 0;
+  }
+
+  // The run's root: the system's top-level directories (bound read-only in the child;
+  // top-level symlinks such as /bin -> usr/bin copied), dev, proc, tmp and work.
+  void make_root(const fs::path& root) {
+    std::error_code ec;
+    fs::create_directories(root, ec);
+    for (const char* d : {"dev", "proc", "tmp", "work"})
+      fs::create_directories(root / d, ec);
+    for (const char* name : {"usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
+      fs::path src = fs::path("/") / name;
+      if (fs::is_symlink(src, ec)) {
+        fs::create_symlink(fs::read_symlink(src, ec), root / name, ec);
+      } else if (fs::is_directory(src, ec)) {
+        fs::create_directories(root / name, ec);
+      }
+    }
+    fs::permissions(root, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                            fs::perms::others_read | fs::perms::others_exec,
+                    fs::perm_options::replace, ec);
+  }
 
   void contain() {
     bool root = ::geteuid() == 0;
@@ -331,12 +393,25 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
     }
     if (root)
       cgroups.find(opts.cgroup_root);
+    if (root && run_uid != 0 && opts.isolate) {
+      isolate = can_isolate();
+      if (!isolate)
+        spdlog::warn("node: cannot make mount namespaces here: packages see the filesystem as "
+                     "{} does (applications.isolate needs CAP_SYS_ADMIN)", opts.run_as);
+      for (const char* name : {"usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
+        std::error_code ec;
+        auto src = fs::path("/") / name;
+        if (!fs::is_symlink(src, ec) && fs::is_directory(src, ec))
+          system_dirs.emplace_back(src.string(), name);
+      }
+    }
     if (!refusal.empty()) {
       spdlog::warn("node: application runs will be {}", refusal);
       return;
     }
-    spdlog::info("node: applications run as {}; memory {} MiB ({}), {} processes, {} open files",
+    spdlog::info("node: applications run as {}{}; memory {} MiB ({}), {} processes, {} open files",
                  run_uid ? opts.run_as : std::string(root ? "root" : "the node's user"),
+                 isolate ? " in their own root (their directory at /work)" : "",
                  opts.max_memory_mb,
                  cgroups.base.empty() ? "RLIMIT_AS only, no memory cgroup"
                                       : (cgroups.v2 ? "cgroup v2 " : "cgroup v1 ") + cgroups.base,
@@ -442,6 +517,7 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
       auto pkg = ensure_package(p->spec);
       std::error_code ec;
       fs::remove_all(p->project_dir, ec);  // leftover of a crash
+      fs::remove_all(p->project_dir + ".root", ec);
       core::extract_archive(pkg, p->project_dir, opts.limits);
       const auto& app = p->spec.application;
       if (app.empty() || app.front() == '/' || !core::stays_inside(app))
@@ -455,6 +531,8 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
                                 p->spec.package);
       fs::permissions(exe, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add, ec);
       p->exe = exe.string();
+      if (isolate)
+        make_root(p->project_dir + ".root");
       if (run_uid != 0) {
         // The run's user owns its files and nothing else of the node's.
         fs::permissions(p->project_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
@@ -487,8 +565,10 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
       reason = "killed at its memory limit of " + std::to_string(opts.max_memory_mb) + " MiB";
     std::error_code ec;
     fs::remove(fs::path(opts.log_dir) / p->spec.identity / "pgid", ec);
-    if (!p->project_dir.empty())
+    if (!p->project_dir.empty()) {
       fs::remove_all(p->project_dir, ec);
+      fs::remove_all(p->project_dir + ".root", ec);  // its mounts lived in the run's namespace
+    }
     procs.erase(p->spec.identity);
     count = static_cast<int>(procs.size());
     publish_live();
@@ -604,6 +684,23 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
       setup.max_nofile = static_cast<rlim_t>(std::max(0, opts.max_open_files));
       setup.uid = run_uid;
       setup.gid = run_gid;
+      auto root = p->project_dir + ".root";
+      std::vector<std::pair<std::string, std::string>> binds;
+      std::string work_dst = root + "/work", dev_dst = root + "/dev", proc_dst = root + "/proc",
+                  tmp_dst = root + "/tmp";
+      std::string exe = p->exe;
+      if (isolate) {
+        for (auto& [src, name] : system_dirs)
+          binds.emplace_back(src, root + "/" + name);
+        setup.new_root = root.c_str();
+        setup.ro_binds = &binds;
+        setup.work_src = p->project_dir.c_str();
+        setup.work_dst = work_dst.c_str();
+        setup.dev_dst = dev_dst.c_str();
+        setup.proc_dst = proc_dst.c_str();
+        setup.tmp_dst = tmp_dst.c_str();
+        exe = "/work/" + p->spec.application;  // exec happens inside the new root
+      }
       auto log_dir = fs::path(opts.log_dir) / p->spec.identity;
       p->out.log = std::make_unique<core::rotating_log>((log_dir / "stdout.log").string(),
                                                          opts.log_max_bytes, opts.log_files);
@@ -612,7 +709,7 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
       p->out.pipe = std::make_unique<bp::async_pipe>(io);
       p->err.pipe = std::make_unique<bp::async_pipe>(io);
       p->child = std::make_unique<bp::child>(
-        bp::exe = p->exe, bp::args = argv, bp::start_dir = p->project_dir,
+        bp::exe = exe, bp::args = argv, bp::start_dir = p->project_dir,
         bp::std_out > *p->out.pipe, bp::std_err > *p->err.pipe, bp::std_in < bp::null, setup);
     } catch (const std::exception& e) {
       return report_exit(p, -1, std::string("cannot start ") + p->spec.application + ": " + e.what());

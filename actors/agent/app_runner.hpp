@@ -50,6 +50,7 @@ struct app_runner_options {
   std::int32_t max_processes = 256;    // RLIMIT_NPROC (counts every process of the user)
   std::int32_t max_open_files = 1024;  // RLIMIT_NOFILE
   std::string cgroup_root;             // "" = found at start (/sys/fs/cgroup...); "-" = none
+  bool isolate = true;                 // with run_as: own mount namespace and root
 };
 
 struct app_events {

@@ -249,7 +249,11 @@ TEST_CASE("app_runner: packages run as the unprivileged user, cannot read the no
   fixture f("id -u\n"
             "if cat \"$1\" >/dev/null 2>&1; then echo READ; else echo DENIED; fi\n"
             "touch own-file && echo WROTE\n"
-            "ulimit -n\n");
+            "ulimit -n\n"
+            "pwd\n"
+            "if touch /escape 2>/dev/null || touch /usr/escape 2>/dev/null; then echo ESCAPED; "
+            "else echo CONFINED; fi\n"
+            "if [ -e \"$2\" ]; then echo SEES-NODE-DIR; else echo NODE-DIR-HIDDEN; fi\n");
   auto secret = f.dir / "node.yaml";
   std::ofstream(secret) << "token: node-secret\n";
   fs::permissions(secret, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
@@ -260,12 +264,15 @@ TEST_CASE("app_runner: packages run as the unprivileged user, cannot read the no
   o.max_open_files = 77;
   actors::app_runner runner(o, rec.events());
   runner.start();
-  auto spec = f.spec("'" + secret.string() + "'");
+  auto spec = f.spec("'" + secret.string() + "' '" + (f.dir / "logs").string() + "'");
   runner.run(spec);
   auto e = rec.wait_exit();
   CHECK(e.exit_code == 0);
   auto out = slurp(fs::path(f.dir) / "logs" / spec.identity / "stdout.log");
-  CHECK(out == "65534\nDENIED\nWROTE\n77\n");
+  // In its own root (mount namespaces work where the tests run as root): /work is its
+  // directory, nothing of the node's is there, the system directories are read-only.
+  CHECK(out == "65534\nDENIED\nWROTE\n77\n/work\nCONFINED\nNODE-DIR-HIDDEN\n");
+  CHECK_FALSE(fs::exists(f.dir / "projects" / (spec.identity + ".root")));
 }
 
 TEST_CASE("app_runner: a package is stopped at its memory limit") {
