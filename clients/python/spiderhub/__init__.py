@@ -1,0 +1,21 @@
+"""spiderhub worker SDK for Python: spider logic served to a spiderhub broker.
+
+See :mod:`spiderhub.worker` (Spider, Worker, JsonLinesSink) and :mod:`spiderhub.hub` (the
+SignalR JSON hub client). Standard library only.
+"""
+from typing import Any
+
+__all__ = ["ConnectionLost", "HubConnection", "HubError", "JsonLinesSink", "Request",
+           "Response", "Spider", "Worker"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so `python -m spiderhub.worker` runs the module only once.
+    if name in ("ConnectionLost", "HubConnection", "HubError"):
+        from . import hub
+        return getattr(hub, name)
+    if name in __all__:
+        from . import worker
+        return getattr(worker, name)
+    raise AttributeError(name)

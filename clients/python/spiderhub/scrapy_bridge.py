@@ -1,0 +1,439 @@
+"""Run an unchanged Scrapy spider on spiderhub: the nodes download, Scrapy parses.
+
+``spiderhub-scrapy myspider.py --broker URL --token T --class NAME -o items.jsonl`` (or
+``python3 -m spiderhub.scrapy_bridge``) loads the spider file, connects to the broker's
+worker hub as ``NAME``, waits for a run of a job whose FullClassName is ``NAME``, and runs
+Scrapy's own engine with three pieces swapped in (Scrapy 2.8, Debian's python3-scrapy):
+
+* **scheduler** (``SpiderhubScheduler``): ``enqueue_request`` stores the Scrapy request
+  (``Request.to_dict``, pickled as Scrapy's own disk queues do: callback and errback by
+  name, ``cb_kwargs``, ``meta``, headers, body) in a local SQLite file under its spiderhub request hash, then pushes it to the
+  broker (which deduplicates, applies politeness and leases it to a node).
+  ``next_request`` hands the engine the stored request of the next downloaded result.
+* **download handler** (``ResultHandler``) for http and https: no network; the response is
+  built from the result the node sent (status, headers, body, final URL).
+* **acks**: a result is acked once Scrapy finished with it — callbacks ran, their requests
+  were pushed, their items went through the item pipelines — so a killed bridge loses
+  nothing: unacked results come back after a restart, and the local SQLite file still maps
+  them to their Scrapy requests.
+
+Start requests are consumed at once (a spider middleware), pushed, and the run is marked
+complete: from then on the broker decides when the crawl is over (no request left) and
+ends the run, which closes the spider.
+
+Not supported: downloader middlewares or settings that need the connection itself
+(proxies, cookies middleware state per connection, ``DOWNLOAD_DELAY`` and AutoThrottle —
+spiderhub's politeness applies instead, ``ROBOTSTXT_OBEY`` — the broker obeys robots.txt),
+Scrapy's retry and redirect middlewares (nodes retry and follow redirects), and Scrapy's
+duplicate filter (the broker deduplicates by URL; ``dont_filter`` is not honoured).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import pickle
+import sqlite3
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from .worker import JsonLinesSink, Request as HubRequest, Spider as _Unused, Worker  # noqa: F401
+
+_bridge: "Bridge | None" = None  # one per process (Scrapy builds its components itself)
+
+
+def request_hash(url: str, method: str = "GET", content: str = "", referer: str = "",
+                 origin: str = "") -> str:
+    """The broker's dedup key (docs/protocol.md): md5 of referer.origin.method.content.url."""
+    return hashlib.md5(f"{referer}.{origin}.{method}.{content}.{url}".encode()).hexdigest()[:16]
+
+
+class Bridge:
+    """The hub side: one run at a time, stored Scrapy requests, results ready for the
+    engine, acks once Scrapy is done with them."""
+
+    def __init__(self, broker: str, token: str, cls: str, state: str, sink: JsonLinesSink | None,
+                 log=print) -> None:
+        self.w = Worker(broker, token, cls, _Unused(), log=log)
+        self.log = log
+        self.db = sqlite3.connect(state, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS req (hash TEXT PRIMARY KEY, data BLOB)")
+        self.db_lock = threading.Lock()
+        self.sink = sink
+        self.run: dict[str, Any] | None = None
+        self.exited = threading.Event()
+        self.ready: deque = deque()
+        self.to_push: list = []
+        self.acks: list[int] = []
+        self.lock = threading.Lock()
+        self.engine = None
+        self.spider = None
+        self.origin: dict[int, str] = {}  # id(item) -> request hash of its response
+        self.stats = {"pushed": 0, "results": 0, "acked": 0, "items": 0}
+
+    # ---- run lifecycle (hub thread) ---------------------------------------------------
+
+    def wait_for_run(self) -> dict[str, Any]:
+        self.w._connect()
+        while True:
+            with self.w.cv:
+                self.w.cv.wait(0.2)
+                events, self.w.inbox = self.w.inbox, []
+            for kind, x in events:
+                if kind == "run" and self.run is None:
+                    self.run = x
+                elif kind == "exit" and self.run and x == self.run["identity"]:
+                    self.exited.set()
+            if self.run:
+                threading.Thread(target=self._pump, daemon=True, name="spiderhub-poll").start()
+                return self.run
+            if self.w.hub is None or self.w.hub.closed:
+                self.w._connect()
+
+    def _wake_engine(self) -> None:
+        engine = self.engine
+        if engine is not None and engine.slot is not None:
+            from twisted.internet import reactor
+            reactor.callFromThread(engine.slot.nextcall.schedule)
+
+    def _pump(self) -> None:
+        """Polls results, flushes acks, watches for Exit (its own thread)."""
+        identity = self.run["identity"]
+        while not self.exited.is_set():
+            with self.w.cv:
+                events, self.w.inbox = self.w.inbox, []
+            for kind, x in events:
+                if kind == "exit" and x == identity:
+                    self.exited.set()
+            self.flush_acks()
+            if len(self.ready) < 200 and getattr(self, "completed", False):
+                try:
+                    batch = self.w._call("Poll", identity, 200)
+                except Exception as e:  # noqa: BLE001 - a lost run ends below via Exit
+                    self.log(f"spiderhub-scrapy: Poll failed: {e}")
+                    batch = []
+                if batch:
+                    with self.lock:
+                        self.ready.extend(batch)
+                    self.stats["results"] += len(batch)
+                    self._wake_engine()
+                    continue
+            time.sleep(0.05)
+        self.flush_acks()
+        self._wake_engine()
+
+    def flush_acks(self) -> None:
+        with self.lock:
+            ids, self.acks = self.acks, []
+        if ids:
+            if self.sink:
+                self.sink.flush()  # items on disk before their pages are acked
+            self.w._call("Ack", self.run["identity"], ids)
+            self.stats["acked"] += len(ids)
+
+    # ---- what Scrapy calls (reactor thread) ---------------------------------------------
+
+    def queue(self, request) -> None:
+        """Requests are pushed in batches: before the result that produced them is acked
+        (flush), so one SQLite commit and one Push serve all the links of a page."""
+        with self.lock:
+            self.to_push.append(request)
+
+    def flush(self) -> None:
+        with self.lock:
+            batch, self.to_push = self.to_push, []
+        if batch:
+            self.push(batch, self.spider)
+
+    def push(self, requests: list, spider) -> None:
+        rows, wire = [], []
+        for r in requests:
+            try:
+                # What Scrapy's own disk queues (JOBDIR) store: the request as a dict,
+                # callbacks by name, pickled.
+                data = pickle.dumps(r.to_dict(spider=spider), protocol=4)
+            except Exception as e:  # noqa: BLE001 - e.g. a lambda callback, an open file in meta
+                self.stats["unserializable"] = self.stats.get("unserializable", 0) + 1
+                self.log(f"spiderhub-scrapy: cannot store {r} ({e!r}); not crawled "
+                         "(callbacks must be spider methods, meta and cb_kwargs picklable)")
+                continue
+            content = r.body.decode("utf-8", errors="replace") if r.body else ""
+            h = request_hash(r.url, r.method, content)
+            headers = {k.decode("latin-1"): b", ".join(v).decode("latin-1")
+                       for k, v in r.headers.items()}
+            rows.append((h, data))
+            wire.append(HubRequest(r.url, method=r.method, content=content,
+                                   depth=int(r.meta.get("depth", 0)), headers=headers).to_json())
+        with self.db_lock:  # stored before the broker knows them: a result always has its request
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR IGNORE INTO req VALUES (?, ?)", rows)
+            self.db.execute("COMMIT")
+        for i in range(0, len(wire), 500):
+            self.w._call("Push", self.run["identity"], wire[i:i + 500])
+        self.stats["pushed"] += len(wire)
+
+    def complete(self) -> None:
+        self.w._call("Complete", self.run["identity"])
+        self.completed = True
+
+    def next_result(self) -> tuple[dict, bytes] | None:
+        """The next result with its stored Scrapy request (JSON); unknown ones are acked."""
+        while True:
+            with self.lock:
+                if not self.ready:
+                    return None
+                r = self.ready.popleft()
+            with self.db_lock:
+                row = self.db.execute("SELECT data FROM req WHERE hash=?",
+                                      (r.get("requestHash", ""),)).fetchone()
+            if row:
+                return r, row[0]
+            self.log(f"spiderhub-scrapy: result for {r.get('url')} has no stored request; acked")
+            self.done(r)
+
+    def done(self, result: dict) -> None:
+        with self.lock:
+            self.acks.append(int(result["resultId"]))
+
+
+# ---- Scrapy components ------------------------------------------------------------------
+
+try:
+    from scrapy.core.scheduler import BaseScheduler as _BaseScheduler
+except ImportError:  # the plain SDK works without Scrapy
+    _BaseScheduler = object
+
+
+class SpiderhubScheduler(_BaseScheduler):
+    def __init__(self, crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    def open(self, spider):
+        _bridge.engine = self.crawler.engine
+        _bridge.spider = spider
+
+    def close(self, reason):
+        pass
+
+    def has_pending_requests(self) -> bool:
+        return not _bridge.exited.is_set() or bool(_bridge.ready)
+
+    def enqueue_request(self, request) -> bool:
+        _bridge.queue(request)
+        return True
+
+    def next_request(self):
+        got = _bridge.next_result()
+        if got is None:
+            return None
+        result, data = got
+        from scrapy.utils.request import request_from_dict
+        req = request_from_dict(pickle.loads(data), spider=self.crawler.spider)
+        req.meta["_spiderhub"] = result
+        return req
+
+
+class ResultHandler:
+    """Download handler: the response is the result a node downloaded."""
+    lazy = False
+
+    def __init__(self, settings=None, crawler=None) -> None:
+        pass
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler.settings, crawler)
+
+    def download_request(self, request, spider):
+        import base64
+        from twisted.internet import defer
+        from scrapy.responsetypes import responsetypes
+        r = request.meta.get("_spiderhub")
+        if r is None:
+            return defer.fail(IOError(f"{request.url} was not downloaded by spiderhub"))
+        if not r.get("statusCode"):
+            return defer.fail(IOError(r.get("error") or "download failed"))
+        content = r.get("content") or ""
+        body = base64.b64decode(content) if r.get("contentEncoding") == "base64" \
+            else content.encode("utf-8")
+        # The node sends the body decoded: its transfer headers no longer apply.
+        headers = {k: v for k, v in (r.get("headers") or {}).items()
+                   if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")}
+        url = r.get("url") or request.url
+        cls = responsetypes.from_args(headers=headers, url=url, body=body)
+        return defer.succeed(cls(url=url, status=int(r["statusCode"]), headers=headers,
+                                 body=body, request=request))
+
+
+class StartAndItemsMiddleware:
+    """Spider middleware: pushes every start request at once and completes the run; notes
+    which response each item came from (for the exactly-once items file)."""
+
+    def process_start_requests(self, start_requests, spider):
+        reqs = list(start_requests)
+        _bridge.push(reqs, spider)
+        _bridge.complete()
+        _bridge.log(f"spiderhub-scrapy: {len(reqs)} start requests pushed, run complete")
+        return []
+
+    def process_spider_output(self, response, result, spider):
+        from scrapy import Request
+        h = (response.meta.get("_spiderhub") or {}).get("requestHash", "")
+        for x in result:
+            if isinstance(x, Request):
+                yield x
+                continue
+            if _bridge.sink and _bridge.sink.already_hash(h):
+                continue  # written before a restart: exactly once
+            _bridge.origin[id(x)] = h
+            yield x
+
+
+class ItemsFilePipeline:
+    """Item pipeline writing items as JSON lines, each with its page's request hash."""
+
+    def process_item(self, item, spider):
+        if _bridge.sink:
+            from itemadapter import ItemAdapter
+            h = _bridge.origin.pop(id(item), "")
+            _bridge.sink.write_hash(h, [ItemAdapter(item).asdict()])
+            _bridge.stats["items"] += 1
+        return item
+
+
+def _ack_when_scraped() -> None:
+    """Acks a result when Scrapy's scraper is done with its response (callbacks, their
+    requests pushed, their items through the pipelines). Scrapy 2.8 has no signal for
+    that moment, so the scraper's enqueue_scrape is wrapped."""
+    from scrapy.core.scraper import Scraper
+    original = Scraper.enqueue_scrape
+    if getattr(original, "_spiderhub", False):
+        return
+
+    def enqueue_scrape(self, result, request, spider):
+        d = original(self, result, request, spider)
+        r = request.meta.get("_spiderhub")
+        if r is not None:
+            def ack(x):
+                _bridge.flush()  # its children stored and pushed first
+                _bridge.done(r)
+                return x
+            d.addBoth(ack)
+        return d
+    enqueue_scrape._spiderhub = True
+    Scraper.enqueue_scrape = enqueue_scrape
+
+
+def load_spider_class(path: str, name: str | None):
+    import scrapy
+    # Imported under its file name with its folder on the path, as `scrapy runspider`
+    # does: settings may name the file's own pipelines ("myspider.MyPipeline").
+    folder, module = os.path.split(os.path.abspath(path))
+    module = os.path.splitext(module)[0]
+    sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(module, path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[module] = mod
+    spec.loader.exec_module(mod)
+    found = [v for v in vars(mod).values() if isinstance(v, type) and issubclass(v, scrapy.Spider)
+             and v.__module__ == mod.__name__ and (name is None or v.__name__ == name)]
+    if len(found) != 1:
+        raise SystemExit(f"{path}: expected one scrapy.Spider subclass"
+                         f"{' named ' + name if name else ''}, found {[c.__name__ for c in found]}")
+    return found[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    global _bridge
+    ap = argparse.ArgumentParser(
+        prog="spiderhub-scrapy",
+        description="Runs an unchanged Scrapy spider on spiderhub: the broker's nodes download "
+                    "(with its dedup, politeness and leases), this process parses with Scrapy "
+                    "(callbacks, cb_kwargs, meta, item pipelines). Serves one run of a job "
+                    "whose FullClassName is --class, then exits.")
+    ap.add_argument("spider_file", help="a .py file with a scrapy.Spider subclass")
+    ap.add_argument("--spider", help="the class name, when the file has several")
+    ap.add_argument("--broker", default="http://127.0.0.1:55626/")
+    ap.add_argument("--token", default=os.environ.get("SPIDERHUB_TOKEN", ""),
+                    help="worker secret (default $SPIDERHUB_TOKEN)")
+    ap.add_argument("--class", dest="cls", help="FullClassName of the jobs (default: the "
+                    "spider's name)")
+    ap.add_argument("-o", "--output", help="items file, JSON lines, exactly once per page")
+    ap.add_argument("--state", help="SQLite file of pushed requests (default: "
+                    ".spiderhub-scrapy-CLASS.db); keep it across restarts")
+    ap.add_argument("-s", "--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a Scrapy setting")
+    a = ap.parse_args(argv)
+    spidercls = load_spider_class(a.spider_file, a.spider)
+    cls = a.cls or spidercls.name
+    state = a.state or f".spiderhub-scrapy-{cls}.db"
+    sink = JsonLinesSink(a.output) if a.output else None
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    _bridge = Bridge(a.broker, a.token, cls, state, sink, log)
+    # Scrapy imports this module by name for the settings below: under `python -m` that
+    # is a second module object, which must see the same bridge.
+    importlib.import_module("spiderhub.scrapy_bridge")._bridge = _bridge
+    run = _bridge.wait_for_run()
+    log(f"spiderhub-scrapy: run {run['identity']} of job {run.get('jobId')}: {spidercls.name}")
+
+    from scrapy.crawler import CrawlerProcess
+    settings = {
+        "SCHEDULER": "spiderhub.scrapy_bridge.SpiderhubScheduler",
+        "DOWNLOAD_HANDLERS": {"http": "spiderhub.scrapy_bridge.ResultHandler",
+                              "https": "spiderhub.scrapy_bridge.ResultHandler"},
+        "SPIDER_MIDDLEWARES": {"spiderhub.scrapy_bridge.StartAndItemsMiddleware": 1},
+        "DOWNLOADER_MIDDLEWARES": {
+            "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+            "scrapy.downloadermiddlewares.redirect.RedirectMiddleware": None,
+            "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+            "scrapy.downloadermiddlewares.httpcompression.HttpCompressionMiddleware": None,
+        },
+        "ROBOTSTXT_OBEY": False,
+        "CONCURRENT_REQUESTS": 64,
+        "LOG_LEVEL": "WARNING",
+        "TELNETCONSOLE_ENABLED": False,
+    }
+    # The spider's custom_settings win over a project's: ours go in there too (merged with
+    # the user's pipelines and middlewares), so the bridge's pieces cannot be dropped.
+    user = dict(getattr(spidercls, "custom_settings", None) or {})
+    for key in ("SPIDER_MIDDLEWARES", "DOWNLOADER_MIDDLEWARES"):
+        settings[key] = {**dict(user.get(key, {})), **settings[key]}
+    pipelines = dict(user.get("ITEM_PIPELINES", {}))
+    pipelines["spiderhub.scrapy_bridge.ItemsFilePipeline"] = 1000  # after the user's
+    settings["ITEM_PIPELINES"] = pipelines
+    user_set = {}
+    for kv in a.set:
+        k, _, v = kv.partition("=")
+        user_set[k] = v
+    bridged = type(spidercls.__name__, (spidercls,), {
+        "custom_settings": {**user, **user_set, **settings},
+        "__module__": spidercls.__module__})
+    importlib.import_module("spiderhub.scrapy_bridge")._ack_when_scraped()
+    process = CrawlerProcess({"LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": False})
+    # A job's Arguments that are a JSON object become spider arguments (like scrapy's -a).
+    try:
+        kwargs = json.loads(run.get("arguments") or "{}")
+    except ValueError:
+        kwargs = {}
+    process.crawl(bridged, **(kwargs if isinstance(kwargs, dict) else {}))
+    process.start()
+    _bridge.flush_acks()
+    log("spiderhub-scrapy: " + json.dumps(_bridge.stats))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,429 @@
+"""The worker role of spiderhub in Python: spider logic that the broker's nodes download for.
+
+A :class:`Spider` gives start requests and parses responses into new requests and items;
+a :class:`Worker` connects it to the broker's ``/worker`` hub (docs/protocol.md) and runs
+every run the broker starts for its class name::
+
+    Run -> Push start requests -> Complete -> loop: Poll -> parse -> Push children
+                                                     -> items -> Ack      ... until Exit
+
+The loop is pipelined like the C++ SDK's: the next Poll travels while a batch is parsed,
+and a batch's results are acked only after its children were pushed (stored by the
+broker) and its items written, which is what lets the broker tell when a run is done and
+why nothing is lost when the worker dies: unacked results are delivered again.
+
+Delivery is at-least-once. :class:`JsonLinesSink` makes the items file exactly-once: every
+line carries the ``requestHash`` of the response it came from, and a restarted worker
+reads the file back and skips responses already written.
+
+Command line: ``python3 -m spiderhub.worker --help``.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+from .hub import ConnectionLost, HubConnection, HubError, worker_query
+
+
+@dataclass
+class Request:
+    """A request for the nodes to download (the broker's ``Request`` type)."""
+    url: str
+    method: str = "GET"
+    referer: str = ""
+    origin: str = ""
+    content: str = ""
+    depth: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": self.url, "method": self.method, "referer": self.referer,
+                "origin": self.origin, "content": self.content, "depth": self.depth,
+                "cycleTriedTimes": 0, "headers": self.headers}
+
+
+@dataclass
+class Response:
+    """A downloaded page (the broker's ``Result``)."""
+    run: dict[str, Any]
+    url: str
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    depth: int
+    request_hash: str
+    result_id: int
+    error: str = ""
+    response_time_ms: int = 0
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def follow(self, href: str, **kw: Any) -> Request:
+        """A request for ``href`` resolved against this page, one level deeper. The page
+        travels as a Referer header, not as ``Request.referer``: the broker's dedup key
+        includes ``referer``, and a page linked from two pages must be crawled once."""
+        import urllib.parse
+        headers = dict(kw.pop("headers", {}) or {})
+        headers.setdefault("Referer", self.url)
+        return Request(urllib.parse.urljoin(self.url, href), depth=self.depth + 1,
+                       headers=headers, **kw)
+
+    @staticmethod
+    def from_json(run: dict[str, Any], r: dict[str, Any]) -> "Response":
+        content = r.get("content") or ""
+        body = base64.b64decode(content) if r.get("contentEncoding") == "base64" \
+            else content.encode("utf-8")
+        return Response(run=run, url=r.get("url", ""), status=int(r.get("statusCode") or 0),
+                        headers=r.get("headers") or {}, body=body, depth=int(r.get("depth") or 0),
+                        request_hash=r.get("requestHash", ""), result_id=int(r["resultId"]),
+                        error=r.get("error") or "",
+                        response_time_ms=int(r.get("responseTime") or 0))
+
+
+class Spider:
+    """User logic. Called on the worker's one thread, so a spider needs no locks; several
+    runs may be active at once (``response.run["identity"]`` tells them apart)."""
+
+    def start_requests(self, run: dict[str, Any]) -> Iterable[Request]:
+        """Requests to start a run with; ``run`` has ``jobId``, ``identity`` and
+        ``arguments`` (the job's Arguments text)."""
+        return []
+
+    def parse(self, response: Response) -> Iterable[Request | dict]:
+        """Yields new requests and items (dicts) of one downloaded page."""
+        return []
+
+    def run_finished(self, run: dict[str, Any]) -> None:
+        """The broker ended the run (Exit)."""
+
+
+class JsonLinesSink:
+    """Items as JSON lines, exactly once per response: each line carries the
+    ``requestHash`` of its response; responses already in the file are skipped."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.seen: set[str] = set()
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                lines = f.read().split(b"\n")
+            good = []
+            for line in lines:
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a crash: written again with its response
+                self.seen.add(item.get("requestHash", ""))
+                good.append(line)
+            with open(path, "wb") as f:
+                f.write(b"".join(g + b"\n" for g in good))
+        self.f = open(path, "ab")
+
+    def already(self, response: Response) -> bool:
+        return self.already_hash(response.request_hash)
+
+    def already_hash(self, request_hash: str) -> bool:
+        return request_hash in self.seen
+
+    def write(self, response: Response, items: list[dict]) -> None:
+        self.write_hash(response.request_hash, items)
+
+    def write_hash(self, request_hash: str, items: list[dict]) -> None:
+        out = b""
+        for item in items:
+            item = dict(item)
+            item.setdefault("requestHash", request_hash)
+            out += json.dumps(item, ensure_ascii=False, default=str).encode() + b"\n"
+        self.f.write(out)
+        if items:
+            self.seen.add(request_hash)
+
+    def flush(self) -> None:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+
+@dataclass
+class _RunState:
+    run: dict[str, Any]
+    phase: str = "fresh"   # fresh -> completing -> polling
+    prefetch: Future | None = None
+
+
+class Worker:
+    """Connects a spider to the broker and serves its runs until ``stop()``."""
+
+    def __init__(self, broker: str, token: str, full_class_name: str, spider: Spider,
+                 sink: JsonLinesSink | None = None, poll_max: int = 500,
+                 push_chunk: int = 500, reconnect_max: float = 10.0,
+                 call_timeout: float = 60.0, log=print) -> None:
+        self.broker = broker
+        self.token = token
+        self.cls = full_class_name
+        self.spider = spider
+        self.sink = sink
+        self.poll_max = poll_max
+        self.push_chunk = push_chunk
+        self.reconnect_max = reconnect_max
+        self.call_timeout = call_timeout
+        self.log = log
+        self.runs: dict[str, _RunState] = {}
+        self.inbox: list[tuple[str, Any]] = []
+        self.cv = threading.Condition()
+        self.stopping = False
+        self.hub: HubConnection | None = None
+        self.finished_runs = 0
+        self.stats = {"pushed": 0, "accepted": 0, "results": 0, "items": 0, "acked": 0,
+                      "reconnects": 0}
+
+    # ---- connection -------------------------------------------------------------------
+
+    def _on_run(self, run: Any) -> None:
+        if not isinstance(run, dict) or not isinstance(run.get("identity"), str) \
+                or not run.get("identity"):
+            self.log(f"worker: malformed Run ignored: {str(run)[:200]}")
+            return
+        with self.cv:
+            self.inbox.append(("run", run))
+            self.cv.notify_all()
+
+    def _on_exit(self, identity: Any) -> None:
+        if not isinstance(identity, str):
+            self.log(f"worker: malformed Exit ignored: {str(identity)[:200]}")
+            return
+        with self.cv:
+            self.inbox.append(("exit", identity))
+            self.cv.notify_all()
+
+    def _connect(self) -> None:
+        # A connection that drops soon after it was made must not make a reconnect storm:
+        # such flaps back off like failed attempts.
+        now = time.monotonic()
+        if now - getattr(self, "_connected_at", -1e9) < 2.0:
+            self._flap = min(getattr(self, "_flap", 0.1) * 2, self.reconnect_max)
+            time.sleep(self._flap)
+        else:
+            self._flap = 0.1
+        delay = 0.2
+        last_ts = 0
+        while not self.stopping:
+            # A fresh sign per attempt (the broker accepts signs a few minutes old).
+            last_ts = max(int(time.time()), last_ts)
+            hub = HubConnection(self.broker, "/worker", worker_query(self.token, self.cls, last_ts),
+                                timeout=self.call_timeout)
+            hub.on("Run", self._on_run)
+            hub.on("Exit", self._on_exit)
+            try:
+                hub.connect()
+                self.hub = hub
+                self._connected_at = time.monotonic()
+                self.log(f"worker: connected to {self.broker} as {self.cls}")
+                return
+            except (OSError, HubError) as e:
+                self.log(f"worker: cannot connect ({e}); again in {delay:.1f}s")
+                time.sleep(delay)
+                delay = min(delay * 2, self.reconnect_max)
+
+    def _call(self, target: str, *args: Any) -> Any:
+        """A call retried across reconnects until it is answered (calls are idempotent at
+        the broker: Push dedups, Ack and Complete repeat harmlessly)."""
+        while not self.stopping:
+            if self.hub is None or self.hub.closed:
+                self.stats["reconnects"] += self.hub is not None
+                self._connect()
+                continue
+            try:
+                return self.hub.invoke(target, *args)
+            except ConnectionLost:
+                continue
+            except TimeoutError:
+                self.hub.close("call timed out")
+        raise ConnectionLost("stopping")
+
+    def _result_of(self, fut: Future | None, target: str, *args: Any) -> Any:
+        """The result of a pipelined call, or the call again if its connection failed."""
+        if fut is not None:
+            try:
+                return fut.result(self.call_timeout)
+            except (ConnectionLost, TimeoutError):
+                pass
+        return self._call(target, *args)
+
+    # ---- runs -------------------------------------------------------------------------
+
+    def _push(self, identity: str, requests: list[Request]) -> None:
+        for i in range(0, len(requests), self.push_chunk):
+            chunk = [r.to_json() for r in requests[i:i + self.push_chunk]]
+            accepted = self._call("Push", identity, chunk)
+            self.stats["pushed"] += len(chunk)
+            self.stats["accepted"] += int(accepted or 0)
+
+    def _step(self, rs: _RunState) -> bool:
+        identity = rs.run["identity"]
+        if rs.phase == "fresh":
+            try:
+                start = list(self.spider.start_requests(rs.run))
+            except Exception as e:  # noqa: BLE001
+                self.log(f"worker: run {identity}: start_requests failed, completing it empty: {e!r}")
+                start = []
+            self._push(identity, start)
+            rs.phase = "completing"
+            return True
+        if rs.phase == "completing":
+            self._call("Complete", identity)
+            rs.phase = "polling"
+            return True
+        # Polling: this batch (the prefetched one, if any), and the next one on its way.
+        batch = self._result_of(rs.prefetch, "Poll", identity, self.poll_max)
+        rs.prefetch = None
+        if not isinstance(batch, list) or not batch:
+            return False
+        if self.hub and not self.hub.closed:
+            rs.prefetch = self.hub.send("Poll", identity, self.poll_max)
+        children: list[Request] = []
+        written: list[tuple[Response, list[dict]]] = []
+        ids = []
+        for r in batch:
+            try:
+                resp = Response.from_json(rs.run, r)
+            except (KeyError, ValueError, TypeError) as e:
+                self.log(f"worker: run {identity}: unreadable result skipped: {e!r}")
+                continue
+            ids.append(resp.result_id)
+            self.stats["results"] += 1
+            if self.sink and self.sink.already(resp):
+                continue
+            items = []
+            try:
+                for out in self.spider.parse(resp) or []:
+                    if isinstance(out, Request):
+                        children.append(out)
+                    elif isinstance(out, dict):
+                        items.append(out)
+            except Exception as e:  # noqa: BLE001 - one page must not stop the run
+                self.log(f"worker: run {identity}: parse of {resp.url} failed: {e!r}")
+            written.append((resp, items))
+        self._push(identity, children)          # children stored before the ack
+        if self.sink:
+            for resp, items in written:
+                self.sink.write(resp, items)
+            self.sink.flush()                   # items durable before the ack
+        self.stats["items"] += sum(len(i) for _, i in written)
+        if ids:
+            self._call("Ack", identity, ids)
+            self.stats["acked"] += len(ids)
+        return True
+
+    def _apply_inbox(self) -> None:
+        with self.cv:
+            events, self.inbox = self.inbox, []
+        for kind, x in events:
+            if kind == "run":
+                if x["identity"] in self.runs:
+                    continue  # sent again after a reconnect
+                self.log(f"worker: run {x['identity']} of job {x.get('jobId', '?')} started")
+                self.runs[x["identity"]] = _RunState(x)
+            else:
+                rs = self.runs.pop(x, None)
+                if rs:
+                    self.finished_runs += 1
+                    self.log(f"worker: run {x} finished")
+                    try:
+                        self.spider.run_finished(rs.run)
+                    except Exception as e:  # noqa: BLE001
+                        self.log(f"worker: run_finished failed: {e!r}")
+
+    def serve(self, runs: int = 0) -> None:
+        """Serves runs until ``stop()`` (or until ``runs`` runs finished, when > 0)."""
+        self._connect()
+        while not self.stopping and not (runs and self.finished_runs >= runs):
+            self._apply_inbox()
+            busy = False
+            for rs in list(self.runs.values()):
+                try:
+                    busy = self._step(rs) or busy
+                except ConnectionLost:
+                    busy = True
+                except HubError as e:
+                    # The broker no longer knows the run (it ended while we were away).
+                    self.log(f"worker: run {rs.run['identity']}: {e}; dropping it")
+                    self.runs.pop(rs.run["identity"], None)
+            if self.hub is None or self.hub.closed:
+                self._connect()
+            if not busy:
+                with self.cv:
+                    self.cv.wait(0.05)
+        if self.hub:
+            self.hub.close()
+
+    def stop(self) -> None:
+        self.stopping = True
+        with self.cv:
+            self.cv.notify_all()
+
+
+def _load_spider(spec: str) -> Spider:
+    module, _, name = spec.partition(":")
+    if not name:
+        raise SystemExit(f"--spider must be MODULE:CLASS or FILE.py:CLASS, got {spec!r}")
+    if module.endswith(".py"):
+        s = importlib.util.spec_from_file_location("user_spider", module)
+        if s is None or s.loader is None:
+            raise SystemExit(f"cannot load {module}")
+        mod = importlib.util.module_from_spec(s)
+        s.loader.exec_module(mod)
+    else:
+        mod = importlib.import_module(module)
+    cls = getattr(mod, name, None)
+    if cls is None:
+        raise SystemExit(f"{module} has no {name}")
+    return cls()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python3 -m spiderhub.worker",
+        description="Runs a Python spider as a spiderhub worker: the broker starts runs for "
+                    "its class name (jobs whose FullClassName property names it), its nodes "
+                    "download, and the spider parses. Items go to --output as JSON lines, "
+                    "exactly once per page even across restarts of this worker.")
+    ap.add_argument("--broker", default="http://127.0.0.1:55626/", help="broker base URL")
+    ap.add_argument("--token", default=os.environ.get("SPIDERHUB_TOKEN", ""),
+                    help="worker secret (auth.token or a worker-role secret; default "
+                         "$SPIDERHUB_TOKEN)")
+    ap.add_argument("--class", dest="cls", required=True,
+                    help="the class name jobs use in FullClassName")
+    ap.add_argument("--spider", required=True,
+                    help="MODULE:CLASS or FILE.py:CLASS of a spiderhub.worker.Spider")
+    ap.add_argument("-o", "--output", help="items file (JSON lines)")
+    ap.add_argument("--runs", type=int, default=0,
+                    help="exit after this many runs finished (0: serve until killed)")
+    ap.add_argument("--poll-max", type=int, default=500, help="results per Poll")
+    a = ap.parse_args(argv)
+    spider = _load_spider(a.spider)
+    sink = JsonLinesSink(a.output) if a.output else None
+    w = Worker(a.broker, a.token, a.cls, spider, sink=sink, poll_max=a.poll_max,
+               log=lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        w.serve(runs=a.runs)
+    except KeyboardInterrupt:
+        w.stop()
+    print(json.dumps(w.stats), file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
