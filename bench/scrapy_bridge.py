@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""The same Scrapy spider (tests/e2e/scrapy_site_spider.py: response.follow on every link)
+over the same generated site (bench/gen_site.py, served by nginx on loopback), in one run:
+
+1. plain Scrapy (`scrapy runspider`, Debian's Scrapy 2.8, CONCURRENT_REQUESTS and the
+   per-domain limit raised to --concurrency so Scrapy is not held back by its defaults);
+2. the spider on spiderhub through the Scrapy bridge, with 1 node and with 2 nodes.
+
+Prints pages/s of each and the ratios to plain Scrapy. Every page must be in each items
+file exactly once, or the benchmark fails."""
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import time
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(root, "tests", "e2e"))
+import harness as h  # noqa: E402
+
+PYTHON = "/usr/bin/python3"
+SPIDER = os.path.join(root, "tests", "e2e", "scrapy_site_spider.py")
+
+
+def pages_in(path, expected, once=True):
+    urls = collections.Counter(json.loads(line)["url"] for line in open(path) if line.strip())
+    assert set(urls) == expected and (not once or max(urls.values()) == 1), \
+        f"{path}: {len(set(urls) & expected)}/{len(expected)} pages, max count {max(urls.values())}"
+    return len(urls)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--bin", default=os.path.join(root, "build", "spiderhub"))
+    ap.add_argument("--pages", type=int, default=5000)
+    ap.add_argument("--concurrency", type=int, default=32)
+    a = ap.parse_args()
+    env = h.Env(argparse.Namespace(bin=a.bin, source=root, build=os.path.dirname(a.bin)),
+                "bench-scrapy")
+    try:
+        site = env.start_site(a.pages)
+        start = site.base + "/index.html"
+        expected = {start} | {f"{site.base}/p/{i}.html" for i in range(1, a.pages)}
+        rates = {}
+
+        out = env.path("plain.jsonl")
+        t0 = time.monotonic()
+        subprocess.run([PYTHON, "-m", "scrapy", "runspider", SPIDER, "-a", f"start_url={start}",
+                        "-o", out, "-s", "LOG_LEVEL=WARNING", "-s", "TELNETCONSOLE_ENABLED=0",
+                        "-s", f"CONCURRENT_REQUESTS={a.concurrency}",
+                        "-s", f"CONCURRENT_REQUESTS_PER_DOMAIN={a.concurrency}"],
+                       check=True, cwd=env.dir, capture_output=True, timeout=3600)
+        # Plain Scrapy fetches the start page twice (start requests skip its duplicate
+        # filter): counted once.
+        rates["plain Scrapy"] = pages_in(out, expected, once=False) / (time.monotonic() - t0)
+
+        src = os.path.join(root, "clients", "python")
+        for nodes in (1, 2):
+            broker = env.start_broker(name=f"broker{nodes}", extra_yaml=(
+                "dispatch:\n  block_size: 50\npoliteness:\n  max_concurrency_per_host: 1000\n"
+                "log:\n  level: warn\n"))
+            procs = [env.start_node(broker, f"n{nodes}-{i}") for i in range(nodes)]
+            h.wait_until("nodes online", lambda: sum(
+                n["isOnline"] for n in h.api("GET", broker, "/api/v1.0/nodes")[1]) == nodes)
+            out = env.path(f"bridge{nodes}.jsonl")
+            bridge = env.spawn(f"bridge{nodes}", [
+                PYTHON, "-m", "spiderhub.scrapy_bridge", SPIDER, "--broker", broker.base + "/",
+                "--token", h.TOKEN, "--class", "bench.site", "-o", out,
+                "--state", env.path(f"state{nodes}.db"),
+                "-s", f"CONCURRENT_REQUESTS={a.concurrency * 4}"],
+                env=dict(os.environ, PYTHONPATH=src))
+            status, job = h.api("POST", broker, "/api/v1.0/jobs", {
+                "name": "bench", "jobType": "block", "cron": "0 0 1 1 *",
+                "properties": {"FullClassName": "bench.site",
+                               "Arguments": json.dumps({"start_url": start})}})
+            assert status == 201, (status, job)
+            h.trigger_run(broker, job["id"], interval=0.1)
+            t0 = time.monotonic()
+            h.wait_until("run finished", lambda: (h.run_of(broker, job["id"]) or {}).get(
+                "status") == "Success", timeout=3600, interval=0.1)
+            took = time.monotonic() - t0
+            bridge.wait(timeout=60)
+            rates[f"spiderhub, {nodes} node{'s' if nodes > 1 else ''}"] = pages_in(out, expected) / took
+            for p in procs + [broker]:
+                env.stop(p)
+        base = rates["plain Scrapy"]
+        print(f"scrapy_bridge: {a.pages} pages, the same spider file")
+        for what, r in rates.items():
+            print(f"  {what:<22} {r:7.0f} pages/s   ratio {r / base:5.2f}")
+    except BaseException:
+        env.dump_logs()
+        raise
+    finally:
+        env.close()
+
+
+if __name__ == "__main__":
+    main()
