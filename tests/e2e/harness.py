@@ -392,6 +392,15 @@ def run_of(broker, job_id):
     return runs[0] if runs else None
 
 
+def count_lines(path):
+    """Lines in a file so far (0 when it does not exist yet): progress of an items file."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
 def read_items(path):
     items = []
     if os.path.exists(path):

@@ -59,14 +59,6 @@ def wait_success(broker, job, timeout=120):
     return h.wait_until("run Success", done, timeout=timeout, interval=0.5)
 
 
-def lines(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
 def malformed_invocations(args):
     """A fake /worker hub: negotiation and the handshake, then a Run that is not an object,
     a Run without identity and an Exit that is not a string; then a good Run. The worker
@@ -193,10 +185,10 @@ def main():
         w = start_py_worker(env, broker, "pyworker2", out2)
         job2 = create_job(broker, site.base + "/index.html")
         h.trigger_run(broker, job2["id"])
-        h.wait_until("some items", lambda: lines(out2) >= PAGES // 4, timeout=60, interval=0.05)
+        h.wait_until("some items", lambda: h.count_lines(out2) >= PAGES // 4, timeout=60, interval=0.05)
         w.send_signal(signal.SIGKILL)
         w.wait()
-        before = lines(out2)
+        before = h.count_lines(out2)
         w = start_py_worker(env, broker, "pyworker2b", out2)
         run = wait_success(broker, job2)
         check_items(out2, expected, "worker killed at " + str(before))
@@ -210,7 +202,7 @@ def main():
         w = start_py_worker(env, broker, "pyworker3", out3)
         job3 = create_job(broker, site.base + "/index.html")
         h.trigger_run(broker, job3["id"])
-        h.wait_until("some items", lambda: lines(out3) >= PAGES // 4, timeout=60, interval=0.05)
+        h.wait_until("some items", lambda: h.count_lines(out3) >= PAGES // 4, timeout=60, interval=0.05)
         broker.send_signal(signal.SIGKILL)
         broker.wait()
         broker = env.start_broker(name="broker2", port=broker.port, db=db,

@@ -30,14 +30,6 @@ def start_bridge(env, broker, name, output, state):
                             "--state", state], env=dict(os.environ, PYTHONPATH=src))
 
 
-def lines(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
 def crawl(env, broker, site, tag, kill_at=None):
     output, state = env.path(f"items-{tag}.jsonl"), env.path(f"state-{tag}.db")
     bridge = start_bridge(env, broker, f"bridge-{tag}", output, state)
@@ -50,10 +42,10 @@ def crawl(env, broker, site, tag, kill_at=None):
     t0 = time.monotonic()
     killed_after = None
     if kill_at:
-        h.wait_until("some items", lambda: lines(output) >= kill_at, timeout=90, interval=0.05)
+        h.wait_until("some items", lambda: h.count_lines(output) >= kill_at, timeout=90, interval=0.05)
         bridge.send_signal(signal.SIGKILL)
         bridge.wait()
-        killed_after = lines(output)
+        killed_after = h.count_lines(output)
         bridge = start_bridge(env, broker, f"bridge-{tag}-2", output, state)
 
     def done():
