@@ -43,6 +43,7 @@ import time
 from collections import deque
 from typing import Any
 
+from .hub import HubError
 from .worker import JsonLinesSink, Request as HubRequest, Spider as _Unused, Worker  # noqa: F401
 
 _bridge: "Bridge | None" = None  # one per process (Scrapy builds its components itself)
@@ -71,6 +72,7 @@ class Bridge:
         self.exited = threading.Event()
         self.ready: deque = deque()
         self.to_push: list = []
+        self.finished: list = []  # results Scrapy is done with, acked at the next settle()
         self.acks: list[int] = []
         self.lock = threading.Lock()
         self.engine = None
@@ -112,7 +114,7 @@ class Bridge:
             for kind, x in events:
                 if kind == "exit" and x == identity:
                     self.exited.set()
-            self.flush_acks()
+            self.settle()
             if len(self.ready) < 200 and getattr(self, "completed", False):
                 try:
                     batch = self.w._call("Poll", identity, 200)
@@ -126,8 +128,19 @@ class Bridge:
                     self._wake_engine()
                     continue
             time.sleep(0.05)
-        self.flush_acks()
+        self.settle()
         self._wake_engine()
+
+    def settle(self) -> None:
+        """Every 50 ms at most: the results Scrapy finished since the last time are acked
+        after the requests queued until then were committed and pushed (one SQLite commit
+        and one Push for all the pages of that time, instead of one per page)."""
+        with self.lock:
+            finished, self.finished = self.finished, []
+        self.flush()
+        with self.lock:
+            self.acks.extend(int(r["resultId"]) for r in finished)
+        self.flush_acks()
 
     def flush_acks(self) -> None:
         with self.lock:
@@ -135,8 +148,11 @@ class Bridge:
         if ids:
             if self.sink:
                 self.sink.flush()  # items on disk before their pages are acked
-            self.w._call("Ack", self.run["identity"], ids)
-            self.stats["acked"] += len(ids)
+            try:
+                self.w._call("Ack", self.run["identity"], ids)
+                self.stats["acked"] += len(ids)
+            except HubError as e:  # the run already ended: nothing left to ack
+                self.log(f"spiderhub-scrapy: Ack refused: {e}")
 
     # ---- what Scrapy calls (reactor thread) ---------------------------------------------
 
@@ -199,8 +215,9 @@ class Bridge:
             self.done(r)
 
     def done(self, result: dict) -> None:
+        """Scrapy is done with `result`: acked at the next settle()."""
         with self.lock:
-            self.acks.append(int(result["resultId"]))
+            self.finished.append(result)
 
 
 # ---- Scrapy components ------------------------------------------------------------------
@@ -326,8 +343,7 @@ def _ack_when_scraped() -> None:
         r = request.meta.get("_spiderhub")
         if r is not None:
             def ack(x):
-                _bridge.flush()  # its children stored and pushed first
-                _bridge.done(r)
+                _bridge.done(r)  # acked once its children are stored and pushed (settle)
                 return x
             d.addBoth(ack)
         return d
@@ -430,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         kwargs = {}
     process.crawl(bridged, **(kwargs if isinstance(kwargs, dict) else {}))
     process.start()
-    _bridge.flush_acks()
+    _bridge.settle()
     log("spiderhub-scrapy: " + json.dumps(_bridge.stats))
     return 0
 
