@@ -128,6 +128,11 @@ struct child_setup : bp::extend::handler {
   }
 };
 
+// Top-level directories of the system a run's own root offers (read-only binds of the real
+// ones, or the same symlinks where they are links into /usr).
+constexpr const char* system_dir_names[] = {"usr", "etc",   "bin",   "sbin",
+                                             "lib", "lib32", "lib64", "libx32"};
+
 // A memory cgroup per run, when the node may make one: v2 (a "spiderhub" subtree of the
 // unified hierarchy with the memory controller) or v1 (the memory hierarchy).
 struct memory_cgroups {
@@ -356,7 +361,7 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
     fs::create_directories(root, ec);
     for (const char* d : {"dev", "proc", "tmp", "work"})
       fs::create_directories(root / d, ec);
-    for (const char* name : {"usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
+    for (const char* name : system_dir_names) {
       fs::path src = fs::path("/") / name;
       if (fs::is_symlink(src, ec)) {
         fs::create_symlink(fs::read_symlink(src, ec), root / name, ec);
@@ -398,7 +403,7 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
       if (!isolate)
         spdlog::warn("node: cannot make mount namespaces here: packages see the filesystem as "
                      "{} does (applications.isolate needs CAP_SYS_ADMIN)", opts.run_as);
-      for (const char* name : {"usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
+      for (const char* name : system_dir_names) {
         std::error_code ec;
         auto src = fs::path("/") / name;
         if (!fs::is_symlink(src, ec) && fs::is_directory(src, ec))

@@ -433,11 +433,7 @@ void audit(self_ptr self, const std::string& action, const std::string& target, 
   row.action = action;
   row.target = target;
   row.status = status;
-  // Anonymous: the storage actor's reply (a bool) must not reach the inspector.
-  caf::anon_send(storage, write_atom::value,
-                 write_fn([row, keep = self->state.opts.audit_max_rows](storage::database& db) {
-                   storage::audit_repository(db).add(row, keep);
-                 }));
+  record_audit(storage, std::move(row), self->state.opts.audit_max_rows);
 }
 
 void cmd_audit(self_ptr self, promise rp, const std::string& command) {

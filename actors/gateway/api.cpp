@@ -447,10 +447,7 @@ class audited_responder : public net::http_responder {
       if (j.is_object() && j.contains("id") && j["id"].is_string())
         row.target = j["id"].get<std::string>();
     }
-    caf::anon_send(storage_, write_atom::value,
-                   write_fn([row = std::move(row), keep = max_rows_](storage::database& db) {
-                     storage::audit_repository(db).add(row, keep);
-                   }));
+    record_audit(storage_, std::move(row), max_rows_);
   }
   responder_ptr inner_;
   caf::actor storage_;

@@ -2,15 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
-#include <chrono>
+#include "storage/database.hpp"
 
 namespace spiderhub::actors {
 namespace {
 
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
+using storage::now_ms;
 
 std::optional<net::http_response> blocked(const auth_gate& g, const net::http_request& req) {
   if (!g.limiter)

@@ -101,11 +101,7 @@ caf::behavior gateway(caf::stateful_actor<gateway_state>* self,
 
 net::http_response error_response(int status, const std::string& code,
                                   const std::string& message) {
-  net::http_response r;
-  r.status = status;
-  r.body = json{{"error", {{"code", code}, {"message", message}}}}.dump(
-    -1, ' ', false, json::error_handler_t::replace);
-  return r;
+  return net::make_json_error(status, code, message);
 }
 
 std::optional<net::http_response> check_hub_request(const net::http_request& req,

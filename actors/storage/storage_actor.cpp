@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "storage/database.hpp"
+#include "storage/repositories.hpp"
 
 namespace spiderhub::actors {
 namespace {
@@ -210,6 +211,13 @@ caf::behavior storage_behavior(storage_ptr self, std::shared_ptr<storage::databa
 caf::actor spawn_storage(caf::actor_system& sys, const storage_options& opts) {
   auto db = std::make_shared<storage::database>(opts.path, opts.busy_timeout);
   return sys.spawn<caf::detached>(storage_behavior, db, opts.batch_max);
+}
+
+void record_audit(const caf::actor& storage, storage::audit_row row, std::int64_t max_rows) {
+  caf::anon_send(storage, protocol::write_atom::value,
+                 protocol::write_fn([row = std::move(row), max_rows](storage::database& db) {
+                   storage::audit_repository(db).add(row, max_rows);
+                 }));
 }
 
 } // namespace spiderhub::actors

@@ -37,4 +37,8 @@ struct storage_options {
 /// the actor around it. Throws std::runtime_error on open or migration failure.
 caf::actor spawn_storage(caf::actor_system& sys, const storage_options& opts);
 
+/// Appends `row` to the audit trail (keeping the newest `max_rows`). Sent anonymously:
+/// the storage actor's reply must not reach the caller.
+void record_audit(const caf::actor& storage, storage::audit_row row, std::int64_t max_rows);
+
 } // namespace spiderhub::actors

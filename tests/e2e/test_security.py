@@ -94,9 +94,7 @@ def role_table(broker):
     table = []
 
     def code(method, path, body, token):
-        status, raw = h.http(method, broker.base + path,
-                             json.dumps(body).encode() if body is not None else None, token)
-        return status, raw
+        return h.http(method, broker.base + path, body, token)
 
     for path in reads:
         for role, token in who.items():

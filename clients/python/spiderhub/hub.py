@@ -8,6 +8,8 @@ per connection delivers server invocations to handlers and completes pending cal
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -59,6 +61,8 @@ class HubConnection:
         self._next_id = 0
         self._closed = threading.Event()
         self.close_reason = ""
+        self._buf = b""      # bytes read past the last frame
+        self._records = ""   # text read past the last SignalR record
 
     # ---- connecting -------------------------------------------------------------------
 
@@ -166,11 +170,11 @@ class HubConnection:
                 return b"".join(parts)
 
     def _read_record(self) -> str | None:
-        while RS not in getattr(self, "_records", ""):
+        while RS not in self._records:
             msg = self._read_message()
             if msg is None:
                 return None
-            self._records = getattr(self, "_records", "") + msg.decode()
+            self._records += msg.decode()
         rec, self._records = self._records.split(RS, 1)
         return rec
 
@@ -259,8 +263,6 @@ class HubConnection:
 
 
 def connection_sign(token: str, subject: str, ts: int) -> str:
-    import hashlib
-    import hmac
     return hmac.new(token.encode(), f"{subject}\n{ts}".encode(), hashlib.sha256).hexdigest()
 
 

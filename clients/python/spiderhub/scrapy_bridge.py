@@ -69,6 +69,7 @@ class Bridge:
         self.db_lock = threading.Lock()
         self.sink = sink
         self.run: dict[str, Any] | None = None
+        self.completed = False  # start requests pushed and Complete answered
         self.exited = threading.Event()
         self.ready: deque = deque()
         self.to_push: list = []
@@ -85,10 +86,7 @@ class Bridge:
     def wait_for_run(self) -> dict[str, Any]:
         self.w._connect()
         while True:
-            with self.w.cv:
-                self.w.cv.wait(0.2)
-                events, self.w.inbox = self.w.inbox, []
-            for kind, x in events:
+            for kind, x in self.w.take_events(wait=0.2):
                 if kind == "run" and self.run is None:
                     self.run = x
                 elif kind == "exit" and self.run and x == self.run["identity"]:
@@ -109,13 +107,11 @@ class Bridge:
         """Polls results, flushes acks, watches for Exit (its own thread)."""
         identity = self.run["identity"]
         while not self.exited.is_set():
-            with self.w.cv:
-                events, self.w.inbox = self.w.inbox, []
-            for kind, x in events:
+            for kind, x in self.w.take_events():
                 if kind == "exit" and x == identity:
                     self.exited.set()
             self.settle()
-            if len(self.ready) < 200 and getattr(self, "completed", False):
+            if len(self.ready) < 200 and self.completed:
                 try:
                     batch = self.w._call("Poll", identity, 200)
                 except Exception as e:  # noqa: BLE001 - a lost run ends below via Exit

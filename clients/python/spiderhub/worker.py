@@ -186,6 +186,8 @@ class Worker:
         self.stopping = False
         self.hub: HubConnection | None = None
         self.finished_runs = 0
+        self._connected_at = -1e9  # monotonic time of the last connection made
+        self._flap = 0.1           # backoff against connections that drop at once
         self.stats = {"pushed": 0, "accepted": 0, "results": 0, "items": 0, "acked": 0,
                       "reconnects": 0}
 
@@ -200,6 +202,14 @@ class Worker:
             self.inbox.append(("run", run))
             self.cv.notify_all()
 
+    def take_events(self, wait: float = 0.0) -> list[tuple[str, Any]]:
+        """Run and Exit events received since the last call (waiting up to `wait` s)."""
+        with self.cv:
+            if wait and not self.inbox:
+                self.cv.wait(wait)
+            events, self.inbox = self.inbox, []
+        return events
+
     def _on_exit(self, identity: Any) -> None:
         if not isinstance(identity, str):
             self.log(f"worker: malformed Exit ignored: {str(identity)[:200]}")
@@ -212,8 +222,8 @@ class Worker:
         # A connection that drops soon after it was made must not make a reconnect storm:
         # such flaps back off like failed attempts.
         now = time.monotonic()
-        if now - getattr(self, "_connected_at", -1e9) < 2.0:
-            self._flap = min(getattr(self, "_flap", 0.1) * 2, self.reconnect_max)
+        if now - self._connected_at < 2.0:
+            self._flap = min(self._flap * 2, self.reconnect_max)
             time.sleep(self._flap)
         else:
             self._flap = 0.1
@@ -328,9 +338,7 @@ class Worker:
         return True
 
     def _apply_inbox(self) -> None:
-        with self.cv:
-            events, self.inbox = self.inbox, []
-        for kind, x in events:
+        for kind, x in self.take_events():
             if kind == "run":
                 if x["identity"] in self.runs:
                     continue  # sent again after a reconnect
