@@ -166,6 +166,12 @@ std::string read_file(const std::string& file) {
 
 constexpr std::int64_t day_ms = 24LL * 3600 * 1000;
 
+void read_client_tls(section s, client_tls_config& t) {
+  s.get("ca_file", t.ca_file);
+  s.get("verify", t.verify);
+  s.finish();
+}
+
 void read_log(section s, log_config& c) {
   s.get_one_of("level", c.level, {"trace", "debug", "info", "warn", "error", "critical", "off"});
   s.get("file", c.file);
@@ -257,6 +263,7 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
     s.get("thread_num", d.thread_num, 1, 1000);
     s.get("max_poll", d.max_poll, 1, 100000);
     s.get("blocks_per_node", d.blocks_per_node, 1, 1000);
+    s.get_ms("slow_node_block_ms", d.slow_node_block, 0, day_ms);
     s.finish();
   }
   {
@@ -322,6 +329,20 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
   return c;
 }
 
+void check_client_tls(const client_tls_config& tls, const std::string& broker, const std::string& file) {
+  if (!tls.ca_file.empty()) {
+    std::ifstream in(tls.ca_file);
+    if (!in)
+      throw input_error(file + ": tls.ca_file '" + tls.ca_file + "' cannot be read");
+  }
+  bool secure = broker.rfind("https://", 0) == 0 || broker.rfind("wss://", 0) == 0;
+  if (secure && !tls.verify)
+    spdlog::warn("{}: tls.verify is false: the broker's certificate is not checked, anyone on the "
+                 "path can read the secret's signs and the traffic", file);
+  if (!secure && !tls.ca_file.empty())
+    spdlog::warn("{}: tls.ca_file is set but broker {} is not https:// or wss://", file, broker);
+}
+
 node_config parse_node_config(const std::string& yaml, const std::string& name) {
   node_config c;
   section top(parse_yaml(yaml, name), name, "");
@@ -330,6 +351,7 @@ node_config parse_node_config(const std::string& yaml, const std::string& name) 
       c.broker.rfind("ws://", 0) != 0 && c.broker.rfind("wss://", 0) != 0)
     throw input_error(name + ": broker must be an http://, https://, ws:// or wss:// URL");
   top.get("token", c.token);
+  read_client_tls(top.child("tls"), c.tls);
   top.get("node_id", c.node_id);
   top.get("id_file", c.id_file);
   top.get("group", c.group);
@@ -389,6 +411,7 @@ worker_config parse_worker_config(const std::string& yaml, const std::string& na
   section top(parse_yaml(yaml, name), name, "");
   top.get("broker", c.broker);
   top.get("token", c.token);
+  read_client_tls(top.child("tls"), c.tls);
   top.get("full_class_name", c.full_class_name);
   if (c.full_class_name.empty())
     throw input_error(name + ": full_class_name must not be empty");

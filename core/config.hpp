@@ -67,6 +67,8 @@ struct broker_config {
     std::int32_t thread_num = 8;         // downloads in parallel per block on a node
     std::int32_t max_poll = 1000;        // results per Poll at most
     std::int32_t blocks_per_node = 256;  // leased blocks one node may hold at once
+    milliseconds slow_node_block{2000};  // a node far slower than the fastest gets blocks
+                                         // of about this long (0 = same blocks for all)
   } dispatch;
   struct politeness_t {                  // per politeness key, all nodes together
     std::string key = "host";            // host (scheme://host:port) | domain (registered)
@@ -109,9 +111,16 @@ struct broker_config {
   log_config log;
 };
 
+/// How a node or worker checks the broker's certificate on https:// and wss:// URLs.
+struct client_tls_config {
+  std::string ca_file;                   // PEM CA bundle; "" = the system's trust store
+  bool verify = true;                    // false: any certificate (tests only; logged)
+};
+
 struct node_config {
   std::string broker = "http://localhost:55626/";
   std::string token = "1234";
+  client_tls_config tls;
   std::string node_id;                   // empty: generated once, kept in id_file
   std::string id_file = "data/node.id";
   std::string group = "default";
@@ -159,12 +168,17 @@ struct node_config {
 struct worker_config {
   std::string broker = "http://localhost:55626/";
   std::string token = "1234";
+  client_tls_config tls;
   std::string full_class_name = "spiderhub.samples.SiteSpider";
   std::int32_t poll_max = 500;
   milliseconds poll_idle{50};            // sleep when a poll returned nothing
   milliseconds reconnect_max{10000};
   log_config log;
 };
+
+/// Throws input_error when `tls.ca_file` names no readable file; warns (spdlog) when
+/// verification is off. Called by the node and the worker before they connect.
+void check_client_tls(const client_tls_config& tls, const std::string& broker, const std::string& file);
 
 /// Loaders throw core::input_error("FILE:LINE:COL: message") on any bad input.
 broker_config load_broker_config(const std::string& file);

@@ -179,6 +179,9 @@ struct hub_client::impl : std::enable_shared_from_this<impl> {
     ws_client_options wo;
     wo.url = opts.url();
     wo.max_message_bytes = opts.max_message_bytes;
+    wo.idle_timeout = opts.idle_timeout;
+    wo.tls_verify = opts.tls_verify;
+    wo.tls_ca_file = opts.tls_ca_file;
     std::weak_ptr<impl> weak = shared_from_this();
     ws_client_handlers h;
     h.on_open = [weak] {

@@ -30,9 +30,12 @@ class hub_client {
     std::chrono::milliseconds reconnect_initial{500};
     std::chrono::milliseconds reconnect_max{30000};
     std::chrono::milliseconds keepalive{15000};  // ping period
+    std::chrono::milliseconds idle_timeout{60000};  // nothing received this long: reconnect
     std::chrono::milliseconds invoke_timeout{60000};
     std::size_t max_message_bytes = 64 << 20;
     std::string name = "hub";            // for log lines
+    bool tls_verify = true;              // wss: check the broker's certificate ...
+    std::string tls_ca_file;             // ... against this PEM bundle ("" = system store)
   };
 
   explicit hub_client(options opts);

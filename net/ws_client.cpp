@@ -219,7 +219,20 @@ class client_conn final : public conn_base, public std::enable_shared_from_this<
   void on_tls_handshake(error_code ec) {
     if (finished_) return;
     if (timed_out_) return fail("connect timeout");
-    if (ec) return fail("tls handshake with " + where() + " failed: " + ec.message());
+    if (ec) {
+      if constexpr (tls) {
+        // Name why the peer's certificate was refused and where trust came from.
+        auto v = SSL_get_verify_result(ws_.next_layer().native_handle());
+        if (v != X509_V_OK) {
+          const auto& o = owner_.options();
+          return fail("tls handshake with " + where() + " failed: certificate not trusted (" +
+                      X509_verify_cert_error_string(v) + "); trusted CAs: " +
+                      (o.tls_ca_file.empty() ? std::string("the system store") : "'" + o.tls_ca_file + "'") +
+                      " (tls.ca_file)");
+        }
+      }
+      return fail("tls handshake with " + where() + " failed: " + ec.message());
+    }
     do_ws_handshake();
   }
 

@@ -104,6 +104,8 @@ int worker_main(int argc, char** argv) {
     if (cfg.full_class_name.empty())
       throw core::input_error("the worker class name is empty");
     core::setup_logging(cfg.log, "worker");
+    core::check_client_tls(cfg.tls, cfg.broker,
+                           vm.count("config") ? vm["config"].as<std::string>() : "worker");
   } catch (const core::input_error& e) {
     std::cerr << prog << ": " << e.what() << "\n";
     return 2;
@@ -119,6 +121,8 @@ int worker_main(int argc, char** argv) {
   wo.poll_max = cfg.poll_max;
   wo.poll_idle = cfg.poll_idle;
   wo.reconnect_max = cfg.reconnect_max;
+  wo.tls_verify = cfg.tls.verify;
+  wo.tls_ca_file = cfg.tls.ca_file;
 
   sdk::site_spider spider;  // declared first: the worker calls into it until destroyed
   int code = 0;

@@ -131,6 +131,8 @@ struct worker::impl {
                             {"sign", core::connection_sign(token, cls, ts)}});
     };
     ho.reconnect_max = opts.reconnect_max;
+    ho.tls_verify = opts.tls_verify;
+    ho.tls_ca_file = opts.tls_ca_file;
     ho.invoke_timeout = opts.invoke_timeout;
     ho.name = "worker " + opts.full_class_name;
     auto c = std::make_unique<net::hub_client>(std::move(ho));

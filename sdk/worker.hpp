@@ -64,6 +64,8 @@ struct worker_options {
   std::chrono::milliseconds retry_initial{100};   // first retry delay, doubled per failure
   std::chrono::milliseconds retry_max{2000};      // cap of the retry delay
   std::size_t push_chunk = 500;                   // requests per Push invocation
+  bool tls_verify = true;                         // wss: check the broker's certificate
+  std::string tls_ca_file;                        // PEM CA bundle ("" = system store)
 };
 
 struct worker_stats {

@@ -152,6 +152,8 @@ std::unique_ptr<app_runner> make_app_runner(const core::node_config& cfg,
   o.log_files = a.log_files;
   o.max_process_count = cfg.max_process_count;
   o.max_package_bytes = a.max_package_bytes;
+  o.tls_verify = cfg.tls.verify;
+  o.tls_ca_file = cfg.tls.ca_file;
   o.cache_max_bytes = a.cache_max_bytes;
   o.run_as = a.run_as;
   o.allow_root = a.allow_root;
@@ -207,6 +209,12 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
   hopts.name = "node " + node_id.substr(0, 8);
   hopts.reconnect_initial = cfg.reconnect.initial;
   hopts.reconnect_max = cfg.reconnect.max;
+  // The broker answers every heartbeat: silence for a few periods means the link is
+  // gone or black-holed (no FIN, no RST), and waiting for TCP would take minutes.
+  hopts.idle_timeout = std::max<std::chrono::milliseconds>(cfg.heartbeat_interval * 4,
+                                                            std::chrono::milliseconds(2000));
+  hopts.tls_verify = cfg.tls.verify;
+  hopts.tls_ca_file = cfg.tls.ca_file;
   // Every attempt signs anew with a ts never used before: the broker takes a node's sign
   // once (a second attempt within the same second signs for the next one).
   auto last_ts = std::make_shared<std::int64_t>(0);

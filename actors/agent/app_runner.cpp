@@ -458,6 +458,12 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
     curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, &impl::on_body);
     curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &sink);
     curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
+    if (!opts.tls_verify) {
+      curl_easy_setopt(curl.get(), CURLOPT_SSL_VERIFYPEER, 0L);
+      curl_easy_setopt(curl.get(), CURLOPT_SSL_VERIFYHOST, 0L);
+    } else if (!opts.tls_ca_file.empty()) {
+      curl_easy_setopt(curl.get(), CURLOPT_CAINFO, opts.tls_ca_file.c_str());
+    }
     curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(opts.download_timeout.count()));
     curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(curl.get(), CURLOPT_MAXFILESIZE_LARGE,

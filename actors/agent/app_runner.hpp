@@ -37,6 +37,8 @@ struct app_runner_options {
   std::int64_t cache_max_bytes = std::int64_t{1} << 30;  // oldest packages evicted beyond it
   core::archive_limits limits;
   std::chrono::milliseconds download_timeout{300000};
+  bool tls_verify = true;                                 // https package URLs: check the
+  std::string tls_ca_file;                                // broker against this CA ("" = system)
   std::chrono::milliseconds tail_interval{1000};         // output tails sent at most this often
   std::size_t tail_max_bytes = 16 << 10;                  // per stream and interval
   /// URL of a package on the broker, signed for this node.

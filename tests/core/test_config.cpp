@@ -109,6 +109,26 @@ TEST_CASE("config: node broker URL must be http(s) or ws(s)") {
   CHECK(parse_node_config("broker: wss://x/\n", "n.yaml").broker == "wss://x/");
 }
 
+TEST_CASE("config: node and worker tls section; a CA file that cannot be read is refused") {
+  auto n = parse_node_config("broker: https://b:1/\ntls:\n  ca_file: /tmp/ca.pem\n  verify: true\n",
+                             "n.yaml");
+  CHECK(n.tls.ca_file == "/tmp/ca.pem");
+  CHECK(n.tls.verify);
+  auto w = parse_worker_config("tls:\n  verify: false\n", "w.yaml");
+  CHECK_FALSE(w.tls.verify);
+  CHECK(w.tls.ca_file.empty());
+  CHECK_THROWS_AS(parse_node_config("tls:\n  cafile: x\n", "n.yaml"), input_error);  // typo
+  try {
+    check_client_tls({"/nonexistent/ca.pem", true}, "https://b:1/", "n.yaml");
+    FAIL("expected an error");
+  } catch (const input_error& e) {
+    CHECK(std::string(e.what()) == "n.yaml: tls.ca_file '/nonexistent/ca.pem' cannot be read");
+  }
+  CHECK_NOTHROW(check_client_tls({"", true}, "https://b:1/", "n.yaml"));
+  CHECK(parse_broker_config("dispatch:\n  slow_node_block_ms: 0\n", "b.yaml").dispatch.slow_node_block.count() == 0);
+  CHECK(parse_broker_config("", "b.yaml").dispatch.slow_node_block.count() == 2000);
+}
+
 TEST_CASE("config: shipped conf files load") {
   auto dir = std::string(SPIDERHUB_SOURCE_DIR) + "/conf/";
   CHECK_NOTHROW(load_broker_config(dir + "broker.yaml"));
