@@ -241,4 +241,56 @@ auth_refusals refusal_counts() {
   return refusals;
 }
 
+namespace {
+constexpr std::size_t max_node_refusals = 1000;
+constexpr std::int64_t refusal_log_every_ms = 60000;
+struct refusal_entry {
+  node_refusal r;
+  std::int64_t logged_ms = 0;
+};
+std::unordered_map<std::string, refusal_entry> node_refusal_map;  // under refusal_mutex
+} // namespace
+
+bool note_node_refusal(const std::string& node_id, const std::string& address,
+                       const std::string& reason, std::int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(refusal_mutex);
+  auto it = node_refusal_map.find(node_id);
+  if (it == node_refusal_map.end()) {
+    if (node_refusal_map.size() >= max_node_refusals) {
+      auto oldest = std::min_element(node_refusal_map.begin(), node_refusal_map.end(),
+                                     [](auto& a, auto& b) { return a.second.r.last_ms < b.second.r.last_ms; });
+      node_refusal_map.erase(oldest);
+    }
+    it = node_refusal_map.emplace(node_id, refusal_entry{}).first;
+    it->second.r.node_id = node_id;
+  }
+  auto& e = it->second;
+  // Reasons that name numbers (the skew in seconds) change every attempt: compare the
+  // text before the first digit.
+  auto kind = [](const std::string& s) { return s.substr(0, s.find_first_of("0123456789")); };
+  bool log = e.r.count == 0 || kind(e.r.reason) != kind(reason) ||
+             now_ms - e.logged_ms >= refusal_log_every_ms;
+  e.r.address = address;
+  e.r.reason = reason;
+  ++e.r.count;
+  e.r.last_ms = now_ms;
+  if (log)
+    e.logged_ms = now_ms;
+  return log;
+}
+
+void clear_node_refusal(const std::string& node_id) {
+  std::lock_guard<std::mutex> lock(refusal_mutex);
+  node_refusal_map.erase(node_id);
+}
+
+std::vector<node_refusal> node_refusals() {
+  std::lock_guard<std::mutex> lock(refusal_mutex);
+  std::vector<node_refusal> out;
+  for (auto& [id, e] : node_refusal_map)
+    out.push_back(e.r);
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.last_ms > b.last_ms; });
+  return out;
+}
+
 } // namespace spiderhub::core

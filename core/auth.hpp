@@ -135,4 +135,23 @@ struct auth_refusals {
 void count_refusal(std::uint64_t auth_refusals::*which);
 auth_refusals refusal_counts();
 
+/// The latest refused /node connection of a node id (wrong sign, clock skew, replay),
+/// kept process-wide for `spiderhub console nodes`: a node that never got in is in no
+/// table. Bounded: the oldest entries go beyond 1,000 node ids.
+struct node_refusal {
+  std::string node_id;
+  std::string address;
+  std::string reason;
+  std::uint64_t count = 0;     // refusals since the broker started
+  std::int64_t last_ms = 0;    // unix ms of the latest
+};
+/// Records a refusal; true when it should be logged (the first of a node id, a new
+/// reason, or a minute since the last line), so a node retrying every second does not
+/// fill the log.
+bool note_node_refusal(const std::string& node_id, const std::string& address,
+                       const std::string& reason, std::int64_t now_ms);
+/// Forgets a node's refusal once it connected.
+void clear_node_refusal(const std::string& node_id);
+std::vector<node_refusal> node_refusals();
+
 } // namespace spiderhub::core

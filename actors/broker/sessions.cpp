@@ -103,7 +103,7 @@ void on_frame(Self self, const std::string& text, const char* kind, const std::s
 
 struct node_session_state : session_base {
   node_info info;
-  steady::time_point last_heartbeat = steady::now();
+  steady::time_point last_heard = steady::now();  // latest call of the node (any method)
   steady::time_point last_ping = steady::now();
   std::uint64_t heartbeats = 0, blocks_pushed = 0;
   bool down = false;  // node_down sent and the node marked offline
@@ -133,9 +133,11 @@ void handle_node_call(node_ptr self, hub_call& inv) {
   auto& st = self->state;
   const auto& node_id = st.info.node_id;
   auto id = inv.invocation_id;
+  // Any call proves the node alive: on a slow link its heartbeat may queue behind a
+  // large SaveBlockResponse for longer than the missed-heartbeat window.
+  st.last_heard = steady::now();
   if (inv.target == "Heartbeat") {
     auto hb = decode<heartbeat>(arg(inv, 0), "Heartbeat.arguments[0]");
-    st.last_heartbeat = steady::now();
     ++st.heartbeats;
     caf::anon_send(st.peers.storage, write_atom::value,
                write_fn([node_id, hb](storage::database& db) {
@@ -243,8 +245,9 @@ caf::behavior node_session(node_ptr self, net::ws_ptr conn, node_info info, brok
         return;
       auto now = steady::now();
       auto limit = s.opts.heartbeat_interval * s.opts.missed_heartbeats;
-      if (now - s.last_heartbeat > limit) {
-        spdlog::warn("node {}: no heartbeat for {} ms, closing", s.info.node_id, limit.count());
+      if (now - s.last_heard > limit) {
+        spdlog::warn("node {}: nothing heard for {} ms (missed heartbeats), closing",
+                     s.info.node_id, limit.count());
         close_session(self, "missed heartbeats");
         node_down(self);
         return;

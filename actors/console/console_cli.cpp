@@ -272,14 +272,28 @@ std::string render_nodes(const json& d) {
   t.headers = {"ID", "GROUP", "IP", "ONLINE", "ENABLED", "CPUS", "MEMORY MB", "LAST SEEN (UTC)"};
   t.right = {false, false, false, false, false, true, true, false};
   std::size_t online = 0;
+  std::string refused;
   for (auto& n : d) {
     online += n.value("isOnline", false) ? 1 : 0;
     t.rows.push_back({field(n, "id"), field(n, "group"), field(n, "ipAddress"),
                       field(n, "isOnline"), field(n, "isEnabled"), field(n, "processorCount"),
                       field(n, "memory"), compact_time(n.value("lastSeen", json()))});
+    if (auto f = n.find("refused"); f != n.end() && f->is_object()) {
+      char when[32] = "-";
+      auto secs = static_cast<std::time_t>(f->value("lastMs", std::int64_t{0}) / 1000);
+      std::tm tm{};
+      if (gmtime_r(&secs, &tm))
+        std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+      refused += "  " + field(n, "id") + " from " + f->value("address", std::string("?")) + ": " +
+                 f->value("reason", std::string("?")) + " (" +
+                 std::to_string(f->value("count", std::uint64_t{0})) + "x, last " + when + " UTC)\n";
+    }
   }
-  return t.render() + plural(d.size(), "node", "nodes") + ", " + std::to_string(online) +
-         " online\n";
+  auto out = t.render() + plural(d.size(), "node", "nodes") + ", " + std::to_string(online) +
+             " online\n";
+  if (!refused.empty())
+    out += "refused connections (latest per node):\n" + refused;
+  return out;
 }
 
 std::string render_jobs(const json& d) {

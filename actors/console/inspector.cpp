@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "actors/storage/storage_actor.hpp"
+#include "core/auth.hpp"
 #include "core/digest.hpp"
 #include "spiderhub/version.hpp"
 #include "storage/repositories.hpp"
@@ -346,9 +347,24 @@ void cmd_nodes(self_ptr self, promise rp, const std::string& command) {
               return caf::make_message(storage::node_repository(db).list());
             },
             [rp, command](std::vector<storage::node_row>& nodes) mutable {
+              // Nodes refused at connect (sign, clock skew, replay) join the list: a node
+              // that never got in has no row.
+              std::map<std::string, json> refused;
+              for (auto& f : core::node_refusals())
+                refused[f.node_id] = {{"reason", f.reason}, {"address", f.address},
+                                      {"count", f.count}, {"lastMs", f.last_ms}};
               json out = json::array();
-              for (auto& n : nodes)
-                out.push_back(node_json(n));
+              for (auto& n : nodes) {
+                auto j = node_json(n);
+                if (auto it = refused.find(n.id); it != refused.end()) {
+                  j["refused"] = it->second;
+                  refused.erase(it);
+                }
+                out.push_back(std::move(j));
+              }
+              for (auto& [id, f] : refused)
+                out.push_back({{"id", id}, {"ipAddress", f["address"]}, {"isOnline", false},
+                               {"refused", f}});
               rp.deliver(ok_reply(command, out));
             });
 }

@@ -78,17 +78,27 @@ std::optional<net::http_response> check_sign(const auth_gate& g, const net::http
   std::string why;
   auto p = g.keys.verify_sign(r, subject, req.param("ts"), req.param("sign"), now_unix,
                               g.sign_window_s, &why);
+  // A refused node is logged (a minute apart per node) and listed by `console nodes`:
+  // it may never have reached any table the operator can see.
+  auto node_refused = [&](const std::string& reason) {
+    if (r == core::role_node && core::note_node_refusal(subject, req.remote_ip, reason, now_unix * 1000))
+      spdlog::warn("gateway: node {} from {} refused: sign rejected: {}", subject, req.remote_ip, reason);
+  };
   if (!p) {
     core::count_refusal(&core::auth_refusals::bad_sign);
     failed(g, req);
+    node_refused(why);
     return net::make_json_error(401, "unauthorized", "sign rejected: " + why);
   }
   if (consume && g.used_signs && !g.used_signs->first_use(req.param("sign"), now_unix * 1000)) {
     core::count_refusal(&core::auth_refusals::replayed);
     failed(g, req);
+    node_refused("already used (sign each connection anew)");
     return net::make_json_error(401, "unauthorized",
                                 "sign rejected: already used (sign each connection anew)");
   }
+  if (r == core::role_node && consume)
+    core::clear_node_refusal(subject);
   if (who)
     *who = *p;
   return std::nullopt;

@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "core/digest.hpp"
 
 using namespace spiderhub::core;
@@ -118,4 +120,23 @@ TEST_CASE("auth: a sign is good once while it could be valid, in bounded memory"
   CHECK_FALSE(l.first_use("s2", 600500));  // s2 still remembered until 601000
   CHECK_FALSE(l.first_use("s5", 600600));  // still full (s2, s3, s4)
   CHECK(l.first_use("s1", 602001));        // s2 and s3 gone; s1 long gone
+}
+
+TEST_CASE("auth: refused node connections are kept per node and logged a minute apart") {
+  const std::string id = "6f1c2d3e-0000-4000-8000-00000000abcd";
+  clear_node_refusal(id);
+  CHECK(note_node_refusal(id, "10.0.0.5", "clock skew: ts is 600 s ahead", 1000));
+  CHECK_FALSE(note_node_refusal(id, "10.0.0.5", "clock skew: ts is 601 s ahead", 2000));  // same kind
+  CHECK(note_node_refusal(id, "10.0.0.5", "wrong sign", 3000));                             // new kind
+  CHECK(note_node_refusal(id, "10.0.0.5", "wrong sign", 63000));                            // a minute on
+  auto all = node_refusals();
+  auto it = std::find_if(all.begin(), all.end(), [&](auto& r) { return r.node_id == id; });
+  REQUIRE(it != all.end());
+  CHECK(it->count == 4);
+  CHECK(it->reason == "wrong sign");
+  CHECK(it->address == "10.0.0.5");
+  CHECK(it->last_ms == 63000);
+  clear_node_refusal(id);
+  all = node_refusals();
+  CHECK(std::none_of(all.begin(), all.end(), [&](auto& r) { return r.node_id == id; }));
 }
