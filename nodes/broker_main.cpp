@@ -51,6 +51,7 @@ actors::dispatch_options dispatch_options_of(const core::broker_config& c) {
   d.thread_num = c.dispatch.thread_num;
   d.max_poll = c.dispatch.max_poll;
   d.blocks_per_node = c.dispatch.blocks_per_node;
+  d.slow_node_block = c.dispatch.slow_node_block;
   auto& p = d.politeness;
   const auto& pc = c.politeness;
   p.key_kind = *core::parse_politeness_key_kind(pc.key);  // the loader accepted only these

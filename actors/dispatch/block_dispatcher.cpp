@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <deque>
 #include <map>
 #include <set>
@@ -77,6 +78,7 @@ struct block_entry {
   int thread_num = 1;
   int slots = 1;                                // of the key's budget it still holds
   std::int64_t delay_ms = 0;
+  std::int64_t leased_ms = 0;                   // when it was leased (node speed samples)
 };
 
 struct counters {
@@ -112,6 +114,8 @@ struct node_entry {
   bool disabled = false;  // `console disable NODE`: keeps its leases, gets no new ones
   std::set<std::pair<std::string, std::string>> leases;  // (identity, block id)
   std::uint64_t last_lease = 0;  // lease sequence number of its latest block
+  double slot_rate = 0;          // requests/s per download slot over its recent blocks (0: unknown)
+  bool measured = false;         // it finished a block since it connected
 };
 
 struct dispatcher_state {
@@ -333,9 +337,40 @@ queued_request robots_request(const std::string& url) {
 }
 
 // Leases the next block of `r` that may start to `node_id`; returns its JSON.
+// A node whose speed is not known yet gets blocks of two requests per slot. One
+// downloading at under half the per-slot rate of the fastest node gets fewer slots
+// per block (its share of the fastest's rate) and about `slow_node_block` of work per
+// block: it holds little of a host's budget, and the run's tail waits little for it.
+grant_limits limits_for(self_ptr self, const std::string& node_id) {
+  const auto& st = self->state;
+  grant_limits lim;
+  auto it = st.nodes.find(node_id);
+  if (st.opts.slow_node_block.count() <= 0 || it == st.nodes.end())
+    return lim;
+  if (!it->second.measured) {
+    // Speed unknown (a node's first blocks): small blocks until one has finished, so a
+    // slow node does not start with a full block on every slot.
+    lim.max_requests = 2 * st.opts.thread_num;
+    return lim;
+  }
+  if (it->second.slot_rate <= 0)
+    return lim;  // only blocks paced by a delay so far: their speed is the delay's
+  double best = 0;
+  for (auto& [id, n] : st.nodes)
+    best = std::max(best, n.slot_rate);
+  double share = it->second.slot_rate / best;
+  if (share >= 0.5)
+    return lim;
+  lim.max_threads = std::max(1, static_cast<int>(std::lround(st.opts.thread_num * share)));
+  lim.max_requests = std::max(
+    lim.max_threads, static_cast<int>(it->second.slot_rate * lim.max_threads *
+                                      static_cast<double>(st.opts.slow_node_block.count()) / 1000.0));
+  return lim;
+}
+
 std::optional<std::string> lease_one(self_ptr self, run_entry& r, const std::string& node_id) {
   auto now = now_ms();
-  auto g = r.hosts->next(now);
+  auto g = r.hosts->next(now, limits_for(self, node_id));
   if (!g)
     return std::nullopt;
   block_entry b;
@@ -345,6 +380,7 @@ std::optional<std::string> lease_one(self_ptr self, run_entry& r, const std::str
   b.slots = g->thread_num;
   b.delay_ms = g->delay_ms;
   b.node_id = node_id;
+  b.leased_ms = now;
   if (!g->robots_origin.empty()) {
     b.robots_origin = g->robots_origin;
     b.requests.push_back(robots_request(g->robots_url));
@@ -992,6 +1028,17 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         pause_key(self, *r, b.key, b.id);
       settle(self, *r, out);
       bool block_done = b.outstanding.empty();
+      if (block_done && b.node_id == node_id && now > b.leased_ms) {
+        // How fast this node works: requests per second per slot, smoothed (blocks paced
+        // by a politeness delay say nothing about it).
+        if (auto n = self->state.nodes.find(node_id); n != self->state.nodes.end() &&
+                                                      (n->second.measured = true, b.delay_ms == 0)) {
+          double sample = static_cast<double>(b.requests.size()) * 1000.0 /
+                          static_cast<double>(now - b.leased_ms) / std::max(1, b.thread_num);
+          auto& rate = n->second.slot_rate;
+          rate = rate <= 0 ? sample : 0.7 * rate + 0.3 * sample;
+        }
+      }
       if (rows.empty()) {
         if (block_done) {
           drop_node_lease(self, *r, b);

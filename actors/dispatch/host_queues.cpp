@@ -226,7 +226,7 @@ void host_queues::requeue(const std::string& key, std::vector<queued_request> rs
   place(k, now);
 }
 
-std::optional<host_queues::grant> host_queues::next(std::int64_t now) {
+std::optional<host_queues::grant> host_queues::next(std::int64_t now, grant_limits limits) {
   while (!timers_.empty() && timers_.top().first <= now) {
     auto [at, k] = timers_.top();
     timers_.pop();
@@ -261,6 +261,8 @@ std::optional<host_queues::grant> host_queues::next(std::int64_t now) {
       if (g.delay_ms > 0)  // the block must end well inside its lease
         n = std::min<std::size_t>(
           n, static_cast<std::size_t>(std::max<std::int64_t>(1, opts_.lease_timeout_ms / 2 / g.delay_ms)));
+      if (limits.max_requests > 0)
+        n = std::min(n, static_cast<std::size_t>(limits.max_requests));
       n = std::min(n, k.pending.size());
       g.requests.reserve(n);
       for (std::size_t i = 0; i < n; ++i) {
@@ -268,7 +270,8 @@ std::optional<host_queues::grant> host_queues::next(std::int64_t now) {
         k.pending.pop_front();
       }
       waiting_ -= static_cast<std::int64_t>(n);
-      g.thread_num = std::max(1, std::min({room, opts_.thread_num, static_cast<int>(n)}));
+      g.thread_num = std::max(1, std::min({room, opts_.thread_num, static_cast<int>(n),
+                                           limits.max_threads > 0 ? limits.max_threads : room}));
     }
     k.in_flight += g.thread_num;
     ++k.blocks;

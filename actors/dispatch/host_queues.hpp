@@ -82,6 +82,12 @@ struct host_view {
   std::string robots;                      // worst state among its origins
 };
 
+/// Caps of one grant below the options' (0 = none): a slow node gets smaller blocks.
+struct grant_limits {
+  int max_requests = 0;
+  int max_threads = 0;
+};
+
 class host_queues {
  public:
   /// A block the dispatcher may lease now. Either a robots.txt fetch (one request to
@@ -125,7 +131,7 @@ class host_queues {
   void requeue(const std::string& key, std::vector<queued_request> rs, std::int64_t now);
 
   /// The next block that may start, round robin over keys; nullopt when none may now.
-  std::optional<grant> next(std::int64_t now);
+  std::optional<grant> next(std::int64_t now, grant_limits limits = {});
   /// A leased block of `key` ended (results in, failed, or returned); frees the slots it
   /// still held.
   void release(const std::string& key, int slots, std::int64_t now);

@@ -363,3 +363,21 @@ TEST_CASE("host queues: keys by IP address; hosts of one address share one budge
   auto view = q.view(1);
   REQUIRE(view.size() == 3);
 }
+
+TEST_CASE("host queues: a grant's limits cap its requests and slots (slow nodes)") {
+  host_queues q(no_robots(20, 0, 8));
+  push_n(q, "http://a.test", 1000);
+  auto small = q.next(0, grant_limits{12, 1});
+  REQUIRE(small);
+  CHECK(small->requests.size() == 12);
+  CHECK(small->thread_num == 1);
+  auto probe = q.next(0, grant_limits{16, 0});  // requests capped, slots as the options
+  REQUIRE(probe);
+  CHECK(probe->requests.size() == 16);
+  CHECK(probe->thread_num == 8);
+  auto full = q.next(0);
+  REQUIRE(full);
+  CHECK(full->requests.size() == 100);
+  CHECK(full->thread_num == 8);  // 20 - 1 - 8 = 11 left, thread_num 8
+  CHECK(q.waiting() == 1000 - 12 - 16 - 100);
+}
