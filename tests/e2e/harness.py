@@ -20,6 +20,9 @@ import urllib.request
 
 # A fresh secret per test process, as an operator would make with `spiderhub token`.
 TOKEN = secrets.token_hex(24)
+# TLS context of the HTTP helpers (None: the default); the cluster tests set one that
+# trusts their throwaway CA.
+SSL_CONTEXT = None
 
 
 def parse_args():
@@ -328,7 +331,7 @@ def http_full(method, url, body=None, token=TOKEN, headers=None):
     for k, v in (headers or {}).items():
         req.add_header(k, v)
     try:
-        with urllib.request.urlopen(req, timeout=15) as r:
+        with urllib.request.urlopen(req, timeout=15, context=SSL_CONTEXT) as r:
             raw = r.read()
             return r.status, raw, dict(r.headers)
     except urllib.error.HTTPError as e:
