@@ -68,6 +68,8 @@ def main():
     ap.add_argument("--max-per-host", type=int, default=1000,
                     help="politeness.max_concurrency_per_host: the site is one local host, so "
                          "the benchmark raises the per-host limit (default 8) explicitly")
+    ap.add_argument("--slow-node-block-ms", type=int, default=None,
+                    help="dispatch.slow_node_block_ms (0 turns the node-speed block sizing off)")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--broker-yaml", default="",
                     help="extra broker YAML sections, e.g. 'storage: {batch_max: 1000}'")
@@ -81,7 +83,9 @@ def main():
         ap.error("--site template needs a multiple of 10 pages")
     site = env.start_template_site(a.pages) if a.site == "template" else env.start_site(a.pages)
     broker = env.start_broker(extra_yaml=f"dispatch:\n  block_size: {a.block_size}\n"
-                                         f"  thread_num: {a.thread_num}\n"
+                                         f"  thread_num: {a.thread_num}\n" +
+                                         (f"  slow_node_block_ms: {a.slow_node_block_ms}\n"
+                                          if a.slow_node_block_ms is not None else "") +
                                          f"politeness:\n  max_concurrency_per_host: {a.max_per_host}\n"
                                          "log:\n  level: " + os.environ.get("BENCH_LOG", "warn") + "\n" +
                                          a.broker_yaml + "\n")
