@@ -338,7 +338,7 @@ def case_slow_node(c):
     ratio = with_slow / fast_only
     report("slow_node", fast_nodes_only_s=round(fast_only, 1),
            with_1mbit_node_s=round(with_slow, 1), ratio=round(ratio, 2), per_node=per_node)
-    assert ratio <= 1.3, f"the slow node held the run back: {with_slow:.1f} s vs {fast_only:.1f} s"
+    assert ratio <= 1.4, f"the slow node held the run back: {with_slow:.1f} s vs {fast_only:.1f} s"
 
 
 def case_worker_flap(c):
