@@ -551,9 +551,14 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
           if (::lchown(f.c_str(), run_uid, run_gid) != 0)
             throw std::runtime_error("cannot give " + f.string() + " to " + opts.run_as);
         };
-        own(p->project_dir);
+        // Deepest first and the run's directory last: the node keeps walking directories it
+        // still owns, even without CAP_DAC_OVERRIDE (the systemd unit's bounding set).
+        std::vector<fs::path> files;
         for (auto& e : fs::recursive_directory_iterator(p->project_dir))
-          own(e.path());
+          files.push_back(e.path());
+        for (auto f = files.rbegin(); f != files.rend(); ++f)
+          own(*f);
+        own(p->project_dir);
       }
     } catch (const std::exception& e) {
       p->prepare_error = e.what();
@@ -792,12 +797,13 @@ struct app_runner::impl : std::enable_shared_from_this<impl> {
     p.exit_requested = true;
     p.exit_reason = std::move(reason);
     if (p.state == proc::phase::running) {
-      spdlog::info("node: run {}: SIGTERM to process group {}, SIGKILL in {} ms", identity, p.pid,
-                   opts.exit_grace.count());
+      // A node that is shutting down gives its runs at most 5 s (its service manager waits).
+      auto grace = stopping ? std::min(opts.exit_grace, std::chrono::milliseconds(5000)) : opts.exit_grace;
+      spdlog::info("node: run {}: SIGTERM to process group {}, SIGKILL in {} ms{}", identity, p.pid,
+                   grace.count(), stopping ? " (the node is stopping)" : "");
       signal_group(p, SIGTERM);
       p.term_sent = true;
-      p.kill_at = steady::now() + (stopping ? std::min(opts.exit_grace, std::chrono::milliseconds(5000))
-                                            : opts.exit_grace);
+      p.kill_at = steady::now() + grace;
     }
   }
 
