@@ -67,6 +67,7 @@ struct broker_config {
     std::int32_t thread_num = 8;         // downloads in parallel per block on a node
     std::int32_t max_poll = 1000;        // results per Poll at most
     std::int32_t blocks_per_node = 256;  // leased blocks one node may hold at once
+    std::int64_t frontier_memory_max = 200000;  // requests of a run waiting in memory; 0 = all
     milliseconds slow_node_block{2000};  // a node far slower than the fastest gets blocks
                                          // of about this long (0 = same blocks for all)
   } dispatch;

@@ -85,6 +85,12 @@ CREATE TABLE Audit (
   Name TEXT NOT NULL, Address TEXT NOT NULL, Action TEXT NOT NULL, Target TEXT NOT NULL,
   Detail TEXT NOT NULL, Status INTEGER NOT NULL);
 )sql",
+  // 5: the frontier on disk: requests of a run beyond its in-memory limit wait as
+  // Request.State 4 in push order (Seq), read back as the queue in memory drains.
+  R"sql(
+ALTER TABLE Request ADD COLUMN Seq INTEGER;
+CREATE INDEX Request_Spilled ON Request(Identity, Seq) WHERE State = 4;
+)sql",
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,

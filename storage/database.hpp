@@ -12,7 +12,7 @@
 namespace spiderhub::storage {
 
 /// Schema version this build writes; a file with a higher user_version is refused.
-constexpr int schema_version = 4;
+constexpr int schema_version = 5;
 
 class database {
  public:

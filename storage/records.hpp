@@ -111,10 +111,13 @@ struct request_row {
   std::string hash;
   std::optional<std::string> body;      // JSON of the request; dropped once downloaded
   std::int32_t state = 0;               // request_state
+  std::int64_t seq = 0;                 // push order of a spilled request
 };
 
 /// Outcome of one request, kept after its body is dropped so totals survive restarts.
-enum class request_state : std::int32_t { pending = 0, success = 1, error = 2, skipped = 3 };
+/// `spilled`: waiting on disk only (beyond the run's in-memory frontier), read back in
+/// `Seq` order and set to `pending` as it is queued in memory.
+enum class request_state : std::int32_t { pending = 0, success = 1, error = 2, skipped = 3, spilled = 4 };
 
 struct request_totals {
   std::int64_t total = 0, success = 0, error = 0, skipped = 0;

@@ -418,11 +418,64 @@ std::vector<run_repository::pending_fire> run_repository::pending_fires() {
 // ---- crawl: requests, blocks, results ------------------------------------------
 
 bool crawl_repository::insert_request(const request_row& r) {
+  if (r.state == static_cast<std::int32_t>(request_state::spilled)) {
+    auto& q = db_.prepare(
+      "INSERT OR IGNORE INTO Request (Identity, Hash, Body, State, Seq) VALUES (?,?,?,4,?)");
+    q.bind(1, r.identity);
+    q.bind(2, r.hash);
+    bind_optional(q, 3, r.body);
+    q.bind(4, r.seq);
+    return q.exec() > 0;
+  }
   auto& q = db_.prepare("INSERT OR IGNORE INTO Request (Identity, Hash, Body) VALUES (?,?,?)");
   q.bind(1, r.identity);
   q.bind(2, r.hash);
   bind_optional(q, 3, r.body);
   return q.exec() > 0;
+}
+
+std::vector<request_row> crawl_repository::unspill_requests(const std::string& identity,
+                                                            std::int64_t max_rows) {
+  auto& q = db_.prepare(
+    "SELECT Hash, Body, Seq FROM Request WHERE Identity=? AND State=4 ORDER BY Seq LIMIT ?");
+  q.bind(1, identity);
+  q.bind(2, max_rows);
+  std::vector<request_row> out;
+  while (q.executeStep()) {
+    request_row r;
+    r.identity = identity;
+    r.hash = q.getColumn(0).getString();
+    if (!q.getColumn(1).isNull())
+      r.body = q.getColumn(1).getString();
+    r.seq = q.getColumn(2).getInt64();
+    out.push_back(std::move(r));
+  }
+  q.reset();
+  if (!out.empty()) {
+    auto& u = db_.prepare("UPDATE Request SET State=0 WHERE Identity=? AND State=4 AND Seq<=?");
+    u.bind(1, identity);
+    u.bind(2, out.back().seq);
+    u.exec();
+  }
+  return out;
+}
+
+std::pair<std::int64_t, std::int64_t> crawl_repository::spilled(const std::string& identity) {
+  auto& q = db_.prepare("SELECT count(*), coalesce(max(Seq), 0) FROM Request "
+                        "WHERE Identity=? AND State=4");
+  q.bind(1, identity);
+  std::pair<std::int64_t, std::int64_t> out{0, 0};
+  if (q.executeStep())
+    out = {q.getColumn(0).getInt64(), q.getColumn(1).getInt64()};
+  return out;
+}
+
+void crawl_repository::for_each_request_hash(const std::string& identity,
+                                             const std::function<void(const std::string&)>& fn) {
+  auto& q = db_.prepare("SELECT Hash FROM Request WHERE Identity=?");
+  q.bind(1, identity);
+  while (q.executeStep())
+    fn(q.getColumn(0).getString());
 }
 
 void crawl_repository::finish_request(const std::string& identity, const std::string& hash,

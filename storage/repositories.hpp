@@ -1,8 +1,10 @@
 #pragma once
 // Repositories: one class per table family, each a thin set of prepared SQL calls
 // on a storage::database. Callers own transactions (the storage actor batches).
+#include <functional>
 #include <map>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "storage/database.hpp"
@@ -93,6 +95,13 @@ class crawl_repository {
   std::vector<std::string> request_hashes(const std::string& identity);
   /// Requests of a run not downloaded yet (State pending, body kept), in any order.
   std::vector<request_row> pending_requests(const std::string& identity);
+  /// The oldest `max_rows` spilled requests of a run (push order), now set pending.
+  std::vector<request_row> unspill_requests(const std::string& identity, std::int64_t max_rows);
+  /// (count, highest Seq) of a run's spilled requests.
+  std::pair<std::int64_t, std::int64_t> spilled(const std::string& identity);
+  /// Every request hash of a run, streamed (the dedup set of 10 M URLs without a copy).
+  void for_each_request_hash(const std::string& identity,
+                             const std::function<void(const std::string&)>& fn);
   std::vector<block_row> blocks(const std::string& identity);
   /// A block whose requests went back to their queue (lease lost): its id is not used again.
   void delete_block(const std::string& id);

@@ -21,7 +21,8 @@ namespace spiderhub::actors::restore_detail {
 // What the dispatcher reads back from storage for one run after a restart.
 struct restored_run {
   storage::running_row running;
-  std::vector<std::string> hashes;
+  core::digest_set seen;                          // dedup digests, built by the storage thread
+  std::int64_t spilled = 0, spill_seq = 0;        // requests waiting on disk only
   std::vector<storage::request_row> pending;      // not downloaded yet
   std::vector<storage::job_status_row> statuses;  // per-node counters of the run
   storage::request_totals totals;
@@ -32,6 +33,7 @@ using restored_runs = std::shared_ptr<std::vector<restored_run>>;
 } // namespace spiderhub::actors::restore_detail
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(spiderhub::actors::restore_detail::restored_runs)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<spiderhub::storage::request_row>)
 
 namespace spiderhub::actors {
 
@@ -106,6 +108,12 @@ struct run_entry {
   bool finishing = false;
   bool status_dirty = true;
   caf::actor consumer;                           // worker session polling this run
+  // The frontier beyond `frontier_memory_max` waits on disk only (Request.State spilled,
+  // push order in Seq); once anything is spilled every new request is too, so the order
+  // holds. Read back in chunks as the queue in memory drains below half the limit.
+  std::int64_t spilled = 0;
+  std::int64_t spill_seq = 0;
+  bool unspilling = false;
 };
 
 struct node_entry {
@@ -137,7 +145,8 @@ struct dispatcher_state {
   std::uint64_t requests_accepted = 0, duplicates = 0, blocks_built = 0, blocks_leased = 0,
                 blocks_done = 0, blocks_failed = 0, leases_expired = 0, results_stored = 0,
                 results_acked = 0, runs_finished = 0, result_bytes = 0, skipped = 0,
-                deferred = 0, robots_fetched = 0, pauses = 0, failed_undownloaded = 0;
+                deferred = 0, robots_fetched = 0, pauses = 0, failed_undownloaded = 0,
+                unspilled = 0;
   std::map<std::string, std::uint64_t> download_errors;  // by kind, see error_kind()
   static inline const char* name = "block_dispatcher";
 };
@@ -210,6 +219,8 @@ void write_status(self_ptr self, run_entry& r, const std::string& status) {
 
 void maybe_finish(self_ptr self, run_entry& r);
 void pump(self_ptr self);
+run_entry* find_run(self_ptr self, const std::string& identity);
+std::string url_of(const std::string& request_json);
 
 // Records requests decided without a download: robots.txt disallowed them (skipped) or
 // they cannot be fetched (error, e.g. robots.txt unreachable, attempts used up).
@@ -495,9 +506,55 @@ void resolve_hosts(self_ptr self) {
   }
 }
 
+// Reads the oldest spilled requests of a run back into memory once its queue there has
+// drained below half the limit (one read at a time per run).
+void unspill(self_ptr self, run_entry& r) {
+  const auto memory_max = self->state.opts.frontier_memory_max;
+  if (r.spilled == 0 || r.unspilling || r.finishing ||
+      r.hosts->waiting() + r.hosts->unresolved() >= memory_max / 2)
+    return;
+  r.unspilling = true;
+  auto chunk = std::max<std::int64_t>(1, memory_max / 2);
+  self->request(self->state.storage, caf::infinite, read_atom::value,
+                read_fn([identity = r.identity, chunk](storage::database& db) {
+                  // A write (the rows become pending), in one transaction of the storage actor.
+                  return caf::make_message(storage::crawl_repository(db).unspill_requests(identity, chunk));
+                }))
+    .then(
+      [=, identity = r.identity](std::vector<storage::request_row>& rows) {
+        auto* run = find_run(self, identity);
+        if (!run)
+          return;
+        run->unspilling = false;
+        auto now = now_ms();
+        host_queues::settled out;
+        for (auto& row : rows) {
+          queued_request q;
+          q.hash = row.hash;
+          q.json = row.body.value_or("{}");
+          q.url = url_of(q.json);
+          run->hosts->push(std::move(q), now, out);
+        }
+        run->spilled = std::max<std::int64_t>(0, run->spilled - static_cast<std::int64_t>(rows.size()));
+        if (rows.empty())
+          run->spilled = 0;  // the count was ahead of the disk (a failed store)
+        self->state.unspilled += rows.size();
+        settle(self, *run, out);
+        pump(self);
+      },
+      [=, identity = r.identity](caf::error& err) {
+        spdlog::error("dispatcher: run {}: reading spilled requests failed: {}", identity,
+                      to_string(err));
+        if (auto* run = find_run(self, identity))
+          run->unspilling = false;  // the next pump tries again
+      });
+}
+
 // Pushes blocks that may start to nodes with free capacity, most free first.
 void pump(self_ptr self) {
   resolve_hosts(self);
+  for (auto& [id, r] : self->state.runs)
+    unspill(self, r);
   // Nothing waiting is the common case on node connects: skip the node scan.
   bool work = std::any_of(self->state.runs.begin(), self->state.runs.end(),
                           [](auto& kv) { return kv.second.hosts->waiting() > 0; });
@@ -603,7 +660,7 @@ void finish_run(self_ptr self, run_entry& r, const std::string& status) {
 
 void maybe_finish(self_ptr self, run_entry& r) {
   if (r.completed && !r.finishing && r.hosts->waiting() == 0 && r.blocks.empty() &&
-      r.unacked == 0)
+      r.unacked == 0 && r.spilled == 0 && !r.unspilling)
     finish_run(self, r, "Success");
 }
 
@@ -651,9 +708,9 @@ void restore(self_ptr self, std::vector<restored_run>& runs) {
     r.completed = rr.running.worker_completed;
     r.full_class_name = rr.running.full_class_name;
     r.arguments = rr.running.arguments;
-    for (auto& hash : rr.hashes)
-      if (auto d = core::parse_digest(hash))
-        r.seen.insert(*d);
+    r.seen = std::move(rr.seen);
+    r.spilled = rr.spilled;
+    r.spill_seq = rr.spill_seq;
     r.total = rr.totals.total;
     r.all.success = rr.totals.success;
     r.all.error = rr.totals.error;
@@ -672,9 +729,9 @@ void restore(self_ptr self, std::vector<restored_run>& runs) {
       q.url = url_of(q.json);
       r.hosts->push(std::move(q), now, out);
     }
-    spdlog::info("dispatcher: restored run {} (total {}, {} requests to download, {} unacked "
-                 "results)",
-                 r.identity, r.total, r.hosts->waiting(), r.unacked);
+    spdlog::info("dispatcher: restored run {} (total {}, {} requests to download in memory, "
+                 "{} on disk, {} unacked results)",
+                 r.identity, r.total, r.hosts->waiting(), r.spilled, r.unacked);
     auto identity = r.identity;
     store(self, [identity](storage::database& db) {
       storage::crawl_repository(db).delete_open_blocks(identity);
@@ -754,7 +811,11 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                   for (auto& row : runs.running()) {
                     restored_run rr;
                     rr.running = row;
-                    rr.hashes = crawl.request_hashes(row.identity);
+                    crawl.for_each_request_hash(row.identity, [&](const std::string& h) {
+                      if (auto d = core::parse_digest(h))
+                        rr.seen.insert(*d);
+                    });
+                    std::tie(rr.spilled, rr.spill_seq) = crawl.spilled(row.identity);
                     rr.pending = crawl.pending_requests(row.identity);
                     rr.statuses = runs.statuses_of_run(row.identity);
                     rr.totals = crawl.totals(row.identity);
@@ -832,6 +893,9 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         return unknown_run(identity);
       std::vector<fast::raw_request> fresh;
       std::vector<storage::request_row> rows;
+      const auto memory_max = self->state.opts.frontier_memory_max;
+      auto in_memory = r->hosts->waiting() + r->hosts->unresolved();
+      std::int64_t spilled = 0;
       for (auto& req : requests) {
         // Hashes come from parse_push: always 16 hex digits.
         if (!r->seen.insert(core::parse_digest(req.hash).value_or(0))) {
@@ -841,15 +905,30 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         storage::request_row row;
         row.identity = identity;
         row.hash = req.hash;
+        if (memory_max > 0 && (r->spilled + spilled > 0 || in_memory >= memory_max)) {
+          // Beyond the in-memory frontier: only on disk until the queue drains.
+          row.state = static_cast<std::int32_t>(storage::request_state::spilled);
+          row.seq = ++r->spill_seq;
+          row.body = std::move(req.json);
+          ++spilled;
+          rows.push_back(std::move(row));
+          continue;
+        }
+        ++in_memory;
         row.body = req.json;
         rows.push_back(std::move(row));
         fresh.push_back(std::move(req));
       }
-      auto n = static_cast<std::int32_t>(fresh.size());
+      r->spilled += spilled;  // counted now: a refill may not overtake them
+      auto n = static_cast<std::int32_t>(fresh.size() + static_cast<std::size_t>(spilled));
       if (n == 0)
         return 0;
       auto rp = self->make_response_promise<std::int32_t>();
       auto shared = std::make_shared<std::vector<fast::raw_request>>(std::move(fresh));
+      auto spilled_hashes = std::make_shared<std::vector<std::uint64_t>>();
+      for (auto& row : rows)
+        if (row.state == static_cast<std::int32_t>(storage::request_state::spilled))
+          spilled_hashes->push_back(core::parse_digest(row.hash).value_or(0));
       store(self,
             [rows = std::move(rows)](storage::database& db) {
               storage::crawl_repository repo(db);
@@ -859,9 +938,13 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
             [=](bool ok) mutable {
               auto* run = find_run(self, identity);
               if (!ok) {
-                if (run)
+                if (run) {
                   for (auto& h : *shared)
                     run->seen.erase(core::parse_digest(h.hash).value_or(0));
+                  for (auto& d : *spilled_hashes)
+                    run->seen.erase(d);
+                  run->spilled -= static_cast<std::int64_t>(spilled_hashes->size());
+                }
                 rp.deliver(caf::make_error(caf::sec::runtime_error,
                                            "requests not stored (storage failure)"));
                 return;
@@ -1289,6 +1372,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         runs.push_back({{"identity", id}, {"jobId", r.job_id}, {"total", r.total},
                         {"success", r.all.success}, {"error", r.all.error},
                         {"skipped", r.all.skipped}, {"pending", r.hosts->waiting()},
+                        {"spilled", r.spilled},
                         {"blocksLeased", r.blocks.size()}, {"unacked", r.unacked},
                         {"completed", r.completed}});
         for (auto& v : r.hosts->view(now))
@@ -1319,6 +1403,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                   {"requestsSkipped", st.skipped}, {"requestsDeferred", st.deferred},
                   {"requestsFailedUndownloaded", st.failed_undownloaded},
                   {"robotsFetched", st.robots_fetched}, {"hostPauses", st.pauses},
+                  {"requestsUnspilled", st.unspilled},
                   {"topHosts", top}, {"runs", runs}, {"nodes", nodes},
                   {"mailbox", self->mailbox().size()}}
         .dump();

@@ -123,18 +123,25 @@ std::string render_metrics(const json& stats) {
            d, "requestsFailedUndownloaded");
   w.single("spiderhub_robots_fetched_total", "counter", "robots.txt fetches leased to nodes.", d,
            "robotsFetched");
+  w.single("spiderhub_requests_unspilled_total", "counter",
+           "Requests read back from disk into a run's queue (its frontier beyond "
+           "dispatch.frontier_memory_max waits on disk).", d, "requestsUnspilled");
   w.single("spiderhub_host_pauses_total", "counter",
            "Politeness keys paused by a 429/503 answer (Retry-After or backoff).", d,
            "hostPauses");
   if (d.contains("runs")) {
-    std::uint64_t waiting = 0, leased = 0;
+    std::uint64_t waiting = 0, leased = 0, spilled = 0;
     for (auto& r : d["runs"]) {
       waiting += r.value("pending", 0ULL);
       leased += r.value("blocksLeased", 0ULL);
+      spilled += r.value("spilled", 0ULL);
     }
     w.family("spiderhub_requests_waiting", "gauge",
              "Requests of open runs not yet in a block (queued by host or waiting for robots.txt).");
     w.sample("spiderhub_requests_waiting", "", std::to_string(waiting));
+    w.family("spiderhub_requests_spilled", "gauge",
+             "Requests of open runs waiting on disk only (beyond dispatch.frontier_memory_max).");
+    w.sample("spiderhub_requests_spilled", "", std::to_string(spilled));
     w.family("spiderhub_blocks", "gauge", "Blocks of open runs by state.");
     w.sample("spiderhub_blocks", "state=\"leased\"", std::to_string(leased));
     w.family("spiderhub_runs_active", "gauge", "Block runs in progress.");

@@ -114,14 +114,46 @@ TEST_CASE("storage: node upsert, status retention and listing") {
   CHECK(nodes.statuses("n1", 10).size() == 1);
 }
 
+TEST_CASE("storage: spilled requests wait on disk and come back in push order") {
+  temp_dir d;
+  database db(d.file("a.db"), std::chrono::milliseconds(1000));
+  crawl_repository c(db);
+  CHECK(c.insert_request({"run", "mem", std::string("{\"url\":\"m\"}"), 0, 0}));
+  const auto spilled = static_cast<std::int32_t>(request_state::spilled);
+  // Hashes in an order unlike their push order: Seq decides.
+  CHECK(c.insert_request({"run", "zz", std::string("{\"n\":1}"), spilled, 1}));
+  CHECK(c.insert_request({"run", "aa", std::string("{\"n\":2}"), spilled, 2}));
+  CHECK(c.insert_request({"run", "mm", std::string("{\"n\":3}"), spilled, 3}));
+  CHECK_FALSE(c.insert_request({"run", "aa", std::string("{}"), spilled, 4}));  // dedup holds
+  CHECK(c.insert_request({"other", "x", std::string("{}"), spilled, 1}));
+  CHECK(c.pending_requests("run").size() == 1);  // spilled ones are not loaded at restart
+  CHECK(c.spilled("run") == std::pair<std::int64_t, std::int64_t>{3, 3});
+  CHECK(c.totals("run").total == 4);
+  auto first = c.unspill_requests("run", 2);
+  REQUIRE(first.size() == 2);
+  CHECK(first[0].hash == "zz");
+  CHECK(first[1].hash == "aa");
+  CHECK(*first[1].body == "{\"n\":2}");
+  CHECK(c.spilled("run").first == 1);
+  CHECK(c.pending_requests("run").size() == 3);  // read back = pending (a restart loads them)
+  auto rest = c.unspill_requests("run", 10);
+  REQUIRE(rest.size() == 1);
+  CHECK(rest[0].hash == "mm");
+  CHECK(c.unspill_requests("run", 10).empty());
+  CHECK(c.spilled("other").first == 1);
+  std::size_t hashes = 0;
+  c.for_each_request_hash("run", [&](const std::string&) { ++hashes; });
+  CHECK(hashes == 4);
+}
+
 TEST_CASE("storage: request dedup, results and totals") {
   temp_dir d;
   database db(d.file("a.db"), std::chrono::milliseconds(1000));
   crawl_repository c(db);
-  CHECK(c.insert_request({"run", "h1", std::string("{}"), 0}));
-  CHECK_FALSE(c.insert_request({"run", "h1", std::string("{}"), 0}));
-  CHECK(c.insert_request({"run2", "h1", std::string("{}"), 0}));
-  CHECK(c.insert_request({"run", "h2", std::string("{}"), 0}));
+  CHECK(c.insert_request({"run", "h1", std::string("{}"), 0, 0}));
+  CHECK_FALSE(c.insert_request({"run", "h1", std::string("{}"), 0, 0}));
+  CHECK(c.insert_request({"run2", "h1", std::string("{}"), 0, 0}));
+  CHECK(c.insert_request({"run", "h2", std::string("{}"), 0, 0}));
   CHECK(c.pending_requests("run").size() == 2);
   block_row b;
   b.id = "b1";
