@@ -265,6 +265,7 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
     s.get("blocks_per_node", d.blocks_per_node, 1, 1000);
     s.get_ms("slow_node_block_ms", d.slow_node_block, 0, day_ms);
     s.get("frontier_memory_max", d.frontier_memory_max, 0, 1LL << 40);
+    s.get("max_unacked_results", d.max_unacked, 0, 1LL << 40);
     s.finish();
   }
   {

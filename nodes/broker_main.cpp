@@ -53,6 +53,7 @@ actors::dispatch_options dispatch_options_of(const core::broker_config& c) {
   d.blocks_per_node = c.dispatch.blocks_per_node;
   d.slow_node_block = c.dispatch.slow_node_block;
   d.frontier_memory_max = c.dispatch.frontier_memory_max;
+  d.max_unacked = c.dispatch.max_unacked;
   auto& p = d.politeness;
   const auto& pc = c.politeness;
   p.key_kind = *core::parse_politeness_key_kind(pc.key);  // the loader accepted only these

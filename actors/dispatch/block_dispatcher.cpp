@@ -432,11 +432,14 @@ int free_capacity(const node_entry& n) {
   return n.capacity - static_cast<int>(n.leases.size());
 }
 
-// Runs with requests waiting, priority DESC then fewest leased blocks first.
+// Runs with requests waiting, priority DESC then fewest leased blocks first. A run whose
+// worker is behind (more than max_unacked results stored and not acked) gets no new
+// blocks until it catches up: the results would only wait on disk.
 std::vector<run_entry*> runs_by_turn(self_ptr self) {
   std::vector<run_entry*> out;
+  const auto max_unacked = self->state.opts.max_unacked;
   for (auto& [id, r] : self->state.runs)
-    if (!r.finishing && r.hosts->waiting() > 0)
+    if (!r.finishing && r.hosts->waiting() > 0 && (max_unacked <= 0 || r.unacked < max_unacked))
       out.push_back(&r);
   std::stable_sort(out.begin(), out.end(), [](run_entry* a, run_entry* b) {
     if (a->priority != b->priority)
@@ -1254,9 +1257,13 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                 return;
               }
               if (auto* run = find_run(self, identity)) {
+                bool was_held = self->state.opts.max_unacked > 0 &&
+                                run->unacked >= self->state.opts.max_unacked;
                 run->unacked -= *removed;
                 self->state.results_acked += *removed;
                 maybe_finish(self, *run);
+                if (was_held)
+                  pump(self);  // the worker caught up: blocks again
               }
               rp.deliver(true);
             });

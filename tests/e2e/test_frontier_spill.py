@@ -2,8 +2,10 @@
 keeps the rest in the database only and reads them back in push order as its queue
 drains. A 5,000-page crawl with a limit of 200 must spill most of its frontier, read it
 back, and end with every page exactly once — also when the broker is killed -9 while
-requests are on disk."""
+requests are on disk. Second scenario: a worker that stops acking (SIGSTOP) holds its run
+at dispatch.max_unacked_results (no new blocks), and the run goes on when it resumes."""
 import collections
+import os
 import signal
 import time
 
@@ -27,8 +29,64 @@ def spilled(broker):
     return h.metrics(broker).get("spiderhub_requests_spilled", 0)
 
 
-def main():
-    args = h.parse_args()
+def check_exactly_once(broker, job, site, output):
+    h.wait_until("run finished", lambda: (h.run_of(broker, job["id"]) or {}).get("status")
+                 == "Success", timeout=240, interval=0.5)
+    run = h.run_of(broker, job["id"])
+    urls = collections.Counter(i["url"] for i in h.read_items(output))
+    expected = {site.base + "/index.html"} | {f"{site.base}/p/{i}.html" for i in range(1, PAGES)}
+    assert set(urls) == expected, (f"missing {len(expected - set(urls))}, "
+                                   f"extra {sorted(set(urls) - expected)[:3]}")
+    dupes = [u for u, c in urls.items() if c > 1]
+    assert not dupes, f"{len(dupes)} pages written twice, e.g. {dupes[:3]}"
+    assert run["total"] == PAGES and run["success"] == PAGES and run["error"] == 0, run
+
+
+def unacked(broker):
+    m = h.metrics(broker)
+    return m["spiderhub_results_stored_total"] - m["spiderhub_results_acked_total"]
+
+
+def backpressure(args):
+    max_unacked = 100
+    env = h.Env(args, "backpressure")
+    try:
+        site = env.start_template_site(PAGES)
+        broker = env.start_broker(extra_yaml=BROKER_YAML.replace(
+            "dispatch:\n", f"dispatch:\n  max_unacked_results: {max_unacked}\n"))
+        env.start_node(broker, "node1")
+        env.start_node(broker, "node2")
+        worker = env.start_worker(broker, runs=0)
+        h.wait_until("nodes online", lambda: sum(
+            n["isOnline"] for n in h.api("GET", broker, "/api/v1.0/nodes")[1]) == 2)
+        output = env.path("items.jsonl")
+        job = h.create_block_job(broker, site.base + "/index.html", output, max_depth=8)
+        h.trigger_run(broker, job["id"])
+        h.wait_until("crawl under way", lambda: h.count_lines(output) >= 300, timeout=60,
+                     interval=0.05)
+        os.killpg(worker.pid, signal.SIGSTOP)
+        try:
+            time.sleep(3)  # blocks leased before the stop finish; no new ones
+            held = unacked(broker)
+            time.sleep(2)
+            later = unacked(broker)
+            # At most the limit plus the blocks that were already out (2 nodes x 2 x 20).
+            bound = max_unacked + 2 * 2 * 20
+            assert held <= bound and later <= bound, (held, later, bound)
+            assert later == held, f"results kept coming while held: {held} -> {later}"
+        finally:
+            os.killpg(worker.pid, signal.SIGCONT)
+        check_exactly_once(broker, job, site, output)
+        print(f"backpressure: the stopped worker's run held at {int(held)} unacked results "
+              f"(limit {max_unacked}); resumed and finished, {PAGES} pages exactly once")
+    except BaseException:
+        env.dump_logs()
+        raise
+    finally:
+        env.close()
+
+
+def spill(args):
     env = h.Env(args, "frontier-spill")
     try:
         site = env.start_template_site(PAGES)
@@ -55,16 +113,7 @@ def main():
                                   db=env.path("data", "broker.db"))
         assert "on disk" in env.log("broker2"), "the restored run counts its requests on disk"
         restored = h.wait_until("restored spill count", lambda: spilled(broker), timeout=30)
-        h.wait_until("run finished", lambda: (h.run_of(broker, job["id"]) or {}).get("status")
-                     == "Success", timeout=240, interval=0.5)
-        run = h.run_of(broker, job["id"])
-        urls = collections.Counter(i["url"] for i in h.read_items(output))
-        expected = {site.base + "/index.html"} | {f"{site.base}/p/{i}.html" for i in range(1, PAGES)}
-        assert set(urls) == expected, (f"missing {len(expected - set(urls))}, "
-                                       f"extra {sorted(set(urls) - expected)[:3]}")
-        dupes = [u for u, c in urls.items() if c > 1]
-        assert not dupes, f"{len(dupes)} pages written twice, e.g. {dupes[:3]}"
-        assert run["total"] == PAGES and run["success"] == PAGES and run["error"] == 0, run
+        check_exactly_once(broker, job, site, output)
         m = h.metrics(broker)
         assert m["spiderhub_requests_spilled"] == 0, m["spiderhub_requests_spilled"]
         assert m["spiderhub_requests_unspilled_total"] >= restored, m
@@ -76,6 +125,12 @@ def main():
         raise
     finally:
         env.close()
+
+
+def main():
+    args = h.parse_args()
+    spill(args)
+    backpressure(args)
 
 
 if __name__ == "__main__":
