@@ -382,6 +382,13 @@ node_config parse_node_config(const std::string& yaml, const std::string& name) 
     s.finish();
   }
   {
+    auto s = top.child("render");
+    s.get("enabled", c.render.enabled);
+    s.get("chromium", c.render.chromium);
+    s.get("max_tabs", c.render.max_tabs, 1, 64);
+    s.finish();
+  }
+  {
     auto s = top.child("applications");
     auto& a = c.applications;
     s.get("work_dir", a.work_dir);

@@ -67,7 +67,7 @@ struct broker_config {
     std::int32_t thread_num = 8;         // downloads in parallel per block on a node
     std::int32_t max_poll = 1000;        // results per Poll at most
     std::int32_t blocks_per_node = 256;  // leased blocks one node may hold at once
-    std::int64_t frontier_memory_max = 200000;  // requests of a run waiting in memory; 0 = all
+    std::int64_t frontier_memory_max = 50000;   // requests of a run waiting in memory; 0 = all
     std::int64_t max_unacked = 50000;           // results waiting for the worker; then no new blocks
     milliseconds slow_node_block{2000};  // a node far slower than the fastest gets blocks
                                          // of about this long (0 = same blocks for all)
@@ -145,6 +145,11 @@ struct node_config {
     milliseconds initial{500};
     milliseconds max{30000};
   } reconnect;
+  struct render_t {                      // headless Chromium for runs whose Site asks render
+    bool enabled = false;
+    std::string chromium = "/usr/bin/chromium";
+    std::int32_t max_tabs = 4;           // pages rendering at once = render slots announced
+  } render;
   struct apps_t {
     std::string work_dir = "data/projects";
     std::string log_dir = "data/logs";

@@ -150,7 +150,14 @@ json to_json(const site& x) {
           {"delayMs", x.delay_ms},
           {"robotsTxt", x.robots_txt},
           {"politenessKey", x.politeness_key},
-          {"adaptiveThrottle", x.adaptive_throttle}};
+          {"adaptiveThrottle", x.adaptive_throttle},
+          {"render", x.render ? json{{"wait", x.render->wait},
+                                     {"selector", x.render->selector},
+                                     {"timeoutMs", x.render->timeout_ms},
+                                     {"viewportWidth", x.render->viewport_width},
+                                     {"viewportHeight", x.render->viewport_height},
+                                     {"blockImages", x.render->block_images}}
+                              : json()}};
 }
 
 template <> site decode<site>(const json& j, const std::string& path) {
@@ -183,6 +190,27 @@ template <> site decode<site>(const json& j, const std::string& path) {
   one_of("robotsTxt", s.robots_txt, {"obey", "ignore"});
   one_of("politenessKey", s.politeness_key, {"host", "domain", "ip"});
   one_of("adaptiveThrottle", s.adaptive_throttle, {"on", "off"});
+  if (auto it = j.find("render"); it != j.end() && !it->is_null()) {
+    auto rpath = path + ".render";
+    object_at(*it, rpath);
+    render_settings r;
+    read(*it, "wait", r.wait, rpath);
+    if (r.wait != "load" && r.wait != "networkidle" && r.wait != "selector")
+      fail(rpath + ".wait", "must be \"load\", \"networkidle\" or \"selector\"");
+    read(*it, "selector", r.selector, rpath);
+    if (r.wait == "selector" && r.selector.empty())
+      fail(rpath + ".selector", "is required with wait \"selector\"");
+    read(*it, "timeoutMs", r.timeout_ms, rpath);
+    if (r.timeout_ms < 100 || r.timeout_ms > 600000)
+      fail(rpath + ".timeoutMs", "must be between 100 and 600000");
+    read(*it, "viewportWidth", r.viewport_width, rpath);
+    read(*it, "viewportHeight", r.viewport_height, rpath);
+    if (r.viewport_width < 100 || r.viewport_width > 10000 || r.viewport_height < 100 ||
+        r.viewport_height > 10000)
+      fail(rpath + ".viewportWidth", "viewport must be 100..10000 pixels each way");
+    read(*it, "blockImages", r.block_images, rpath);
+    s.render = r;
+  }
   return s;
 }
 

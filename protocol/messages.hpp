@@ -50,7 +50,8 @@ using write_fn = std::function<void(storage::database&)>;
 using read_fn = std::function<caf::message(storage::database&)>;
 
 // --- node sessions <-> dispatcher -------------------------------------------
-/// (node_up_atom, node_id, session, max_blocks): a node connected (max_blocks 0: unknown).
+/// (node_up_atom, node_id, session, max_blocks, render_tabs): a node connected (max_blocks
+/// 0: unknown; render_tabs 0: it cannot render).
 using node_up_atom = caf::atom_constant<caf::atom("node_up")>;
 /// (node_down_atom, node_id, session): its connection ended; leases return to ready.
 using node_down_atom = caf::atom_constant<caf::atom("node_down")>;

@@ -4,6 +4,7 @@
 // (protocol/json_codec.hpp) maps it to the camelCase SignalR arguments.
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,17 @@ struct request {
   std::int32_t depth = 0;         // link distance from the start request
   std::int32_t cycle_tried_times = 0;
   header_map headers;
+};
+
+/// A run whose pages need JavaScript: every page is rendered by headless Chromium on a
+/// node that can render (docs/rendering.md). robots.txt is still fetched over HTTP.
+struct render_settings {
+  std::string wait = "networkidle";   // "load" | "networkidle" | "selector"
+  std::string selector;               // CSS selector (wait == "selector")
+  std::int32_t timeout_ms = 30000;
+  std::int32_t viewport_width = 1280;
+  std::int32_t viewport_height = 800;
+  bool block_images = true;           // images, fonts and media are not fetched
 };
 
 /// Per-site download settings carried by every block.
@@ -41,6 +53,7 @@ struct site {
   std::string robots_txt;                    // "" | "obey" | "ignore"
   std::string politeness_key;                // "" | "host" | "domain" | "ip"
   std::string adaptive_throttle;             // "" | "on" | "off"
+  std::optional<render_settings> render;     // set: pages are rendered (nodes with render)
 };
 
 enum class block_command : std::int32_t { none = 0, download = 1, pause = 2, resume = 3, exit = 4 };
@@ -143,6 +156,7 @@ struct node_info {
   std::int32_t processor_count = 0;
   std::int32_t max_process_count = 0;  // application processes the node runs at once
   std::int32_t max_blocks = 0;         // blocks it downloads at once; 0 = not announced
+  std::int32_t render_tabs = 0;        // pages it renders at once (headless Chromium); 0 = none
 };
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, request& x) {
@@ -190,7 +204,7 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 }
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, node_info& x) {
   return f(x.node_id, x.group, x.ip, x.memory, x.node_type, x.os, x.processor_count,
-           x.max_process_count, x.max_blocks);
+           x.max_process_count, x.max_blocks, x.render_tabs);
 }
 
 /// First 16 hex chars of MD5(referer.origin.method.content.url): the dedup key.

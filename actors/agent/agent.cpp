@@ -204,6 +204,10 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
   dopts.change_ip_command = cfg.download.change_ip_command;
   dopts.results_batch = static_cast<std::size_t>(cfg.download.results_batch);
   dopts.results_flush = cfg.download.results_flush;
+  if (cfg.render.enabled) {
+    dopts.render_tabs = cfg.render.max_tabs;
+    dopts.chromium = cfg.render.chromium;
+  }
 
   net::hub_client::options hopts;
   hopts.name = "node " + node_id.substr(0, 8);
@@ -231,6 +235,7 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
        {"processorCount", std::to_string(core::processor_count())},
        {"maxProcessCount", std::to_string(cfg.max_process_count)},
        {"maxBlocks", std::to_string(cfg.download.max_blocks)},
+       {"renderTabs", std::to_string(cfg.render.enabled ? cfg.render.max_tabs : 0)},
        {"ts", ts},
        {"sign", core::connection_sign(cfg.token, node_id, std::stoll(ts))}});
   };

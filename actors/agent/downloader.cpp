@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "actors/agent/renderer.hpp"
 #include "core/politeness.hpp"
 #include "core/text.hpp"
 #include "protocol/json_codec.hpp"
@@ -313,6 +314,7 @@ struct block_state {
   std::size_t next = 0;            // next request never started
   int in_flight = 0;
   std::vector<time_point> slot_ready; // per download slot; time_point::max() while busy
+  std::unordered_set<std::uint64_t> renders; // tokens of its renders in flight
   std::vector<work_item> retries;     // waiting for their due time
   std::vector<work_item> ip_waiting;  // waiting for the change-IP command to end
   std::vector<protocol::result> batch;
@@ -473,6 +475,19 @@ struct downloader::impl {
   bool ip_stop = false; // set by stop(): spawn nothing more
   bool ip_running = false;
 
+  // Rendered pages come back on the renderer's thread: queued here for the loop.
+  struct render_completion {
+    std::string block_id;
+    std::uint64_t token = 0;
+    work_item item;
+    int slot = 0;
+    render_result result;
+  };
+  std::mutex render_mu;
+  std::deque<render_completion> render_done;
+  std::uint64_t render_seq = 0;  // loop thread
+  std::unique_ptr<renderer> rend;  // made with the first render block; after render_done
+
   // Loop thread only.
   std::vector<std::unique_ptr<block_state>> blocks;
   std::unordered_map<std::string, std::unique_ptr<identity_jar>> jars;
@@ -493,6 +508,7 @@ struct downloader::impl {
   }
 
   ~impl() {
+    rend.reset();  // its last callbacks wake the loop through `multi`: before the cleanup
     idle.clear();
     transfers.clear(); // easy handles first: they detach from the shares
     jars.clear();
@@ -580,8 +596,120 @@ struct downloader::impl {
     }
   }
 
+  /// A page of a run whose Site asks for rendering (robots.txt excepted: it is a text
+  /// file the broker parses).
+  bool wants_render(const block_state& bs, const protocol::request& rq) const {
+    if (!bs.b.site_settings.render || opts.render_tabs <= 0)
+      return false;
+    static constexpr std::string_view robots = "/robots.txt";
+    return !(rq.url.size() >= robots.size() &&
+             rq.url.compare(rq.url.size() - robots.size(), robots.size(), robots) == 0);
+  }
+
+  void start_render(block_state& bs, const work_item& item, int slot) {
+    const auto& rq = bs.b.requests[item.index];
+    const auto& rs = *bs.b.site_settings.render;
+    if (!rend) {
+      renderer_options ro;
+      ro.chromium = opts.chromium;
+      ro.max_tabs = opts.render_tabs;
+      ro.user_agent = bs.b.site_settings.user_agent.empty() ? opts.user_agent
+                                                             : bs.b.site_settings.user_agent;
+      rend = std::make_unique<renderer>(ro);
+    }
+    render_options o;
+    o.wait = rs.wait;
+    o.selector = rs.selector;
+    o.timeout = milliseconds(rs.timeout_ms);
+    o.viewport_width = rs.viewport_width;
+    o.viewport_height = rs.viewport_height;
+    o.block_images = o.block_fonts = o.block_media = rs.block_images;
+    auto token = ++render_seq;
+    bs.renders.insert(token);
+    bs.slot_ready[static_cast<std::size_t>(slot)] = time_point::max();
+    ++bs.in_flight;
+    n_in_flight.fetch_add(1, std::memory_order_relaxed);
+    // One browser context per run identity: its cookies stay within the run, as the
+    // curl cookie jar of the identity does.
+    rend->render(rq.url, bs.b.identity, o,
+                 [this, id = bs.b.block_id, token, item, slot](render_result res) {
+                   {
+                     std::lock_guard lock(render_mu);
+                     render_done.push_back({id, token, item, slot, std::move(res)});
+                   }
+                   wake();
+                 });
+  }
+
+  void on_render_done(block_state& bs, render_completion& c, time_point now) {
+    bs.renders.erase(c.token);
+    --bs.in_flight;
+    bs.slot_ready[static_cast<std::size_t>(c.slot)] = now + bs.sleep;
+    auto& res = c.result;
+    const auto& rq = bs.b.requests[c.item.index];
+    const bool more_attempts = c.item.attempt < opts.retry_download;
+    if (!res.error.empty()) {
+      // A crashed or hung browser, a network error or a timeout: tried again (the
+      // renderer restarts Chromium), so killing the browser loses no page.
+      if (more_attempts) {
+        auto delay = backoff(c.item.attempt);
+        spdlog::info("downloader: render of {} failed ({}), retry {} in {} ms", rq.url, res.error,
+                     c.item.attempt + 1, delay.count());
+        retry_later(bs, c.item, delay, now);
+        return;
+      }
+      finish_request(bs, c.item, std::move(res.error), res.status, res.elapsed_ms, nullptr,
+                     nullptr);
+      return;
+    }
+    if (throttling_status(res.status)) {
+      std::int64_t retry_after = -1;
+      for (auto& [k, v] : res.headers)
+        if (k == "retry-after")
+          if (auto ms = core::parse_retry_after(v, unix_ms_now()))
+            retry_after = *ms;
+      defer_request(bs, c.item, res.status, retry_after, "HTTP " + std::to_string(res.status));
+      halt(bs, "the host answered HTTP " + std::to_string(res.status));
+      return;
+    }
+    if (retryable_status(res.status) && more_attempts) {
+      retry_later(bs, c.item, backoff(c.item.attempt), now);
+      return;
+    }
+    std::string error;
+    if (retryable_status(res.status))
+      error = "HTTP " + std::to_string(res.status);
+    protocol::header_map headers;
+    for (auto& [k, v] : res.headers) {
+      auto& h = headers[k];
+      h = h.empty() ? v : h + ", " + v;
+    }
+    finish_request(bs, c.item, std::move(error), res.status, res.elapsed_ms, nullptr, &res.html,
+                   &headers);
+  }
+
+  void take_renders(time_point now) {
+    std::deque<render_completion> done;
+    {
+      std::lock_guard lock(render_mu);
+      done.swap(render_done);
+    }
+    for (auto& c : done) {
+      n_in_flight.fetch_sub(1, std::memory_order_relaxed);
+      for (auto& bs : blocks)
+        if (bs->b.block_id == c.block_id && bs->renders.count(c.token)) {
+          on_render_done(*bs, c, now);
+          break;
+        }  // else: its block was dropped (run exited or cancelled)
+    }
+  }
+
   void start_transfer(block_state& bs, const work_item& item, int slot) {
     const auto& rq = bs.b.requests[item.index];
+    if (wants_render(bs, rq)) {
+      start_render(bs, item, slot);
+      return;
+    }
     transfer* t = acquire();
     if (!t) {
       finish_request(bs, item, "curl_easy_init failed", 0, 0, nullptr, nullptr);
@@ -779,7 +907,8 @@ struct downloader::impl {
 
   /// Makes the result of a request and adds it to the block's batch.
   void finish_request(block_state& bs, const work_item& item, std::string error, long status,
-                      std::int64_t elapsed_ms, transfer* t, std::string* body) {
+                      std::int64_t elapsed_ms, transfer* t, std::string* body,
+                      protocol::header_map* headers = nullptr) {
     const auto& rq = bs.b.requests[item.index];
     protocol::result r;
     r.request_hash = protocol::request_hash(rq);
@@ -789,6 +918,8 @@ struct downloader::impl {
     r.depth = rq.depth;
     if (t && status != 0)
       parse_headers(t->raw_headers, r.headers);
+    else if (headers)
+      r.headers = std::move(*headers);
     const std::size_t body_size = body ? body->size() : 0;
     if (body && !body->empty())
       protocol::set_result_body(r, std::move(*body));
@@ -1113,6 +1244,7 @@ struct downloader::impl {
         if (t && t->blk)
           on_transfer_done(t, msg->data.result, now);
       }
+      take_renders(now);
 
       now = steady::now();
       time_point next_due = now + max_poll_wait;

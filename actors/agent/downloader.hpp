@@ -34,6 +34,8 @@ struct downloader_options {
   std::string user_agent = "spiderhub/0.1";          // when the site sets none
   std::chrono::milliseconds identity_idle{600000};   // cookie jar of an identity without
                                                      // blocks is dropped after this
+  int render_tabs = 0;                               // > 0: blocks of runs whose Site asks
+  std::string chromium = "/usr/bin/chromium";        // render go to headless Chromium
 };
 
 class downloader {

@@ -124,6 +124,7 @@ struct node_entry {
   std::uint64_t last_lease = 0;  // lease sequence number of its latest block
   double slot_rate = 0;          // requests/s per download slot over its recent blocks (0: unknown)
   bool measured = false;         // it finished a block since it connected
+  int render_tabs = 0;           // render blocks it may hold at once (0: it cannot render)
 };
 
 struct dispatcher_state {
@@ -379,9 +380,28 @@ grant_limits limits_for(self_ptr self, const std::string& node_id) {
   return lim;
 }
 
+// Render blocks (runs whose Site asks for rendering) a node holds: its render slots are
+// counted apart from its download capacity.
+int render_leases(self_ptr self, const node_entry& n) {
+  int count = 0;
+  for (auto& [identity, block_id] : n.leases)
+    if (auto it = self->state.runs.find(identity);
+        it != self->state.runs.end() && it->second.site_settings.render)
+      ++count;
+  return count;
+}
+
 std::optional<std::string> lease_one(self_ptr self, run_entry& r, const std::string& node_id) {
   auto now = now_ms();
-  auto g = r.hosts->next(now, limits_for(self, node_id));
+  auto limits = limits_for(self, node_id);
+  if (r.site_settings.render) {
+    // Only nodes that render take these, one tab per block, as many blocks as tabs.
+    auto n = self->state.nodes.find(node_id);
+    if (n == self->state.nodes.end() || n->second.render_tabs <= render_leases(self, n->second))
+      return std::nullopt;
+    limits.max_threads = 1;
+  }
+  auto g = r.hosts->next(now, limits);
   if (!g)
     return std::nullopt;
   block_entry b;
@@ -561,6 +581,7 @@ void pump(self_ptr self) {
   // Nothing waiting is the common case on node connects: skip the node scan.
   bool work = std::any_of(self->state.runs.begin(), self->state.runs.end(),
                           [](auto& kv) { return kv.second.hosts->waiting() > 0; });
+  std::set<std::string> skip;  // nodes that got nothing this round
   while (work) {
     node_entry* target = nullptr;
     std::string target_id;
@@ -568,7 +589,7 @@ void pump(self_ptr self) {
     // one block at a time still spreads its blocks over the nodes.
     for (auto& [id, n] : self->state.nodes) {
       auto free = free_capacity(n);
-      if (free <= 0)
+      if (free <= 0 || skip.count(id))
         continue;
       if (!target || free > free_capacity(*target) ||
           (free == free_capacity(*target) && n.last_lease < target->last_lease)) {
@@ -579,8 +600,12 @@ void pump(self_ptr self) {
     if (!target)
       break;
     auto b = lease_any(self, target_id);
-    if (!b)
-      break;
+    if (!b) {
+      // Nothing this node may take (e.g. only render blocks wait and it cannot render):
+      // the others may still.
+      skip.insert(target_id);
+      continue;
+    }
     self->send(target->session, receive_atom::value, std::move(*b));
   }
   schedule_wake(self);
@@ -969,9 +994,11 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
             });
       return rp;
     },
-    [=](node_up_atom, const std::string& node_id, caf::actor session, std::int32_t max_blocks) {
+    [=](node_up_atom, const std::string& node_id, caf::actor session, std::int32_t max_blocks,
+        std::int32_t render_tabs) {
       auto& n = self->state.nodes[node_id];
       n.session = session;
+      n.render_tabs = render_tabs;
       n.capacity = max_blocks > 0 ? std::min(max_blocks, self->state.opts.blocks_per_node)
                                   : self->state.opts.blocks_per_node;
       n.disabled = self->state.disabled.count(node_id) > 0;
@@ -1114,7 +1141,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         pause_key(self, *r, b.key, b.id);
       settle(self, *r, out);
       bool block_done = b.outstanding.empty();
-      if (block_done && b.node_id == node_id && now > b.leased_ms) {
+      if (block_done && b.node_id == node_id && now > b.leased_ms && !r->site_settings.render) {
         // How fast this node works: requests per second per slot, smoothed (blocks paced
         // by a politeness delay say nothing about it).
         if (auto n = self->state.nodes.find(node_id); n != self->state.nodes.end() &&

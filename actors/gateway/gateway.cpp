@@ -61,6 +61,9 @@ node_info node_info_of(const net::http_request& req) {
   info.max_blocks = int_param(req, "maxBlocks", 0);
   if (info.max_blocks < 0)
     throw core::input_error("maxBlocks must not be negative");
+  info.render_tabs = int_param(req, "renderTabs", 0);
+  if (info.render_tabs < 0 || info.render_tabs > 64)
+    throw core::input_error("renderTabs must be 0..64");
   if (info.node_type != 1 && info.node_type != 2)
     throw core::input_error("nodeType must be 1 (console) or 2 (web)");
   return info;

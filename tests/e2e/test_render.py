@@ -1,0 +1,152 @@
+"""Rendering nodes: a site whose links exist only after a script runs is crawled
+completely by a run whose Site asks for rendering, and not beyond its first page without;
+render blocks go only to the node that renders (headless Chromium) while HTTP blocks go to
+both nodes; killing that node's browser in the middle of the render run loses no page."""
+import collections
+import json
+import os
+import signal
+
+import harness as h
+
+PAGES = 60
+
+
+def write_js_site(env):
+    """Page i links to its children 10i..10i+9 (< PAGES) and to the index, but every link
+    is inserted by a script after the document loaded: the HTML on the wire has none."""
+    root = env.path("js-site")
+    os.makedirs(os.path.join(root, "p"))
+    for n in range(PAGES):
+        kids = range(1, 10) if n == 0 else [k for k in range(10 * n, 10 * n + 10) if k < PAGES]
+        hrefs = [f"/p/{k}.html" for k in kids] + ([] if n == 0 else ["/index.html"])
+        html = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Page %d</title></head>"
+                "<body><h1>Page %d</h1><ul id='links'></ul><script>\n"
+                "setTimeout(function () {\n"
+                "  var ul = document.getElementById('links');\n"
+                "  %s.forEach(function (h) {\n"
+                "    var a = document.createElement('a'); a.href = h; a.className = 'js';\n"
+                "    a.textContent = h; var li = document.createElement('li');\n"
+                "    li.appendChild(a); ul.appendChild(li); });\n"
+                "}, 30);\n</script></body></html>\n") % (n, n, json.dumps(hrefs))
+        with open(os.path.join(root, "index.html" if n == 0 else f"p/{n}.html"), "w") as f:
+            f.write(html)
+    port = h.free_port()
+    conf = env.write("nginx-js/nginx.conf", f"""
+worker_processes 1;
+pid {env.path('nginx-js', 'nginx.pid')};
+error_log {env.path('nginx-js', 'error.log')} warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  default_type text/html;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    location / {{ try_files $uri =404; }}
+  }}
+}}
+""")
+    return env._nginx(conf, port)
+
+
+def chromium_children(pid):
+    """Chromium processes started by process `pid` (the browser itself)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if ppid == pid and "chrom" in name:
+            out.append(int(entry))
+    return out
+
+
+def crawl(env, broker, job_name, start, output, site_json=None):
+    props = {"Site": json.dumps(site_json)} if site_json else None
+    job = h.create_block_job(broker, start, output, properties=props)
+    h.trigger_run(broker, job["id"])
+    return job
+
+
+def finished(broker, job, timeout=180):
+    h.wait_until("run finished", lambda: (h.run_of(broker, job["id"]) or {}).get("status")
+                 == "Success", timeout=timeout, interval=0.3)
+    return h.run_of(broker, job["id"])
+
+
+def per_node(run, node_ids):
+    by_id = {n["nodeId"]: n["success"] for n in run["nodes"]}
+    return {name: by_id.get(i, 0) for name, i in node_ids.items()}
+
+
+def main():
+    args = h.parse_args()
+    env = h.Env(args, "render")
+    try:
+        js = write_js_site(env)
+        plain_site = env.start_template_site(200)
+        broker = env.start_broker(extra_yaml="dispatch:\n  block_size: 5\n")
+        web = env.start_node(broker, "web", extra_yaml="render:\n  enabled: true\n  max_tabs: 2\n")
+        env.start_node(broker, "plain")
+        env.start_worker(broker, runs=0)
+        h.wait_until("nodes online", lambda: sum(
+            n["isOnline"] for n in h.api("GET", broker, "/api/v1.0/nodes")[1]) == 2)
+        ids = {name: open(env.path(name + ".id")).read().strip() for name in ("web", "plain")}
+        expected = {js.base + "/index.html"} | {f"{js.base}/p/{i}.html" for i in range(1, PAGES)}
+
+        # Without rendering: the first page has no links.
+        out_http = env.path("http.jsonl")
+        run = finished(broker, crawl(env, broker, "http", js.base + "/index.html", out_http))
+        http_urls = {i["url"] for i in h.read_items(out_http)}
+        assert http_urls == {js.base + "/index.html"}, sorted(http_urls)[:5]
+
+        # With rendering, the browser killed once in the middle: every page exactly once,
+        # all of them rendered by the web node.
+        out = env.path("render.jsonl")
+        job = crawl(env, broker, "render", js.base + "/index.html", out,
+                    {"render": {"wait": "selector", "selector": "a.js", "timeoutMs": 20000}})
+        h.wait_until("render run under way", lambda: h.count_lines(out) >= 10, timeout=120,
+                     interval=0.05)
+        browsers = h.wait_until("the web node's chromium", lambda: chromium_children(web.pid),
+                                timeout=10)
+        for pid in browsers:
+            os.kill(pid, signal.SIGKILL)
+        killed_at = h.count_lines(out)
+        run = finished(broker, job)
+        urls = collections.Counter(i["url"] for i in h.read_items(out))
+        assert set(urls) == expected, (f"missing {sorted(expected - set(urls))[:5]}, "
+                                       f"extra {sorted(set(urls) - expected)[:5]}")
+        dupes = [u for u, c in urls.items() if c > 1]
+        assert not dupes, f"{len(dupes)} pages twice, e.g. {dupes[:3]}"
+        assert run["total"] == PAGES and run["success"] == PAGES and run["error"] == 0, run
+        nodes = per_node(run, ids)
+        assert nodes == {"web": PAGES, "plain": 0}, f"render blocks went to {nodes}"
+        assert "render of" in env.log("web") and "failed" in env.log("web"), \
+            "the killed browser's renders were retried"
+
+        # Plain HTTP blocks go to both nodes.
+        out_plain = env.path("plain.jsonl")
+        run = finished(broker, crawl(env, broker, "plain", plain_site.base + "/index.html",
+                                     out_plain))
+        assert run["success"] == 200, run
+        both = per_node(run, ids)
+        assert both["web"] > 0 and both["plain"] > 0, f"HTTP blocks went to {both}"
+        print(f"render: without rendering {len(http_urls)} page; rendered {PAGES} pages "
+              f"exactly once, all on the web node ({nodes}); chromium killed at {killed_at} "
+              f"pages; an HTTP run spread over both nodes: {both}")
+    except BaseException:
+        env.dump_logs()
+        raise
+    finally:
+        env.close()
+
+
+if __name__ == "__main__":
+    main()
