@@ -3,6 +3,7 @@
 (served by nginx on loopback) through a block job, with live progress."""
 import argparse
 import collections
+import json
 import os
 import sys
 import time
@@ -20,26 +21,35 @@ def bar(done, total, width=30):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", default=os.path.join(root, "build", "spiderhub"))
-    ap.add_argument("--pages", type=int, default=5000)
+    ap.add_argument("--pages", type=int, default=None, help="5000 (100 with --render)")
     ap.add_argument("--nodes", type=int, default=1)
+    ap.add_argument("--render", action="store_true",
+                    help="crawl a site whose links are inserted by a script, rendering every "
+                         "page with headless Chromium on the node(s) (default --pages 100)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args()
+    if a.pages is None:
+        a.pages = 100 if a.render else 5000
     if a.keep:
         os.environ["SPIDERHUB_KEEP_E2E"] = "1"
     env = h.Env(argparse.Namespace(bin=a.bin, source=root, build=os.path.dirname(a.bin)), "demo")
     print(f"demo: work directory {env.dir}")
-    site = env.start_site(a.pages)
-    print(f"demo: nginx serves a {a.pages}-page site at {site.base}/")
+    site = env.start_js_site(a.pages) if a.render else env.start_site(a.pages)
+    print(f"demo: nginx serves a {a.pages}-page site at {site.base}/" +
+          (" (its links are inserted by a script: only rendering finds them)" if a.render else ""))
     broker = env.start_broker()
     print(f"demo: broker up at {broker.base}/ (API, /node and /worker hubs)")
     for i in range(a.nodes):
-        env.start_node(broker, f"node{i + 1}")
+        env.start_node(broker, f"node{i + 1}",
+                       extra_yaml="render:\n  enabled: true\n  max_tabs: 2\n" if a.render else "")
     worker = env.start_worker(broker)
     h.wait_until("nodes online", lambda: sum(
         n["isOnline"] for n in h.api("GET", broker, "/api/v1.0/nodes")[1]) == a.nodes)
     print(f"demo: {a.nodes} node(s) online, sample worker connected")
     output = env.path("items.jsonl")
-    job = h.create_block_job(broker, site.base + "/index.html", output)
+    props = ({"Site": json.dumps({"render": {"wait": "selector", "selector": "a.js"}})}
+             if a.render else None)
+    job = h.create_block_job(broker, site.base + "/index.html", output, properties=props)
     print(f"demo: block job {job['id']} created (cron '{job['cron']}', next fire "
           f"{job['nextFireTimes'][0]}); triggering it now")
 

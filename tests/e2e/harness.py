@@ -201,6 +201,45 @@ reconnect:
         conf = self.write("nginx/nginx.conf", template_site_conf(pages, port, self.path("site")))
         return self._nginx(conf, port)
 
+    def start_js_site(self, pages):
+        """nginx serving a `pages`-page site whose links exist only after a script ran:
+        page i links to its children 10i..10i+9 (< pages) and to the index, every link
+        inserted by a script 30 ms after load (class "js"); the HTML on the wire has none."""
+        root = self.path("js-site")
+        os.makedirs(os.path.join(root, "p"), exist_ok=True)
+        for n in range(pages):
+            kids = range(1, min(pages, 10)) if n == 0 else [
+                k for k in range(10 * n, 10 * n + 10) if k < pages]
+            hrefs = [f"/p/{k}.html" for k in kids] + ([] if n == 0 else ["/index.html"])
+            html = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Page %d</title>"
+                    "</head><body><h1>Page %d</h1><ul id='links'></ul><script>\n"
+                    "setTimeout(function () {\n"
+                    "  var ul = document.getElementById('links');\n"
+                    "  %s.forEach(function (h) {\n"
+                    "    var a = document.createElement('a'); a.href = h; a.className = 'js';\n"
+                    "    a.textContent = h; var li = document.createElement('li');\n"
+                    "    li.appendChild(a); ul.appendChild(li); });\n"
+                    "}, 30);\n</script></body></html>\n") % (n, n, json.dumps(hrefs))
+            with open(os.path.join(root, "index.html" if n == 0 else f"p/{n}.html"), "w") as f:
+                f.write(html)
+        port = free_port()
+        conf = self.write("nginx-js/nginx.conf", f"""
+worker_processes 1;
+pid {self.path('nginx-js', 'nginx.pid')};
+error_log {self.path('nginx-js', 'error.log')} warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  default_type text/html;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    location / {{ try_files $uri =404; }}
+  }}
+}}
+""")
+        return self._nginx(conf, port)
+
     def _nginx(self, conf, port):
         """Starts nginx with `conf` and waits until it serves /index.html on `port`."""
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -232,6 +271,24 @@ http {{
 }}
 """)
         return self._nginx(conf, port)
+
+
+def chromium_children(pid):
+    """Chromium processes whose parent is process `pid` (a rendering node's browser)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if ppid == pid and "chrom" in name:
+            out.append(int(entry))
+    return out
 
 
 def less_than_regex(n):

@@ -12,62 +12,6 @@ import harness as h
 PAGES = 60
 
 
-def write_js_site(env):
-    """Page i links to its children 10i..10i+9 (< PAGES) and to the index, but every link
-    is inserted by a script after the document loaded: the HTML on the wire has none."""
-    root = env.path("js-site")
-    os.makedirs(os.path.join(root, "p"))
-    for n in range(PAGES):
-        kids = range(1, 10) if n == 0 else [k for k in range(10 * n, 10 * n + 10) if k < PAGES]
-        hrefs = [f"/p/{k}.html" for k in kids] + ([] if n == 0 else ["/index.html"])
-        html = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Page %d</title></head>"
-                "<body><h1>Page %d</h1><ul id='links'></ul><script>\n"
-                "setTimeout(function () {\n"
-                "  var ul = document.getElementById('links');\n"
-                "  %s.forEach(function (h) {\n"
-                "    var a = document.createElement('a'); a.href = h; a.className = 'js';\n"
-                "    a.textContent = h; var li = document.createElement('li');\n"
-                "    li.appendChild(a); ul.appendChild(li); });\n"
-                "}, 30);\n</script></body></html>\n") % (n, n, json.dumps(hrefs))
-        with open(os.path.join(root, "index.html" if n == 0 else f"p/{n}.html"), "w") as f:
-            f.write(html)
-    port = h.free_port()
-    conf = env.write("nginx-js/nginx.conf", f"""
-worker_processes 1;
-pid {env.path('nginx-js', 'nginx.pid')};
-error_log {env.path('nginx-js', 'error.log')} warn;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  default_type text/html;
-  server {{
-    listen 127.0.0.1:{port};
-    root {root};
-    location / {{ try_files $uri =404; }}
-  }}
-}}
-""")
-    return env._nginx(conf, port)
-
-
-def chromium_children(pid):
-    """Chromium processes started by process `pid` (the browser itself)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        if ppid == pid and "chrom" in name:
-            out.append(int(entry))
-    return out
-
-
 def crawl(env, broker, job_name, start, output, site_json=None):
     props = {"Site": json.dumps(site_json)} if site_json else None
     job = h.create_block_job(broker, start, output, properties=props)
@@ -90,7 +34,7 @@ def main():
     args = h.parse_args()
     env = h.Env(args, "render")
     try:
-        js = write_js_site(env)
+        js = env.start_js_site(PAGES)
         plain_site = env.start_template_site(200)
         broker = env.start_broker(extra_yaml="dispatch:\n  block_size: 5\n")
         web = env.start_node(broker, "web", extra_yaml="render:\n  enabled: true\n  max_tabs: 2\n")
@@ -114,7 +58,7 @@ def main():
                     {"render": {"wait": "selector", "selector": "a.js", "timeoutMs": 20000}})
         h.wait_until("render run under way", lambda: h.count_lines(out) >= 10, timeout=120,
                      interval=0.05)
-        browsers = h.wait_until("the web node's chromium", lambda: chromium_children(web.pid),
+        browsers = h.wait_until("the web node's chromium", lambda: h.chromium_children(web.pid),
                                 timeout=10)
         for pid in browsers:
             os.kill(pid, signal.SIGKILL)
