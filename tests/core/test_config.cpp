@@ -126,6 +126,14 @@ TEST_CASE("config: node and worker tls section; a CA file that cannot be read is
   }
   CHECK_NOTHROW(check_client_tls({"", true}, "https://b:1/", "n.yaml"));
   CHECK(parse_broker_config("dispatch:\n  slow_node_block_ms: 0\n", "b.yaml").dispatch.slow_node_block.count() == 0);
+  auto r = parse_node_config("render:\n  enabled: true\n  max_tabs: 3\n", "n.yaml");
+  CHECK(r.render.enabled);
+  CHECK(r.render.max_tabs == 3);
+  CHECK_FALSE(parse_node_config("", "n.yaml").render.enabled);
+  CHECK_THROWS_AS(parse_node_config("render:\n  max_tabs: 0\n", "n.yaml"), input_error);
+  auto d = parse_broker_config("dispatch:\n  frontier_memory_max: 10\n  max_unacked_results: 0\n", "b.yaml");
+  CHECK(d.dispatch.frontier_memory_max == 10);
+  CHECK(d.dispatch.max_unacked == 0);
   CHECK(parse_broker_config("", "b.yaml").dispatch.slow_node_block.count() == 2000);
 }
 

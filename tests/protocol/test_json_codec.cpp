@@ -183,6 +183,36 @@ TEST_CASE("codec: site politeness fields accept their choices and name the other
         R"($.adaptiveThrottle: must be "on", "off", or empty)");
 }
 
+TEST_CASE("codec: site render settings round-trip, default off, bad values named") {
+  CHECK_FALSE(decode<site>(json::parse("{}")).render);
+  CHECK_FALSE(decode<site>(json::parse(R"({"render":null})")).render);
+  auto s = decode<site>(json::parse(R"({"render":{"wait":"selector","selector":"a.js","timeoutMs":5000}})"));
+  REQUIRE(s.render);
+  CHECK(s.render->wait == "selector");
+  CHECK(s.render->selector == "a.js");
+  CHECK(s.render->timeout_ms == 5000);
+  CHECK(s.render->block_images);
+  auto back = decode<site>(to_json(s));
+  REQUIRE(back.render);
+  CHECK(back.render->selector == "a.js");
+  CHECK(back.render->viewport_width == 1280);
+  CHECK(decode<site>(json::parse(R"({"render":{}})")).render->wait == "networkidle");
+  auto error = [](const char* text) {
+    try {
+      decode<site>(json::parse(text));
+    } catch (const input_error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  CHECK(error(R"({"render":{"wait":"idle"}})") ==
+        R"($.render.wait: must be "load", "networkidle" or "selector")");
+  CHECK(error(R"({"render":{"wait":"selector"}})") ==
+        R"($.render.selector: is required with wait "selector")");
+  CHECK(error(R"({"render":{"timeoutMs":5}})") == "$.render.timeoutMs: must be between 100 and 600000");
+  CHECK(error(R"({"render":true})") != "");
+}
+
 TEST_CASE("codec: unknown keys are ignored for forward compatibility") {
   auto r = decode<request>(json::parse(R"({"url":"u","futureField":true})"));
   CHECK(r.url == "u");
