@@ -12,6 +12,7 @@ does not limit or distort the figure."""
 import argparse
 import collections
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -70,6 +71,11 @@ def main():
                          "the benchmark raises the per-host limit (default 8) explicitly")
     ap.add_argument("--slow-node-block-ms", type=int, default=None,
                     help="dispatch.slow_node_block_ms (0 turns the node-speed block sizing off)")
+    ap.add_argument("--kill", choices=["broker", "node"], default=None,
+                    help="kill -9 the broker (restarted on its port and database) or node1 "
+                         "(restarted) once --kill-at of the pages are done; the figures then "
+                         "show that every page still came exactly once")
+    ap.add_argument("--kill-at", type=float, default=0.5)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--broker-yaml", default="",
                     help="extra broker YAML sections, e.g. 'storage: {batch_max: 1000}'")
@@ -82,13 +88,14 @@ def main():
     if a.site == "template" and (a.pages < 10 or a.pages % 10):
         ap.error("--site template needs a multiple of 10 pages")
     site = env.start_template_site(a.pages) if a.site == "template" else env.start_site(a.pages)
-    broker = env.start_broker(extra_yaml=f"dispatch:\n  block_size: {a.block_size}\n"
-                                         f"  thread_num: {a.thread_num}\n" +
-                                         (f"  slow_node_block_ms: {a.slow_node_block_ms}\n"
-                                          if a.slow_node_block_ms is not None else "") +
-                                         f"politeness:\n  max_concurrency_per_host: {a.max_per_host}\n"
-                                         "log:\n  level: " + os.environ.get("BENCH_LOG", "warn") + "\n" +
-                                         a.broker_yaml + "\n")
+    broker_yaml = (f"dispatch:\n  block_size: {a.block_size}\n"
+                   f"  thread_num: {a.thread_num}\n" +
+                   (f"  slow_node_block_ms: {a.slow_node_block_ms}\n"
+                    if a.slow_node_block_ms is not None else "") +
+                   f"politeness:\n  max_concurrency_per_host: {a.max_per_host}\n"
+                   "log:\n  level: " + os.environ.get("BENCH_LOG", "warn") + "\n" +
+                   a.broker_yaml + "\n")
+    broker = env.start_broker(extra_yaml=broker_yaml)
     nodes = [env.start_node(broker, f"node{i + 1}") for i in range(a.nodes)]
     worker = env.start_worker(broker, runs=0)  # stays up so its CPU time can be read
     h.wait_until("nodes online", lambda: sum(
@@ -104,6 +111,8 @@ def main():
     timeline = []  # (seconds since trigger, pages done)
 
     trace = []  # (seconds, requests accepted, results stored, results acked, storage busy s)
+    killed = []  # what was killed, at how many pages
+    db_peak = [sum(db_before)]
 
     def sample_metrics():
         v = h.metrics(broker)
@@ -113,13 +122,27 @@ def main():
                       v.get("spiderhub_storage_batch_seconds_sum", 0)))
 
     def finished():
+        nonlocal broker
         if a.trace:
             sample_metrics()
+        db_peak[0] = max(db_peak[0], sum(db_bytes(db)))
         r = h.run_of(broker, job["id"]) or {}
         timeline.append((time.monotonic() - started, r.get("success", 0)))
+        if a.kill and not killed and h.count_lines(output) >= a.kill_at * a.pages:
+            killed.append((a.kill, h.count_lines(output)))
+            if a.kill == "broker":
+                broker.send_signal(signal.SIGKILL)
+                broker.wait(10)
+                broker = env.start_broker(name="broker2", extra_yaml=broker_yaml,
+                                          port=broker.port, db=db)
+            else:
+                nodes[0].send_signal(signal.SIGKILL)
+                nodes[0].wait(10)
+                nodes[0] = env.start_node(broker, "node1b")
+            return False
         return r.get("status") in ("Success", "Exited", "Failed")
 
-    h.wait_until("run finished", finished, timeout=3600, interval=0.1)
+    h.wait_until("run finished", finished, timeout=7200, interval=0.1)
     elapsed = time.monotonic() - started
     db_at_end = db_bytes(db)
     cpu1 = machine_cpu()
@@ -135,6 +158,9 @@ def main():
     print(f"crawl bench: {a.pages} pages, {a.nodes} node(s), block_size {a.block_size}, "
           f"thread_num {a.thread_num}")
     print(f"  status          {run['status']}")
+    for what, at in killed:
+        print(f"  killed -9       {what} at {at} pages (restarted; CPU and RSS below are of "
+              f"the processes running at the end)")
     print(f"  total time      {elapsed:.2f} s")
     print(f"  pages/s         {run['success'] / elapsed:.0f}")
     print(f"  unique pages    {unique} (run total {run['total']}, success {run['success']}, "
@@ -172,7 +198,8 @@ def main():
     mb = 1 << 20
     fmt = lambda s: f"{s[0] / mb:.1f} MB + WAL {s[1] / mb:.1f} MB"  # noqa: E731
     grew = (sum(sizes[-1]) - sum(db_before)) / mb
-    print(f"  database        before {fmt(db_before)}; at the end {fmt(db_at_end)}; after the "
+    print(f"  database        peak {db_peak[0] / mb:.1f} MB (with WAL); before {fmt(db_before)}; "
+          f"at the end {fmt(db_at_end)}; after the "
           f"purge {fmt(sizes[-1])}: {grew:+.1f} MB (the WAL is checkpointed at 4 MB); "
           f"purge done {purge_s:.1f} s after the run")
     for p in [worker] + nodes + [broker]:

@@ -45,15 +45,14 @@ def main():
     ap.add_argument("--unique", type=int, default=10_000_000)
     ap.add_argument("--repeat", type=int, default=10_000_000)
     ap.add_argument("--chunk", type=int, default=1000)
-    ap.add_argument("--frontier-memory-max", type=int, default=200000)
+    ap.add_argument("--frontier-memory-max", type=int, default=50000)
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
     a.bin = os.path.abspath(a.bin)
     pusher = a.pusher or os.path.join(os.path.dirname(a.bin), "bench_dedup_push")
     if a.keep:
         os.environ["SPIDERHUB_KEEP_E2E"] = "1"
-    env = h.Env(argparse.Namespace(bin=a.bin, source=root, build=os.path.dirname(a.bin)), "dedup")
-    try:
+    with h.Env(argparse.Namespace(bin=a.bin, source=root, build=os.path.dirname(a.bin)), "dedup") as env:
         db = env.path("data", "broker.db")
         broker = env.start_broker(extra_yaml=f"dispatch:\n  frontier_memory_max: "
                                              f"{a.frontier_memory_max}\nlog:\n  level: warn\n")
@@ -94,11 +93,6 @@ def main():
         after = h.wait_until("run purged", purged, timeout=1800, interval=2)
         print(f"  after exit      database {after / 1e6:.1f} MB, purge {time.monotonic() - t1:.0f} s; "
               f"whole benchmark {elapsed:.0f} s to push")
-    except BaseException:
-        env.dump_logs()
-        raise
-    finally:
-        env.close()
 
 
 if __name__ == "__main__":

@@ -72,9 +72,8 @@ def peak_rss_mb(pid):
 
 
 def one(a, tabs):
-    env = h.Env(argparse.Namespace(bin=a.bin, source=root, build=os.path.dirname(a.bin)),
-                f"render-bench-{tabs}")
-    try:
+    with h.Env(argparse.Namespace(bin=a.bin, source=root, build=os.path.dirname(a.bin)),
+                f"render-bench-{tabs}") as env:
         site = env.start_js_site(a.pages)
         broker = env.start_broker(extra_yaml="dispatch:\n  block_size: 5\n"
                                              "politeness:\n  max_concurrency_per_host: 16\n"
@@ -110,11 +109,6 @@ def one(a, tabs):
         return {"tabs": tabs, "pages": pages, "seconds": elapsed, "rate": pages / elapsed,
                 "node_rss": peak_rss_mb(node.pid), "browser_pss": pss_peak,
                 "cpu_ms_per_page": 1000 * cpu / max(pages, 1), "errors": run["error"]}
-    except BaseException:
-        env.dump_logs()
-        raise
-    finally:
-        env.close()
 
 
 def main():

@@ -37,9 +37,8 @@ def main():
     ap.add_argument("--pages", type=int, default=5000)
     ap.add_argument("--concurrency", type=int, default=32)
     a = ap.parse_args()
-    env = h.Env(argparse.Namespace(bin=a.bin, source=root, build=os.path.dirname(a.bin)),
-                "bench-scrapy")
-    try:
+    with h.Env(argparse.Namespace(bin=a.bin, source=root, build=os.path.dirname(a.bin)),
+                "bench-scrapy") as env:
         site = env.start_site(a.pages)
         start = site.base + "/index.html"
         expected = {start} | {f"{site.base}/p/{i}.html" for i in range(1, a.pages)}
@@ -89,11 +88,6 @@ def main():
         print(f"scrapy_bridge: {a.pages} pages, the same spider file")
         for what, r in rates.items():
             print(f"  {what:<22} {r:7.0f} pages/s   ratio {r / base:5.2f}")
-    except BaseException:
-        env.dump_logs()
-        raise
-    finally:
-        env.close()
 
 
 if __name__ == "__main__":

@@ -66,6 +66,17 @@ class Env:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: sys.exit(1))
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        """`with Env(...) as env:` prints the processes' logs when the body raised, then
+        stops every process and removes the temp dir."""
+        if exc_type is not None:
+            self.dump_logs()
+        self.close()
+        return False
+
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
 

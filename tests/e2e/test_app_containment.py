@@ -27,8 +27,7 @@ def main():
     if os.geteuid() != 0:
         print("app containment: skipped (needs root to switch users)")
         return
-    env = h.Env(args, "containment")
-    try:
+    with h.Env(args, "containment") as env:
         broker = env.start_broker(extra_yaml="placement:\n  max_cpu: 100\n")
         env.start_node(broker, "rootnode", extra_yaml=f"""group: careless
 applications:
@@ -89,11 +88,6 @@ applications:
         print(f"app containment: refused on a careless root node; as nobody the package "
               f"cannot read the node's YAML; the memory hog ended with {n['exitCode']} "
               f"({n['reason'] or 'no reason'})", flush=True)
-    except BaseException:
-        env.dump_logs()
-        raise
-    finally:
-        env.close()
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ SECRET = "e2e-inspector-secret"
 
 def main():
     args = h.parse_args()
-    env = h.Env(args, "console")
-    try:
+    with h.Env(args, "console") as env:
         broker = env.start_broker(inspector=True, inspector_secret=SECRET)
         where = f"127.0.0.1:{broker.inspector_port}"
 
@@ -225,11 +224,6 @@ def main():
         assert env.stop(node) == 0, "node did not stop cleanly"
         assert env.stop(broker2) == 0, "restarted broker did not stop cleanly"
         print("console: all checks passed")
-    except BaseException:
-        env.dump_logs()
-        raise
-    finally:
-        env.close()
 
 
 if __name__ == "__main__":

@@ -12,8 +12,7 @@ PAGES = 2000
 
 def main():
     args = h.parse_args()
-    env = h.Env(args, "crawl")
-    try:
+    with h.Env(args, "crawl") as env:
         site = env.start_site(PAGES)
         broker = env.start_broker(extra_yaml="dispatch:\n  block_size: 50\n")
         node1 = env.start_node(broker, "node1")
@@ -70,11 +69,6 @@ def main():
             assert env.stop(p) == 0, f"{p.name} did not stop cleanly"
         print(f"crawl: {PAGES} pages in {elapsed:.1f}s ({PAGES / elapsed:.0f} pages/s), "
               f"per node {sorted(per_node.values())}")
-    except BaseException:
-        env.dump_logs()
-        raise
-    finally:
-        env.close()
 
 
 if __name__ == "__main__":

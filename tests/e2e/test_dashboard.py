@@ -15,8 +15,7 @@ PAGES = 300
 
 def main():
     args = h.parse_args()
-    env = h.Env(args, "dashboard")
-    try:
+    with h.Env(args, "dashboard") as env:
         chromium = shutil.which("chromium") or "/usr/bin/chromium"
         assert os.path.exists(chromium), "chromium is required (scripts/setup installs it)"
         node, cwd = h.npm_ci(env, "browser", ["dashboard_test.js"])
@@ -50,11 +49,6 @@ def main():
             shot = os.path.join(shots, name + ".png")
             assert os.path.getsize(shot) > 5000, f"{shot} missing or empty"
         print(f"dashboard: {findings}")
-    except BaseException:
-        env.dump_logs()
-        raise
-    finally:
-        env.close()
 
 
 if __name__ == "__main__":

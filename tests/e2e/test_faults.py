@@ -34,8 +34,7 @@ def check_complete(env, broker, job, site, output):
 
 
 def scenario(args, name, crash):
-    env = h.Env(args, f"faults-{name}")
-    try:
+    with h.Env(args, f"faults-{name}") as env:
         site = env.start_site(PAGES)
         broker = env.start_broker(extra_yaml=BROKER_YAML)
         nodes = [env.start_node(broker, "node1"), env.start_node(broker, "node2")]
@@ -57,11 +56,6 @@ def scenario(args, name, crash):
         run = check_complete(env, broker, job, site, output)
         print(f"faults/{name}: crawl finished after the crash: {run['success']} pages, "
               f"per node {[n['success'] for n in run['nodes']]}")
-    except BaseException:
-        env.dump_logs()
-        raise
-    finally:
-        env.close()
 
 
 def kill_node(env, broker, nodes, worker):

@@ -49,8 +49,7 @@ def unacked(broker):
 
 def backpressure(args):
     max_unacked = 100
-    env = h.Env(args, "backpressure")
-    try:
+    with h.Env(args, "backpressure") as env:
         site = env.start_template_site(PAGES)
         broker = env.start_broker(extra_yaml=BROKER_YAML.replace(
             "dispatch:\n", f"dispatch:\n  max_unacked_results: {max_unacked}\n"))
@@ -79,16 +78,10 @@ def backpressure(args):
         check_exactly_once(broker, job, site, output)
         print(f"backpressure: the stopped worker's run held at {int(held)} unacked results "
               f"(limit {max_unacked}); resumed and finished, {PAGES} pages exactly once")
-    except BaseException:
-        env.dump_logs()
-        raise
-    finally:
-        env.close()
 
 
 def spill(args):
-    env = h.Env(args, "frontier-spill")
-    try:
+    with h.Env(args, "frontier-spill") as env:
         site = env.start_template_site(PAGES)
         broker = env.start_broker(extra_yaml=BROKER_YAML)
         env.start_node(broker, "node1")
@@ -120,11 +113,6 @@ def spill(args):
         print(f"frontier_spill: peak {int(peak)} requests on disk (limit {LIMIT} in memory, "
               f"{int(waiting)} waiting in memory then), killed at {before} pages, "
               f"{int(restored)} on disk after the restart, {PAGES} pages exactly once")
-    except BaseException:
-        env.dump_logs()
-        raise
-    finally:
-        env.close()
 
 
 def main():

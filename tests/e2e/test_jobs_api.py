@@ -179,8 +179,7 @@ def check_limits_and_auth(broker, job_id):
 
 def main():
     args = h.parse_args()
-    env = h.Env(args, "jobs-api")
-    try:
+    with h.Env(args, "jobs-api") as env:
         broker = start_broker(env)
         check_validation(broker)
 
@@ -310,11 +309,6 @@ def main():
         for p in (node, broker):
             assert env.stop(p) == 0, f"{p.name} did not stop cleanly"
         print("jobs api: all routes and refusals behave")
-    except BaseException:
-        env.dump_logs()
-        raise
-    finally:
-        env.close()
 
 
 if __name__ == "__main__":

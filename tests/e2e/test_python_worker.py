@@ -155,8 +155,7 @@ def malformed_invocations(args):
 
 def main():
     args = h.parse_args()
-    env = h.Env(args, "pyworker")
-    try:
+    with h.Env(args, "pyworker") as env:
         malformed_invocations(args)
         site = env.start_site(PAGES)
         expected = {site.base + "/index.html"} | {f"{site.base}/p/{i}.html"
@@ -212,11 +211,6 @@ def main():
         assert run["success"] == PAGES and run["left"] == 0, run
         print("broker killed -9 and restarted: the python worker reconnected, every page once",
               flush=True)
-    except BaseException:
-        env.dump_logs()
-        raise
-    finally:
-        env.close()
 
 
 if __name__ == "__main__":

@@ -32,8 +32,7 @@ def per_node(run, node_ids):
 
 def main():
     args = h.parse_args()
-    env = h.Env(args, "render")
-    try:
+    with h.Env(args, "render") as env:
         js = env.start_js_site(PAGES)
         plain_site = env.start_template_site(200)
         broker = env.start_broker(extra_yaml="dispatch:\n  block_size: 5\n")
@@ -85,11 +84,6 @@ def main():
         print(f"render: without rendering {len(http_urls)} page; rendered {PAGES} pages "
               f"exactly once, all on the web node ({nodes}); chromium killed at {killed_at} "
               f"pages; an HTTP run spread over both nodes: {both}")
-    except BaseException:
-        env.dump_logs()
-        raise
-    finally:
-        env.close()
 
 
 if __name__ == "__main__":

@@ -255,16 +255,10 @@ def outside_grace(env):
 
 def main():
     args = h.parse_args()
-    env = h.Env(args, "scheduler")
-    try:
+    with h.Env(args, "scheduler") as env:
         broker, ledger = within_grace(env)
         schedule_changes(env, broker, ledger)
         outside_grace(env)
-    except BaseException:
-        env.dump_logs()
-        raise
-    finally:
-        env.close()
 
 
 if __name__ == "__main__":

@@ -82,8 +82,7 @@ def main():
     args = h.parse_args()
     probe = subprocess.run([PYTHON, "-c", "import scrapy"], capture_output=True)
     assert probe.returncode == 0, "Debian's python3-scrapy is missing (scripts/setup installs it)"
-    env = h.Env(args, "scrapy")
-    try:
+    with h.Env(args, "scrapy") as env:
         site = env.start_site(PAGES)
         broker = env.start_broker(extra_yaml="dispatch:\n  block_size: 50\n")
         for n in ("node1", "node2"):
@@ -98,11 +97,6 @@ def main():
         check(site, run, items, "killed")
         print(f"scrapy bridge killed -9 after {killed} items and restarted: every page once",
               flush=True)
-    except BaseException:
-        env.dump_logs()
-        raise
-    finally:
-        env.close()
 
 
 if __name__ == "__main__":

@@ -188,8 +188,7 @@ def role_table(broker):
 
 def main():
     args = h.parse_args()
-    env = h.Env(args, "security")
-    try:
+    with h.Env(args, "security") as env:
         safe_start(env, args)
 
         db = env.path("data", "sec.db")
@@ -265,11 +264,6 @@ heartbeat_interval_ms: 1000
               f"again after {waited:.1f}s; refusals counted in /metrics", flush=True)
         print(f"security: {checks} role checks passed", flush=True)
         env.stop(broker)
-    except BaseException:
-        env.dump_logs()
-        raise
-    finally:
-        env.close()
 
 
 if __name__ == "__main__":
