@@ -71,6 +71,10 @@ def main():
                          "the benchmark raises the per-host limit (default 8) explicitly")
     ap.add_argument("--slow-node-block-ms", type=int, default=None,
                     help="dispatch.slow_node_block_ms (0 turns the node-speed block sizing off)")
+    ap.add_argument("--max-unacked", type=int, default=None,
+                    help="dispatch.max_unacked_results (0: no backpressure)")
+    ap.add_argument("--frontier-memory-max", type=int, default=None,
+                    help="dispatch.frontier_memory_max (0: the whole frontier in memory)")
     ap.add_argument("--kill", choices=["broker", "node"], default=None,
                     help="kill -9 the broker (restarted on its port and database) or node1 "
                          "(restarted) once --kill-at of the pages are done; the figures then "
@@ -92,6 +96,9 @@ def main():
                    f"  thread_num: {a.thread_num}\n" +
                    (f"  slow_node_block_ms: {a.slow_node_block_ms}\n"
                     if a.slow_node_block_ms is not None else "") +
+                   (f"  max_unacked_results: {a.max_unacked}\n" if a.max_unacked is not None else "") +
+                   (f"  frontier_memory_max: {a.frontier_memory_max}\n"
+                    if a.frontier_memory_max is not None else "") +
                    f"politeness:\n  max_concurrency_per_host: {a.max_per_host}\n"
                    "log:\n  level: " + os.environ.get("BENCH_LOG", "warn") + "\n" +
                    a.broker_yaml + "\n")
