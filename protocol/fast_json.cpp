@@ -122,6 +122,10 @@ bool read_result(od::object obj, result& r, const std::string& path) {
       r.retry_after_ms = get_int(v, p);
       if (r.retry_after_ms < -1)
         fail(p, "must be >= 0, or -1 for none");
+    } else if (key == "finalUrl") {
+      r.final_url = get_string(v, p);
+    } else if (key == "screenshot") {
+      r.screenshot = get_string(v, p);
     }
   });
   if (!has_url)
@@ -555,6 +559,14 @@ void append_json(std::string& out, const result& r) {
   if (r.retry_after_ms >= 0) {
     out += ",\"retryAfterMs\":";
     out += std::to_string(r.retry_after_ms);
+  }
+  if (!r.final_url.empty()) {
+    out += ",\"finalUrl\":";
+    append_json_string(out, r.final_url);
+  }
+  if (!r.screenshot.empty()) {
+    out += ",\"screenshot\":";
+    append_json_string(out, r.screenshot);
   }
   out += '}';
 }

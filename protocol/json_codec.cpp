@@ -156,7 +156,8 @@ json to_json(const site& x) {
                                      {"timeoutMs", x.render->timeout_ms},
                                      {"viewportWidth", x.render->viewport_width},
                                      {"viewportHeight", x.render->viewport_height},
-                                     {"blockImages", x.render->block_images}}
+                                     {"blockImages", x.render->block_images},
+                                     {"screenshot", x.render->screenshot}}
                               : json()}};
 }
 
@@ -209,6 +210,7 @@ template <> site decode<site>(const json& j, const std::string& path) {
         r.viewport_height > 10000)
       fail(rpath + ".viewportWidth", "viewport must be 100..10000 pixels each way");
     read(*it, "blockImages", r.block_images, rpath);
+    read(*it, "screenshot", r.screenshot, rpath);
     s.render = r;
   }
   return s;
@@ -255,6 +257,10 @@ json to_json(const result& x) {
     j["deferred"] = true;
   if (x.retry_after_ms >= 0)
     j["retryAfterMs"] = x.retry_after_ms;
+  if (!x.final_url.empty())
+    j["finalUrl"] = x.final_url;
+  if (!x.screenshot.empty())
+    j["screenshot"] = x.screenshot;
   return j;
 }
 
@@ -277,6 +283,8 @@ template <> result decode<result>(const json& j, const std::string& path) {
   read(j, "retryAfterMs", r.retry_after_ms, path);
   if (r.retry_after_ms < -1)
     fail(path + ".retryAfterMs", "must be >= 0, or -1 for none");
+  read(j, "finalUrl", r.final_url, path);
+  read(j, "screenshot", r.screenshot, path);
   return r;
 }
 

@@ -33,6 +33,7 @@ struct render_settings {
   std::int32_t viewport_width = 1280;
   std::int32_t viewport_height = 800;
   bool block_images = true;           // images, fonts and media are not fetched
+  bool screenshot = false;            // a PNG of the viewport in the result (screenshot)
 };
 
 /// Per-site download settings carried by every block.
@@ -87,6 +88,10 @@ struct result {
   // paused) or met 429/503; the broker queues it again after the host's pause.
   bool deferred = false;
   std::int64_t retry_after_ms = -1; // Retry-After of a 429/503 in ms; -1 when none
+  // Rendered pages only: where the page ended (redirects, client-side navigation) when
+  // that is not `url`, and a PNG of the viewport (base64) when the Site asked for it.
+  std::string final_url;
+  std::string screenshot;
 };
 
 struct block_response {

@@ -150,12 +150,16 @@ parse_result site_spider::parse(const protocol::worker_run& run, const protocol:
   page_info info;
   bool ok = r.error.empty() && r.status_code >= 200 && r.status_code < 300;
   if (ok && !body.empty() && looks_like_html(r.headers))
-    info = extract_links(body, r.url);
+    info = extract_links(body, r.final_url.empty() ? r.url : r.final_url);
 
   json item = {{"url", r.url},          {"title", info.title}, {"status", r.status_code},
                {"depth", r.depth},      {"run", run.identity}};
   if (!r.error.empty())
     item["error"] = r.error;
+  if (!r.final_url.empty())  // a rendered page that moved (redirect, client-side navigation)
+    item["finalUrl"] = r.final_url;
+  if (!r.screenshot.empty())
+    item["screenshotBase64Bytes"] = r.screenshot.size();
   out.items.push_back(std::move(item));
 
   if (r.depth < s.args.max_depth) {

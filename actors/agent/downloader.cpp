@@ -624,6 +624,7 @@ struct downloader::impl {
     o.viewport_width = rs.viewport_width;
     o.viewport_height = rs.viewport_height;
     o.block_images = o.block_fonts = o.block_media = rs.block_images;
+    o.screenshot = rs.screenshot;
     auto token = ++render_seq;
     bs.renders.insert(token);
     bs.slot_ready[static_cast<std::size_t>(slot)] = time_point::max();
@@ -685,7 +686,7 @@ struct downloader::impl {
       h = h.empty() ? v : h + ", " + v;
     }
     finish_request(bs, c.item, std::move(error), res.status, res.elapsed_ms, nullptr, &res.html,
-                   &headers);
+                   &headers, &res);
   }
 
   void take_renders(time_point now) {
@@ -908,7 +909,7 @@ struct downloader::impl {
   /// Makes the result of a request and adds it to the block's batch.
   void finish_request(block_state& bs, const work_item& item, std::string error, long status,
                       std::int64_t elapsed_ms, transfer* t, std::string* body,
-                      protocol::header_map* headers = nullptr) {
+                      protocol::header_map* headers = nullptr, render_result* rendered = nullptr) {
     const auto& rq = bs.b.requests[item.index];
     protocol::result r;
     r.request_hash = protocol::request_hash(rq);
@@ -920,6 +921,11 @@ struct downloader::impl {
       parse_headers(t->raw_headers, r.headers);
     else if (headers)
       r.headers = std::move(*headers);
+    if (rendered) {
+      if (rendered->final_url != rq.url)
+        r.final_url = std::move(rendered->final_url);
+      r.screenshot = std::move(rendered->screenshot_png_base64);
+    }
     const std::size_t body_size = body ? body->size() : 0;
     if (body && !body->empty())
       protocol::set_result_body(r, std::move(*body));

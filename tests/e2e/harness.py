@@ -215,7 +215,9 @@ reconnect:
     def start_js_site(self, pages):
         """nginx serving a `pages`-page site whose links exist only after a script ran:
         page i links to its children 10i..10i+9 (< pages) and to the index, every link
-        inserted by a script 30 ms after load (class "js"); the HTML on the wire has none."""
+        inserted by a script 30 ms after load (class "js"); the HTML on the wire has none.
+        Page 7 also moves itself to /p/7.html?moved=1 (history.replaceState): a rendered
+        result reports that final URL."""
         root = self.path("js-site")
         os.makedirs(os.path.join(root, "p"), exist_ok=True)
         for n in range(pages):
@@ -230,7 +232,10 @@ reconnect:
                     "    var a = document.createElement('a'); a.href = h; a.className = 'js';\n"
                     "    a.textContent = h; var li = document.createElement('li');\n"
                     "    li.appendChild(a); ul.appendChild(li); });\n"
-                    "}, 30);\n</script></body></html>\n") % (n, n, json.dumps(hrefs))
+                    "}, 30);\n%s</script></body></html>\n") % (
+                        n, n, json.dumps(hrefs),
+                        "history.replaceState(null, '', location.pathname + '?moved=1');\n"
+                        if n == 7 else "")
             with open(os.path.join(root, "index.html" if n == 0 else f"p/{n}.html"), "w") as f:
                 f.write(html)
         port = free_port()

@@ -54,7 +54,8 @@ def main():
         # all of them rendered by the web node.
         out = env.path("render.jsonl")
         job = crawl(env, broker, "render", js.base + "/index.html", out,
-                    {"render": {"wait": "selector", "selector": "a.js", "timeoutMs": 20000}})
+                    {"render": {"wait": "selector", "selector": "a.js", "timeoutMs": 20000,
+                                "screenshot": True}})
         h.wait_until("render run under way", lambda: h.count_lines(out) >= 10, timeout=120,
                      interval=0.05)
         browsers = h.wait_until("the web node's chromium", lambda: h.chromium_children(web.pid),
@@ -69,6 +70,12 @@ def main():
         dupes = [u for u, c in urls.items() if c > 1]
         assert not dupes, f"{len(dupes)} pages twice, e.g. {dupes[:3]}"
         assert run["total"] == PAGES and run["success"] == PAGES and run["error"] == 0, run
+        items = {i["url"]: i for i in h.read_items(out)}
+        moved = items[f"{js.base}/p/7.html"].get("finalUrl")
+        assert moved == f"{js.base}/p/7.html?moved=1", items[f"{js.base}/p/7.html"]
+        assert all("finalUrl" not in i for u, i in items.items() if not u.endswith("/p/7.html"))
+        shots = [i.get("screenshotBase64Bytes", 0) for i in items.values()]
+        assert min(shots) > 1000, f"every rendered page carries its screenshot: {sorted(shots)[:3]}"
         nodes = per_node(run, ids)
         assert nodes == {"web": PAGES, "plain": 0}, f"render blocks went to {nodes}"
         assert "render of" in env.log("web") and "failed" in env.log("web"), \

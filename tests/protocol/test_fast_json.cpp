@@ -68,6 +68,26 @@ TEST_CASE("fast_json: block responses store results without resultId") {
         "SaveBlockResponse.arguments[0].results[0].url: missing");
 }
 
+TEST_CASE("fast_json: a rendered result's final URL and screenshot reach the worker") {
+  result r;
+  r.request_hash = "h";
+  r.url = "http://a/p/7.html";
+  r.status_code = 200;
+  r.final_url = "http://a/p/7.html?moved=1";
+  r.screenshot = "iVBORw0KGgo=";
+  block_response b{"b1", "run1", {r}, ""};
+  auto raw = fast::parse_block_response("[" + fast::encode_block_response(b) + "]");
+  REQUIRE(raw.results.size() == 1);
+  auto back = decode<result>(json::parse(raw.results[0].body));
+  CHECK(back.final_url == "http://a/p/7.html?moved=1");
+  CHECK(back.screenshot == "iVBORw0KGgo=");
+  result plain;
+  plain.url = "http://a/";
+  auto text = fast::encode_block_response(block_response{"b", "r", {plain}, ""});
+  CHECK(text.find("finalUrl") == std::string::npos);   // absent unless set
+  CHECK(text.find("screenshot") == std::string::npos);
+}
+
 TEST_CASE("fast_json: encoder output is valid JSON that round-trips, bad UTF-8 replaced") {
   result r;
   r.result_id = 3;
