@@ -238,14 +238,20 @@ reconnect:
                         if n == 7 else "")
             with open(os.path.join(root, "index.html" if n == 0 else f"p/{n}.html"), "w") as f:
                 f.write(html)
+        return self._static_nginx("nginx-js", root)
+
+    def _static_nginx(self, dirname, root):
+        """nginx serving the files under `root` on a free loopback port (config and logs
+        in `dirname` of the test's directory)."""
         port = free_port()
-        conf = self.write("nginx-js/nginx.conf", f"""
+        conf = self.write(f"{dirname}/nginx.conf", f"""
 worker_processes 1;
-pid {self.path('nginx-js', 'nginx.pid')};
-error_log {self.path('nginx-js', 'error.log')} warn;
-events {{ worker_connections 256; }}
+pid {self.path(dirname, 'nginx.pid')};
+error_log {self.path(dirname, 'error.log')} warn;
+events {{ worker_connections 1024; }}
 http {{
   access_log off;
+  keepalive_requests 100000;
   default_type text/html;
   server {{
     listen 127.0.0.1:{port};
@@ -270,23 +276,7 @@ http {{
         subprocess.run([sys.executable, os.path.join(self.args.source, "bench", "gen_site.py"),
                         "--pages", str(pages), "--out", root], check=True,
                        stderr=subprocess.DEVNULL)
-        port = free_port()
-        conf = self.write("nginx/nginx.conf", f"""
-worker_processes 1;
-pid {self.path('nginx', 'nginx.pid')};
-error_log {self.path('nginx', 'error.log')} warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  keepalive_requests 100000;
-  server {{
-    listen 127.0.0.1:{port};
-    root {root};
-    location / {{ try_files $uri =404; }}
-  }}
-}}
-""")
-        return self._nginx(conf, port)
+        return self._static_nginx("nginx", root)
 
 
 def chromium_children(pid):
