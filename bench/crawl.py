@@ -22,34 +22,6 @@ sys.path.insert(0, os.path.join(root, "tests", "e2e"))
 import harness as h  # noqa: E402
 
 
-def peak_rss_mb(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except FileNotFoundError:
-        pass
-    return float("nan")
-
-
-def cpu_seconds(pid):
-    """utime + stime of a process and its reaped children, in seconds."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        ticks = sum(int(x) for x in fields[11:15])
-        return ticks / os.sysconf("SC_CLK_TCK")
-    except FileNotFoundError:
-        return float("nan")
-
-
-def db_bytes(path):
-    """(main database file, its WAL and shared-memory files) in bytes."""
-    size = lambda p: os.path.getsize(p) if os.path.exists(p) else 0  # noqa: E731
-    return size(path), size(path + "-wal") + size(path + "-shm")
-
-
 def machine_cpu():
     """(busy, total) jiffies of all cores from /proc/stat."""
     with open("/proc/stat") as f:
@@ -109,7 +81,7 @@ def main():
         n["isOnline"] for n in h.api("GET", broker, "/api/v1.0/nodes")[1]) == a.nodes)
     output = env.path("items.jsonl")
     db = env.path("data", "broker.db")
-    db_before = db_bytes(db)
+    db_before = h.db_bytes(db)
     job = h.create_block_job(broker, site.base + "/index.html", output)
 
     h.trigger_run(broker, job["id"], interval=0.2)
@@ -132,7 +104,7 @@ def main():
         nonlocal broker
         if a.trace:
             sample_metrics()
-        db_peak[0] = max(db_peak[0], sum(db_bytes(db)))
+        db_peak[0] = max(db_peak[0], sum(h.db_bytes(db)))
         r = h.run_of(broker, job["id"]) or {}
         timeline.append((time.monotonic() - started, r.get("success", 0)))
         if a.kill and not killed and h.count_lines(output) >= a.kill_at * a.pages:
@@ -151,15 +123,15 @@ def main():
 
     h.wait_until("run finished", finished, timeout=7200, interval=0.1)
     elapsed = time.monotonic() - started
-    db_at_end = db_bytes(db)
+    db_at_end = h.db_bytes(db)
     cpu1 = machine_cpu()
     busy = (cpu1[0] - cpu0[0]) / max(cpu1[1] - cpu0[1], 1)
     run = h.run_of(broker, job["id"])
     procs = {"broker": broker.pid, "worker": worker.pid}
     for n in nodes:
         procs[n.name] = n.pid
-    rss = {name: peak_rss_mb(pid) for name, pid in procs.items()}
-    cpu = {name: cpu_seconds(pid) for name, pid in procs.items()}
+    rss = {name: h.status_mb(pid) for name, pid in procs.items()}
+    cpu = {name: h.cpu_seconds(pid) for name, pid in procs.items()}
     items = h.read_items(output)
     unique = len(collections.Counter(i["url"] for i in items))
     print(f"crawl bench: {a.pages} pages, {a.nodes} node(s), block_size {a.block_size}, "
@@ -201,7 +173,7 @@ def main():
     h.wait_until("purge of the finished run", purged, timeout=600, interval=0.5)
     purge_s = time.monotonic() - purge_started
     time.sleep(1)  # the WAL checkpoint follows the last page release
-    sizes = [db_bytes(db)]
+    sizes = [h.db_bytes(db)]
     mb = 1 << 20
     fmt = lambda s: f"{s[0] / mb:.1f} MB + WAL {s[1] / mb:.1f} MB"  # noqa: E731
     grew = (sum(sizes[-1]) - sum(db_before)) / mb

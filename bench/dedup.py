@@ -20,24 +20,6 @@ sys.path.insert(0, os.path.join(root, "tests", "e2e"))
 import harness as h  # noqa: E402
 
 
-def status_kb(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        parts = f.read().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def db_bytes(db):
-    return sum(os.path.getsize(db + s) for s in ("", "-wal", "-shm") if os.path.exists(db + s))
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=os.path.join(root, "build", "spiderhub"))
@@ -56,7 +38,7 @@ def main():
         db = env.path("data", "broker.db")
         broker = env.start_broker(extra_yaml=f"dispatch:\n  frontier_memory_max: "
                                              f"{a.frontier_memory_max}\nlog:\n  level: warn\n")
-        db_before = db_bytes(db)
+        db_before = sum(h.db_bytes(db))
         cls = "bench.Dedup"
         job = h.create_block_job(broker, "http://dedup.test/", env.path("items.jsonl"), cls=cls)
         t0 = time.monotonic()
@@ -67,11 +49,11 @@ def main():
         identity = h.trigger_run(broker, job["id"])
         out, _ = push.communicate()
         elapsed = time.monotonic() - t0
-        hwm = status_kb(broker.pid, "VmHWM") / 1024
-        rss = status_kb(broker.pid, "VmRSS") / 1024
-        cpu = cpu_s(broker.pid)
+        hwm = h.status_mb(broker.pid, "VmHWM")
+        rss = h.status_mb(broker.pid, "VmRSS")
+        cpu = h.cpu_seconds(broker.pid)
         m = h.metrics(broker)
-        db_open = db_bytes(db)
+        db_open = sum(h.db_bytes(db))
         print(f"dedup: {a.unique:,} unique + {a.repeat:,} repeated URLs into one run")
         print(f"  pusher          {out.strip()}")
         print(f"  broker          peak RSS {hwm:.0f} MB (now {rss:.0f} MB), CPU {cpu:.1f} s "
@@ -88,7 +70,7 @@ def main():
         assert status in (200, 202), (status, body)
 
         def purged():
-            size = db_bytes(db)
+            size = sum(h.db_bytes(db))
             return size < db_before + 20e6 and size
         after = h.wait_until("run purged", purged, timeout=1800, interval=2)
         print(f"  after exit      database {after / 1e6:.1f} MB, purge {time.monotonic() - t1:.0f} s; "

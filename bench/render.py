@@ -18,26 +18,6 @@ sys.path.insert(0, os.path.join(root, "tests", "e2e"))
 import harness as h  # noqa: E402
 
 
-def tree(pid):
-    """pid and all its descendants."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
 def pss_mb(pids):
     total = 0
     for p in pids:
@@ -49,26 +29,6 @@ def pss_mb(pids):
         except OSError:
             pass
     return total / 1024
-
-
-def cpu_s(pids):
-    total = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                parts = f.read().rsplit(")", 1)[1].split()
-            total += int(parts[11]) + int(parts[12]) + int(parts[13]) + int(parts[14])
-        except OSError:
-            pass
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0
 
 
 def one(a, tabs):
@@ -93,10 +53,10 @@ def one(a, tabs):
 
         def done():
             nonlocal pss_peak
-            pids = tree(node.pid)
+            pids = h.process_tree(node.pid)
             pss_peak = max(pss_peak, pss_mb([p for p in pids if p != node.pid]))
             for p in pids:  # CPU of processes that exit before the end is kept
-                c = cpu_s([p])
+                c = h.cpu_seconds(p, missing=0)
                 if c:
                     cpu_seen[p] = c
             r = h.run_of(broker, job["id"]) or {}
@@ -107,7 +67,7 @@ def one(a, tabs):
         pages = run["success"]
         cpu = sum(cpu_seen.values())
         return {"tabs": tabs, "pages": pages, "seconds": elapsed, "rate": pages / elapsed,
-                "node_rss": peak_rss_mb(node.pid), "browser_pss": pss_peak,
+                "node_rss": h.status_mb(node.pid), "browser_pss": pss_peak,
                 "cpu_ms_per_page": 1000 * cpu / max(pages, 1), "errors": run["error"]}
 
 

@@ -529,6 +529,18 @@ void resolve_hosts(self_ptr self) {
   }
 }
 
+// Queues requests read back from storage (a restart, or the frontier on disk).
+void queue_stored(run_entry& r, std::vector<storage::request_row>& rows, std::int64_t now,
+                  host_queues::settled& out) {
+  for (auto& row : rows) {
+    queued_request q;
+    q.hash = std::move(row.hash);
+    q.json = row.body.value_or("{}");
+    q.url = url_of(q.json);
+    r.hosts->push(std::move(q), now, out);
+  }
+}
+
 // Reads the oldest spilled requests of a run back into memory once its queue there has
 // drained below half the limit (one read at a time per run).
 void unspill(self_ptr self, run_entry& r) {
@@ -549,15 +561,8 @@ void unspill(self_ptr self, run_entry& r) {
         if (!run)
           return;
         run->unspilling = false;
-        auto now = now_ms();
         host_queues::settled out;
-        for (auto& row : rows) {
-          queued_request q;
-          q.hash = row.hash;
-          q.json = row.body.value_or("{}");
-          q.url = url_of(q.json);
-          run->hosts->push(std::move(q), now, out);
-        }
+        queue_stored(*run, rows, now_ms(), out);
         run->spilled = std::max<std::int64_t>(0, run->spilled - static_cast<std::int64_t>(rows.size()));
         if (rows.empty())
           run->spilled = 0;  // the count was ahead of the disk (a failed store)
@@ -750,13 +755,7 @@ void restore(self_ptr self, std::vector<restored_run>& runs) {
     // Leases died with the old process: every request not downloaded is queued again
     // (robots.txt is fetched again too).
     host_queues::settled out;
-    for (auto& row : rr.pending) {
-      queued_request q;
-      q.hash = row.hash;
-      q.json = *row.body;
-      q.url = url_of(q.json);
-      r.hosts->push(std::move(q), now, out);
-    }
+    queue_stored(r, rr.pending, now, out);
     spdlog::info("dispatcher: restored run {} (total {}, {} requests to download in memory, "
                  "{} on disk, {} unacked results)",
                  r.identity, r.total, r.hosts->waiting(), r.spilled, r.unacked);

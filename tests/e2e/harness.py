@@ -279,9 +279,12 @@ http {{
         return self._static_nginx("nginx", root)
 
 
-def chromium_children(pid):
-    """Chromium processes whose parent is process `pid` (a rendering node's browser)."""
-    out = []
+# ---- process figures (/proc), for tests and benchmarks -----------------------------
+
+
+def processes():
+    """{pid: (parent pid, command name)} of every process now."""
+    out = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -291,10 +294,54 @@ def chromium_children(pid):
         except OSError:
             continue
         name = stat[stat.index("(") + 1:stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        if ppid == pid and "chrom" in name:
-            out.append(int(entry))
+        out[int(entry)] = (int(stat[stat.rindex(")") + 2:].split()[1]), name)
     return out
+
+
+def chromium_children(pid):
+    """Chromium processes whose parent is process `pid` (a rendering node's browser)."""
+    return [p for p, (ppid, name) in processes().items() if ppid == pid and "chrom" in name]
+
+
+def process_tree(pid):
+    """`pid` and all its descendants."""
+    children = {}
+    for p, (ppid, _) in processes().items():
+        children.setdefault(ppid, []).append(p)
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def status_mb(pid, field="VmHWM"):
+    """A memory field of /proc/PID/status (VmHWM: peak RSS, VmRSS) in MB; nan when gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return float("nan")
+
+
+def cpu_seconds(pid, missing=float("nan")):
+    """utime + stime of a process and its reaped children, in seconds (`missing` when gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return missing
+
+
+def db_bytes(path):
+    """(main database file, its WAL and shared-memory files) in bytes."""
+    size = lambda p: os.path.getsize(p) if os.path.exists(p) else 0  # noqa: E731
+    return size(path), size(path + "-wal") + size(path + "-shm")
 
 
 def less_than_regex(n):
