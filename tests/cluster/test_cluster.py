@@ -8,7 +8,6 @@ time to detect, time to recover, pages downloaded again.
   python3 tests/cluster/test_cluster.py --bin build/spiderhub --source . --build build --case blackhole
 """
 import argparse
-import collections
 import os
 import secrets
 import ssl
@@ -199,16 +198,8 @@ tls:
                      interval=0.3)
         elapsed = time.monotonic() - self.t_start
         run = h.run_of(self.broker, self.job["id"])
-        urls = collections.Counter(i["url"] for i in h.read_items(self.output))
-        base = self.site.base
-        expected = {base + "/index.html"} | {f"{base}/p/{i}.html" for i in range(1, self.pages)}
-        missing = expected - set(urls)
-        assert not missing, f"{len(missing)} pages missing, e.g. {sorted(missing)[:3]}"
-        assert set(urls) == expected, f"unexpected pages: {sorted(set(urls) - expected)[:3]}"
-        dupes = [u for u, c in urls.items() if c > 1]
-        assert not dupes, f"{len(dupes)} pages written twice, e.g. {dupes[:3]}"
         assert run["status"] == "Success", run
-        assert run["total"] == self.pages and run["success"] == self.pages and run["error"] == 0, run
+        h.assert_exactly_once(self.output, h.site_pages(self.site.base, self.pages), run)
         self.elapsed = elapsed
         return run
 

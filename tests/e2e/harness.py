@@ -3,6 +3,7 @@ random free ports, a static site served by nginx, bounded waits, and cleanup of 
 process and temp directory whatever happens."""
 import argparse
 import atexit
+import collections
 import hashlib
 import hmac
 import json
@@ -512,6 +513,24 @@ def count_lines(path):
             return f.read().count(b"\n")
     except FileNotFoundError:
         return 0
+
+
+def site_pages(base, pages):
+    """URLs of the generated and template sites' `pages` pages."""
+    return {base + "/index.html"} | {f"{base}/p/{i}.html" for i in range(1, pages)}
+
+
+def assert_exactly_once(output, expected, run):
+    """Every URL of `expected` exactly once in the items file and nothing else, and the
+    run's JobStatus totals exact."""
+    urls = collections.Counter(i["url"] for i in read_items(output))
+    missing = expected - set(urls)
+    assert not missing, f"{len(missing)} pages missing, e.g. {sorted(missing)[:3]}"
+    assert set(urls) == expected, f"unexpected pages: {sorted(set(urls) - expected)[:3]}"
+    dupes = [u for u, c in urls.items() if c > 1]
+    assert not dupes, f"{len(dupes)} pages written twice, e.g. {dupes[:3]}"
+    n = len(expected)
+    assert run["total"] == n and run["success"] == n and run["error"] == 0, run
 
 
 def read_items(path):

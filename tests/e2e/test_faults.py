@@ -1,7 +1,6 @@
 """Crash tests with real processes: kill -9 a node, the worker, and the broker in the
 middle of a crawl; each time the crawl finishes with every page exactly once in the
 items file and in JobStatus."""
-import collections
 import signal
 import time
 
@@ -23,13 +22,7 @@ def check_complete(env, broker, job, site, output):
     h.wait_until("run finished", lambda: (h.run_of(broker, job["id"]) or {}).get("status")
                  == "Success", timeout=180, interval=0.5)
     run = h.run_of(broker, job["id"])
-    items = h.read_items(output)
-    urls = collections.Counter(i["url"] for i in items)
-    expected = {site.base + "/index.html"} | {f"{site.base}/p/{i}.html" for i in range(1, PAGES)}
-    assert set(urls) == expected, f"missing {len(expected - set(urls))}, extra {set(urls) - expected}"
-    dupes = [u for u, c in urls.items() if c > 1]
-    assert not dupes, f"{len(dupes)} pages written twice, e.g. {dupes[:3]}"
-    assert run["total"] == PAGES and run["success"] == PAGES and run["error"] == 0, run
+    h.assert_exactly_once(output, h.site_pages(site.base, PAGES), run)
     return run
 
 

@@ -4,7 +4,6 @@ drains. A 5,000-page crawl with a limit of 200 must spill most of its frontier, 
 back, and end with every page exactly once — also when the broker is killed -9 while
 requests are on disk. Second scenario: a worker that stops acking (SIGSTOP) holds its run
 at dispatch.max_unacked_results (no new blocks), and the run goes on when it resumes."""
-import collections
 import os
 import signal
 import time
@@ -32,14 +31,7 @@ def spilled(broker):
 def check_exactly_once(broker, job, site, output):
     h.wait_until("run finished", lambda: (h.run_of(broker, job["id"]) or {}).get("status")
                  == "Success", timeout=240, interval=0.5)
-    run = h.run_of(broker, job["id"])
-    urls = collections.Counter(i["url"] for i in h.read_items(output))
-    expected = {site.base + "/index.html"} | {f"{site.base}/p/{i}.html" for i in range(1, PAGES)}
-    assert set(urls) == expected, (f"missing {len(expected - set(urls))}, "
-                                   f"extra {sorted(set(urls) - expected)[:3]}")
-    dupes = [u for u, c in urls.items() if c > 1]
-    assert not dupes, f"{len(dupes)} pages written twice, e.g. {dupes[:3]}"
-    assert run["total"] == PAGES and run["success"] == PAGES and run["error"] == 0, run
+    h.assert_exactly_once(output, h.site_pages(site.base, PAGES), h.run_of(broker, job["id"]))
 
 
 def unacked(broker):
