@@ -287,10 +287,14 @@ void hub_client::stop() {
   if (ws)
     ws->close();
   ws.reset();
+  std::shared_ptr<ws_client> last;
   {
     std::lock_guard<std::mutex> lk(impl_->mtx);
-    impl_->ws.reset();
+    last = std::move(impl_->ws);
   }
+  // Destroyed outside the lock: ~ws_client joins its io thread, which may be delivering a
+  // message and waiting for mtx (a deadlock seen under ASan in the worker SDK tests).
+  last.reset();
   impl_->fail_all("client stopped");
 }
 
