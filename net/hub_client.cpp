@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -18,6 +19,13 @@ namespace spiderhub::net {
 
 namespace sr = protocol::signalr;
 using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+// A hub URL for log lines: without its query (the connection sign).
+std::string without_query(const std::string& url) { return url.substr(0, url.find('?')); }
+
+} // namespace
 
 struct hub_client::impl : std::enable_shared_from_this<impl> {
   struct pending_call {
@@ -43,9 +51,31 @@ struct hub_client::impl : std::enable_shared_from_this<impl> {
   std::thread supervisor;
   std::mt19937_64 rng{std::random_device{}()};
   std::chrono::milliseconds backoff{0};
+  // Alternatives (see the header): how many, the one of the attempt under way or of the
+  // connection that is up, its URL for log lines, and how many were tried this round.
+  std::size_t url_count = 1;
+  std::size_t current = 0;
+  std::string current_display;
+  std::size_t tried_in_round = 0;
+  bool attempted = false;  // no attempt yet: the first one goes to opts.first_url
 
   explicit impl(options o) : opts(std::move(o)), splitter(opts.max_message_bytes) {
     backoff = opts.reconnect_initial;
+    url_count = opts.url_at ? std::max<std::size_t>(opts.url_count, 1) : 1;
+    current = opts.first_url % url_count;
+  }
+
+  std::string url_of(std::size_t index) const {
+    return opts.url_at ? opts.url_at(index) : opts.url();
+  }
+
+  /// "ws://b2:55626/node (broker 2 of 3)" with several alternatives, the URL alone with one
+  /// (without its query: no sign in the logs).
+  std::string where_locked() const {
+    if (url_count == 1)
+      return current_display;
+    return current_display + " (broker " + std::to_string(current + 1) + " of " +
+           std::to_string(url_count) + ")";
   }
 
   std::shared_ptr<ws_client> socket() {
@@ -84,9 +114,12 @@ struct hub_client::impl : std::enable_shared_from_this<impl> {
 
   void on_closed(const std::string& reason) {
     bool was_ready;
+    std::string where;
     {
       std::lock_guard<std::mutex> lk(mtx);
       was_ready = hub_ready;
+      if (url_count > 1)
+        where = ": " + where_locked();
       socket_open = false;
       hub_ready = false;
       need_connect = true;
@@ -94,11 +127,11 @@ struct hub_client::impl : std::enable_shared_from_this<impl> {
     cv.notify_all();
     fail_all(reason);
     if (was_ready) {
-      spdlog::warn("{}: disconnected: {}", opts.name, reason);
+      spdlog::warn("{}: disconnected: {}{}", opts.name, reason, where);
       if (disconnected_fn)
         disconnected_fn(reason);
     } else {
-      spdlog::warn("{}: connect failed: {}", opts.name, reason);
+      spdlog::warn("{}: connect failed: {}{}", opts.name, reason, where);
     }
   }
 
@@ -129,12 +162,15 @@ struct hub_client::impl : std::enable_shared_from_this<impl> {
           close_socket();
           return;
         }
+        std::string where;
         {
           std::lock_guard<std::mutex> lk(mtx);
           hub_ready = true;
           backoff = opts.reconnect_initial;
+          tried_in_round = 0;  // the next drop starts a new round
+          where = where_locked();
         }
-        spdlog::info("{}: connected", opts.name);
+        spdlog::info("{}: connected to {}", opts.name, where);
         if (connected_fn)
           connected_fn();
         return;
@@ -175,9 +211,13 @@ struct hub_client::impl : std::enable_shared_from_this<impl> {
     }
   }
 
-  void connect_now() {
+  void connect_now(std::size_t index) {
     ws_client_options wo;
-    wo.url = opts.url();
+    wo.url = url_of(index);
+    {
+      std::lock_guard<std::mutex> lk(mtx);
+      current_display = without_query(wo.url);
+    }
     wo.max_message_bytes = opts.max_message_bytes;
     wo.idle_timeout = opts.idle_timeout;
     wo.tls_verify = opts.tls_verify;
@@ -214,15 +254,26 @@ struct hub_client::impl : std::enable_shared_from_this<impl> {
     while (running) {
       if (need_connect) {
         need_connect = false;
+        // The next alternative in turn (the first one at the very start).
+        if (attempted)
+          current = (current + 1) % url_count;
+        attempted = true;
+        auto index = current;
+        bool last_of_round = ++tried_in_round >= url_count;
+        // Within a round the next alternative follows quickly; the backoff (doubling)
+        // only comes after a whole round failed.
+        auto base = last_of_round ? backoff : opts.reconnect_initial;
         lk.unlock();
-        connect_now();
+        connect_now(index);
         lk.lock();
-        // Wait for this attempt to finish or for the backoff before the next one.
-        auto jitter = std::uniform_int_distribution<long>(0, backoff.count() / 2 + 1)(rng);
-        auto wait = backoff + std::chrono::milliseconds(jitter);
+        // Wait for this attempt to finish or for the delay before the next one.
+        auto jitter = std::uniform_int_distribution<long>(0, base.count() / 2 + 1)(rng);
+        auto wait = base + std::chrono::milliseconds(jitter);
         cv.wait_for(lk, wait, [&] { return !running || hub_ready; });
-        if (!hub_ready)
+        if (!hub_ready && last_of_round) {
           backoff = std::min(backoff * 2, opts.reconnect_max);
+          tried_in_round = 0;
+        }
         cv.wait(lk, [&] { return !running || hub_ready || (need_connect && !socket_open); });
         continue;
       }
@@ -301,6 +352,11 @@ void hub_client::stop() {
 bool hub_client::connected() const {
   std::lock_guard<std::mutex> lk(impl_->mtx);
   return impl_->hub_ready;
+}
+
+std::size_t hub_client::current_url() const {
+  std::lock_guard<std::mutex> lk(impl_->mtx);
+  return impl_->current;
 }
 
 void hub_client::invoke(const std::string& target, json arguments, completion_fn done) {

@@ -6,9 +6,19 @@
 //   disconnected --connect--> handshaking --{}--> connected --close/error--> disconnected
 //        ^                                                                   |
 //        +----------------------- wait backoff (doubling, jittered) ---------+
+//
+// Several alternative URLs (brokers sharing one database, one active, the others standby
+// answering 503): attempts go round the list. Within a round the next alternative is
+// tried reconnect_initial (jittered) after the previous attempt started (and once it has
+// ended); the backoff applies, and doubles, only after the last attempt of a round, so one
+// round over N alternatives takes about (N - 1) * reconnect_initial + backoff. A round
+// starts with the alternative after the one tried (or connected) last: after a connection
+// that was up drops, its broker is tried last (it most likely died or stepped down). One
+// alternative behaves exactly as a single URL always did.
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
@@ -27,6 +37,11 @@ class hub_client {
 
   struct options {
     std::function<std::string()> url;    // called before every connect (fresh sign)
+    // Alternatives instead of `url`: when set, url_at(i) is called before every connect to
+    // alternative i (0 <= i < url_count), and `url` is not used.
+    std::function<std::string(std::size_t index)> url_at;
+    std::size_t url_count = 1;
+    std::size_t first_url = 0;           // the alternative tried first
     std::chrono::milliseconds reconnect_initial{500};
     std::chrono::milliseconds reconnect_max{30000};
     std::chrono::milliseconds keepalive{15000};  // ping period
@@ -51,6 +66,9 @@ class hub_client {
   void start();
   void stop();
   bool connected() const;
+  /// The alternative (index for url_at; 0 with a single url) of the connection that is up,
+  /// or else of the attempt under way or made last.
+  std::size_t current_url() const;
 
   /// Calls a hub method; `done` runs exactly once, on the client's thread, with the
   /// result or an error ("not connected", "connection lost", "timeout", server error).
