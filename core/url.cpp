@@ -1,7 +1,9 @@
 #include "core/url.hpp"
 
+#include "core/error.hpp"
 #include "core/text.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -331,6 +333,60 @@ std::string hub_url(const std::string& base, const std::string& path,
     sep = '&';
   }
   return url;
+}
+
+bool is_broker_url(std::string_view url) {
+  std::string_view rest;
+  for (std::string_view scheme : {"http://", "https://", "ws://", "wss://"}) {
+    if (url.size() >= scheme.size() && iequals(url.substr(0, scheme.size()), scheme)) {
+      rest = url.substr(scheme.size());
+      break;
+    }
+  }
+  if (rest.empty() || rest[0] == '/' || rest[0] == '?' || rest[0] == '#' || rest[0] == ':')
+    return false;
+  return std::none_of(rest.begin(), rest.end(), [](char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+  });
+}
+
+std::vector<std::string> parse_broker_urls(std::string_view list, const std::string& what) {
+  auto trim = [](std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+      s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+      s.remove_suffix(1);
+    return s;
+  };
+  auto key = [](std::string_view s) {
+    while (!s.empty() && s.back() == '/')
+      s.remove_suffix(1);
+    return lowered(s);
+  };
+  if (trim(list).empty())
+    throw input_error(what + ": no broker URL given");
+  std::vector<std::string> out;
+  std::size_t start = 0, n = 0;
+  for (;;) {
+    auto comma = list.find(',', start);
+    auto element = trim(list.substr(start, comma == std::string_view::npos ? list.npos
+                                                                             : comma - start));
+    ++n;
+    if (element.empty())
+      throw input_error(what + ": element " + std::to_string(n) + " of '" + std::string(list) +
+                        "' is empty");
+    if (!is_broker_url(element))
+      throw input_error(what + ": '" + std::string(element) +
+                        "' is not an http://, https://, ws:// or wss:// URL with a host");
+    for (const auto& seen : out)
+      if (key(seen) == key(element))
+        throw input_error(what + ": '" + std::string(element) + "' is listed twice");
+    out.emplace_back(element);
+    if (comma == std::string_view::npos)
+      break;
+    start = comma + 1;
+  }
+  return out;
 }
 
 std::string resolve_url(const std::string& base, std::string_view ref) {

@@ -20,6 +20,14 @@ std::string hub_url(const std::string& base, const std::string& path,
                     const std::vector<std::pair<std::string, std::string>>& query,
                     bool websocket = true);
 
+/// True for a broker base URL: http://, https://, ws:// or wss://, then a host (no blanks).
+bool is_broker_url(std::string_view url);
+
+/// Broker base URLs from one URL or a comma-separated list "URL1,URL2" (blanks around the
+/// elements ignored), in order. Throws input_error "<what>: ..." naming the element that is
+/// empty, not a broker URL (is_broker_url) or listed twice (trailing slashes ignored).
+std::vector<std::string> parse_broker_urls(std::string_view list, const std::string& what);
+
 /// Resolves the reference `ref` against the absolute URL `base` (RFC 3986 section 5.2,
 /// with the browser habits of trimming whitespace and reading '\' as '/'), then
 /// normalises it. Returns "" when the result is not a valid http/https URL.

@@ -108,6 +108,8 @@ struct worker::impl {
   bool started = false; // under mtx
   std::thread thread;
 
+  std::vector<std::string> brokers;  // opts.broker split (start())
+
   // SDK thread only.
   std::vector<std::unique_ptr<run_state>> active;
   std::size_t round_robin = 0;
@@ -119,13 +121,17 @@ struct worker::impl {
 
   /// A hub client for the /worker hub; its URL (and so the sign) is rebuilt before every
   /// connect attempt because the broker only accepts signs a few minutes old.
-  std::unique_ptr<net::hub_client> make_client() {
+  /// `first_url`: the broker (index into `brokers`) tried first.
+  std::unique_ptr<net::hub_client> make_client(std::size_t first_url = 0) {
     net::hub_client::options ho;
-    ho.url = [broker = opts.broker, token = opts.token, cls = opts.full_class_name] {
+    ho.url_count = brokers.size();
+    ho.first_url = first_url;
+    ho.url_at = [brokers = brokers, token = opts.token,
+                 cls = opts.full_class_name](std::size_t index) {
       auto ts = std::chrono::duration_cast<std::chrono::seconds>(
                   std::chrono::system_clock::now().time_since_epoch())
                   .count();
-      return core::hub_url(broker, "/worker",
+      return core::hub_url(brokers.at(index), "/worker",
                            {{"fullClassName", cls},
                             {"ts", std::to_string(ts)},
                             {"sign", core::connection_sign(token, cls, ts)}});
@@ -198,8 +204,10 @@ struct worker::impl {
       std::lock_guard<std::mutex> lk(client_mtx);
       old = std::move(client);
     }
+    // The same broker first: a timeout does not mean that it stopped being the active one.
+    auto first = old ? old->current_url() : 0;
     old.reset();  // stops it: pending completions fail on this thread (mtx is not held)
-    auto fresh = make_client();
+    auto fresh = make_client(first);
     fresh->start();
     std::lock_guard<std::mutex> lk(client_mtx);
     client = std::move(fresh);
@@ -600,6 +608,7 @@ void worker::start() {
   auto& d = *impl_;
   if (d.opts.full_class_name.empty())
     throw core::input_error("worker: full_class_name is empty");
+  auto brokers = core::parse_broker_urls(d.opts.broker, "worker: broker");
   std::lock_guard<std::mutex> life(d.life_mtx);
   {
     std::lock_guard<std::mutex> lk(d.mtx);
@@ -607,6 +616,7 @@ void worker::start() {
       return;  // a stopped worker stays stopped
     d.started = true;
   }
+  d.brokers = std::move(brokers);
   auto c = d.make_client();
   c->start();
   {

@@ -54,6 +54,9 @@ class spider {
 };
 
 struct worker_options {
+  // Broker base URL, or several comma-separated ("http://b1:55626/,http://b2:55626/") when
+  // brokers share one database: the SDK connects to whichever is active, going round the
+  // list (net::hub_client). start() throws core::input_error for a bad element.
   std::string broker = "http://127.0.0.1:55626/";
   std::string token = "1234";                     // HMAC key of the connection sign
   std::string full_class_name;                    // which runs the broker sends us

@@ -2,6 +2,11 @@
 // the background) must never ack a result before the Push of its children was answered.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -10,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "core/error.hpp"
 #include "net/http_server.hpp"
 #include "protocol/json_codec.hpp"
 #include "protocol/signalr.hpp"
@@ -237,4 +243,57 @@ TEST_CASE("worker: pipelined Poll/Push/Ack never acks before the children are st
   CHECK(spider.items_ == total);
   // The pipeline is real: the next Poll went out while a Push was still unanswered.
   CHECK(rep.polls_while_pushing >= total / 100 / 2);
+}
+
+namespace {
+
+// A loopback port nothing listens on: connections are refused, like a dead broker's.
+std::uint16_t unused_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  socklen_t len = sizeof a;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+} // namespace
+
+TEST_CASE("worker: a comma-separated broker list goes round to the broker that answers") {
+  constexpr std::int64_t total = 50;
+  scripted_hub hub(total, 0);  // no Push fails (result ids start at 1)
+  one_child_spider spider;
+  sdk::worker_options o;
+  o.broker = "http://127.0.0.1:" + std::to_string(unused_port()) + "/, " + hub.url();
+  o.full_class_name = "test.Spider";
+  o.retry_initial = std::chrono::milliseconds(10);
+  sdk::worker w(o, spider);
+  w.start();
+  REQUIRE(w.wait_runs_finished(1, std::chrono::seconds(20)));
+  w.stop();
+  auto rep = hub.snapshot();
+  CHECK(rep.acked.size() == total);
+  CHECK(rep.violations.empty());
+  CHECK(spider.items_ == total);
+}
+
+TEST_CASE("worker: a bad element of the broker list is refused at start") {
+  one_child_spider spider;
+  sdk::worker_options o;
+  o.full_class_name = "test.Spider";
+  o.broker = "http://127.0.0.1:1/,ftp://x/";
+  sdk::worker w(o, spider);
+  CHECK_THROWS_WITH_AS(w.start(),
+                       "worker: broker: 'ftp://x/' is not an http://, https://, ws:// or wss:// "
+                       "URL with a host",
+                       core::input_error);
+  o.broker = "http://127.0.0.1:1/,";
+  sdk::worker w2(o, spider);
+  CHECK_THROWS_WITH_AS(w2.start(), "worker: broker: element 2 of 'http://127.0.0.1:1/,' is empty",
+                       core::input_error);
+  CHECK_FALSE(w.connected());
 }
