@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.parse
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 RS = "\x1e"  # SignalR record separator
 
@@ -39,6 +39,24 @@ def _split_url(base: str) -> tuple[bool, str, int, str]:
         raise ValueError(f"broker URL must be http(s)://host[:port]/, got {base!r}")
     tls = u.scheme in ("https", "wss")
     return tls, u.hostname, u.port or (443 if tls else 80), u.path.rstrip("/")
+
+
+def split_brokers(brokers: str | Iterable[str]) -> list[str]:
+    """Broker base URLs from one URL, a comma-separated list ``"URL1,URL2"`` or a list of
+    them (brokers sharing one database: one is active, the others answer 503). Raises
+    ValueError naming an element that is empty, not http(s)/ws(s)://host, or given twice."""
+    parts = brokers.split(",") if isinstance(brokers, str) else \
+        [p for b in brokers for p in str(b).split(",")]
+    out: list[str] = []
+    for i, p in enumerate(parts, 1):
+        p = p.strip()
+        if not p:
+            raise ValueError(f"broker list {brokers!r}: element {i} is empty")
+        _split_url(p)
+        if p.rstrip("/").lower() in (o.rstrip("/").lower() for o in out):
+            raise ValueError(f"broker list {brokers!r}: {p!r} is listed twice")
+        out.append(p)
+    return out
 
 
 class HubConnection:

@@ -43,7 +43,7 @@ import time
 from collections import deque
 from typing import Any
 
-from .hub import HubError
+from .hub import HubError, split_brokers
 from .worker import JsonLinesSink, Request as HubRequest, Spider as _Unused, Worker  # noqa: F401
 
 _bridge: "Bridge | None" = None  # one per process (Scrapy builds its components itself)
@@ -378,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
                     "whose FullClassName is --class, then exits.")
     ap.add_argument("spider_file", help="a .py file with a scrapy.Spider subclass")
     ap.add_argument("--spider", help="the class name, when the file has several")
-    ap.add_argument("--broker", default="http://127.0.0.1:55626/")
+    ap.add_argument("--broker", default="http://127.0.0.1:55626/",
+                    help="broker base URL, or several comma-separated (brokers sharing one "
+                         "database: the bridge connects to the active one)")
     ap.add_argument("--token", default=os.environ.get("SPIDERHUB_TOKEN", ""),
                     help="worker secret (default $SPIDERHUB_TOKEN)")
     ap.add_argument("--class", dest="cls", help="FullClassName of the jobs (default: the "
@@ -389,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-s", "--set", action="append", default=[], metavar="NAME=VALUE",
                     help="a Scrapy setting")
     a = ap.parse_args(argv)
+    try:
+        split_brokers(a.broker)
+    except ValueError as e:
+        ap.error(str(e))
     spidercls = load_spider_class(a.spider_file, a.spider)
     cls = a.cls or spidercls.name
     state = a.state or f".spiderhub-scrapy-{cls}.db"

@@ -33,7 +33,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-from .hub import ConnectionLost, HubConnection, HubError, worker_query
+from .hub import ConnectionLost, HubConnection, HubError, split_brokers, worker_query
 
 
 @dataclass
@@ -164,13 +164,24 @@ class _RunState:
 
 
 class Worker:
-    """Connects a spider to the broker and serves its runs until ``stop()``."""
+    """Connects a spider to the broker and serves its runs until ``stop()``.
 
-    def __init__(self, broker: str, token: str, full_class_name: str, spider: Spider,
+    ``broker`` is one base URL, or several (a comma-separated string or a list) when
+    brokers share one database: connections go round the list until the active one
+    answers. Within a round the next broker is tried ``switch_delay`` seconds after a
+    failure; after a whole round failed the delay doubles (0.2 s up to ``reconnect_max``).
+    After a connection drops, its broker is tried last."""
+
+    switch_delay = 0.2  # between two brokers of one round
+
+    def __init__(self, broker: str | list[str], token: str, full_class_name: str, spider: Spider,
                  sink: JsonLinesSink | None = None, poll_max: int = 500,
                  push_chunk: int = 500, reconnect_max: float = 10.0,
                  call_timeout: float = 60.0, log=print) -> None:
-        self.broker = broker
+        self.brokers = split_brokers(broker)
+        self.broker = self.brokers[0]  # the one connected to (or tried) last
+        self._broker_index = 0
+        self._tried_any = False
         self.token = token
         self.cls = full_class_name
         self.spider = spider
@@ -229,7 +240,16 @@ class Worker:
             self._flap = 0.1
         delay = 0.2
         last_ts = 0
+        tried = 0  # brokers tried this round
+        n = len(self.brokers)
         while not self.stopping:
+            # The next broker in turn: after a drop, the one we were on comes last.
+            if self._tried_any:
+                self._broker_index = (self._broker_index + 1) % n
+            self._tried_any = True
+            self.broker = self.brokers[self._broker_index]
+            which = f" (broker {self._broker_index + 1} of {n})" if n > 1 else ""
+            tried += 1
             # A fresh sign per attempt (the broker accepts signs a few minutes old).
             last_ts = max(int(time.time()), last_ts)
             hub = HubConnection(self.broker, "/worker", worker_query(self.token, self.cls, last_ts),
@@ -240,10 +260,17 @@ class Worker:
                 hub.connect()
                 self.hub = hub
                 self._connected_at = time.monotonic()
-                self.log(f"worker: connected to {self.broker} as {self.cls}")
+                self.log(f"worker: connected to {self.broker}{which} as {self.cls}")
                 return
             except (OSError, HubError) as e:
-                self.log(f"worker: cannot connect ({e}); again in {delay:.1f}s")
+                if tried < n:
+                    # Another broker of this round may be the active one: try it soon.
+                    self.log(f"worker: cannot connect to {self.broker}{which} ({e}); "
+                             f"trying the next broker")
+                    time.sleep(self.switch_delay)
+                    continue
+                tried = 0
+                self.log(f"worker: cannot connect ({e}){which}; again in {delay:.1f}s")
                 time.sleep(delay)
                 delay = min(delay * 2, self.reconnect_max)
 
@@ -408,7 +435,9 @@ def main(argv: list[str] | None = None) -> int:
                     "its class name (jobs whose FullClassName property names it), its nodes "
                     "download, and the spider parses. Items go to --output as JSON lines, "
                     "exactly once per page even across restarts of this worker.")
-    ap.add_argument("--broker", default="http://127.0.0.1:55626/", help="broker base URL")
+    ap.add_argument("--broker", default="http://127.0.0.1:55626/",
+                    help="broker base URL, or several comma-separated (brokers sharing one "
+                         "database: the worker connects to the active one)")
     ap.add_argument("--token", default=os.environ.get("SPIDERHUB_TOKEN", ""),
                     help="worker secret (auth.token or a worker-role secret; default "
                          "$SPIDERHUB_TOKEN)")
@@ -421,6 +450,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="exit after this many runs finished (0: serve until killed)")
     ap.add_argument("--poll-max", type=int, default=500, help="results per Poll")
     a = ap.parse_args(argv)
+    try:
+        split_brokers(a.broker)
+    except ValueError as e:
+        ap.error(str(e))
     spider = _load_spider(a.spider)
     sink = JsonLinesSink(a.output) if a.output else None
     w = Worker(a.broker, a.token, a.cls, spider, sink=sink, poll_max=a.poll_max,
