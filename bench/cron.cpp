@@ -133,8 +133,7 @@ int main(int argc, char** argv) {
   {
     caf::actor_system_config cfg;
     caf::actor_system sys{cfg};
-    auto storage = actors::spawn_storage(sys, {(dir / "bench.db").string(),
-                                               std::chrono::milliseconds(5000), 5000});
+    auto storage = actors::spawn_storage(sys, actors::sqlite_storage((dir / "bench.db").string()));
     caf::scoped_actor self{sys};
     // The jobs, created "now" as the API would (LastFire = creation time).
     auto created = now_ms() / 1000;

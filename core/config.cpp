@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/url.hpp"
 
 namespace spiderhub::core {
 namespace {
@@ -92,6 +93,43 @@ class section {
       out.emplace_back(v[i], file_, path);
     }
     return out;
+  }
+
+  /// Broker base URLs: one URL, "URL1,URL2" or a YAML list of URLs (core::parse_broker_urls
+  /// checks each). Absent: `out` is kept.
+  void get_broker_urls(const char* key, std::vector<std::string>& out) {
+    auto v = take(key);
+    if (!v)
+      return;
+    std::vector<std::string> urls;
+    auto add = [&](const YAML::Node& at, const std::string& path) {
+      if (!at.IsScalar())
+        fail(at, "'" + path + "' must be a URL or a comma-separated list of URLs");
+      try {
+        for (auto& u : parse_broker_urls(at.Scalar(), "'" + path + "'"))
+          urls.push_back(std::move(u));
+      } catch (const input_error& e) {
+        fail(at, e.what());
+      }
+    };
+    if (v.IsSequence()) {
+      if (v.size() == 0)
+        fail(v, "'" + full(key) + "' is an empty list: name at least one broker URL");
+      for (std::size_t i = 0; i < v.size(); ++i)
+        add(v[i], full(key) + "[" + std::to_string(i) + "]");
+      // Twice across elements: parse_broker_urls of the whole list says which.
+      std::string joined;
+      for (auto& u : urls)
+        joined += (joined.empty() ? "" : ",") + u;
+      try {
+        parse_broker_urls(joined, "'" + full(key) + "'");
+      } catch (const input_error& e) {
+        fail(v, e.what());
+      }
+    } else {
+      add(v, full(key));
+    }
+    out = std::move(urls);
   }
 
   bool has(const char* key) const { return node_ && node_.IsMap() && node_[key]; }
@@ -239,13 +277,29 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
   }
   {
     auto s = top.child("storage");
+    s.get_one_of("kind", c.storage.kind, {"sqlite", "postgresql"});
     s.get("path", c.storage.path);
-    if (c.storage.path.empty())
+    s.get("postgresql", c.storage.postgresql);
+    if (c.storage.kind == "sqlite" && c.storage.path.empty())
       throw input_error(name + ": storage.path must not be empty");
+    if (c.storage.kind == "postgresql" && c.storage.postgresql.empty())
+      throw input_error(name + ": storage.kind is postgresql but storage.postgresql (a libpq "
+                               "connection string, e.g. 'host=db1 dbname=spiderhub "
+                               "user=spiderhub') is empty");
     s.get_ms("busy_timeout_ms", c.storage.busy_timeout, 0, 600000);
     s.get("batch_max", c.storage.batch_max, 1, 1000000);
     s.get("node_status_retention_h", c.storage.node_status_retention_h, 1, 24 * 365);
     s.get("audit_max_rows", c.storage.audit_max_rows, 1, 100000000);
+    s.finish();
+  }
+  {
+    auto s = top.child("failover");
+    s.get("name", c.failover.name);
+    s.get("advertise_url", c.failover.advertise_url);
+    s.get_ms("lease_ms", c.failover.lease, 1000, 600000);
+    s.get_ms("poll_ms", c.failover.poll, 50, 60000);
+    if (c.failover.poll >= c.failover.lease)
+      throw input_error(name + ": failover.poll_ms must be below failover.lease_ms");
     s.finish();
   }
   {
@@ -331,27 +385,29 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
   return c;
 }
 
-void check_client_tls(const client_tls_config& tls, const std::string& broker, const std::string& file) {
+void check_client_tls(const client_tls_config& tls, const std::vector<std::string>& brokers,
+                      const std::string& file) {
   if (!tls.ca_file.empty()) {
     std::ifstream in(tls.ca_file);
     if (!in)
       throw input_error(file + ": tls.ca_file '" + tls.ca_file + "' cannot be read");
   }
-  bool secure = broker.rfind("https://", 0) == 0 || broker.rfind("wss://", 0) == 0;
-  if (secure && !tls.verify)
+  bool any_secure = false;
+  for (const auto& broker : brokers) {
+    bool secure = broker.rfind("https://", 0) == 0 || broker.rfind("wss://", 0) == 0;
+    any_secure = any_secure || secure;
+    if (!secure && !tls.ca_file.empty())
+      spdlog::warn("{}: tls.ca_file is set but broker {} is not https:// or wss://", file, broker);
+  }
+  if (any_secure && !tls.verify)
     spdlog::warn("{}: tls.verify is false: the broker's certificate is not checked, anyone on the "
                  "path can read the secret's signs and the traffic", file);
-  if (!secure && !tls.ca_file.empty())
-    spdlog::warn("{}: tls.ca_file is set but broker {} is not https:// or wss://", file, broker);
 }
 
 node_config parse_node_config(const std::string& yaml, const std::string& name) {
   node_config c;
   section top(parse_yaml(yaml, name), name, "");
-  top.get("broker", c.broker);
-  if (c.broker.rfind("http://", 0) != 0 && c.broker.rfind("https://", 0) != 0 &&
-      c.broker.rfind("ws://", 0) != 0 && c.broker.rfind("wss://", 0) != 0)
-    throw input_error(name + ": broker must be an http://, https://, ws:// or wss:// URL");
+  top.get_broker_urls("broker", c.brokers);
   top.get("token", c.token);
   read_client_tls(top.child("tls"), c.tls);
   top.get("node_id", c.node_id);
@@ -418,7 +474,7 @@ node_config parse_node_config(const std::string& yaml, const std::string& name) 
 worker_config parse_worker_config(const std::string& yaml, const std::string& name) {
   worker_config c;
   section top(parse_yaml(yaml, name), name, "");
-  top.get("broker", c.broker);
+  top.get_broker_urls("broker", c.brokers);
   top.get("token", c.token);
   read_client_tls(top.child("tls"), c.tls);
   top.get("full_class_name", c.full_class_name);

@@ -50,12 +50,20 @@ struct broker_config {
     std::int32_t block_s = 60;           // ... for this long (HTTP 429)
   } auth;
   struct storage_t {
+    std::string kind = "sqlite";         // sqlite | postgresql
     std::string path = "data/spiderhub.db";
+    std::string postgresql;              // libpq connection string (kind postgresql)
     milliseconds busy_timeout{5000};
     std::int32_t batch_max = 5000;       // writes per transaction
     std::int32_t node_status_retention_h = 24;
     std::int64_t audit_max_rows = 100000;  // newest audit rows kept
   } storage;
+  struct failover_t {                    // several brokers on one PostgreSQL database
+    std::string name;                    // this broker in logs and the leader row ("" = host:pid)
+    std::string advertise_url;           // how clients reach this broker (shown by standbys)
+    milliseconds lease{5000};            // the leader's lease; a standby takes over after it lapses
+    milliseconds poll{500};              // how often a standby looks at the lease
+  } failover;
   struct sessions_t {
     milliseconds heartbeat_interval{5000};
     std::int32_t missed_heartbeats = 3;  // then the node is offline and its leases return
@@ -120,7 +128,9 @@ struct client_tls_config {
 };
 
 struct node_config {
-  std::string broker = "http://localhost:55626/";
+  // Broker base URLs (`broker:` one URL, "URL1,URL2" or a YAML list): several brokers on
+  // one database, the node connects to whichever is active (rotating over the list).
+  std::vector<std::string> brokers{"http://localhost:55626/"};
   std::string token = "1234";
   client_tls_config tls;
   std::string node_id;                   // empty: generated once, kept in id_file
@@ -173,7 +183,7 @@ struct node_config {
 };
 
 struct worker_config {
-  std::string broker = "http://localhost:55626/";
+  std::vector<std::string> brokers{"http://localhost:55626/"};  // as node_config::brokers
   std::string token = "1234";
   client_tls_config tls;
   std::string full_class_name = "spiderhub.samples.SiteSpider";
@@ -185,7 +195,8 @@ struct worker_config {
 
 /// Throws input_error when `tls.ca_file` names no readable file; warns (spdlog) when
 /// verification is off. Called by the node and the worker before they connect.
-void check_client_tls(const client_tls_config& tls, const std::string& broker, const std::string& file);
+void check_client_tls(const client_tls_config& tls, const std::vector<std::string>& brokers,
+                      const std::string& file);
 
 /// Loaders throw core::input_error("FILE:LINE:COL: message") on any bad input.
 broker_config load_broker_config(const std::string& file);

@@ -1,5 +1,6 @@
 #pragma once
 // Process-wide plumbing shared by the programs: logging setup and termination signals.
+#include <chrono>
 #include <string>
 
 #include "core/config.hpp"
@@ -15,5 +16,7 @@ void setup_logging(const log_config& cfg, const std::string& program);
 void block_termination_signals();
 /// Waits for SIGINT or SIGTERM; returns the signal number.
 int wait_for_termination();
+/// The same, giving up after `timeout`: 0 when no signal came.
+int wait_for_termination(std::chrono::milliseconds timeout);
 
 } // namespace spiderhub::core

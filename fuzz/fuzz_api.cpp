@@ -62,8 +62,7 @@ struct world {
       std::filesystem::remove_all(to_remove, ec);
     });
     sys = std::make_unique<caf::actor_system>(cfg);
-    storage = actors::spawn_storage(*sys, {(dir / "api.db").string(),
-                                           std::chrono::milliseconds(5000), 5000});
+    storage = actors::spawn_storage(*sys, actors::sqlite_storage((dir / "api.db").string()));
     // (An argument: CAF 0.17 dereferences a null argument tuple for argument-less
     // function actors, which UBSan reports.)
     stub = sys->spawn([](caf::event_based_actor* self, int) -> caf::behavior {

@@ -15,8 +15,10 @@
 #include "actors/storage/storage_actor.hpp"
 #include "core/error.hpp"
 #include "core/process.hpp"
+#include "nodes/broker_failover.hpp"
 #include "nodes/command_line.hpp"
 #include "spiderhub/version.hpp"
+#include "storage/leader.hpp"
 #include "storage/repositories.hpp"
 
 using namespace spiderhub;
@@ -83,6 +85,28 @@ std::shared_ptr<const actors::auth_gate> auth_gate_of(const core::broker_config&
 }
 
 int run_broker(const core::broker_config& cfg) {
+  // PostgreSQL: first lead (or wait as a standby until this broker may), then start as
+  // after a restart: the recovery below is the same for both.
+  std::unique_ptr<storage::leader_lease> lease;
+  std::int64_t token = 0;
+  if (cfg.storage.kind == "postgresql") {
+    try {
+      lease = std::make_unique<storage::leader_lease>(
+        cfg.storage.postgresql, nodes::broker_name(cfg), cfg.failover.advertise_url,
+        cfg.failover.lease);
+      auto t = nodes::wait_for_leadership(cfg, *lease);
+      if (!t)
+        return 0;
+      token = *t;
+    } catch (const std::exception& e) {
+      spdlog::critical("{}", e.what());
+      return 1;
+    }
+  }
+  std::unique_ptr<nodes::lease_keeper> keeper;
+  if (lease)
+    keeper = std::make_unique<nodes::lease_keeper>(*lease, token, cfg.failover.lease / 3,
+                                                   cfg.failover.lease);
   auto auth = auth_gate_of(cfg);
   caf::actor_system_config sys_cfg;
   actors::apply_scheduler_settings(cfg.actors, sys_cfg);
@@ -97,14 +121,25 @@ int run_broker(const core::broker_config& cfg) {
 
   caf::actor storage;
   try {
-    storage = actors::spawn_storage(
-      sys, {cfg.storage.path, cfg.storage.busy_timeout, cfg.storage.batch_max});
+    actors::storage_options so;
+    so.open.kind = cfg.storage.kind;
+    so.open.path = cfg.storage.path;
+    so.open.postgresql = cfg.storage.postgresql;
+    so.open.busy_timeout = cfg.storage.busy_timeout;
+    // A paused leader must not hold row locks a standby's takeover waits for.
+    so.open.idle_in_transaction = cfg.failover.lease;
+    so.batch_max = cfg.storage.batch_max;
+    if (lease)
+      so.on_fenced = [](const std::string& why) { nodes::step_down(why); };
+    std::shared_ptr<storage::database> db = storage::open_database(so.open);
+    db->set_fence(token);
+    spdlog::info("storage: {} ready (schema version {})", db->describe(),
+                 storage::schema_version);
+    storage = actors::spawn_storage(sys, std::move(db), so);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;
   }
-  spdlog::info("storage: {} ready (schema version {})", cfg.storage.path,
-               storage::schema_version);
   // No session survives a restart: every node is offline until it reconnects.
   caf::anon_send(storage, protocol::write_atom::value,
                  protocol::write_fn([](storage::database& db) {
@@ -238,6 +273,9 @@ int run_broker(const core::broker_config& cfg) {
                     caf::atom("scheduler"), caf::atom("api"), caf::atom("gateway"),
                     caf::atom("sessions"), caf::atom("inspector"), caf::atom("live")})
     registry.erase(name);
+  // Every write committed: a standby may take over at once.
+  if (keeper)
+    keeper->stop_and_release();
   spdlog::info("broker: stopped cleanly");
   return 0;
 }
@@ -246,12 +284,19 @@ int run_broker(const core::broker_config& cfg) {
 
 int broker_main(int argc, char** argv) {
   core::block_termination_signals();
+  {
+    // For a deposed leader's re-exec: the program, its command, then the arguments.
+    std::vector<char*> full{const_cast<char*>("spiderhub"), const_cast<char*>("broker")};
+    full.insert(full.end(), argv + 1, argv + argc);
+    nodes::remember_command_line(static_cast<int>(full.size()), full.data());
+  }
   int exit_code = 0;
   auto command = nodes::parse_config_command(argc, argv, "conf/broker.yaml",
                                              "Usage: spiderhub broker [-c FILE]\n\n"
                  "Runs the broker: HTTP API and SignalR hubs (/node, /worker), node and worker\n"
-                 "sessions, cron scheduler, block dispatcher and SQLite storage. Stops cleanly\n"
-                 "on SIGINT/SIGTERM.\n\n", exit_code);
+                 "sessions, cron scheduler, block dispatcher and storage (SQLite, or PostgreSQL\n"
+                 "shared by several brokers: one leads, the others wait as standbys and take\n"
+                 "over when its lease lapses). Stops cleanly on SIGINT/SIGTERM.\n\n", exit_code);
   if (!command)
     return exit_code;
   core::broker_config cfg;

@@ -28,7 +28,7 @@ int node_main(int argc, char** argv) {
   try {
     cfg = core::load_node_config(command->config_path);
     core::setup_logging(cfg.log, "node");
-    core::check_client_tls(cfg.tls, cfg.broker, command->config_path);
+    core::check_client_tls(cfg.tls, cfg.brokers, command->config_path);
     node_id = actors::load_or_create_node_id(cfg);
   } catch (const core::input_error& e) {
     std::cerr << "spiderhub node: " << e.what() << "\n";

@@ -12,6 +12,7 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/process.hpp"
+#include "core/url.hpp"
 #include "sdk/site_spider.hpp"
 #include "sdk/worker.hpp"
 #include "spiderhub/version.hpp"
@@ -54,7 +55,9 @@ int worker_main(int argc, char** argv) {
   opts.add_options()("help,h", "show this help")("version", "print the version")(
     "config,c", po::value<std::string>(),
     "worker configuration file (YAML, see conf/worker.yaml); optional")(
-    "broker", po::value<std::string>(), "broker base URL (overrides the config), e.g. http://127.0.0.1:55626/")(
+    "broker", po::value<std::string>(),
+    "broker base URL, or several comma-separated (brokers sharing one database: the worker "
+    "connects to the active one); overrides the config, e.g. http://127.0.0.1:55626/")(
     "token", po::value<std::string>(), "secret for the connection sign: auth.token or a worker-role secret (overrides the config)")(
     "class", po::value<std::string>(), "worker class name the broker routes runs by (overrides the config)")(
     "runs", po::value<std::int64_t>()->default_value(0),
@@ -92,19 +95,17 @@ int worker_main(int argc, char** argv) {
     if (vm.count("config"))
       cfg = core::load_worker_config(vm["config"].as<std::string>());
     if (vm.count("broker"))
-      cfg.broker = vm["broker"].as<std::string>();
+      cfg.brokers = core::parse_broker_urls(vm["broker"].as<std::string>(), "--broker");
     if (vm.count("token"))
       cfg.token = vm["token"].as<std::string>();
     if (vm.count("class"))
       cfg.full_class_name = vm["class"].as<std::string>();
     if (vm.count("log-level"))
       cfg.log.level = vm["log-level"].as<std::string>();
-    if (cfg.broker.empty())
-      throw core::input_error("the broker URL is empty");
     if (cfg.full_class_name.empty())
       throw core::input_error("the worker class name is empty");
     core::setup_logging(cfg.log, "worker");
-    core::check_client_tls(cfg.tls, cfg.broker,
+    core::check_client_tls(cfg.tls, cfg.brokers,
                            vm.count("config") ? vm["config"].as<std::string>() : "worker");
   } catch (const core::input_error& e) {
     std::cerr << prog << ": " << e.what() << "\n";
@@ -114,8 +115,11 @@ int worker_main(int argc, char** argv) {
     return 1;
   }
 
+  std::string brokers;  // the SDK takes them comma-separated
+  for (const auto& b : cfg.brokers)
+    brokers += (brokers.empty() ? "" : ",") + b;
   sdk::worker_options wo;
-  wo.broker = cfg.broker;
+  wo.broker = brokers;
   wo.token = cfg.token;
   wo.full_class_name = cfg.full_class_name;
   wo.poll_max = cfg.poll_max;
@@ -129,7 +133,7 @@ int worker_main(int argc, char** argv) {
   try {
     sdk::worker w(wo, spider);
     w.start();
-    spdlog::info("worker-sample: class {} on {}{}", cfg.full_class_name, cfg.broker,
+    spdlog::info("worker-sample: class {} on {}{}", cfg.full_class_name, brokers,
                  runs > 0 ? " until " + std::to_string(runs) + " runs finished" : std::string{});
 
     using clock = std::chrono::steady_clock;

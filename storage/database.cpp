@@ -1,7 +1,9 @@
 #include "storage/database.hpp"
 
+#include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
+#include <sqlite3.h>
 
 #include <algorithm>
 #include <ctime>
@@ -91,12 +93,53 @@ CREATE TABLE Audit (
 ALTER TABLE Request ADD COLUMN Seq INTEGER;
 CREATE INDEX Request_Spilled ON Request(Identity, Seq) WHERE State = 4;
 )sql",
+  // 6: the leader row of brokers sharing one database (used by PostgreSQL failover; kept
+  // in SQLite so both dialects have the same tables).
+  R"sql(
+CREATE TABLE BrokerLeader (
+  Id INTEGER PRIMARY KEY CHECK (Id = 1), Holder TEXT NOT NULL DEFAULT '',
+  Url TEXT NOT NULL DEFAULT '', Token INTEGER NOT NULL DEFAULT 0,
+  Expires INTEGER NOT NULL DEFAULT 0);
+INSERT INTO BrokerLeader (Id) VALUES (1);
+)sql",
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,
               "one migration per schema version");
 
+class sqlite_statement final : public statement {
+public:
+  sqlite_statement(SQLite::Database& db, const std::string& sql) : q_(db, sql) {}
+  void bind(int index, const std::string& value) override { q_.bind(index, value); }
+  void bind(int index, std::int64_t value) override { q_.bind(index, static_cast<int64_t>(value)); }
+  void bind(int index) override { q_.bind(index); }
+  int exec() override { return q_.exec(); }
+  bool executeStep() override { return q_.executeStep(); }
+  void reset() override { q_.reset(); }
+  std::string text(int index) override { return q_.getColumn(index).getString(); }
+  std::int64_t integer(int index) override { return q_.getColumn(index).getInt64(); }
+  bool null(int index) override { return q_.getColumn(index).isNull(); }
+  void prepare_reuse() {
+    q_.reset();
+    q_.clearBindings();
+  }
+  void try_reset() { q_.tryReset(); }
+
+private:
+  SQLite::Statement q_;
+};
+
 } // namespace
+
+std::string column::getString() const {
+  return s_.text(i_);
+}
+std::int64_t column::getInt64() const {
+  return s_.integer(i_);
+}
+bool column::isNull() const {
+  return s_.null(i_);
+}
 
 std::int64_t now_ms() {
   using namespace std::chrono;
@@ -104,7 +147,10 @@ std::int64_t now_ms() {
 }
 
 std::string now_text() {
-  auto ms = now_ms();
+  return time_text(now_ms());
+}
+
+std::string time_text(std::int64_t ms) {
   std::time_t secs = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);
@@ -115,7 +161,7 @@ std::string now_text() {
   return buf;
 }
 
-database::database(const std::string& path, std::chrono::milliseconds busy_timeout)
+sqlite_database::sqlite_database(const std::string& path, std::chrono::milliseconds busy_timeout)
   : path_(path) {
   namespace fs = std::filesystem;
   auto dir = fs::path(path).parent_path();
@@ -152,36 +198,77 @@ database::database(const std::string& path, std::chrono::milliseconds busy_timeo
   migrate();
 }
 
-SQLite::Statement& database::prepare(const std::string& sql) {
+sqlite_database::~sqlite_database() {
+  statements_.clear(); // before the connection
+}
+
+statement& sqlite_database::prepare(const std::string& sql) {
   auto& slot = statements_[sql];
   if (!slot)
-    slot = std::make_unique<SQLite::Statement>(*db_, sql);
-  else {
-    slot->reset();
-    slot->clearBindings();
-  }
+    slot = std::make_unique<sqlite_statement>(*db_, sql);
+  else
+    static_cast<sqlite_statement&>(*slot).prepare_reuse();
   return *slot;
 }
 
-void database::reset_statements() {
-  for (auto& [sql, stmt] : statements_)
-    stmt->tryReset();
+void sqlite_database::exec(const std::string& sql) {
+  if (sql.find(';') == std::string::npos)
+    prepare(sql).exec(); // BEGIN, SAVEPOINT, ... run once per write: compiled once
+  else
+    db_->exec(sql);
 }
 
-int database::version() { return db_->execAndGet("PRAGMA user_version").getInt(); }
+void sqlite_database::reset_statements() {
+  for (auto& [sql, stmt] : statements_)
+    static_cast<sqlite_statement&>(*stmt).try_reset();
+}
 
-void database::truncate_wal() {
+int sqlite_database::version() {
+  return db_->execAndGet("PRAGMA user_version").getInt();
+}
+
+void sqlite_database::begin() {
+  exec("BEGIN");
+}
+void sqlite_database::commit() {
+  exec("COMMIT");
+}
+void sqlite_database::rollback() {
+  if (!autocommit())
+    db_->exec("ROLLBACK");
+}
+bool sqlite_database::autocommit() {
+  return sqlite3_get_autocommit(db_->getHandle()) != 0;
+}
+
+bool sqlite_database::unavailable(const std::exception& e) const {
+  auto* sq = dynamic_cast<const SQLite::Exception*>(&e);
+  if (!sq)
+    return false;
+  switch (sq->getErrorCode() & 0xff) {
+  case SQLITE_FULL:
+  case SQLITE_IOERR:
+  case SQLITE_READONLY:
+  case SQLITE_CANTOPEN:
+  case SQLITE_CORRUPT:
+    return true;
+  default:
+    return false;
+  }
+}
+
+void sqlite_database::truncate_wal() {
   reset_statements();
   db_->exec("PRAGMA wal_checkpoint(TRUNCATE)");
 }
 
-std::int64_t database::release_free_pages(int pages) {
-  reset_statements();  // an unfinished SELECT would lock the tables it reads
+std::int64_t sqlite_database::release_free_pages(int pages) {
+  reset_statements(); // an unfinished SELECT would lock the tables it reads
   db_->exec("PRAGMA incremental_vacuum(" + std::to_string(std::max(1, pages)) + ")");
   return db_->execAndGet("PRAGMA freelist_count").getInt64();
 }
 
-void database::migrate() {
+void sqlite_database::migrate() {
   int current = version();
   if (current > schema_version)
     throw std::runtime_error("storage: " + path_ + " has schema version " +
@@ -194,8 +281,8 @@ void database::migrate() {
       db_->exec("PRAGMA user_version=" + std::to_string(v + 1));
       tx.commit();
     } catch (const SQLite::Exception& e) {
-      throw std::runtime_error("storage: migration to version " + std::to_string(v + 1) +
-                               " of " + path_ + " failed: " + e.what());
+      throw std::runtime_error("storage: migration to version " + std::to_string(v + 1) + " of " +
+                               path_ + " failed: " + e.what());
     }
   }
 }

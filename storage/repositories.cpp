@@ -6,7 +6,7 @@
 namespace spiderhub::storage {
 namespace {
 
-node_row read_node(SQLite::Statement& q) {
+node_row read_node(statement& q) {
   node_row n;
   n.id = q.getColumn(0).getString();
   n.node_type = q.getColumn(1).getInt();
@@ -26,7 +26,7 @@ constexpr const char* node_columns =
   "SELECT Id, NodeType, IPAddress, ProcessorCount, \"Group\", OperatingSystem, Memory, "
   "IsEnabled, IsOnline, CreationTime, LastSeen FROM Node ";
 
-void bind_optional(SQLite::Statement& q, int index, const std::optional<std::string>& v) {
+void bind_optional(statement& q, int index, const std::optional<std::string>& v) {
   if (v)
     q.bind(index, *v);
   else
@@ -94,9 +94,8 @@ void node_repository::add_status(const node_status_row& s) {
 }
 
 int node_repository::prune_status(int retention_hours) {
-  auto& q = db_.prepare(
-    "DELETE FROM NodeStatus WHERE CreationTime < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)");
-  q.bind(1, "-" + std::to_string(retention_hours) + " hours");
+  auto& q = db_.prepare("DELETE FROM NodeStatus WHERE CreationTime < ?");
+  q.bind(1, time_text(now_ms() - std::int64_t{retention_hours} * 3600 * 1000));
   return q.exec();
 }
 
@@ -136,13 +135,13 @@ std::vector<node_status_row> node_repository::statuses(const std::string& node_i
   return out;
 }
 
-void node_repository::mark_all_offline() { db_.db().exec("UPDATE Node SET IsOnline=0"); }
+void node_repository::mark_all_offline() { db_.exec("UPDATE Node SET IsOnline=0"); }
 
 // ---- jobs --------------------------------------------------------------------
 
 namespace {
 
-job_row read_job(SQLite::Statement& q) {
+job_row read_job(statement& q) {
   job_row j;
   j.id = q.getColumn(0).getString();
   j.name = q.getColumn(1).getString();
@@ -212,6 +211,13 @@ bool job_repository::soft_delete(const std::string& id) {
   return q.exec() > 0;
 }
 
+void job_repository::raise_last_fire(const std::string& id, std::int64_t unix_seconds) {
+  auto& q = db_.prepare("UPDATE Job SET LastFire=?1 WHERE Id=?2 AND LastFire<?1");
+  q.bind(1, unix_seconds);
+  q.bind(2, id);
+  q.exec();
+}
+
 void job_repository::set_last_fire(const std::string& id, std::int64_t unix_seconds) {
   auto& q = db_.prepare("UPDATE Job SET LastFire=? WHERE Id=?");
   q.bind(1, static_cast<std::int64_t>(unix_seconds));
@@ -256,8 +262,12 @@ std::vector<job_row> job_repository::list() {
 
 void run_repository::insert_running(const running_row& r) {
   auto& q = db_.prepare(
-    "INSERT OR REPLACE INTO Running (JobId, Identity, Consuming, Priority, CreationTime, "
-    "WorkerCompleted, Arguments, Site, FullClassName) VALUES (?,?,?,?,?,?,?,?,?)");
+    "INSERT INTO Running (JobId, Identity, Consuming, Priority, CreationTime, "
+    "WorkerCompleted, Arguments, Site, FullClassName) VALUES (?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT(Identity) DO UPDATE SET JobId=excluded.JobId, Consuming=excluded.Consuming, "
+    "Priority=excluded.Priority, CreationTime=excluded.CreationTime, "
+    "WorkerCompleted=excluded.WorkerCompleted, Arguments=excluded.Arguments, "
+    "Site=excluded.Site, FullClassName=excluded.FullClassName");
   q.bind(1, r.job_id);
   q.bind(2, r.identity);
   q.bind(3, r.consuming);
@@ -290,7 +300,7 @@ void run_repository::set_consuming(const std::string& identity, int consuming) {
 }
 
 namespace {
-running_row read_running(SQLite::Statement& q) {
+running_row read_running(statement& q) {
   running_row r;
   r.job_id = q.getColumn(0).getString();
   r.identity = q.getColumn(1).getString();
@@ -307,7 +317,7 @@ constexpr const char* running_columns = "SELECT JobId, Identity, Consuming, Prio
                                         "CreationTime, WorkerCompleted, Arguments, Site, "
                                         "FullClassName FROM Running ";
 
-job_status_row read_status(SQLite::Statement& q) {
+job_status_row read_status(statement& q) {
   job_status_row s;
   s.job_id = q.getColumn(0).getString();
   s.identity = q.getColumn(1).getString();
@@ -324,7 +334,7 @@ job_status_row read_status(SQLite::Statement& q) {
     s.exit_code = q.getColumn(10).getInt();
   return s;
 }
-constexpr const char* status_columns = "SELECT JobId, Identity, NodeId, Status, Left, Success, "
+constexpr const char* status_columns = "SELECT JobId, Identity, NodeId, Status, \"Left\", Success, "
                                        "Error, Total, Reason, UpdateTime, ExitCode, Skipped "
                                        "FROM JobStatus ";
 } // namespace
@@ -347,10 +357,10 @@ std::optional<running_row> run_repository::find_running(const std::string& ident
 
 void run_repository::upsert_status(const job_status_row& s) {
   auto& q = db_.prepare(
-    "INSERT INTO JobStatus (JobId, Identity, NodeId, Status, Left, Success, Error, Total, Reason, "
+    "INSERT INTO JobStatus (JobId, Identity, NodeId, Status, \"Left\", Success, Error, Total, Reason, "
     "UpdateTime, ExitCode, Skipped) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT(JobId, Identity, NodeId) "
-    "DO UPDATE SET Status=excluded.Status, Left=excluded.Left, Success=excluded.Success, "
+    "DO UPDATE SET Status=excluded.Status, \"Left\"=excluded.\"Left\", Success=excluded.Success, "
     "Error=excluded.Error, Total=excluded.Total, Reason=excluded.Reason, "
     "UpdateTime=excluded.UpdateTime, ExitCode=excluded.ExitCode, Skipped=excluded.Skipped");
   q.bind(1, s.job_id);
@@ -392,7 +402,8 @@ std::vector<job_status_row> run_repository::statuses_of_run(const std::string& i
 
 void run_repository::add_pending_fire(const std::string& job_id, std::int64_t due,
                                       const std::string& identity) {
-  auto& q = db_.prepare("INSERT OR REPLACE INTO PendingFire (JobId, Due, Identity) VALUES (?,?,?)");
+  auto& q = db_.prepare("INSERT INTO PendingFire (JobId, Due, Identity) VALUES (?,?,?) "
+                        "ON CONFLICT(JobId, Due) DO UPDATE SET Identity=excluded.Identity");
   q.bind(1, job_id);
   q.bind(2, static_cast<std::int64_t>(due));
   q.bind(3, identity);
@@ -420,14 +431,16 @@ std::vector<run_repository::pending_fire> run_repository::pending_fires() {
 bool crawl_repository::insert_request(const request_row& r) {
   if (r.state == static_cast<std::int32_t>(request_state::spilled)) {
     auto& q = db_.prepare(
-      "INSERT OR IGNORE INTO Request (Identity, Hash, Body, State, Seq) VALUES (?,?,?,4,?)");
+      "INSERT INTO Request (Identity, Hash, Body, State, Seq) VALUES (?,?,?,4,?) "
+      "ON CONFLICT DO NOTHING");
     q.bind(1, r.identity);
     q.bind(2, r.hash);
     bind_optional(q, 3, r.body);
     q.bind(4, r.seq);
     return q.exec() > 0;
   }
-  auto& q = db_.prepare("INSERT OR IGNORE INTO Request (Identity, Hash, Body) VALUES (?,?,?)");
+  auto& q = db_.prepare(
+    "INSERT INTO Request (Identity, Hash, Body) VALUES (?,?,?) ON CONFLICT DO NOTHING");
   q.bind(1, r.identity);
   q.bind(2, r.hash);
   bind_optional(q, 3, r.body);
@@ -472,10 +485,24 @@ std::pair<std::int64_t, std::int64_t> crawl_repository::spilled(const std::strin
 
 void crawl_repository::for_each_request_hash(const std::string& identity,
                                              const std::function<void(const std::string&)>& fn) {
-  auto& q = db_.prepare("SELECT Hash FROM Request WHERE Identity=?");
-  q.bind(1, identity);
-  while (q.executeStep())
-    fn(q.getColumn(0).getString());
+  // Pages in key order: neither backend holds more than one page of hashes at a time
+  // (PostgreSQL sends a statement's whole result at once).
+  std::string after;
+  for (;;) {
+    auto& q = db_.prepare(
+      "SELECT Hash FROM Request WHERE Identity=? AND Hash>? ORDER BY Hash LIMIT 20000");
+    q.bind(1, identity);
+    q.bind(2, after);
+    std::size_t n = 0;
+    while (q.executeStep()) {
+      after = q.getColumn(0).getString();
+      fn(after);
+      ++n;
+    }
+    q.reset();
+    if (n < 20000)
+      return;
+  }
 }
 
 void crawl_repository::finish_request(const std::string& identity, const std::string& hash,
@@ -535,14 +562,16 @@ void crawl_repository::set_block_state(const std::string& id, block_state s,
 
 std::int64_t crawl_repository::insert_result(const result_row& r) {
   auto& q = db_.prepare(
-    "INSERT INTO Result (Identity, BlockId, RequestHash, Body, CreationTime) VALUES (?,?,?,?,?)");
+    "INSERT INTO Result (Identity, BlockId, RequestHash, Body, CreationTime) VALUES (?,?,?,?,?) "
+    "RETURNING Id");
   q.bind(1, r.identity);
   q.bind(2, r.block_id);
   q.bind(3, r.request_hash);
   q.bind(4, r.body);
   q.bind(5, now_text());
-  q.exec();
-  return db_.db().getLastInsertRowid();
+  std::int64_t id = q.executeStep() ? q.getColumn(0).getInt64() : 0;
+  q.reset();
+  return id;
 }
 
 int crawl_repository::delete_results(const std::string& identity,
@@ -645,7 +674,8 @@ void crawl_repository::delete_open_blocks(const std::string& identity) {
 std::vector<std::string> crawl_repository::finished_run_leftovers() {
   auto& q = db_.prepare(
     "SELECT Identity FROM (SELECT DISTINCT Identity FROM Request UNION "
-    "SELECT DISTINCT Identity FROM Result) WHERE Identity NOT IN (SELECT Identity FROM Running)");
+    "SELECT DISTINCT Identity FROM Result) AS Runs "
+    "WHERE Identity NOT IN (SELECT Identity FROM Running)");
   std::vector<std::string> out;
   while (q.executeStep())
     out.push_back(q.getColumn(0).getString());
@@ -720,7 +750,7 @@ void package_repository::remove(const std::string& name) {
 }
 
 namespace {
-package_row read_package(SQLite::Statement& q) {
+package_row read_package(statement& q) {
   package_row p;
   p.name = q.getColumn(0).getString();
   p.sha256 = q.getColumn(1).getString();
@@ -783,7 +813,7 @@ namespace spiderhub::storage {
 void audit_repository::add(const audit_row& row, std::int64_t max_rows) {
   auto& q = db_.prepare(
     "INSERT INTO Audit (Time, Role, Name, Address, Action, Target, Detail, Status) "
-    "VALUES (?,?,?,?,?,?,?,?)");
+    "VALUES (?,?,?,?,?,?,?,?) RETURNING Id");
   q.bind(1, row.time.empty() ? now_text() : row.time);
   q.bind(2, row.role);
   q.bind(3, row.name);
@@ -792,8 +822,8 @@ void audit_repository::add(const audit_row& row, std::int64_t max_rows) {
   q.bind(6, row.target);
   q.bind(7, row.detail);
   q.bind(8, row.status);
-  q.exec();
-  auto id = db_.db().getLastInsertRowid();
+  std::int64_t id = q.executeStep() ? q.getColumn(0).getInt64() : 0;
+  q.reset();
   auto& d = db_.prepare("DELETE FROM Audit WHERE Id <= ?");
   d.bind(1, static_cast<std::int64_t>(id - std::max<std::int64_t>(1, max_rows)));
   d.exec();

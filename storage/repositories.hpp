@@ -41,6 +41,8 @@ class job_repository {
   bool update(const job_row& j);
   bool soft_delete(const std::string& id);
   void set_last_fire(const std::string& id, std::int64_t unix_seconds);
+  /// LastFire = max(LastFire, unix_seconds).
+  void raise_last_fire(const std::string& id, std::int64_t unix_seconds);
   std::optional<job_row> find(const std::string& id);
   /// Not deleted jobs, newest first.
   std::vector<job_row> list();

@@ -164,9 +164,11 @@ std::unique_ptr<app_runner> make_app_runner(const core::node_config& cfg,
   o.isolate = a.isolate;
   o.limits.max_unpacked_bytes = a.max_unpacked_bytes;
   o.node_id = node_id;
-  o.package_url = [cfg, node_id](const std::string& package) {
+  // From the broker the node is connected to: the active one, which sent RunApplication.
+  o.package_url = [cfg, node_id, hub](const std::string& package) {
     auto ts = std::time(nullptr);
-    return core::hub_url(cfg.broker, "/packages/" + core::url_encode(package),
+    const auto& broker = cfg.brokers.at(hub->current_url() % cfg.brokers.size());
+    return core::hub_url(broker, "/packages/" + core::url_encode(package),
                          {{"nodeId", node_id},
                           {"ts", std::to_string(ts)},
                           {"sign", core::connection_sign(cfg.token, node_id, ts)}},
@@ -222,11 +224,12 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
   // Every attempt signs anew with a ts never used before: the broker takes a node's sign
   // once (a second attempt within the same second signs for the next one).
   auto last_ts = std::make_shared<std::int64_t>(0);
-  auto info_query = [cfg, node_id, last_ts] {
+  // One URL per broker of cfg.brokers: the hub client rotates over them.
+  auto info_query = [cfg, node_id, last_ts](std::size_t index) {
     *last_ts = std::max<std::int64_t>(std::time(nullptr), *last_ts + 1);
     auto ts = std::to_string(*last_ts);
     return core::hub_url(
-      cfg.broker, "/node",
+      cfg.brokers.at(index), "/node",
       {{"nodeId", node_id},
        {"group", cfg.group},
        {"memory", std::to_string(core::total_memory_mb())},
@@ -239,7 +242,8 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
        {"ts", ts},
        {"sign", core::connection_sign(cfg.token, node_id, std::stoll(ts))}});
   };
-  hopts.url = info_query;
+  hopts.url_at = info_query;
+  hopts.url_count = cfg.brokers.size();
   st.hub = std::make_unique<net::hub_client>(hopts);
   auto* hub = st.hub.get();
 
@@ -293,7 +297,10 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
   st.dl->start();
   st.apps->start();
   st.hub->start();
-  spdlog::info("node {} connecting to {} (group {}, {} download slots)", node_id, cfg.broker,
+  std::string brokers;
+  for (const auto& b : cfg.brokers)
+    brokers += (brokers.empty() ? "" : ", ") + b;
+  spdlog::info("node {} connecting to {} (group {}, {} download slots)", node_id, brokers,
                cfg.group, cfg.download.max_blocks);
   self->delayed_send(self, cfg.heartbeat_interval, tick_atom::value);
   return {

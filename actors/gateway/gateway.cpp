@@ -191,7 +191,7 @@ gateway_handle spawn_gateway(caf::actor_system& sys, const gateway_options& opts
     }
     if (path == "/healthz") {
       net::http_response r;
-      r.body = R"({"status":"ok"})";
+      r.body = R"({"status":"ok","role":"active"})";
       responder->reply(std::move(r));
       return;
     }

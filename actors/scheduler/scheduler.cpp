@@ -123,17 +123,15 @@ std::int64_t next_after(const entry& e, std::int64_t unix_s) {
 /// Inserts the ledger row; false when this (job, due) was already recorded.
 bool record_fire(storage::database& db, const fire_req& f) {
   auto& ins = db.prepare(
-    "INSERT OR IGNORE INTO Fire (JobId, Due, Identity, CreationTime) VALUES (?,?,?,?)");
+    "INSERT INTO Fire (JobId, Due, Identity, CreationTime) VALUES (?,?,?,?) "
+    "ON CONFLICT DO NOTHING");
   ins.bind(1, f.job_id);
   ins.bind(2, static_cast<std::int64_t>(f.due));
   ins.bind(3, f.identity);
   ins.bind(4, storage::now_text());
   if (ins.exec() == 0)
     return false;
-  auto& last = db.prepare("UPDATE Job SET LastFire=max(LastFire, ?) WHERE Id=?");
-  last.bind(1, static_cast<std::int64_t>(f.due));
-  last.bind(2, f.job_id);
-  last.exec();
+  storage::job_repository(db).raise_last_fire(f.job_id, f.due);
   storage::run_repository(db).add_pending_fire(f.job_id, f.due, f.identity);
   return true;
 }
@@ -272,10 +270,7 @@ void record_missed(self_ptr self, const std::string& job_id, std::int64_t count,
   spdlog::warn("scheduler: job {}: {}", job_id, s.reason);
   caf::anon_send(st.storage, write_atom::value, write_fn([s, last](storage::database& db) {
                    storage::run_repository(db).upsert_status(s);
-                   auto& q = db.prepare("UPDATE Job SET LastFire=max(LastFire, ?) WHERE Id=?");
-                   q.bind(1, static_cast<std::int64_t>(last));
-                   q.bind(2, s.job_id);
-                   q.exec();
+                   storage::job_repository(db).raise_last_fire(s.job_id, last);
                  }));
 }
 

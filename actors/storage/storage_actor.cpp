@@ -1,7 +1,5 @@
 #include "actors/storage/storage_actor.hpp"
 
-#include <SQLiteCpp/Transaction.h>
-#include <sqlite3.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -38,25 +36,20 @@ struct storage_state {
   // the next batch commits: shown in /metrics and `console` so operators see why work is
   // being refused.
   bool healthy = true;
+  // Called once when a write was fenced off: another broker holds the leadership.
+  std::function<void(const std::string&)> on_fenced;
+  bool fenced = false;
   static inline const char* name = "storage";
 };
 
 using storage_ptr = caf::stateful_actor<storage_state>*;
 
-// Failures of the disk rather than of one write (constraint, bad data).
-bool disk_failure(const std::exception& e) {
-  auto* sq = dynamic_cast<const SQLite::Exception*>(&e);
-  if (!sq)
-    return false;
-  switch (sq->getErrorCode() & 0xff) {
-    case SQLITE_FULL:
-    case SQLITE_IOERR:
-    case SQLITE_READONLY:
-    case SQLITE_CANTOPEN:
-    case SQLITE_CORRUPT:
-      return true;
-    default:
-      return false;
+void deposed(storage_ptr self, const std::string& why) {
+  auto& st = self->state;
+  spdlog::critical("{}", why);
+  if (!st.fenced && st.on_fenced) {
+    st.fenced = true;
+    st.on_fenced(why);
   }
 }
 
@@ -75,23 +68,24 @@ void flush(storage_ptr self) {
     ~reset_after() { db.reset_statements(); }
   } reset{*st.db};
   std::vector<bool> ok(batch.size(), true);
-  auto& db = st.db->db();
+  auto& db = *st.db;
   try {
-    SQLite::Transaction tx(db);
+    db.begin();
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      st.db->prepare("SAVEPOINT w").exec();
+      db.exec("SAVEPOINT w");
       try {
-        batch[i].fn(*st.db);
-        st.db->prepare("RELEASE w").exec();
+        batch[i].fn(db);
+        db.exec("RELEASE w");
       } catch (const std::exception& e) {
         // On a full disk or an I/O error SQLite may have rolled the whole transaction
-        // back already: then every write of the batch failed, not just this one.
-        if (sqlite3_get_autocommit(db.getHandle()))
+        // back already (a lost server connection ends it too): then every write of the
+        // batch failed, not just this one.
+        if (db.autocommit())
           throw;
         ok[i] = false;
         ++st.failed_writes;
         st.last_error = e.what();
-        if (disk_failure(e) && st.healthy) {
+        if (db.unavailable(e) && st.healthy) {
           st.healthy = false;
           spdlog::error("storage: the database cannot be written ({}): writes are refused "
                         "until it can; nothing refused was acknowledged", e.what());
@@ -101,8 +95,19 @@ void flush(storage_ptr self) {
         db.exec("RELEASE w");
       }
     }
-    tx.commit();
+    db.commit();
   } catch (const std::exception& e) {
+    try {
+      db.rollback();
+    } catch (const std::exception&) {
+    }
+    if (dynamic_cast<const storage::fenced_error*>(&e)) {
+      for (auto& w : batch)
+        w.promise.deliver(caf::make_error(caf::sec::runtime_error, e.what()));
+      st.failed_writes += batch.size();
+      deposed(self, e.what());
+      return;
+    }
     // The whole transaction is gone (disk full, read-only, I/O error): every caller
     // learns its write was not stored, so nothing is acknowledged that was lost.
     st.last_error = e.what();
@@ -142,9 +147,11 @@ void flush(storage_ptr self) {
 }
 
 caf::behavior storage_behavior(storage_ptr self, std::shared_ptr<storage::database> db,
-                               int batch_max) {
+                               int batch_max,
+                               std::function<void(const std::string&)> on_fenced) {
   self->state.db = std::move(db);
   self->state.batch_max = batch_max;
+  self->state.on_fenced = std::move(on_fenced);
   // On shutdown commit what is queued so every acknowledged write is on disk.
   self->set_exit_handler([=](caf::exit_msg& msg) {
     flush(self);
@@ -172,9 +179,25 @@ caf::behavior storage_behavior(storage_ptr self, std::shared_ptr<storage::databa
         storage::database& db;
         ~reset_after() { db.reset_statements(); }
       } reset{*self->state.db};
+      auto& db = *self->state.db;
+      // A shared server: a read runs in a transaction too, so the few reads that also
+      // write (the frontier read-back) are fenced like every write.
+      bool tx = db.backend() == storage::database::kind::postgresql;
       try {
-        return fn(*self->state.db);
+        if (!tx)
+          return fn(db);
+        db.begin();
+        auto out = fn(db);
+        db.commit();
+        return out;
       } catch (const std::exception& e) {
+        if (tx)
+          try {
+            db.rollback();
+          } catch (const std::exception&) {
+          }
+        if (dynamic_cast<const storage::fenced_error*>(&e))
+          deposed(self, e.what());
         spdlog::error("storage: read failed: {}", e.what());
         return caf::make_error(caf::sec::runtime_error, std::string("storage read: ") + e.what());
       }
@@ -209,8 +232,14 @@ caf::behavior storage_behavior(storage_ptr self, std::shared_ptr<storage::databa
 } // namespace
 
 caf::actor spawn_storage(caf::actor_system& sys, const storage_options& opts) {
-  auto db = std::make_shared<storage::database>(opts.path, opts.busy_timeout);
-  return sys.spawn<caf::detached>(storage_behavior, db, opts.batch_max);
+  std::shared_ptr<storage::database> db = storage::open_database(opts.open);
+  return spawn_storage(sys, std::move(db), opts);
+}
+
+caf::actor spawn_storage(caf::actor_system& sys, std::shared_ptr<storage::database> db,
+                         const storage_options& opts) {
+  return sys.spawn<caf::detached>(storage_behavior, std::move(db), opts.batch_max,
+                                  opts.on_fenced);
 }
 
 void record_audit(const caf::actor& storage, storage::audit_row row, std::int64_t max_rows) {

@@ -106,7 +106,61 @@ TEST_CASE("config: missing file is refused") {
 
 TEST_CASE("config: node broker URL must be http(s) or ws(s)") {
   CHECK_THROWS_AS(parse_node_config("broker: ftp://x/\n", "n.yaml"), input_error);
-  CHECK(parse_node_config("broker: wss://x/\n", "n.yaml").broker == "wss://x/");
+  CHECK(parse_node_config("broker: wss://x/\n", "n.yaml").brokers ==
+        std::vector<std::string>{"wss://x/"});
+  CHECK(parse_node_config("", "n.yaml").brokers ==
+        std::vector<std::string>{"http://localhost:55626/"});
+}
+
+namespace {
+std::string node_error(const std::string& yaml) {
+  try {
+    parse_node_config(yaml, "n.yaml");
+  } catch (const input_error& e) {
+    return e.what();
+  }
+  return "";
+}
+} // namespace
+
+TEST_CASE("config: node and worker broker lists (one URL, comma-separated, YAML list)") {
+  using urls = std::vector<std::string>;
+  urls two{"http://b1:55626/", "https://b2:55626/"};
+  CHECK(parse_node_config("broker: http://b1:55626/, https://b2:55626/\n", "n.yaml").brokers == two);
+  CHECK(parse_node_config("broker: \"http://b1:55626/,https://b2:55626/\"\n", "n.yaml").brokers == two);
+  CHECK(parse_node_config("broker: [http://b1:55626/, https://b2:55626/]\n", "n.yaml").brokers == two);
+  CHECK(parse_node_config("broker:\n  - http://b1:55626/\n  - https://b2:55626/\n  - ws://b3/\n",
+                          "n.yaml").brokers == urls{"http://b1:55626/", "https://b2:55626/", "ws://b3/"});
+  CHECK(parse_worker_config("broker: [http://b1:55626/, https://b2:55626/]\n", "w.yaml").brokers == two);
+  CHECK(parse_worker_config("broker: http://b1:55626/,https://b2:55626/\n", "w.yaml").brokers == two);
+
+  // A bad element is named, with its place in the file.
+  CHECK(node_error("broker:\n  - http://b1/\n  - ftp://b2/\n") ==
+        "n.yaml:3:5: 'broker[1]': 'ftp://b2/' is not an http://, https://, ws:// or wss:// URL "
+        "with a host");
+  CHECK(node_error("broker: http://b1/, b2:55626\n") ==
+        "n.yaml:1:9: 'broker': 'b2:55626' is not an http://, https://, ws:// or wss:// URL with a host");
+  CHECK(node_error("broker: http://b1/,,http://b2/\n") ==
+        "n.yaml:1:9: 'broker': element 2 of 'http://b1/,,http://b2/' is empty");
+  CHECK(node_error("broker: http://b1/,\n") ==
+        "n.yaml:1:9: 'broker': element 2 of 'http://b1/,' is empty");
+  CHECK(node_error("broker: []\n") ==
+        "n.yaml:1:9: 'broker' is an empty list: name at least one broker URL");
+  CHECK(node_error("broker: \"\"\n") == "n.yaml:1:9: 'broker': no broker URL given");
+  CHECK(node_error("broker: [http://b1/, {a: 1}]\n") ==
+        "n.yaml:1:22: 'broker[1]' must be a URL or a comma-separated list of URLs");
+  CHECK(node_error("broker: [http://b1:1/, http://B1:1]\n") ==
+        "n.yaml:1:9: 'broker': 'http://B1:1' is listed twice");
+  CHECK(node_error("broker: http://\n") ==
+        "n.yaml:1:9: 'broker': 'http://' is not an http://, https://, ws:// or wss:// URL with a host");
+  try {
+    parse_worker_config("broker: [http://b1/, wss//b2/]\n", "w.yaml");
+    FAIL("expected an error");
+  } catch (const input_error& e) {
+    CHECK(std::string(e.what()) ==
+          "w.yaml:1:22: 'broker[1]': 'wss//b2/' is not an http://, https://, ws:// or wss:// URL "
+          "with a host");
+  }
 }
 
 TEST_CASE("config: node and worker tls section; a CA file that cannot be read is refused") {
@@ -119,12 +173,12 @@ TEST_CASE("config: node and worker tls section; a CA file that cannot be read is
   CHECK(w.tls.ca_file.empty());
   CHECK_THROWS_AS(parse_node_config("tls:\n  cafile: x\n", "n.yaml"), input_error);  // typo
   try {
-    check_client_tls({"/nonexistent/ca.pem", true}, "https://b:1/", "n.yaml");
+    check_client_tls({"/nonexistent/ca.pem", true}, {"https://b:1/"}, "n.yaml");
     FAIL("expected an error");
   } catch (const input_error& e) {
     CHECK(std::string(e.what()) == "n.yaml: tls.ca_file '/nonexistent/ca.pem' cannot be read");
   }
-  CHECK_NOTHROW(check_client_tls({"", true}, "https://b:1/", "n.yaml"));
+  CHECK_NOTHROW(check_client_tls({"", true}, {"https://b:1/", "http://b:2/"}, "n.yaml"));
   CHECK(parse_broker_config("dispatch:\n  slow_node_block_ms: 0\n", "b.yaml").dispatch.slow_node_block.count() == 0);
   auto r = parse_node_config("render:\n  enabled: true\n  max_tabs: 3\n", "n.yaml");
   CHECK(r.render.enabled);

@@ -147,11 +147,13 @@ class Env:
     # ---- programs ---------------------------------------------------------------
 
     def start_broker(self, name="broker", extra_yaml="", port=None, db=None, inspector=False,
-                     inspector_secret="", auth_yaml=None):
+                     inspector_secret="", auth_yaml=None, storage_yaml=None, standby=False):
         """inspector=True publishes the inspector on a free loopback port (p.inspector_port)
         for `spiderhub console`; by default it is off. `auth_yaml` replaces the auth
         section (default: the one TOKEN for every role, failures not limited in practice, so
-        tests of refusals see 401s rather than 429s)."""
+        tests of refusals see 401s rather than 429s). `storage_yaml` replaces the storage
+        section (PostgreSQL); standby=True waits for a standby's 503 instead of the
+        active broker's 200 on /healthz."""
         if auth_yaml is None:
             auth_yaml = f"auth:\n  token: {TOKEN}\n  max_failures: 100000\n"
         port = port or free_port()
@@ -164,9 +166,7 @@ class Env:
 http:
   address: 127.0.0.1
   port: {port}
-{auth_yaml}storage:
-  path: {db}
-{inspector_yaml}log:
+{auth_yaml}{storage_yaml or f"storage:{chr(10)}  path: {db}{chr(10)}"}{inspector_yaml}log:
   level: info
 {extra_yaml}
 """)
@@ -178,7 +178,8 @@ http:
         p.port = port
         p.inspector_port = inspector_port
         p.base = f"http://127.0.0.1:{port}"
-        wait_until("broker health", lambda: http_get(p.base + "/healthz")[0] == 200
+        want = 503 if standby else 200
+        wait_until("broker health", lambda: http_get(p.base + "/healthz")[0] == want
                    or p.poll() is not None, timeout=30)
         if p.poll() is not None:
             self.dump_logs()
@@ -186,8 +187,10 @@ http:
         return p
 
     def start_node(self, broker, name="node", extra_yaml=""):
+        """`broker`: a broker process, or a list of them (the node follows the active one)."""
+        brokers = broker if isinstance(broker, list) else [broker]
         conf = self.write(f"{name}.yaml", f"""
-broker: {broker.base}/
+broker: [{", ".join(b.base + "/" for b in brokers)}]
 token: {TOKEN}
 id_file: {self.path(name + '.id')}
 heartbeat_interval_ms: 1000
@@ -199,7 +202,10 @@ reconnect:
         return self.spawn(name, [self.args.bin, "node", "-c", conf])
 
     def start_worker(self, broker, name="worker", cls="spiderhub.samples.SiteSpider", runs=1):
-        return self.spawn(name, [self.args.bin, "worker-sample", "--broker", broker.base + "/",
+        """`broker`: a broker process, or a list of them (comma-separated URLs)."""
+        brokers = broker if isinstance(broker, list) else [broker]
+        return self.spawn(name, [self.args.bin, "worker-sample", "--broker",
+                                 ",".join(b.base + "/" for b in brokers),
                                  "--token", TOKEN, "--class", cls, "--runs", str(runs)])
 
     def start_template_site(self, pages):
