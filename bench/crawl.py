@@ -8,7 +8,11 @@ The site is rendered by nginx from a template (--site template, the default: any
 files; page i links to its children 10i..10i+9 and to the index) or written as files by
 bench/gen_site.py (--site files: the spec the Scrapy comparison uses, up to a few hundred
 thousand pages). Either way nginx serves a page as cheaply as a static file, so the site
-does not limit or distort the figure."""
+does not limit or distort the figure.
+
+--storage postgresql runs the broker on a throwaway PostgreSQL 15 cluster (tests/e2e/pg.py,
+durability off like a test cluster: fsync, synchronous_commit, full_page_writes) instead
+of SQLite; the database bytes are then pg_database_size()."""
 import argparse
 import collections
 import os
@@ -20,6 +24,7 @@ import time
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(root, "tests", "e2e"))
 import harness as h  # noqa: E402
+import pg  # noqa: E402
 
 
 def machine_cpu():
@@ -55,6 +60,7 @@ def main():
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--broker-yaml", default="",
                     help="extra broker YAML sections, e.g. 'storage: {batch_max: 1000}'")
+    ap.add_argument("--storage", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--trace", action="store_true",
                     help="sample /metrics every 0.1 s and print results stored/acked over time")
     a = ap.parse_args()
@@ -74,16 +80,28 @@ def main():
                    f"politeness:\n  max_concurrency_per_host: {a.max_per_host}\n"
                    "log:\n  level: " + os.environ.get("BENCH_LOG", "warn") + "\n" +
                    a.broker_yaml + "\n")
-    broker = env.start_broker(extra_yaml=broker_yaml)
+    cluster = None
+    storage_yaml = None
+    if a.storage == "postgresql":
+        cluster = pg.Postgres(env.dir).start()
+        storage_yaml = f"storage:\n  kind: postgresql\n  postgresql: \"{cluster.conninfo()}\"\n"
+    broker = env.start_broker(extra_yaml=broker_yaml, storage_yaml=storage_yaml)
     nodes = [env.start_node(broker, f"node{i + 1}") for i in range(a.nodes)]
     worker = env.start_worker(broker, runs=0)  # stays up so its CPU time can be read
     h.wait_until("nodes online", lambda: sum(
         n["isOnline"] for n in h.api("GET", broker, "/api/v1.0/nodes")[1]) == a.nodes)
     output = env.path("items.jsonl")
     db = env.path("data", "broker.db")
-    db_before = h.db_bytes(db)
+
+    def db_size():
+        """(database bytes, WAL bytes) of either backend."""
+        if cluster:
+            return (int(cluster.sql("SELECT pg_database_size(current_database())")), 0)
+        return h.db_bytes(db)
+    db_before = db_size()
     job = h.create_block_job(broker, site.base + "/index.html", output)
 
+    pg_cpu0 = sum(h.cpu_seconds(p, 0) for p in h.process_tree(cluster.pid)) if cluster else 0
     h.trigger_run(broker, job["id"], interval=0.2)
     started = time.monotonic()
     cpu0 = machine_cpu()
@@ -104,7 +122,7 @@ def main():
         nonlocal broker
         if a.trace:
             sample_metrics()
-        db_peak[0] = max(db_peak[0], sum(h.db_bytes(db)))
+        db_peak[0] = max(db_peak[0], sum(db_size()))
         r = h.run_of(broker, job["id"]) or {}
         timeline.append((time.monotonic() - started, r.get("success", 0)))
         if a.kill and not killed and h.count_lines(output) >= a.kill_at * a.pages:
@@ -113,7 +131,7 @@ def main():
                 broker.send_signal(signal.SIGKILL)
                 broker.wait(10)
                 broker = env.start_broker(name="broker2", extra_yaml=broker_yaml,
-                                          port=broker.port, db=db)
+                                          port=broker.port, db=db, storage_yaml=storage_yaml)
             else:
                 nodes[0].send_signal(signal.SIGKILL)
                 nodes[0].wait(10)
@@ -123,7 +141,7 @@ def main():
 
     h.wait_until("run finished", finished, timeout=7200, interval=0.1)
     elapsed = time.monotonic() - started
-    db_at_end = h.db_bytes(db)
+    db_at_end = db_size()
     cpu1 = machine_cpu()
     busy = (cpu1[0] - cpu0[0]) / max(cpu1[1] - cpu0[1], 1)
     run = h.run_of(broker, job["id"])
@@ -134,7 +152,8 @@ def main():
     cpu = {name: h.cpu_seconds(pid) for name, pid in procs.items()}
     items = h.read_items(output)
     unique = len(collections.Counter(i["url"] for i in items))
-    print(f"crawl bench: {a.pages} pages, {a.nodes} node(s), block_size {a.block_size}, "
+    print(f"crawl bench: {a.pages} pages, {a.nodes} node(s), storage {a.storage}, "
+          f"block_size {a.block_size}, "
           f"thread_num {a.thread_num}")
     print(f"  status          {run['status']}")
     for what, at in killed:
@@ -155,6 +174,14 @@ def main():
         print("  trace (s: requests accepted, results stored, results acked, storage busy s)")
         for t, acc, stored, acked, busy_s in trace:
             print(f"    {t:5.2f}: {acc:6.0f} {stored:6.0f} {acked:6.0f} {busy_s:6.2f}")
+    if cluster:
+        # The server's processes (backends, WAL writer, checkpointer, ...) count too; the
+        # broker's connection stays up, so its backend is alive here.
+        pg_cpu = sum(h.cpu_seconds(p, 0) for p in h.process_tree(cluster.pid))
+        pg_start = pg_cpu0
+        cpu["postgres"] = pg_cpu - pg_start
+        procs["postgres"] = cluster.pid
+        rss["postgres"] = h.status_mb(cluster.pid)
     total_cpu = sum(cpu.values())
     for name in procs:
         print(f"  {name:8} peak RSS {rss[name]:6.0f} MB   CPU {cpu[name]:6.2f} s "
@@ -164,6 +191,9 @@ def main():
     # row is left and every free page went back to the filesystem (read-only peeks; WAL
     # mode lets them run beside the broker).
     def purged():
+        if cluster:
+            return int(cluster.sql("SELECT (SELECT count(*) FROM Request) + "
+                                   "(SELECT count(*) FROM Result)")) == 0
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as c:
             rows = c.execute("SELECT (SELECT count(*) FROM Request) + "
                              "(SELECT count(*) FROM Result)").fetchone()[0]
@@ -173,7 +203,7 @@ def main():
     h.wait_until("purge of the finished run", purged, timeout=600, interval=0.5)
     purge_s = time.monotonic() - purge_started
     time.sleep(1)  # the WAL checkpoint follows the last page release
-    sizes = [h.db_bytes(db)]
+    sizes = [db_size()]
     mb = 1 << 20
     fmt = lambda s: f"{s[0] / mb:.1f} MB + WAL {s[1] / mb:.1f} MB"  # noqa: E731
     grew = (sum(sizes[-1]) - sum(db_before)) / mb
@@ -184,6 +214,8 @@ def main():
     for p in [worker] + nodes + [broker]:
         env.stop(p, timeout=120)  # SIGTERM: lets profilers write their output
     env.close()
+    if cluster:
+        cluster.stop()
     return 0 if run["status"] == "Success" and unique == a.pages else 1
 
 
