@@ -18,6 +18,32 @@ std::vector<std::string>& saved_args() {
   return args;
 }
 
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+    case '&':
+      out += "&amp;";
+      break;
+    case '<':
+      out += "&lt;";
+      break;
+    case '>':
+      out += "&gt;";
+      break;
+    case '"':
+      out += "&quot;";
+      break;
+    case '\'':
+      out += "&#39;";
+      break;
+    default:
+      out += c;
+    }
+  }
+  return out;
+}
+
 std::string standby_body(const storage::leader_lease::holder_info& h) {
   return std::string(R"({"status":"standby","leader":")") + net::json_escape(h.live ? h.url : "") +
          R"(","leaderName":")" + net::json_escape(h.live ? h.holder : "") + "\"}";
@@ -68,11 +94,13 @@ std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
   struct shared_t {
     std::mutex mtx;
     std::string body = R"({"status":"standby","leader":"","leaderName":""})";
+    std::string leader_url; // for the browser page
   };
   auto shared = std::make_shared<shared_t>();
   std::unique_ptr<net::http_server> server;
   std::string last_leader = "?";
   auto last_error_log = std::chrono::steady_clock::now() - std::chrono::hours(1);
+  auto last_announce = last_error_log;
   for (;;) {
     try {
       if (auto token = lease.try_acquire()) {
@@ -84,9 +112,14 @@ std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
         return token;
       }
       auto h = lease.current();
+      if (std::chrono::steady_clock::now() - last_announce >= std::chrono::seconds(1)) {
+        lease.announce("standby");
+        last_announce = std::chrono::steady_clock::now();
+      }
       {
         std::lock_guard lk(shared->mtx);
         shared->body = standby_body(h);
+        shared->leader_url = h.live ? h.url : "";
       }
       auto who = h.live ? h.holder + " " + h.url : std::string("(lease lapsed)");
       if (who != last_leader) {
@@ -118,8 +151,27 @@ std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
         r.headers.push_back({"Access-Control-Allow-Origin", "*"});
         return r;
       };
-      cbs.on_http = [respond](net::http_request, std::shared_ptr<net::http_responder> out) {
-        out->reply(respond());
+      cbs.on_http = [respond, shared](net::http_request req,
+                                      std::shared_ptr<net::http_responder> out) {
+        auto r = respond();
+        if (req.method == "GET" && (req.path == "/" || req.path == "/index.html")) {
+          // A browser opening the dashboard here: say so, and go to the active broker.
+          std::string url;
+          {
+            std::lock_guard lk(shared->mtx);
+            url = shared->leader_url;
+          }
+          auto esc = html_escape(url);
+          r.content_type = "text/html; charset=utf-8";
+          r.body = "<!doctype html><meta charset=utf-8><title>spiderhub standby</title>" +
+                   (url.empty() ? std::string("<meta http-equiv=refresh content=2>")
+                                : "<meta http-equiv=refresh content=\"2;url=" + esc + "\">") +
+                   "<p>This spiderhub broker is a standby (another broker is active). " +
+                   (url.empty() ? std::string("No broker holds the lease right now; retrying.")
+                                : "The active broker is <a href=\"" + esc + "\">" + esc + "</a>.") +
+                   "</p>";
+        }
+        out->reply(std::move(r));
       };
       cbs.on_upgrade = [respond](const net::http_request&) -> std::optional<net::http_response> {
         return respond();
@@ -184,6 +236,7 @@ void lease_keeper::run() {
       if (lease_.renew(token_) == storage::leader_lease::renewal::deposed)
         step_down("another broker holds the lease (token " + std::to_string(token_) + " is stale)");
       last_ok = clock::now();
+      lease_.announce("active");
     } catch (const std::exception& e) {
       auto since = clock::now() - last_ok;
       spdlog::warn("failover: lease renewal failed: {}", e.what());

@@ -98,9 +98,16 @@ CREATE INDEX Request_Spilled ON Request(Identity, Seq) WHERE State = 4;
   R"sql(
 CREATE TABLE BrokerLeader (
   Id INTEGER PRIMARY KEY CHECK (Id = 1), Holder TEXT NOT NULL DEFAULT '',
-  Url TEXT NOT NULL DEFAULT '', Token INTEGER NOT NULL DEFAULT 0,
+  Url TEXT NOT NULL DEFAULT '', Token INTEGER NOT NULL DEFAULT 0 UNIQUE,
   Expires INTEGER NOT NULL DEFAULT 0);
 INSERT INTO BrokerLeader (Id) VALUES (1);
+)sql",
+  // 7: the brokers sharing the database, as each last announced itself (active or
+  // standby): the dashboard's list of where to go when its broker is gone.
+  R"sql(
+CREATE TABLE Broker (
+  Name TEXT PRIMARY KEY, Url TEXT NOT NULL DEFAULT '', Role TEXT NOT NULL,
+  LastSeen TEXT NOT NULL);
 )sql",
 };
 

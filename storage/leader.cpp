@@ -1,6 +1,7 @@
 #include "storage/leader.hpp"
 
 #include "storage/postgres.hpp"
+#include "storage/repositories.hpp"
 
 namespace spiderhub::storage {
 
@@ -58,6 +59,14 @@ leader_lease::holder_info leader_lease::current() {
   }
   q.reset();
   return out;
+}
+
+} // namespace spiderhub::storage
+
+namespace spiderhub::storage {
+
+void leader_lease::announce(const std::string& role) {
+  broker_repository(*db_).announce({holder_, url_, role, ""});
 }
 
 } // namespace spiderhub::storage

@@ -40,6 +40,8 @@ class leader_lease {
     bool live = false;   // the lease has not lapsed
   };
   holder_info current();
+  /// Records this broker in the Broker table ("active" or "standby", now).
+  void announce(const std::string& role);
 
   const std::string& holder() const { return holder_; }
 

@@ -88,9 +88,14 @@ CREATE INDEX Request_Spilled ON Request(Identity, Seq) WHERE State = 4;
   R"sql(
 CREATE TABLE BrokerLeader (
   Id INTEGER PRIMARY KEY CHECK (Id = 1), Holder TEXT NOT NULL DEFAULT '',
-  Url TEXT NOT NULL DEFAULT '', Token BIGINT NOT NULL DEFAULT 0,
+  Url TEXT NOT NULL DEFAULT '', Token BIGINT NOT NULL DEFAULT 0 UNIQUE,
   Expires TIMESTAMPTZ NOT NULL DEFAULT 'epoch');
 INSERT INTO BrokerLeader (Id) VALUES (1);
+)sql",
+  R"sql(
+CREATE TABLE Broker (
+  Name TEXT PRIMARY KEY, Url TEXT NOT NULL DEFAULT '', Role TEXT NOT NULL,
+  LastSeen TEXT NOT NULL);
 )sql",
 };
 
@@ -399,9 +404,11 @@ void pg_database::begin() {
   in_tx_ = true;
   if (fence_ <= 0)
     return;
-  // The leader row is share-locked until commit: a standby's takeover (which bumps the
-  // token) waits for this transaction, and every transaction after it sees the new token.
-  auto& q = prepare("SELECT Token FROM BrokerLeader WHERE Id = 1 FOR SHARE");
+  // The leader row is key-share-locked until commit. Token is a key (unique), so a
+  // standby's takeover, which changes it, waits for this transaction and every
+  // transaction after it sees the new token; the leader's own renewals change only
+  // Expires and do not wait for its busy storage thread.
+  auto& q = prepare("SELECT Token FROM BrokerLeader WHERE Id = 1 FOR KEY SHARE");
   std::int64_t token = q.executeStep() ? q.getColumn(0).getInt64() : -1;
   q.reset();
   if (token != fence_) {

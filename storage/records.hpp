@@ -79,6 +79,14 @@ struct package_row {
 };
 
 /// One audited write: who (role and credential name, never a secret), from where, what.
+/// A broker sharing the database (PostgreSQL failover), as it last announced itself.
+struct broker_row {
+  std::string name;
+  std::string url;
+  std::string role;       // active | standby
+  std::string last_seen;
+};
+
 struct audit_row {
   std::int64_t id = 0;
   std::string time;      // ISO-8601 UTC, set when stored

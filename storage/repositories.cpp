@@ -853,3 +853,29 @@ std::vector<audit_row> audit_repository::list(std::int64_t limit, std::int64_t b
 }
 
 } // namespace spiderhub::storage
+
+// ---- brokers ----------------------------------------------------------------------------
+
+namespace spiderhub::storage {
+
+void broker_repository::announce(const broker_row& b) {
+  auto& q = db_.prepare(
+    "INSERT INTO Broker (Name, Url, Role, LastSeen) VALUES (?,?,?,?) ON CONFLICT(Name) "
+    "DO UPDATE SET Url=excluded.Url, Role=excluded.Role, LastSeen=excluded.LastSeen");
+  q.bind(1, b.name);
+  q.bind(2, b.url);
+  q.bind(3, b.role);
+  q.bind(4, b.last_seen.empty() ? now_text() : b.last_seen);
+  q.exec();
+}
+
+std::vector<broker_row> broker_repository::list() {
+  auto& q = db_.prepare("SELECT Name, Url, Role, LastSeen FROM Broker ORDER BY LastSeen DESC");
+  std::vector<broker_row> out;
+  while (q.executeStep())
+    out.push_back({q.getColumn(0).getString(), q.getColumn(1).getString(),
+                   q.getColumn(2).getString(), q.getColumn(3).getString()});
+  return out;
+}
+
+} // namespace spiderhub::storage

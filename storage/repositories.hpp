@@ -150,6 +150,18 @@ class audit_repository {
   database& db_;
 };
 
+/// The brokers sharing the database (empty with SQLite: one broker).
+class broker_repository {
+ public:
+  explicit broker_repository(database& db) : db_(db) {}
+  void announce(const broker_row& b);
+  /// Newest first.
+  std::vector<broker_row> list();
+
+ private:
+  database& db_;
+};
+
 class package_repository {
  public:
   explicit package_repository(database& db) : db_(db) {}

@@ -3,8 +3,19 @@
 // per second at most); nothing here polls.
 'use strict';
 
+// A token handed over by another broker's dashboard when it switched here (failover):
+// taken from the fragment (never sent to a server) and removed from the address at once.
+(() => {
+  const m = /^#handoff=([^&]*)(?:&to=(.*))?$/.exec(location.hash);
+  if (!m) return;
+  localStorage.setItem('spiderhub.token', decodeURIComponent(m[1]));
+  history.replaceState(null, '', location.pathname + (m[2] ? decodeURIComponent(m[2]) : '#/runs'));
+})();
+
 const state = {
   token: localStorage.getItem('spiderhub.token') || '',
+  brokers: [],             // GET /brokers: where to go when this broker is gone (failover)
+  switching: false,
   snapshot: null,          // last /live message
   ws: null,
   rates: {},               // identity -> {t, done, rate}
@@ -89,7 +100,11 @@ function connectLive() {
   const ws = new WebSocket(`${proto}://${location.host}/live?access_token=${encodeURIComponent(state.token)}`);
   state.ws = ws;
   const badge = document.getElementById('live');
-  ws.onopen = () => { badge.textContent = 'live'; badge.classList.add('on'); };
+  ws.onopen = () => {
+    badge.textContent = 'live';
+    badge.classList.add('on');
+    api('GET', '/api/v1.0/brokers').then((b) => { state.brokers = b || []; }, () => {});
+  };
   ws.onmessage = (ev) => {
     const snap = JSON.parse(ev.data);
     const now = Date.now();
@@ -114,8 +129,45 @@ function connectLive() {
     badge.textContent = 'offline';
     badge.classList.remove('on');
     state.ws = null;
-    if (state.token) setTimeout(connectLive, 2000);  // never faster than that
+    if (!state.token) return;
+    findActiveBroker();
+    setTimeout(connectLive, 2000);  // never faster than that
   };
+}
+
+// Several brokers on PostgreSQL: when this one is gone or has become a standby, go to the
+// active one (asked on each known broker's public /healthz) and take the token along in
+// the fragment. One broker (SQLite): nothing to find, the feed just reconnects.
+async function healthOf(base) {
+  try {
+    const res = await fetch(new URL('healthz', base), { cache: 'no-store' });
+    return { status: res.status, body: await res.json() };
+  } catch (_) {
+    return { status: 0, body: null };
+  }
+}
+
+async function findActiveBroker() {
+  if (state.switching) return;
+  state.switching = true;
+  try {
+    const here = await healthOf(location.origin + '/');
+    if (here.status === 200) return;  // a blip: this broker is still the active one
+    const candidates = state.brokers.map((b) => b.url).filter(Boolean);
+    if (here.body && here.body.leader) candidates.unshift(here.body.leader);
+    for (const url of candidates) {
+      if (new URL(url).origin === location.origin) continue;
+      const h = await healthOf(url);
+      if (h.status !== 200) continue;
+      showError(`this broker is ${here.status ? 'a standby' : 'unreachable'}: switching to the active broker ${url}`);
+      const to = location.hash && !location.hash.startsWith('#handoff') ? location.hash : '#/runs';
+      location.href = new URL('/', url).href + '#handoff=' + encodeURIComponent(state.token) +
+        '&to=' + encodeURIComponent(to);
+      return;
+    }
+  } finally {
+    state.switching = false;
+  }
 }
 
 // ---- pages -------------------------------------------------------------------------

@@ -360,6 +360,19 @@ void exit_run(self_ptr self, const responder_ptr& r, const std::string& identity
 }
 
 
+void list_brokers(self_ptr self, const responder_ptr& r) {
+  read_then(self, r, [](storage::database& db) {
+    return caf::make_message(storage::broker_repository(db).list());
+  },
+            [r](std::vector<storage::broker_row>& brokers) {
+              json out = json::array();
+              for (auto& b : brokers)
+                out.push_back({{"name", b.name}, {"url", b.url}, {"role", b.role},
+                               {"lastSeen", b.last_seen}});
+              reply_json(r, 200, out);
+            });
+}
+
 void list_nodes(self_ptr self, const responder_ptr& r) {
   read_then(self, r, [](storage::database& db) {
     return caf::make_message(storage::node_repository(db).list());
@@ -688,6 +701,8 @@ void route(self_ptr self, const std::shared_ptr<const net::http_request>& call_r
         return delete_package(sys, storage, popts, seg[1], r);
       return method_not_allowed();
     }
+  } else if (seg[0] == "brokers" && seg.size() == 1) {
+    return m == "GET" ? list_brokers(self, r) : method_not_allowed();
   } else if (seg[0] == "nodes") {
     if (seg.size() == 1)
       return m == "GET" ? list_nodes(self, r) : method_not_allowed();

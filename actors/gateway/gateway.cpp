@@ -192,6 +192,8 @@ gateway_handle spawn_gateway(caf::actor_system& sys, const gateway_options& opts
     if (path == "/healthz") {
       net::http_response r;
       r.body = R"({"status":"ok","role":"active"})";
+      // Public: a dashboard served by another broker asks who is active.
+      r.headers.push_back({"Access-Control-Allow-Origin", "*"});
       responder->reply(std::move(r));
       return;
     }

@@ -26,6 +26,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<spiderhub::storage::running_row>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::optional<spiderhub::storage::package_row>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<spiderhub::storage::package_row>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<spiderhub::storage::audit_row>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<spiderhub::storage::broker_row>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::set<std::string>)
 
 namespace spiderhub::actors {
