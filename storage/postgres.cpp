@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <utility>
 #include <vector>
 
 namespace spiderhub::storage {
@@ -324,8 +325,16 @@ std::string describe_conninfo(const std::string& conninfo) {
 
 pg_database::pg_database(const std::string& conninfo, std::chrono::milliseconds idle_in_tx)
   : conninfo_(conninfo), where_(describe_conninfo(conninfo)), idle_in_tx_(idle_in_tx) {
-  connect();
-  migrate();
+  try {
+    connect();
+    migrate();
+  } catch (...) {
+    // No destructor runs for a throwing constructor: the connection goes here.
+    statements_.clear();
+    if (conn_)
+      PQfinish(std::exchange(conn_, nullptr));
+    throw;
+  }
 }
 
 pg_database::~pg_database() {
@@ -336,10 +345,12 @@ pg_database::~pg_database() {
 
 void pg_database::connect() {
   if (conn_)
-    PQfinish(conn_);
+    PQfinish(std::exchange(conn_, nullptr));
   conn_ = PQconnectdb(conninfo_.c_str());
   if (!conn_ || PQstatus(conn_) != CONNECTION_OK) {
     std::string msg = conn_ ? trimmed(PQerrorMessage(conn_)) : "out of memory";
+    if (conn_)
+      PQfinish(std::exchange(conn_, nullptr));
     throw pg_error("storage: cannot connect to " + where_ + ": " + msg +
                      " (check storage.postgresql in the broker configuration)",
                    "08000");
