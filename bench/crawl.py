@@ -61,6 +61,8 @@ def main():
     ap.add_argument("--broker-yaml", default="",
                     help="extra broker YAML sections, e.g. 'storage: {batch_max: 1000}'")
     ap.add_argument("--storage", choices=["sqlite", "postgresql"], default="sqlite")
+    ap.add_argument("--no-compress", action="store_true",
+                    help="storage.compress_results: false (SQLite keeps result bodies as text)")
     ap.add_argument("--trace", action="store_true",
                     help="sample /metrics every 0.1 s and print results stored/acked over time")
     a = ap.parse_args()
@@ -82,6 +84,9 @@ def main():
                    a.broker_yaml + "\n")
     cluster = None
     storage_yaml = None
+    if a.no_compress:
+        storage_yaml = (f"storage:\n  path: {env.path('data', 'broker.db')}\n"
+                        "  compress_results: false\n")
     if a.storage == "postgresql":
         cluster = pg.Postgres(env.dir).start()
         storage_yaml = f"storage:\n  kind: postgresql\n  postgresql: \"{cluster.conninfo()}\"\n"

@@ -288,6 +288,7 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
                                "user=spiderhub') is empty");
     s.get_ms("busy_timeout_ms", c.storage.busy_timeout, 0, 600000);
     s.get("batch_max", c.storage.batch_max, 1, 1000000);
+    s.get("compress_results", c.storage.compress_results);
     s.get("node_status_retention_h", c.storage.node_status_retention_h, 1, 24 * 365);
     s.get("audit_max_rows", c.storage.audit_max_rows, 1, 100000000);
     s.finish();

@@ -55,6 +55,7 @@ struct broker_config {
     std::string postgresql;              // libpq connection string (kind postgresql)
     milliseconds busy_timeout{5000};
     std::int32_t batch_max = 5000;       // writes per transaction
+    bool compress_results = true;        // sqlite: result bodies LZ4-packed until acked
     std::int32_t node_status_retention_h = 24;
     std::int64_t audit_max_rows = 100000;  // newest audit rows kept
   } storage;

@@ -56,6 +56,8 @@ actors::dispatch_options dispatch_options_of(const core::broker_config& c) {
   d.slow_node_block = c.dispatch.slow_node_block;
   d.frontier_memory_max = c.dispatch.frontier_memory_max;
   d.max_unacked = c.dispatch.max_unacked;
+  // PostgreSQL compresses large values by itself (TOAST); its Body column is text.
+  d.pack_results = c.storage.kind == "sqlite" && c.storage.compress_results;
   auto& p = d.politeness;
   const auto& pc = c.politeness;
   p.key_kind = *core::parse_politeness_key_kind(pc.key);  // the loader accepted only these

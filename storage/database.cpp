@@ -120,6 +120,9 @@ public:
   void bind(int index, const std::string& value) override { q_.bind(index, value); }
   void bind(int index, std::int64_t value) override { q_.bind(index, static_cast<int64_t>(value)); }
   void bind(int index) override { q_.bind(index); }
+  void bind_blob(int index, const std::string& bytes) override {
+    q_.bind(index, static_cast<const void*>(bytes.data()), static_cast<int>(bytes.size()));
+  }
   int exec() override { return q_.exec(); }
   bool executeStep() override { return q_.executeStep(); }
   void reset() override { q_.reset(); }

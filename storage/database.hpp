@@ -51,6 +51,8 @@ class statement {
   virtual void bind(int index, const std::string& value) = 0;
   virtual void bind(int index, std::int64_t value) = 0;
   virtual void bind(int index) = 0;  // NULL
+  /// Bytes that are not text (a packed body); SQLite only.
+  virtual void bind_blob(int index, const std::string& bytes) = 0;
   void bind(int index, int value) { bind(index, std::int64_t{value}); }
   void bind(int index, const char* value) { bind(index, std::string(value)); }
   /// Runs a statement without result rows; the number of rows changed.

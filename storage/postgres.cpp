@@ -174,6 +174,10 @@ public:
   void bind(int index, const std::string& value) override { slot(index) = value; }
   void bind(int index, std::int64_t value) override { slot(index) = std::to_string(value); }
   void bind(int index) override { slot(index) = std::nullopt; }
+  void bind_blob(int, const std::string&) override {
+    // Bodies are packed for SQLite only (TOAST compresses them here).
+    throw std::logic_error("postgresql: binary parameters are not used");
+  }
 
   int exec() override {
     run();

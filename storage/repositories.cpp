@@ -1,5 +1,7 @@
 #include "storage/repositories.hpp"
 
+#include "storage/packed_body.hpp"
+
 #include <algorithm>
 #include <limits>
 
@@ -567,7 +569,10 @@ std::int64_t crawl_repository::insert_result(const result_row& r) {
   q.bind(1, r.identity);
   q.bind(2, r.block_id);
   q.bind(3, r.request_hash);
-  q.bind(4, r.body);
+  if (is_packed(r.body))
+    q.bind_blob(4, r.body);
+  else
+    q.bind(4, r.body);
   q.bind(5, now_text());
   std::int64_t id = q.executeStep() ? q.getColumn(0).getInt64() : 0;
   q.reset();
@@ -601,7 +606,7 @@ std::vector<result_row> crawl_repository::results_after(const std::string& ident
     r.identity = q.getColumn(1).getString();
     r.block_id = q.getColumn(2).getString();
     r.request_hash = q.getColumn(3).getString();
-    r.body = q.getColumn(4).getString();
+    r.body = unpack_body(q.getColumn(4).getString());
     out.push_back(std::move(r));
   }
   return out;

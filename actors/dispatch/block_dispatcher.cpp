@@ -14,6 +14,7 @@
 #include "core/digest_set.hpp"
 #include "protocol/fast_json.hpp"
 #include "protocol/json_codec.hpp"
+#include "storage/packed_body.hpp"
 #include "storage/repositories.hpp"
 
 namespace spiderhub::actors::restore_detail {
@@ -1122,7 +1123,10 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         row.identity = resp.identity;
         row.block_id = resp.block_id;
         row.request_hash = res.request_hash;
-        row.body = std::move(res.body);  // the node's JSON object, stored as sent
+        // The node's JSON object as sent, packed (LZ4) for the SQLite store here on the
+        // actor threads: the storage thread is the busiest of the broker.
+        row.body = self->state.opts.pack_results ? storage::pack_body(std::move(res.body))
+                                                 : std::move(res.body);
         rows.push_back(std::move(row));
       }
       // A block runs at most as many downloads as it has unfinished requests: the slots

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "storage/leader.hpp"
+#include "storage/packed_body.hpp"
 #include "storage/postgres.hpp"
 #include "storage/repositories.hpp"
 #include "support/pg_cluster.hpp"
@@ -561,4 +562,42 @@ TEST_CASE("postgresql: a lost connection is opened again at the next transaction
   db.begin();
   CHECK(node_repository(db).list().size() == 1);
   db.commit();
+}
+
+TEST_CASE("storage: packed result bodies round-trip; small or incompressible ones stay text") {
+  std::string page = "{\"url\":\"http://x/p/1.html\",\"status\":200,\"body\":\"";
+  for (int i = 0; i < 60; ++i)
+    page += "<li><a href=\\\"/p/" + std::to_string(i) + ".html\\\">page " + std::to_string(i) +
+            "</a></li>";
+  page += "\"}";
+  auto packed = pack_body(page);
+  CHECK(is_packed(packed));
+  CHECK(packed.size() < page.size() / 2);
+  CHECK(unpack_body(packed) == page);
+  CHECK_FALSE(is_packed(pack_body("{\"url\":\"u\"}")));  // too small to bother
+  std::string noise;
+  std::uint32_t x = 12345;
+  for (int i = 0; i < 3000; ++i) {
+    x = x * 1103515245 + 12345;
+    noise += static_cast<char>('!' + (x >> 16) % 90);
+  }
+  CHECK(pack_body("{\"b\":\"" + noise + "\"}")[0] == '{');  // would not shrink: text
+  CHECK(unpack_body(page) == page);                          // text reads as is
+  auto damaged = packed;
+  damaged.resize(damaged.size() / 2);
+  CHECK_THROWS_WITH_AS(unpack_body(damaged), doctest::Contains("damaged"), std::runtime_error);
+
+  // Stored as a blob by SQLite, read back as the original text; rows of either kind mix.
+  temp_dir d;
+  sqlite_database db(d.file("a.db"), std::chrono::milliseconds(1000));
+  crawl_repository c(db);
+  auto id1 = c.insert_result({0, "run", "b", "h1", packed});
+  auto id2 = c.insert_result({0, "run", "b", "h2", "{\"url\":\"v\"}"});
+  CHECK(db.db().execAndGet("SELECT typeof(Body) FROM Result WHERE Id=" + std::to_string(id1))
+          .getString() == "blob");
+  auto rows = c.results_after("run", 0, 10);
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].body == page);
+  CHECK(rows[1].id == id2);
+  CHECK(rows[1].body == "{\"url\":\"v\"}");
 }
