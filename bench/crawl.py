@@ -167,7 +167,7 @@ def main():
     print(f"  total time      {elapsed:.2f} s")
     print(f"  pages/s         {run['success'] / elapsed:.0f}")
     print(f"  unique pages    {unique} (run total {run['total']}, success {run['success']}, "
-          f"error {run['error']})")
+          f"error {run['error']}; {len(items) - unique} written twice)")
     print(f"  machine CPU     {100 * busy:.0f}% busy over {os.cpu_count()} cores (all processes)")
     marks, last = [], -1
     for t, done in timeline:  # pages done about every half second
@@ -221,7 +221,7 @@ def main():
     env.close()
     if cluster:
         cluster.stop()
-    return 0 if run["status"] == "Success" and unique == a.pages else 1
+    return 0 if run["status"] == "Success" and unique == a.pages == len(items) else 1
 
 
 if __name__ == "__main__":
