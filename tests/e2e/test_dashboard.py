@@ -18,7 +18,7 @@ def main():
     with h.Env(args, "dashboard") as env:
         chromium = shutil.which("chromium") or "/usr/bin/chromium"
         assert os.path.exists(chromium), "chromium is required (scripts/setup installs it)"
-        node, cwd = h.npm_ci(env, "browser", ["dashboard_test.js"])
+        node, cwd = h.npm_ci(env, "browser", ["dashboard_test.js", "common.js"])
         site = env.start_site(PAGES)
         broker = env.start_broker()
         env.start_node(broker)

@@ -19,7 +19,7 @@ def main():
     with h.Env(args, "dashboard_failover") as env, pg.Postgres(env.dir) as cluster:
         chromium = shutil.which("chromium") or "/usr/bin/chromium"
         assert os.path.exists(chromium), "chromium is required (scripts/setup installs it)"
-        node_bin, cwd = h.npm_ci(env, "browser", ["failover_test.js"])
+        node_bin, cwd = h.npm_ci(env, "browser", ["failover_test.js", "common.js"])
         storage = f"storage:\n  kind: postgresql\n  postgresql: \"{cluster.conninfo()}\"\n"
         ports = {"a": h.free_port(), "b": h.free_port()}
 

@@ -3,6 +3,8 @@
 // backoff. Every wait is bounded.
 #include <doctest/doctest.h>
 
+#include "support/ports.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -42,20 +44,7 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
   return true;
 }
 
-// A loopback port nothing listens on (bound once by the kernel's choice, then released):
-// connections to it are refused, like a dead broker's.
-std::uint16_t unused_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+using spiderhub::testing::unused_port;
 
 // Upgrade requests seen by the fake brokers of one test, in arrival order.
 class attempt_log {

@@ -2,6 +2,8 @@
 // the background) must never ack a result before the Push of its children was answered.
 #include <doctest/doctest.h>
 
+#include "support/ports.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -245,23 +247,7 @@ TEST_CASE("worker: pipelined Poll/Push/Ack never acks before the children are st
   CHECK(rep.polls_while_pushing >= total / 100 / 2);
 }
 
-namespace {
-
-// A loopback port nothing listens on: connections are refused, like a dead broker's.
-std::uint16_t unused_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-} // namespace
+using spiderhub::testing::unused_port;
 
 TEST_CASE("worker: a comma-separated broker list goes round to the broker that answers") {
   constexpr std::int64_t total = 50;

@@ -3,26 +3,13 @@
 // (screenshot folder), CHROMIUM (executable). Prints one JSON line of findings; exits 1
 // with the reason on the first failed expectation.
 'use strict';
-const { chromium } = require('playwright-core');
 const path = require('path');
-
-const env = (k) => {
-  if (!process.env[k]) throw new Error(`${k} is not set`);
-  return process.env[k];
-};
-
-function expect(cond, what) {
-  if (!cond) throw new Error('expectation failed: ' + what);
-}
+const { env, expect, launch } = require('./common');
 
 async function main() {
   const base = env('BASE');
   const shots = env('SHOTS');
-  const browser = await chromium.launch({
-    executablePath: env('CHROMIUM'),
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-    timeout: 60000,
-  });
+  const browser = await launch();
   const findings = {};
   try {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });

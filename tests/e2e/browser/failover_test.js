@@ -4,26 +4,13 @@
 // the page must move to B by itself, keep the login, and show live data again. The last
 // line is one JSON object of findings; exit 1 with the reason on a failed expectation.
 'use strict';
-const { chromium } = require('playwright-core');
 const path = require('path');
-
-const env = (k) => {
-  if (!process.env[k]) throw new Error(`${k} is not set`);
-  return process.env[k];
-};
-
-function expect(cond, what) {
-  if (!cond) throw new Error('expectation failed: ' + what);
-}
+const { env, expect, launch } = require('./common');
 
 async function main() {
   const a = env('BASE_A');
   const b = env('BASE_B');
-  const browser = await chromium.launch({
-    executablePath: env('CHROMIUM'),
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-    timeout: 60000,
-  });
+  const browser = await launch();
   const findings = {};
   try {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
