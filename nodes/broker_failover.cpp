@@ -90,7 +90,7 @@ std::string broker_name(const core::broker_config& cfg) {
 }
 
 std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
-                                                storage::leader_lease& lease) {
+                                                std::unique_ptr<storage::leader_lease>& held) {
   struct shared_t {
     std::mutex mtx;
     std::string body = R"({"status":"standby","leader":"","leaderName":""})";
@@ -103,6 +103,13 @@ std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
   auto last_announce = last_error_log;
   for (;;) {
     try {
+      // The database may be unreachable (at boot, or from a leader that just stepped
+      // down in a partition): stay a standby and keep trying.
+      if (!held)
+        held = std::make_unique<storage::leader_lease>(cfg.storage.postgresql, broker_name(cfg),
+                                                       cfg.failover.advertise_url,
+                                                       cfg.failover.lease);
+      auto& lease = *held;
       if (auto token = lease.try_acquire()) {
         if (server) {
           server->stop();
@@ -129,7 +136,7 @@ std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
     } catch (const std::exception& e) {
       auto now = std::chrono::steady_clock::now();
       if (now - last_error_log > std::chrono::seconds(10)) {
-        spdlog::warn("failover: cannot read the leader lease: {}", e.what());
+        spdlog::error("failover: standby, the leader lease cannot be read: {}", e.what());
         last_error_log = now;
       }
     }

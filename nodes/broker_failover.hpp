@@ -30,9 +30,10 @@ void remember_command_line(int argc, char** argv);
 
 /// Serves every HTTP request with 503 {"status":"standby",...} (the /healthz of a standby,
 /// and a refusal hub clients take as "try the next broker") until this broker holds the
-/// lease. The fencing token, or nullopt when SIGINT/SIGTERM came first.
+/// lease; connects `lease` first (retrying while the database cannot be reached). The
+/// fencing token, or nullopt when SIGINT/SIGTERM came first.
 std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
-                                                storage::leader_lease& lease);
+                                                std::unique_ptr<storage::leader_lease>& lease);
 
 /// Renews the lease in its own thread every third of its length; steps down when the
 /// database says another broker holds it, or when no renewal succeeded for a whole lease

@@ -93,10 +93,7 @@ int run_broker(const core::broker_config& cfg) {
   std::int64_t token = 0;
   if (cfg.storage.kind == "postgresql") {
     try {
-      lease = std::make_unique<storage::leader_lease>(
-        cfg.storage.postgresql, nodes::broker_name(cfg), cfg.failover.advertise_url,
-        cfg.failover.lease);
-      auto t = nodes::wait_for_leadership(cfg, *lease);
+      auto t = nodes::wait_for_leadership(cfg, lease);
       if (!t)
         return 0;
       token = *t;

@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 sys.path.insert(0, HERE)
 
 import harness as h  # noqa: E402
+import pg  # noqa: E402
 from faultproxy import FaultProxy  # noqa: E402
 from lab import Lab, make_certs  # noqa: E402
 
@@ -44,7 +45,11 @@ class Cluster:
         self.web = self.lab.add_host("web")
         self.worker_host = self.lab.add_host("worker")
         self.node_hosts = [self.lab.add_host(f"node{i}") for i in (1, 2, 3)]
-        self.certs = make_certs(self.env.dir, [self.broker_host.ip, self.lab.gateway])
+        # The failover case: a second broker host; both share PostgreSQL.
+        self.broker2_host = self.lab.add_host("broker2") if case == "failover" else None
+        self.cluster_pg = None
+        self.certs = make_certs(self.env.dir, [self.broker_host.ip, self.lab.gateway] +
+                                ([self.broker2_host.ip] if self.broker2_host else []))
         ctx = ssl.create_default_context(cafile=self.certs["ca.pem"])
         h.SSL_CONTEXT = ctx
         self.proxies = {}
@@ -55,12 +60,26 @@ class Cluster:
 
     def start(self):
         self.site = self._start_site(self.latency_ms)
-        self.broker = self._start_broker(self.concurrency)
+        if not self.broker2_host:
+            self.broker = self._start_broker(self.concurrency)
+            return
+        # PostgreSQL on this (root) host, reached by the brokers through a proxy on the
+        # lab's gateway address (its pg_hba trusts loopback only).
+        self.cluster_pg = pg.Postgres(self.env.dir).start()
+        proxy = FaultProxy((self.lab.gateway, 0), ("127.0.0.1", self.cluster_pg.port), "postgres")
+        self.proxies["postgres"] = proxy
+        storage = (f"storage:\n  kind: postgresql\n  postgresql: \"host={self.lab.gateway} "
+                   f"port={proxy.port} dbname=spiderhub user=spiderhub\"\n")
+        self.broker = self._start_broker(self.concurrency, storage=storage)
+        self.broker2 = self._start_broker(self.concurrency, host=self.broker2_host,
+                                          name="broker2", storage=storage, standby=True)
 
     def close(self):
         self.env.close()
         for p in self.proxies.values():
             p.close()
+        if self.cluster_pg:
+            self.cluster_pg.stop()
         self.lab.close()
 
     # ---- processes --------------------------------------------------------------------
@@ -76,10 +95,14 @@ class Cluster:
     def site_stats(self):
         return h.api("GET", self.site, "/__stats")[1]
 
-    def _start_broker(self, concurrency):
-        conf = self.env.write("broker.yaml", f"""
+    def _start_broker(self, concurrency, host=None, name="broker", storage=None, standby=False):
+        host = host or self.broker_host
+        storage = storage or f"storage:\n  path: {self.env.path('data', 'broker.db')}\n"
+        failover = (f"failover:\n  name: {name}\n  advertise_url: https://{host.ip}:{BROKER_PORT}/\n"
+                    f"  lease_ms: 5000\n  poll_ms: 200\n" if self.broker2_host else "")
+        conf = self.env.write(f"{name}.yaml", f"""
 http:
-  address: {self.broker_host.ip}
+  address: {host.ip}
   port: {BROKER_PORT}
   tls_cert: {self.certs['broker.pem']}
   tls_key: {self.certs['broker.key']}
@@ -88,9 +111,7 @@ auth:
     - {{name: ops, role: admin, secret: {h.TOKEN}}}
     - {{name: crawlers, role: node, secret: {NODE_SECRET}}}
     - {{name: spiders, role: worker, secret: {WORKER_SECRET}}}
-storage:
-  path: {self.env.path('data', 'broker.db')}
-sessions:
+{storage}{failover}sessions:
   heartbeat_interval_ms: {HEARTBEAT_MS}
   missed_heartbeats: {MISSED}
 dispatch:
@@ -103,25 +124,29 @@ politeness:
   max_concurrency_per_host: {concurrency}
   adaptive: false
 inspector:
-  enabled: true
+  enabled: {"true" if name == "broker" else "false"}
   address: 127.0.0.1
   port: 4242
 log:
   level: info
 """)
         os.chmod(conf, 0o600)
-        p = self.env.spawn("broker", self.broker_host.argv([self.args.bin, "broker", "-c", conf]))
-        p.base = f"https://{self.broker_host.ip}:{BROKER_PORT}"
-        h.wait_until("broker health over https", lambda: p.poll() is not None
-                     or h.http_get(p.base + "/healthz")[0] == 200, timeout=30)
-        assert p.poll() is None, f"broker exited with {p.returncode}:\n{self.env.log('broker')}"
+        p = self.env.spawn(name, host.argv([self.args.bin, "broker", "-c", conf]))
+        p.base = f"https://{host.ip}:{BROKER_PORT}"
+        want = 503 if standby else 200
+        h.wait_until(f"{name} health over https", lambda: p.poll() is not None
+                     or h.http_get(p.base + "/healthz")[0] == want, timeout=30)
+        assert p.poll() is None, f"{name} exited with {p.returncode}:\n{self.env.log(name)}"
         return p
 
-    def start_node(self, i, ca=None, direct=False, wrap=(), name=None):
-        """Node i (1-3) on its own host, through its own fault proxy unless direct."""
+    def start_node(self, i, ca=None, direct=False, wrap=(), name=None, urls=None):
+        """Node i (1-3) on its own host, through its own fault proxy unless direct (or
+        given broker `urls`)."""
         host = self.node_hosts[i - 1]
         name = name or f"node{i}"
-        if direct:
+        if urls:
+            url = "[" + ", ".join(urls) + "]"
+        elif direct:
             url = f"https://{self.broker_host.ip}:{BROKER_PORT}/"
         else:
             proxy = self.proxies.get(name) or FaultProxy(
@@ -150,8 +175,8 @@ download:
     def node_id(self, name):
         return h.wait_until(f"{name} id", lambda: open(self.env.path(name + ".id")).read().strip())
 
-    def start_worker(self, via_proxy=False):
-        url = f"https://{self.broker_host.ip}:{BROKER_PORT}/"
+    def start_worker(self, via_proxy=False, urls=None):
+        url = ", ".join(urls) if urls else f"https://{self.broker_host.ip}:{BROKER_PORT}/"
         if via_proxy:
             proxy = FaultProxy((self.lab.gateway, 0), (self.broker_host.ip, BROKER_PORT), "worker")
             self.proxies["worker"] = proxy
@@ -440,6 +465,50 @@ reconnect:
 
 
 # (pages, site latency ms, politeness concurrency): long enough for a fault mid-crawl.
+def case_failover(c):
+    """Two brokers on their own hosts share PostgreSQL; nodes and the worker know both. The
+    active broker's host loses its link (it reaches neither the database nor the nodes):
+    the standby takes the lapsed lease, everyone follows it and the crawl completes, every
+    page once. The old leader, unable to renew, steps down (re-executes itself) and
+    waits as a standby until the database is reachable; when the link comes back it
+    answers as a standby naming the new leader."""
+    urls = [f"https://{c.broker_host.ip}:{BROKER_PORT}/",
+            f"https://{c.broker2_host.ip}:{BROKER_PORT}/"]
+    for i in (1, 2):
+        c.start_node(i, urls=urls)
+    c.start_worker(urls=urls)
+    c.wait_nodes_online(["node1", "node2"])
+    c.start_crawl()
+    c.wait_progress(0.3)
+    c.lab.link_down(c.broker_host)
+    t_down = time.monotonic()
+    takeover = timed("broker2 active", lambda: h.http_get(c.broker2.base + "/healthz")[0] == 200,
+                     timeout=30)
+    assert takeover <= 10.0, f"the standby took {takeover:.2f} s"
+    old = c.broker
+    c.broker = c.broker2  # the API of the new leader from here on
+    ids = [c.node_id(n) for n in ("node1", "node2")]
+    follow = timed("nodes online at broker2", lambda: all(c.online().get(i) for i in ids),
+                   timeout=30)
+    # Cut off, the old leader cannot renew: it stops serving within about two leases
+    # (its writes were fenced from the takeover on).
+    h.wait_until("the old leader steps down", lambda: "stepping down" in c.env.log("broker"),
+                 timeout=60, interval=0.2)
+    stepped = time.monotonic() - t_down
+    run = c.check_complete()
+    c.lab.link_up(c.broker_host)
+
+    def standby():
+        status, raw = h.http_get(old.base + "/healthz")
+        return status == 503 and b'"leaderName":"broker2"' in raw
+    back = timed("the old broker back as a standby", standby, timeout=30)
+    assert all(c.online().get(i) for i in ids), "the deposed broker changed the node table"
+    report("failover", takeover_s=round(takeover, 2), nodes_follow_s=round(follow, 2),
+           old_leader_steps_down_s=round(stepped, 2), standby_after_link_up_s=round(back, 2),
+           re_downloaded=c.site_stats()["again"], pages=run["success"],
+           seconds=round(c.elapsed, 1))
+
+
 CASES = {
     "tls": (case_tls, 1000, 10, 16),
     "link_down": (case_link_down, 3000, 40, 8),
@@ -448,6 +517,7 @@ CASES = {
     "worker_flap": (case_worker_flap, 3000, 40, 8),
     "partition": (case_partition, 3000, 40, 8),
     "clock_skew": (case_clock_skew, 1000, 10, 16),
+    "failover": (case_failover, 3000, 40, 8),
 }
 
 
