@@ -191,6 +191,7 @@ struct worker_config {
   std::int32_t poll_max = 500;
   milliseconds poll_idle{50};            // sleep when a poll returned nothing
   milliseconds reconnect_max{10000};
+  milliseconds idle_timeout{20000};      // nothing from the broker this long: reconnect
   log_config log;
 };
 

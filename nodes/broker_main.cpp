@@ -41,6 +41,9 @@ actors::gateway_options gateway_options_of(const core::broker_config& c) {
   g.server.tls_key_file = c.http.tls_key;
   g.sessions.heartbeat_interval = c.sessions.heartbeat_interval;
   g.sessions.missed_heartbeats = c.sessions.missed_heartbeats;
+  // Workers hear from the broker at least this often: a silent link is noticed by them
+  // within a few periods (worker idle_timeout_ms), not after TCP's minutes.
+  g.sessions.keepalive = std::min(g.sessions.keepalive, c.sessions.heartbeat_interval);
   g.sessions.max_record_bytes = static_cast<std::size_t>(c.http.max_message_bytes);
   return g;
 }

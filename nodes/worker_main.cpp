@@ -125,6 +125,7 @@ int worker_main(int argc, char** argv) {
   wo.poll_max = cfg.poll_max;
   wo.poll_idle = cfg.poll_idle;
   wo.reconnect_max = cfg.reconnect_max;
+  wo.idle_timeout = cfg.idle_timeout;
   wo.tls_verify = cfg.tls.verify;
   wo.tls_ca_file = cfg.tls.ca_file;
 

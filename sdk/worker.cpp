@@ -140,6 +140,7 @@ struct worker::impl {
     ho.tls_verify = opts.tls_verify;
     ho.tls_ca_file = opts.tls_ca_file;
     ho.invoke_timeout = opts.invoke_timeout;
+    ho.idle_timeout = opts.idle_timeout;
     ho.name = "worker " + opts.full_class_name;
     auto c = std::make_unique<net::hub_client>(std::move(ho));
     c->on("Run", [this](const json& args) { on_run(args); });

@@ -64,6 +64,9 @@ struct worker_options {
   std::chrono::milliseconds poll_idle{50};        // sleep after a Poll returned nothing
   std::chrono::milliseconds reconnect_max{10000}; // cap of the reconnect backoff
   std::chrono::milliseconds invoke_timeout{60000};// one hub call; then it is retried
+  // Nothing from the broker this long (it pings at least every sessions.heartbeat_interval,
+  // 5 s by default): the link is dead or black-holed; reconnect, to the next broker.
+  std::chrono::milliseconds idle_timeout{20000};
   std::chrono::milliseconds retry_initial{100};   // first retry delay, doubled per failure
   std::chrono::milliseconds retry_max{2000};      // cap of the retry delay
   std::size_t push_chunk = 500;                   // requests per Push invocation

@@ -184,6 +184,7 @@ download:
         conf = self.env.write("worker.yaml", f"""
 broker: {url}
 token: {WORKER_SECRET}
+idle_timeout_ms: {4 * HEARTBEAT_MS}
 tls:
   ca_file: {self.certs['ca.pem']}
 """)
@@ -490,6 +491,12 @@ def case_failover(c):
     ids = [c.node_id(n) for n in ("node1", "node2")]
     follow = timed("nodes online at broker2", lambda: all(c.online().get(i) for i in ids),
                    timeout=30)
+    # The worker hears a ping every heartbeat: it notices the silence (idle_timeout_ms 4 s)
+    # and moves too, instead of waiting for TCP.
+    h.wait_until("worker on broker2", lambda: "(broker 2 of 2)" in c.env.log("worker"),
+                 timeout=30, interval=0.05)
+    worker_moved = time.monotonic() - t_down
+    assert worker_moved <= 20.0, f"the worker moved {worker_moved:.1f} s after the link loss"
     # Cut off, the old leader cannot renew: it stops serving within about two leases
     # (its writes were fenced from the takeover on).
     h.wait_until("the old leader steps down", lambda: "stepping down" in c.env.log("broker"),
@@ -504,6 +511,7 @@ def case_failover(c):
     back = timed("the old broker back as a standby", standby, timeout=30)
     assert all(c.online().get(i) for i in ids), "the deposed broker changed the node table"
     report("failover", takeover_s=round(takeover, 2), nodes_follow_s=round(follow, 2),
+           worker_on_broker2_s=round(worker_moved, 2),
            old_leader_steps_down_s=round(stepped, 2), standby_after_link_up_s=round(back, 2),
            re_downloaded=c.site_stats()["again"], pages=run["success"],
            seconds=round(c.elapsed, 1))
