@@ -90,11 +90,11 @@ std::string broker_name(const core::broker_config& cfg) {
 }
 
 std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
+                                                net::server_options so,
                                                 std::unique_ptr<storage::leader_lease>& held) {
   struct shared_t {
     std::mutex mtx;
-    std::string body = R"({"status":"standby","leader":"","leaderName":""})";
-    std::string leader_url; // for the browser page
+    storage::leader_lease::holder_info leader; // as last read
   };
   auto shared = std::make_shared<shared_t>();
   std::unique_ptr<net::http_server> server;
@@ -106,9 +106,8 @@ std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
       // The database may be unreachable (at boot, or from a leader that just stepped
       // down in a partition): stay a standby and keep trying.
       if (!held)
-        held = std::make_unique<storage::leader_lease>(cfg.storage.postgresql, broker_name(cfg),
-                                                       cfg.failover.advertise_url,
-                                                       cfg.failover.lease);
+        held = std::make_unique<storage::leader_lease>(
+          cfg.storage.postgresql, broker_name(cfg), cfg.failover.advertise_url, cfg.failover.lease);
       auto& lease = *held;
       if (auto token = lease.try_acquire()) {
         if (server) {
@@ -125,8 +124,7 @@ std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
       }
       {
         std::lock_guard lk(shared->mtx);
-        shared->body = standby_body(h);
-        shared->leader_url = h.live ? h.url : "";
+        shared->leader = h;
       }
       auto who = h.live ? h.holder + " " + h.url : std::string("(lease lapsed)");
       if (who != last_leader) {
@@ -141,11 +139,6 @@ std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
       }
     }
     if (!server) {
-      net::server_options so;
-      so.address = cfg.http.address;
-      so.port = static_cast<std::uint16_t>(cfg.http.port);
-      so.tls_cert_file = cfg.http.tls_cert;
-      so.tls_key_file = cfg.http.tls_key;
       so.max_body_bytes = 1 << 16;
       so.stop_grace = std::chrono::milliseconds(200);
       net::server_callbacks cbs;
@@ -153,7 +146,7 @@ std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
         net::http_response r;
         r.status = 503;
         std::lock_guard lk(shared->mtx);
-        r.body = shared->body;
+        r.body = standby_body(shared->leader);
         r.headers.push_back({"Retry-After", "1"});
         r.headers.push_back({"Access-Control-Allow-Origin", "*"});
         return r;
@@ -166,7 +159,7 @@ std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
           std::string url;
           {
             std::lock_guard lk(shared->mtx);
-            url = shared->leader_url;
+            url = shared->leader.live ? shared->leader.url : "";
           }
           auto esc = html_escape(url);
           r.content_type = "text/html; charset=utf-8";
@@ -186,12 +179,11 @@ std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
       server = std::make_unique<net::http_server>(so, std::move(cbs));
       try {
         auto port = server->start();
-        spdlog::info("failover: standby answering 503 on {}:{} until it leads", cfg.http.address,
-                     port);
+        spdlog::info("failover: standby answering 503 on {}:{} until it leads", so.address, port);
       } catch (const std::exception& e) {
-        spdlog::critical("failover: standby cannot listen on {}:{}: {}", cfg.http.address,
-                         cfg.http.port, e.what());
-        throw;
+        // (logged once, by the caller)
+        throw std::runtime_error("failover: standby cannot listen on " + so.address + ":" +
+                                 std::to_string(so.port) + ": " + e.what());
       }
     }
     if (int sig = core::wait_for_termination(cfg.failover.poll)) {
@@ -202,8 +194,8 @@ std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
 }
 
 lease_keeper::lease_keeper(storage::leader_lease& lease, std::int64_t token,
-                           std::chrono::milliseconds every, std::chrono::milliseconds length)
-  : lease_(lease), token_(token), every_(every), length_(length) {
+                           std::chrono::milliseconds length)
+  : lease_(lease), token_(token), every_(length / 3), length_(length) {
   thread_ = std::thread([this] { run(); });
 }
 

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "core/config.hpp"
+#include "net/http_server.hpp"
 #include "storage/leader.hpp"
 
 namespace spiderhub::nodes {
@@ -32,7 +33,9 @@ void remember_command_line(int argc, char** argv);
 /// and a refusal hub clients take as "try the next broker") until this broker holds the
 /// lease; connects `lease` first (retrying while the database cannot be reached). The
 /// fencing token, or nullopt when SIGINT/SIGTERM came first.
+/// `server`: the gateway's listening options (address, port, TLS, timeouts).
 std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
+                                                net::server_options server,
                                                 std::unique_ptr<storage::leader_lease>& lease);
 
 /// Renews the lease in its own thread every third of its length; steps down when the
@@ -40,7 +43,7 @@ std::optional<std::int64_t> wait_for_leadership(const core::broker_config& cfg,
 /// (a standby may have taken over). stop() ends renewing and releases the lease.
 class lease_keeper {
  public:
-  lease_keeper(storage::leader_lease& lease, std::int64_t token, std::chrono::milliseconds every,
+  lease_keeper(storage::leader_lease& lease, std::int64_t token,
                std::chrono::milliseconds lease_length);
   ~lease_keeper();
   void stop_and_release();

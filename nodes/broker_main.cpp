@@ -96,7 +96,7 @@ int run_broker(const core::broker_config& cfg) {
   std::int64_t token = 0;
   if (cfg.storage.kind == "postgresql") {
     try {
-      auto t = nodes::wait_for_leadership(cfg, lease);
+      auto t = nodes::wait_for_leadership(cfg, gateway_options_of(cfg).server, lease);
       if (!t)
         return 0;
       token = *t;
@@ -107,8 +107,7 @@ int run_broker(const core::broker_config& cfg) {
   }
   std::unique_ptr<nodes::lease_keeper> keeper;
   if (lease)
-    keeper = std::make_unique<nodes::lease_keeper>(*lease, token, cfg.failover.lease / 3,
-                                                   cfg.failover.lease);
+    keeper = std::make_unique<nodes::lease_keeper>(*lease, token, cfg.failover.lease);
   auto auth = auth_gate_of(cfg);
   caf::actor_system_config sys_cfg;
   actors::apply_scheduler_settings(cfg.actors, sys_cfg);
@@ -130,14 +129,11 @@ int run_broker(const core::broker_config& cfg) {
     so.open.busy_timeout = cfg.storage.busy_timeout;
     // A paused leader must not hold row locks a standby's takeover waits for.
     so.open.idle_in_transaction = cfg.failover.lease;
+    so.open.fence = token;
     so.batch_max = cfg.storage.batch_max;
     if (lease)
       so.on_fenced = [](const std::string& why) { nodes::step_down(why); };
-    std::shared_ptr<storage::database> db = storage::open_database(so.open);
-    db->set_fence(token);
-    spdlog::info("storage: {} ready (schema version {})", db->describe(),
-                 storage::schema_version);
-    storage = actors::spawn_storage(sys, std::move(db), so);
+    storage = actors::spawn_storage(sys, so);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;

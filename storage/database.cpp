@@ -245,7 +245,7 @@ void sqlite_database::commit() {
 }
 void sqlite_database::rollback() {
   if (!autocommit())
-    db_->exec("ROLLBACK");
+    db_->tryExec("ROLLBACK");
 }
 bool sqlite_database::autocommit() {
   return sqlite3_get_autocommit(db_->getHandle()) != 0;

@@ -97,6 +97,7 @@ class database {
   /// still holds the lease and throws fenced_error otherwise.
   virtual void begin() = 0;
   virtual void commit() = 0;
+  /// Ends an open transaction, if any; never throws (the transaction is gone either way).
   virtual void rollback() = 0;
   /// True when no transaction is open (after an error the backend may have ended it).
   virtual bool autocommit() = 0;
@@ -146,6 +147,7 @@ struct open_options {
   std::string postgresql;                // libpq connection string
   std::chrono::milliseconds busy_timeout{5000};     // sqlite: wait for a locked file
   std::chrono::milliseconds idle_in_transaction{0}; // postgresql: see pg_database
+  std::int64_t fence = 0;                // postgresql: the leader's token (set_fence); 0 = none
 };
 
 /// Opens (and migrates) the database a broker configuration names.

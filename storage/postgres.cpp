@@ -156,18 +156,14 @@ void quiet_notices(void*, const char* message) {
 
 } // namespace
 
+/// postgres_placeholders, also giving the number of parameters (the highest $N).
+std::string rewrite_placeholders(const std::string& sql, int& params);
+
 class pg_statement final : public statement {
 public:
-  pg_statement(pg_database& db, std::string sql) : db_(db), sql_(std::move(sql)) {
-    // Parameters: the highest $N of the rewritten text.
-    for (std::size_t i = 0; i < sql_.size(); ++i)
-      if (sql_[i] == '$') {
-        int n = 0;
-        std::size_t j = i + 1;
-        while (j < sql_.size() && sql_[j] >= '0' && sql_[j] <= '9')
-          n = n * 10 + (sql_[j++] - '0');
-        params_ = std::max(params_, n);
-      }
+  /// `sql` in SQLite's placeholder syntax.
+  pg_statement(pg_database& db, const std::string& sql) : db_(db) {
+    sql_ = rewrite_placeholders(sql, params_); // (in the body: params_ is declared later)
     values_.resize(static_cast<std::size_t>(params_));
   }
 
@@ -265,6 +261,11 @@ private:
 };
 
 std::string postgres_placeholders(const std::string& sql) {
+  int params = 0;
+  return rewrite_placeholders(sql, params);
+}
+
+std::string rewrite_placeholders(const std::string& sql, int& params) {
   std::string out;
   out.reserve(sql.size() + 16);
   int highest = 0;
@@ -297,6 +298,7 @@ std::string postgres_placeholders(const std::string& sql) {
     out += std::to_string(n);
     i = j - 1;
   }
+  params = highest;
   return out;
 }
 
@@ -353,8 +355,13 @@ void pg_database::connect() {
   // Defaults for a server that vanishes without a FIN (partition, host down): a blocked
   // statement fails within seconds instead of TCP's minutes. The connection string comes
   // last, so whatever it sets wins.
-  const char* keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
-                        "keepalives_count", "tcp_user_timeout", "dbname", nullptr};
+  const char* keys[] = {"connect_timeout",
+                        "keepalives_idle",
+                        "keepalives_interval",
+                        "keepalives_count",
+                        "tcp_user_timeout",
+                        "dbname",
+                        nullptr};
   const char* values[] = {"5", "5", "2", "3", "10000", conninfo_.c_str(), nullptr};
   conn_ = PQconnectdbParams(keys, values, 1);
   if (!conn_ || PQstatus(conn_) != CONNECTION_OK) {
@@ -394,7 +401,7 @@ pg_conn* pg_database::connection() {
 statement& pg_database::prepare(const std::string& sql) {
   auto& slot = statements_[sql];
   if (!slot)
-    slot = std::make_unique<pg_statement>(*this, postgres_placeholders(sql));
+    slot = std::make_unique<pg_statement>(*this, sql);
   else
     slot->clear();
   return *slot;
@@ -476,15 +483,9 @@ void pg_database::migrate() {
     exec("BEGIN");
     exec("SELECT pg_advisory_xact_lock(" + std::to_string(migration_lock) + ")");
     exec("CREATE TABLE IF NOT EXISTS SchemaVersion (Version INTEGER NOT NULL)");
-    int current = 0;
-    {
-      auto& q = prepare("SELECT Version FROM SchemaVersion");
-      if (q.executeStep())
-        current = q.getColumn(0).getInt();
-      else
-        exec("INSERT INTO SchemaVersion (Version) VALUES (0)");
-      q.reset();
-    }
+    exec("INSERT INTO SchemaVersion (Version) SELECT 0 "
+         "WHERE NOT EXISTS (SELECT 1 FROM SchemaVersion)");
+    int current = version();
     if (current > schema_version) {
       rollback();
       throw std::runtime_error("storage: " + where_ + " has schema version " +
@@ -503,8 +504,11 @@ void pg_database::migrate() {
 }
 
 std::unique_ptr<database> open_database(const open_options& o) {
-  if (o.kind == "postgresql")
-    return std::make_unique<pg_database>(o.postgresql, o.idle_in_transaction);
+  if (o.kind == "postgresql") {
+    auto db = std::make_unique<pg_database>(o.postgresql, o.idle_in_transaction);
+    db->set_fence(o.fence);
+    return db;
+  }
   return std::make_unique<sqlite_database>(o.path, o.busy_timeout);
 }
 

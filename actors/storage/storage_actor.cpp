@@ -97,29 +97,25 @@ void flush(storage_ptr self) {
     }
     db.commit();
   } catch (const std::exception& e) {
-    try {
-      db.rollback();
-    } catch (const std::exception&) {
+    db.rollback();
+    // The whole transaction is gone (disk full, read-only, I/O error, or fenced off: another
+    // broker leads): every caller learns its write was not stored, so nothing is
+    // acknowledged that was lost.
+    bool fenced = dynamic_cast<const storage::fenced_error*>(&e) != nullptr;
+    if (!fenced) {
+      st.last_error = e.what();
+      if (st.healthy)
+        spdlog::error("storage: the database cannot be written ({}): writes are refused "
+                      "until it can; nothing refused was acknowledged", e.what());
+      st.healthy = false;
+      spdlog::error("storage: batch of {} writes failed: {}", batch.size(), e.what());
     }
-    if (dynamic_cast<const storage::fenced_error*>(&e)) {
-      for (auto& w : batch)
-        w.promise.deliver(caf::make_error(caf::sec::runtime_error, e.what()));
-      st.failed_writes += batch.size();
-      deposed(self, e.what());
-      return;
-    }
-    // The whole transaction is gone (disk full, read-only, I/O error): every caller
-    // learns its write was not stored, so nothing is acknowledged that was lost.
-    st.last_error = e.what();
-    if (st.healthy)
-      spdlog::error("storage: the database cannot be written ({}): writes are refused "
-                    "until it can; nothing refused was acknowledged", e.what());
-    st.healthy = false;
-    spdlog::error("storage: batch of {} writes failed: {}", batch.size(), e.what());
+    auto why = fenced ? std::string(e.what()) : "storage failure: " + std::string(e.what());
     for (auto& w : batch)
-      w.promise.deliver(caf::make_error(caf::sec::runtime_error,
-                                        std::string("storage failure: ") + e.what()));
+      w.promise.deliver(caf::make_error(caf::sec::runtime_error, why));
     st.failed_writes += batch.size();
+    if (fenced)
+      deposed(self, e.what());
     return;
   }
   for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -192,10 +188,7 @@ caf::behavior storage_behavior(storage_ptr self, std::shared_ptr<storage::databa
         return out;
       } catch (const std::exception& e) {
         if (tx)
-          try {
-            db.rollback();
-          } catch (const std::exception&) {
-          }
+          db.rollback();
         if (dynamic_cast<const storage::fenced_error*>(&e))
           deposed(self, e.what());
         spdlog::error("storage: read failed: {}", e.what());
@@ -233,11 +226,7 @@ caf::behavior storage_behavior(storage_ptr self, std::shared_ptr<storage::databa
 
 caf::actor spawn_storage(caf::actor_system& sys, const storage_options& opts) {
   std::shared_ptr<storage::database> db = storage::open_database(opts.open);
-  return spawn_storage(sys, std::move(db), opts);
-}
-
-caf::actor spawn_storage(caf::actor_system& sys, std::shared_ptr<storage::database> db,
-                         const storage_options& opts) {
+  spdlog::info("storage: {} ready (schema version {})", db->describe(), storage::schema_version);
   return sys.spawn<caf::detached>(storage_behavior, std::move(db), opts.batch_max,
                                   opts.on_fenced);
 }

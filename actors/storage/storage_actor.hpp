@@ -49,9 +49,6 @@ inline storage_options sqlite_storage(const std::string& path) {
 /// Opens the database in the caller's thread (so errors surface at startup) and spawns
 /// the actor around it. Throws std::runtime_error on open or migration failure.
 caf::actor spawn_storage(caf::actor_system& sys, const storage_options& opts);
-/// The same around a database opened already.
-caf::actor spawn_storage(caf::actor_system& sys, std::shared_ptr<storage::database> db,
-                         const storage_options& opts);
 
 /// Appends `row` to the audit trail (keeping the newest `max_rows`). Sent anonymously:
 /// the storage actor's reply must not reach the caller.
