@@ -109,6 +109,11 @@ CREATE TABLE Broker (
   Name TEXT PRIMARY KEY, Url TEXT NOT NULL DEFAULT '', Role TEXT NOT NULL,
   LastSeen TEXT NOT NULL);
 )sql",
+  // 8: a finished run's Block rows are purged with its requests and results; the run's
+  // status row keeps how many blocks it delivered.
+  R"sql(
+ALTER TABLE JobStatus ADD COLUMN Blocks INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,

@@ -98,6 +98,9 @@ CREATE TABLE Broker (
   Name TEXT PRIMARY KEY, Url TEXT NOT NULL DEFAULT '', Role TEXT NOT NULL,
   LastSeen TEXT NOT NULL);
 )sql",
+  R"sql(
+ALTER TABLE JobStatus ADD COLUMN Blocks BIGINT NOT NULL DEFAULT 0;
+)sql",
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,

@@ -66,6 +66,9 @@ struct job_status_row {
   std::string reason;
   std::string update_time;
   std::optional<std::int32_t> exit_code;  // application runs: the node's process exit code
+  // Block runs, the run's row: the blocks it delivered, counted when its Block rows are
+  // purged after it finished (0 until then; upsert_status leaves it alone).
+  std::int64_t blocks = 0;
 };
 
 /// An uploaded application package; the bytes live in the package directory as

@@ -332,13 +332,14 @@ job_status_row read_status(statement& q) {
   s.reason = q.getColumn(8).getString();
   s.update_time = q.getColumn(9).getString();
   s.skipped = q.getColumn(11).getInt64();
+  s.blocks = q.getColumn(12).getInt64();
   if (!q.getColumn(10).isNull())
     s.exit_code = q.getColumn(10).getInt();
   return s;
 }
 constexpr const char* status_columns = "SELECT JobId, Identity, NodeId, Status, \"Left\", Success, "
-                                       "Error, Total, Reason, UpdateTime, ExitCode, Skipped "
-                                       "FROM JobStatus ";
+                                       "Error, Total, Reason, UpdateTime, ExitCode, Skipped, "
+                                       "Blocks FROM JobStatus ";
 } // namespace
 
 std::vector<running_row> run_repository::running() {
@@ -679,7 +680,7 @@ void crawl_repository::delete_open_blocks(const std::string& identity) {
 std::vector<std::string> crawl_repository::finished_run_leftovers() {
   auto& q = db_.prepare(
     "SELECT Identity FROM (SELECT DISTINCT Identity FROM Request UNION "
-    "SELECT DISTINCT Identity FROM Result) AS Runs "
+    "SELECT DISTINCT Identity FROM Result UNION SELECT DISTINCT Identity FROM Block) AS Runs "
     "WHERE Identity NOT IN (SELECT Identity FROM Running)");
   std::vector<std::string> out;
   while (q.executeStep())
@@ -698,7 +699,26 @@ int crawl_repository::purge_run(const std::string& identity, int max_rows) {
     "(SELECT Hash FROM Request WHERE Identity=?1 LIMIT ?2)");
   requests.bind(1, identity);
   requests.bind(2, std::max(0, max_rows - n));
-  return n + requests.exec();
+  n += requests.exec();
+  // The blocks go last; the delivered ones are counted into the run's status row in the
+  // same transaction, so an interrupted purge neither loses nor double-counts them.
+  int left = std::max(0, max_rows - n);
+  if (left == 0)
+    return n;
+  auto& count = db_.prepare(
+    "UPDATE JobStatus SET Blocks=Blocks+(SELECT count(*) FROM Block WHERE Id IN "
+    "(SELECT Id FROM Block WHERE Identity=?1 ORDER BY Id LIMIT ?2) AND State=?3) "
+    "WHERE Identity=?1 AND NodeId=''");
+  count.bind(1, identity);
+  count.bind(2, left);
+  count.bind(3, static_cast<std::int64_t>(block_state::success));
+  count.exec();
+  auto& blocks = db_.prepare(
+    "DELETE FROM Block WHERE Id IN (SELECT Id FROM Block WHERE Identity=?1 ORDER BY Id LIMIT ?2)");
+  blocks.bind(1, identity);
+  blocks.bind(2, left);
+  n += blocks.exec();
+  return n;
 }
 
 } // namespace spiderhub::storage

@@ -109,8 +109,9 @@ class crawl_repository {
   void delete_block(const std::string& id);
   /// Ready and leased blocks of a run (after a restart their leases are void).
   void delete_open_blocks(const std::string& identity);
-  /// Removes up to `max_rows` result and request rows of a finished run (its blocks and
-  /// JobStatus stay); returns how many went, 0 when none is left.
+  /// Removes up to `max_rows` result, request and block rows of a finished run; the
+  /// delivered blocks are added to its status row's `blocks`, the rest of JobStatus stays.
+  /// Returns how many rows went, 0 when none is left.
   int purge_run(const std::string& identity, int max_rows);
   /// Runs that are not running but still have request or result rows (a purge cut short
   /// by a restart).

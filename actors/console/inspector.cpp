@@ -711,9 +711,15 @@ const char* block_state_name(storage::block_state s) {
 
 std::optional<std::string> blocks_report(storage::database& db, const std::string& run) {
   auto blocks = storage::crawl_repository(db).blocks(run);
-  if (blocks.empty() && storage::run_repository(db).statuses_of_run(run).empty())
+  auto statuses = storage::run_repository(db).statuses_of_run(run);
+  if (blocks.empty() && statuses.empty())
     return std::nullopt;
-  json counts = {{"ready", 0}, {"leased", 0}, {"success", 0}, {"failed", 0}};
+  // A finished run's Block rows are purged with its results; its status row counts them.
+  std::int64_t purged = 0;
+  for (auto& s : statuses)
+    if (s.node_id.empty())
+      purged += s.blocks;
+  json counts = {{"ready", 0}, {"leased", 0}, {"success", purged}, {"failed", 0}};
   json list = json::array();
   for (auto& b : blocks) {
     auto state = block_state_name(b.state);
@@ -723,7 +729,7 @@ std::optional<std::string> blocks_report(storage::database& db, const std::strin
                     {"attempts", b.attempts}, {"leaseUntil", b.lease_until},
                     {"creationTime", b.creation_time}});
   }
-  return json{{"identity", run}, {"counts", counts}, {"blocks", list}}.dump();
+  return json{{"identity", run}, {"counts", counts}, {"blocks", list}, {"purged", purged}}.dump();
 }
 
 } // namespace spiderhub::actors

@@ -1,6 +1,8 @@
 """A 2,000-page generated site is crawled through real broker, node and worker
 processes: every page is found exactly once and JobStatus totals match; a second node
-shares the work."""
+shares the work. Once the run is over its rows leave the database (requests, results and
+blocks; the status row keeps the block count) and the file returns to within 1.2x of its
+size before the crawl."""
 import collections
 import sys
 import time
@@ -20,6 +22,8 @@ def main():
         worker = env.start_worker(broker)
         h.wait_until("two nodes online", lambda: sum(
             n["isOnline"] for n in h.api("GET", broker, "/api/v1.0/nodes")[1]) == 2)
+        db = env.path("data", "broker.db")
+        db_before = sum(h.db_bytes(db))
         output = env.path("items.jsonl")
         job = h.create_block_job(broker, site.base + "/index.html", output)
         # The worker connects asynchronously: trigger until it is registered.
@@ -62,6 +66,18 @@ def main():
             metrics["spiderhub_storage_batch_seconds_count"] > 0, metrics
         assert 'spiderhub_actor_mailbox{actor="dispatch"}' in metrics, metrics
         assert metrics["spiderhub_scrape_errors"] == 0, metrics
+        # The finished run's blocks are purged with its results; the status row counts them.
+        def purged():
+            status, report = h.api("GET", broker, f"/api/v1.0/runs/{identity}/blocks")
+            assert status == 200, (status, report)
+            return report if not report["blocks"] and report["purged"] > 0 else None
+        report = h.wait_until("the run's blocks purged", purged, timeout=30)
+        # Blocks of 50 (fewer when a host's queue was short), at most one per page.
+        assert PAGES // 50 <= report["purged"] <= PAGES, report
+        assert report["counts"] == {"ready": 0, "leased": 0, "success": report["purged"],
+                                    "failed": 0}, report
+        h.wait_until(f"the database back within 1.2x of {db_before} bytes",
+                     lambda: sum(h.db_bytes(db)) <= 1.2 * db_before, timeout=30)
         # The worker got Exit and ends by itself after its one run.
         worker.wait(30)
         assert worker.returncode == 0, worker.returncode

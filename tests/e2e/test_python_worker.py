@@ -24,11 +24,11 @@ PAGES = 2000
 CLS = "py.LinkSpider"
 
 
-def start_py_worker(env, broker, name, output):
+def start_py_worker(env, broker, name, output, extra=()):
     src = os.path.join(env.args.source, "clients", "python")
     return env.spawn(name, [sys.executable, "-m", "spiderhub.worker", "--broker", broker.base + "/",
                             "--token", h.TOKEN, "--class", CLS,
-                            "--spider", "spiderhub.samples:LinkSpider", "-o", output],
+                            "--spider", "spiderhub.samples:LinkSpider", "-o", output, *extra],
                      env=dict(os.environ, PYTHONPATH=src))
 
 
@@ -211,6 +211,32 @@ def main():
         assert run["success"] == PAGES and run["left"] == 0, run
         print("broker killed -9 and restarted: the python worker reconnected, every page once",
               flush=True)
+
+        # 4. A frozen broker (SIGSTOP: the TCP link stays up, nothing comes): the worker
+        # notices within its idle timeout, drops the link and reconnects once it answers.
+        # The broker pings its workers every heartbeat interval: 0.5 s here.
+        env.stop(w)
+        env.stop(broker)
+        broker = env.start_broker(name="broker3", port=broker.port, db=db, extra_yaml=(
+            "dispatch:\n  block_size: 50\nsessions:\n  heartbeat_interval_ms: 500\n"))
+        w = start_py_worker(env, broker, "pyworker4", env.path("items4.jsonl"),
+                            ["--idle-timeout", "2"])
+        h.wait_until("the worker connected", lambda: "worker: connected to" in env.log("pyworker4"))
+        time.sleep(4)  # pinged, a quiet but live broker keeps the link
+        assert "lost" not in env.log("pyworker4"), env.log("pyworker4")[-2000:]
+        broker.send_signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        try:
+            h.wait_until("the worker dropping the silent link", lambda: "nothing received from the "
+                         "broker for 2s" in env.log("pyworker4"), timeout=15)
+            noticed = time.monotonic() - frozen
+        finally:
+            broker.send_signal(signal.SIGCONT)
+        h.wait_until("the worker connected again",
+                     lambda: env.log("pyworker4").count("worker: connected to") >= 2, timeout=30)
+        assert noticed < 8, noticed
+        print(f"frozen broker: the python worker dropped the link after {noticed:.1f}s "
+              "(idle timeout 2 s) and reconnected once it answered", flush=True)
 
 
 if __name__ == "__main__":

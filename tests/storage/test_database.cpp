@@ -384,13 +384,42 @@ TEST_CASE("storage: jobs, runs, statuses, fires and purges") {
       CHECK(crawl.insert_request({"run1", "h" + std::to_string(i), std::string("{}"), 0, 0}));
       crawl.insert_result({0, "run1", "b", "h" + std::to_string(i), "{}"});
     }
-    CHECK(crawl.finished_run_leftovers().empty()); // still running
+    // 20 blocks: 17 delivered, 2 leased and 1 ready when the run ended (cancelled).
+    for (int i = 0; i < 20; ++i) {
+      block_row b;
+      b.id = "b" + std::to_string(100 + i);
+      b.identity = "run1";
+      b.state = i < 17 ? block_state::success : i < 19 ? block_state::used : block_state::ready;
+      b.node_id = "n1";
+      b.hashes = "h1,h2";
+      crawl.upsert_block(b);
+    }
+    job_status_row node_row = s;
+    node_row.node_id = "n1";
+    runs.upsert_status(node_row);
+    block_row other;  // another run's block stays
+    other.id = "x1";
+    other.identity = "run2";
+    other.state = block_state::success;
+    crawl.upsert_block(other);
+    // run1 is still running; run2 (not in Running) has only a block left: a leftover too.
+    CHECK(crawl.finished_run_leftovers() == std::vector<std::string>{"run2"});
     runs.remove_running("run1");
-    REQUIRE(crawl.finished_run_leftovers().size() == 1);
+    REQUIRE(crawl.finished_run_leftovers().size() == 2);
     int removed = 0, n = 0;
     while ((n = crawl.purge_run("run1", 16)) > 0)
       removed += n;
-    CHECK(removed == 60);
+    CHECK(removed == 80);
+    CHECK(crawl.blocks("run1").empty());
+    CHECK(crawl.blocks("run2").size() == 1);
+    for (auto& row : runs.statuses_of_run("run1")) {
+      CAPTURE(row.node_id);
+      CHECK(row.blocks == (row.node_id.empty() ? 17 : 0));
+      CHECK(row.success == 10);  // the rest of the status row is unchanged
+    }
+    runs.upsert_status(s);  // a later status write keeps the count
+    CHECK(runs.statuses_of_run("run1")[0].blocks == 17);
+    CHECK(crawl.purge_run("run2", 16) == 1);
     CHECK(crawl.finished_run_leftovers().empty());
     CHECK(db.release_free_pages(16) >= 0);
   });

@@ -64,11 +64,15 @@ class HubConnection:
     (blocking) or ``send`` (a Future) from any thread."""
 
     def __init__(self, base_url: str, hub: str, query: dict[str, str],
-                 timeout: float = 30.0, ssl_context: ssl.SSLContext | None = None) -> None:
+                 timeout: float = 30.0, ssl_context: ssl.SSLContext | None = None,
+                 idle_timeout: float = 20.0) -> None:
         self.tls, self.host, self.port, self.prefix = _split_url(base_url)
         self.hub = hub
         self.query = query
         self.timeout = timeout
+        # Nothing received this long (the broker pings every few seconds): the link is
+        # dead even if TCP has not noticed (a black-holed or frozen broker); close it.
+        self.idle_timeout = idle_timeout
         self.ssl_context = ssl_context or (ssl.create_default_context() if self.tls else None)
         self.handlers: dict[str, Callable[..., Any]] = {}
         self.on_close: Callable[[str], None] | None = None
@@ -128,7 +132,7 @@ class HubConnection:
             raise HubError("connection closed during the hub handshake")
         if json.loads(first).get("error"):
             raise HubError(f"hub handshake refused: {first}")
-        sock.settimeout(None)
+        sock.settimeout(self.idle_timeout if self.idle_timeout > 0 else None)
         threading.Thread(target=self._reader, name=f"hub{self.hub}", daemon=True).start()
         threading.Thread(target=self._pinger, name=f"ping{self.hub}", daemon=True).start()
 
@@ -226,6 +230,8 @@ class HubConnection:
                 elif t == 7:
                     reason = m.get("error") or "closed by the broker"
                     break
+        except socket.timeout:
+            reason = f"nothing received from the broker for {self.idle_timeout:g}s"
         except (OSError, ValueError) as e:
             reason = f"connection failed: {e}"
         self.close(reason)

@@ -177,7 +177,7 @@ class Worker:
     def __init__(self, broker: str | list[str], token: str, full_class_name: str, spider: Spider,
                  sink: JsonLinesSink | None = None, poll_max: int = 500,
                  push_chunk: int = 500, reconnect_max: float = 10.0,
-                 call_timeout: float = 60.0, log=print) -> None:
+                 call_timeout: float = 60.0, idle_timeout: float = 20.0, log=print) -> None:
         self.brokers = split_brokers(broker)
         self.broker = self.brokers[0]  # the one connected to (or tried) last
         self._broker_index = 0
@@ -190,6 +190,7 @@ class Worker:
         self.push_chunk = push_chunk
         self.reconnect_max = reconnect_max
         self.call_timeout = call_timeout
+        self.idle_timeout = idle_timeout  # nothing from the broker this long: reconnect
         self.log = log
         self.runs: dict[str, _RunState] = {}
         self.inbox: list[tuple[str, Any]] = []
@@ -230,6 +231,8 @@ class Worker:
             self.cv.notify_all()
 
     def _connect(self) -> None:
+        if self.hub is not None and self.hub.closed:
+            self.log(f"worker: connection to {self.broker} lost: {self.hub.close_reason}")
         # A connection that drops soon after it was made must not make a reconnect storm:
         # such flaps back off like failed attempts.
         now = time.monotonic()
@@ -253,7 +256,7 @@ class Worker:
             # A fresh sign per attempt (the broker accepts signs a few minutes old).
             last_ts = max(int(time.time()), last_ts)
             hub = HubConnection(self.broker, "/worker", worker_query(self.token, self.cls, last_ts),
-                                timeout=self.call_timeout)
+                                timeout=self.call_timeout, idle_timeout=self.idle_timeout)
             hub.on("Run", self._on_run)
             hub.on("Exit", self._on_exit)
             try:
@@ -449,7 +452,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=0,
                     help="exit after this many runs finished (0: serve until killed)")
     ap.add_argument("--poll-max", type=int, default=500, help="results per Poll")
+    ap.add_argument("--idle-timeout", type=float, default=20.0,
+                    help="seconds without anything from the broker (it pings every "
+                         "sessions.heartbeat_interval) before the link counts as dead and "
+                         "the worker reconnects, to the next broker of the list first "
+                         "(0: rely on TCP alone)")
     a = ap.parse_args(argv)
+    if a.idle_timeout < 0:
+        ap.error("--idle-timeout must be >= 0")
     try:
         split_brokers(a.broker)
     except ValueError as e:
@@ -457,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     spider = _load_spider(a.spider)
     sink = JsonLinesSink(a.output) if a.output else None
     w = Worker(a.broker, a.token, a.cls, spider, sink=sink, poll_max=a.poll_max,
-               log=lambda m: print(m, file=sys.stderr, flush=True))
+               idle_timeout=a.idle_timeout, log=lambda m: print(m, file=sys.stderr, flush=True))
     try:
         w.serve(runs=a.runs)
     except KeyboardInterrupt:
