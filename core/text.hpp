@@ -1,5 +1,7 @@
 #pragma once
 // ASCII text helpers shared by URL, robots.txt and HTTP header code (locale-free).
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -15,6 +17,28 @@ inline bool iequals(std::string_view a, std::string_view b) {
     if (ascii_lower(a[i]) != ascii_lower(b[i]))
       return false;
   return true;
+}
+
+/// Eight bytes at p as one word (any alignment), for the word-at-a-time scans below.
+inline std::uint64_t load_word(const char* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline constexpr std::uint64_t word_ones = 0x0101010101010101ULL;
+inline constexpr std::uint64_t word_highs = 0x8080808080808080ULL;
+
+/// True when none of the eight bytes of `v` has its high bit set (all ASCII).
+inline bool word_is_ascii(std::uint64_t v) { return (v & word_highs) == 0; }
+
+/// True when all eight bytes of `v` go into a JSON string as they are: printable ASCII
+/// other than '"' and '\\' (no control byte, no byte >= 0x80). The borrow tricks can
+/// misplace which byte matched but never whether one did.
+inline bool word_is_plain_json(std::uint64_t v) {
+  auto has_zero = [](std::uint64_t x) { return (x - word_ones) & ~x & word_highs; };
+  std::uint64_t below_space = (v - word_ones * 0x20) & ~v & word_highs;
+  return ((below_space | has_zero(v ^ (word_ones * '"')) | has_zero(v ^ (word_ones * '\\')) |
+           (v & word_highs))) == 0;
 }
 
 /// Length of the well-formed UTF-8 sequence starting at s[i] (RFC 3629: no overlong

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "protocol/json_codec.hpp"
 
 namespace spiderhub::protocol::fast {
@@ -480,6 +481,11 @@ void append_json_string(std::string& out, std::string_view s) {
     out.append(run, static_cast<std::size_t>(upto - run));
   };
   while (p < end) {
+    // Most of a page is plain ASCII: skip it a word at a time.
+    while (end - p >= 8 && core::word_is_plain_json(core::load_word(p)))
+      p += 8;
+    if (p == end)
+      break;
     auto c = static_cast<unsigned char>(*p);
     if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
       ++p;

@@ -1,5 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <nlohmann/json.hpp>
+
+#include <random>
+
+#include "core/text.hpp"
 #include "protocol/fast_json.hpp"
 #include "protocol/json_codec.hpp"
 
@@ -102,4 +107,57 @@ TEST_CASE("fast_json: encoder output is valid JSON that round-trips, bad UTF-8 r
   CHECK(parsed[0].url == "http://a/\x01");
   CHECK(parsed[0].content == "ok \xEF\xBF\xBD end");
   CHECK(parsed[0].headers.at("k") == "v\t");
+}
+
+TEST_CASE("fast_json: the word test for plain JSON string bytes agrees with the byte test") {
+  auto plain = [](unsigned char c) { return c >= 0x20 && c != '"' && c != '\\' && c < 0x80; };
+  // Every byte value at every position of a word of plain letters, and next to each other
+  // special value (a borrow from one byte must not hide or invent another).
+  for (int b = 0; b < 256; ++b)
+    for (int pos = 0; pos < 8; ++pos) {
+      char w[8];
+      std::memset(w, 'x', 8);
+      w[pos] = static_cast<char>(b);
+      CAPTURE(b);
+      CAPTURE(pos);
+      CHECK(spiderhub::core::word_is_plain_json(spiderhub::core::load_word(w)) ==
+            plain(static_cast<unsigned char>(b)));
+      for (int other : {0x00, 0x1f, 0x20, int{'"'}, int{'\\'}, 0x7f, 0x80, 0xff}) {
+        int pos2 = (pos + 3) % 8;
+        w[pos2] = static_cast<char>(other);
+        CHECK(spiderhub::core::word_is_plain_json(spiderhub::core::load_word(w)) ==
+              (plain(static_cast<unsigned char>(b)) && plain(static_cast<unsigned char>(other))));
+        w[pos2] = 'x';
+      }
+    }
+}
+
+TEST_CASE("fast_json: append_json_string writes what a JSON parser reads back") {
+  std::mt19937 rng(7);
+  const char alphabet[] = {'a', 'Z', ' ', '<', '"', '\\', '\n', '\t', '\x01', '\x1f', '\x7f'};
+  const std::string multibyte[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+  for (int round = 0; round < 2000; ++round) {
+    std::string s;
+    auto len = rng() % 70;
+    while (s.size() < len) {
+      auto pick = rng() % 16;
+      if (pick < sizeof alphabet)
+        s += alphabet[pick];
+      else if (pick < sizeof alphabet + 3)
+        s += multibyte[pick - sizeof alphabet];
+      else
+        s.append(std::string(rng() % 20, 'p'));  // plain runs of any length
+    }
+    std::string out;
+    fast::append_json_string(out, s);
+    CAPTURE(s);
+    CHECK(nlohmann::json::parse(out).get<std::string>() == s);
+  }
+  // Invalid bytes become U+FFFD wherever they are.
+  std::string bad(30, 'a');
+  bad[17] = '\xff';
+  std::string out;
+  fast::append_json_string(out, bad);
+  CHECK(nlohmann::json::parse(out).get<std::string>() ==
+        std::string(17, 'a') + "\xef\xbf\xbd" + std::string(12, 'a'));
 }

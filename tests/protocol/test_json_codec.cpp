@@ -142,6 +142,17 @@ TEST_CASE("codec: utf8 validation and base64") {
   CHECK_FALSE(is_valid_utf8("\xc0\xaf"));       // overlong
   CHECK_FALSE(is_valid_utf8("\xed\xa0\x80"));   // surrogate
   CHECK_FALSE(is_valid_utf8("\xe2\x82"));       // truncated
+  // The word-at-a-time ASCII skip: a bad byte at any offset of a long text is found.
+  for (std::size_t at = 0; at < 40; ++at) {
+    std::string text(40, 'a');
+    text[at] = '\xff';
+    CAPTURE(at);
+    CHECK_FALSE(is_valid_utf8(text));
+    text.replace(at, 1, "\xe2\x82\xac");
+    CHECK(is_valid_utf8(text));
+    text.resize(at + 2);  // the sequence cut short at the end
+    CHECK_FALSE(is_valid_utf8(text));
+  }
   for (std::string s : {"", "a", "ab", "abc", "abcd", "\x01\x02\x03\xff"})
     CHECK(base64_decode(base64_encode(s)) == s);
   CHECK(base64_encode("abc") == "YWJj");
