@@ -114,6 +114,22 @@ CREATE TABLE Broker (
   R"sql(
 ALTER TABLE JobStatus ADD COLUMN Blocks INTEGER NOT NULL DEFAULT 0;
 )sql",
+  // 9: requests keyed by push order (Seq) instead of their hash: a run's inserts append
+  // and its results finish neighbouring rows, where random hash keys dirtied a page of the
+  // table per request twice (about 9 WAL frames per crawled page). Unique hashes per run
+  // are the dispatcher's dedup set (rebuilt from this table); rows from before keep their
+  // order among themselves with negative numbers.
+  R"sql(
+CREATE TABLE RequestBySeq (
+  Identity TEXT NOT NULL, Seq INTEGER NOT NULL, Hash TEXT NOT NULL, Body TEXT,
+  State INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (Identity, Seq)) WITHOUT ROWID;
+INSERT INTO RequestBySeq (Identity, Seq, Hash, Body, State)
+  SELECT Identity, coalesce(Seq, -row_number() OVER (PARTITION BY Identity ORDER BY Hash DESC)),
+         Hash, Body, State FROM Request;
+DROP TABLE Request;
+ALTER TABLE RequestBySeq RENAME TO Request;
+CREATE INDEX Request_Spilled ON Request(Identity, Seq) WHERE State = 4;
+)sql",
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,

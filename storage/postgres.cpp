@@ -101,6 +101,17 @@ CREATE TABLE Broker (
   R"sql(
 ALTER TABLE JobStatus ADD COLUMN Blocks BIGINT NOT NULL DEFAULT 0;
 )sql",
+  R"sql(
+CREATE TABLE RequestBySeq (
+  Identity TEXT NOT NULL, Seq BIGINT NOT NULL, Hash TEXT NOT NULL, Body TEXT,
+  State INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (Identity, Seq));
+INSERT INTO RequestBySeq (Identity, Seq, Hash, Body, State)
+  SELECT Identity, coalesce(Seq, -row_number() OVER (PARTITION BY Identity ORDER BY Hash DESC)),
+         Hash, Body, State FROM Request;
+DROP TABLE Request;
+ALTER TABLE RequestBySeq RENAME TO Request;
+CREATE INDEX Request_Spilled ON Request(Identity, Seq) WHERE State = 4;
+)sql",
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,

@@ -122,7 +122,7 @@ struct request_row {
   std::string hash;
   std::optional<std::string> body;      // JSON of the request; dropped once downloaded
   std::int32_t state = 0;               // request_state
-  std::int64_t seq = 0;                 // push order of a spilled request
+  std::int64_t seq = 0;                 // push order within the run (the row's key)
 };
 
 /// Outcome of one request, kept after its body is dropped so totals survive restarts.

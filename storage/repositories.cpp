@@ -432,21 +432,13 @@ std::vector<run_repository::pending_fire> run_repository::pending_fires() {
 // ---- crawl: requests, blocks, results ------------------------------------------
 
 bool crawl_repository::insert_request(const request_row& r) {
-  if (r.state == static_cast<std::int32_t>(request_state::spilled)) {
-    auto& q = db_.prepare(
-      "INSERT INTO Request (Identity, Hash, Body, State, Seq) VALUES (?,?,?,4,?) "
-      "ON CONFLICT DO NOTHING");
-    q.bind(1, r.identity);
-    q.bind(2, r.hash);
-    bind_optional(q, 3, r.body);
-    q.bind(4, r.seq);
-    return q.exec() > 0;
-  }
-  auto& q = db_.prepare(
-    "INSERT INTO Request (Identity, Hash, Body) VALUES (?,?,?) ON CONFLICT DO NOTHING");
+  auto& q = db_.prepare("INSERT INTO Request (Identity, Seq, Hash, Body, State) VALUES (?,?,?,?,?) "
+                        "ON CONFLICT DO NOTHING");
   q.bind(1, r.identity);
-  q.bind(2, r.hash);
-  bind_optional(q, 3, r.body);
+  q.bind(2, r.seq);
+  q.bind(3, r.hash);
+  bind_optional(q, 4, r.body);
+  q.bind(5, static_cast<std::int64_t>(r.state));
   return q.exec() > 0;
 }
 
@@ -477,12 +469,16 @@ std::vector<request_row> crawl_repository::unspill_requests(const std::string& i
 }
 
 std::pair<std::int64_t, std::int64_t> crawl_repository::spilled(const std::string& identity) {
-  auto& q = db_.prepare("SELECT count(*), coalesce(max(Seq), 0) FROM Request "
-                        "WHERE Identity=? AND State=4");
+  auto& q = db_.prepare("SELECT count(*) FROM Request WHERE Identity=? AND State=4");
   q.bind(1, identity);
   std::pair<std::int64_t, std::int64_t> out{0, 0};
   if (q.executeStep())
-    out = {q.getColumn(0).getInt64(), q.getColumn(1).getInt64()};
+    out.first = q.getColumn(0).getInt64();
+  q.reset();
+  auto& last = db_.prepare("SELECT coalesce(max(Seq), 0) FROM Request WHERE Identity=?");
+  last.bind(1, identity);
+  if (last.executeStep())
+    out.second = last.getColumn(0).getInt64();
   return out;
 }
 
@@ -490,16 +486,16 @@ void crawl_repository::for_each_request_hash(const std::string& identity,
                                              const std::function<void(const std::string&)>& fn) {
   // Pages in key order: neither backend holds more than one page of hashes at a time
   // (PostgreSQL sends a statement's whole result at once).
-  std::string after;
+  auto after = std::numeric_limits<std::int64_t>::min();
   for (;;) {
     auto& q = db_.prepare(
-      "SELECT Hash FROM Request WHERE Identity=? AND Hash>? ORDER BY Hash LIMIT 20000");
+      "SELECT Seq, Hash FROM Request WHERE Identity=? AND Seq>? ORDER BY Seq LIMIT 20000");
     q.bind(1, identity);
     q.bind(2, after);
     std::size_t n = 0;
     while (q.executeStep()) {
-      after = q.getColumn(0).getString();
-      fn(after);
+      after = q.getColumn(0).getInt64();
+      fn(q.getColumn(1).getString());
       ++n;
     }
     q.reset();
@@ -508,12 +504,12 @@ void crawl_repository::for_each_request_hash(const std::string& identity,
   }
 }
 
-void crawl_repository::finish_request(const std::string& identity, const std::string& hash,
+void crawl_repository::finish_request(const std::string& identity, std::int64_t seq,
                                       request_state s) {
-  auto& q = db_.prepare("UPDATE Request SET Body=NULL, State=? WHERE Identity=? AND Hash=?");
+  auto& q = db_.prepare("UPDATE Request SET Body=NULL, State=? WHERE Identity=? AND Seq=?");
   q.bind(1, static_cast<int>(s));
   q.bind(2, identity);
-  q.bind(3, hash);
+  q.bind(3, seq);
   q.exec();
 }
 
@@ -631,7 +627,8 @@ std::vector<std::string> crawl_repository::request_hashes(const std::string& ide
 
 std::vector<request_row> crawl_repository::pending_requests(const std::string& identity) {
   auto& q = db_.prepare(
-    "SELECT Hash, Body FROM Request WHERE Identity=? AND State=0 AND Body IS NOT NULL");
+    "SELECT Hash, Body, Seq FROM Request WHERE Identity=? AND State=0 AND Body IS NOT NULL "
+    "ORDER BY Seq");
   q.bind(1, identity);
   std::vector<request_row> out;
   while (q.executeStep()) {
@@ -639,6 +636,7 @@ std::vector<request_row> crawl_repository::pending_requests(const std::string& i
     r.identity = identity;
     r.hash = q.getColumn(0).getString();
     r.body = q.getColumn(1).getString();
+    r.seq = q.getColumn(2).getInt64();
     out.push_back(std::move(r));
   }
   return out;
@@ -695,8 +693,8 @@ int crawl_repository::purge_run(const std::string& identity, int max_rows) {
   results.bind(2, max_rows);
   int n = results.exec();
   auto& requests = db_.prepare(
-    "DELETE FROM Request WHERE Identity=?1 AND Hash IN "
-    "(SELECT Hash FROM Request WHERE Identity=?1 LIMIT ?2)");
+    "DELETE FROM Request WHERE Identity=?1 AND Seq IN "
+    "(SELECT Seq FROM Request WHERE Identity=?1 ORDER BY Seq LIMIT ?2)");
   requests.bind(1, identity);
   requests.bind(2, std::max(0, max_rows - n));
   n += requests.exec();

@@ -81,10 +81,12 @@ class run_repository {
 class crawl_repository {
  public:
   explicit crawl_repository(database& d) : db_(d) {}
-  /// Inserts the request unless (identity, hash) exists; true when it was new.
+  /// Inserts the request at (identity, seq) unless that row exists; true when it was new.
+  /// Rows are keyed by push order, not by hash: the caller (the run's dedup set, rebuilt
+  /// from for_each_request_hash) keeps a run's hashes unique.
   bool insert_request(const request_row& r);
   /// Records a request's outcome and drops its body (the hash stays for dedup).
-  void finish_request(const std::string& identity, const std::string& hash, request_state s);
+  void finish_request(const std::string& identity, std::int64_t seq, request_state s);
   request_totals totals(const std::string& identity);
   void upsert_block(const block_row& b);
   void set_block_state(const std::string& id, block_state s, const std::string& node_id,
@@ -95,11 +97,11 @@ class crawl_repository {
                                         int limit);
   std::int64_t count_results(const std::string& identity);
   std::vector<std::string> request_hashes(const std::string& identity);
-  /// Requests of a run not downloaded yet (State pending, body kept), in any order.
+  /// Requests of a run not downloaded yet (State pending, body kept), in push order.
   std::vector<request_row> pending_requests(const std::string& identity);
   /// The oldest `max_rows` spilled requests of a run (push order), now set pending.
   std::vector<request_row> unspill_requests(const std::string& identity, std::int64_t max_rows);
-  /// (count, highest Seq) of a run's spilled requests.
+  /// (count of a run's spilled requests, highest Seq of all its requests: new ones follow).
   std::pair<std::int64_t, std::int64_t> spilled(const std::string& identity);
   /// Every request hash of a run, streamed (the dedup set of 10 M URLs without a copy).
   void for_each_request_hash(const std::string& identity,

@@ -23,7 +23,8 @@ namespace spiderhub::actors::restore_detail {
 struct restored_run {
   storage::running_row running;
   core::digest_set seen;                          // dedup digests, built by the storage thread
-  std::int64_t spilled = 0, spill_seq = 0;        // requests waiting on disk only
+  std::int64_t spilled = 0;                       // requests waiting on disk only
+  std::int64_t last_seq = 0;                      // highest request Seq of the run
   std::vector<storage::request_row> pending;      // not downloaded yet
   std::vector<storage::job_status_row> statuses;  // per-node counters of the run
   storage::request_totals totals;
@@ -75,7 +76,8 @@ struct block_entry {
   std::string key;                              // politeness key of every request in it
   std::string robots_origin;                    // set: a robots.txt fetch, not run work
   std::vector<queued_request> requests;
-  std::unordered_set<std::string> outstanding;  // hashes still without a final result
+  // Hashes still without a final result, with the Seq of their Request row.
+  std::unordered_map<std::string, std::int64_t> outstanding;
   std::string node_id;
   std::int64_t lease_until = 0;                 // unix ms; results extend it
   int thread_num = 1;
@@ -113,7 +115,7 @@ struct run_entry {
   // push order in Seq); once anything is spilled every new request is too, so the order
   // holds. Read back in chunks as the queue in memory drains below half the limit.
   std::int64_t spilled = 0;
-  std::int64_t spill_seq = 0;
+  std::int64_t last_seq = 0;                      // Seq of the run's latest request
   bool unspilling = false;
 };
 
@@ -236,15 +238,15 @@ void settle(self_ptr self, run_entry& r, host_queues::settled& s) {
   for (auto& [q, why] : s.failed)
     spdlog::warn("dispatcher: run {}: {} fails: {}", r.identity, q.url, why);
   r.status_dirty = true;
-  std::vector<std::pair<std::string, storage::request_state>> rows;
+  std::vector<std::pair<std::int64_t, storage::request_state>> rows;
   for (auto& q : s.skipped)
-    rows.emplace_back(q.hash, storage::request_state::skipped);
+    rows.emplace_back(q.seq, storage::request_state::skipped);
   for (auto& [q, why] : s.failed)
-    rows.emplace_back(q.hash, storage::request_state::error);
+    rows.emplace_back(q.seq, storage::request_state::error);
   store(self, [identity = r.identity, rows = std::move(rows)](storage::database& db) {
     storage::crawl_repository repo(db);
-    for (auto& [hash, state] : rows)
-      repo.finish_request(identity, hash, state);
+    for (auto& [seq, state] : rows)
+      repo.finish_request(identity, seq, state);
   });
 }
 
@@ -421,7 +423,7 @@ std::optional<std::string> lease_one(self_ptr self, run_entry& r, const std::str
     b.requests = std::move(g->requests);
   }
   for (auto& q : b.requests)
-    b.outstanding.insert(q.hash);
+    b.outstanding.emplace(q.hash, q.seq);
   b.lease_until = now + self->state.opts.lease_timeout.count() +
                   b.delay_ms * static_cast<std::int64_t>(b.requests.size());
   auto& holder = self->state.nodes[node_id];
@@ -538,6 +540,7 @@ void queue_stored(run_entry& r, std::vector<storage::request_row>& rows, std::in
     q.hash = std::move(row.hash);
     q.json = row.body.value_or("{}");
     q.url = url_of(q.json);
+    q.seq = row.seq;
     r.hosts->push(std::move(q), now, out);
   }
 }
@@ -744,7 +747,7 @@ void restore(self_ptr self, std::vector<restored_run>& runs) {
     r.arguments = rr.running.arguments;
     r.seen = std::move(rr.seen);
     r.spilled = rr.spilled;
-    r.spill_seq = rr.spill_seq;
+    r.last_seq = rr.last_seq;
     r.total = rr.totals.total;
     r.all.success = rr.totals.success;
     r.all.error = rr.totals.error;
@@ -843,7 +846,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                       if (auto d = core::parse_digest(h))
                         rr.seen.insert(*d);
                     });
-                    std::tie(rr.spilled, rr.spill_seq) = crawl.spilled(row.identity);
+                    std::tie(rr.spilled, rr.last_seq) = crawl.spilled(row.identity);
                     rr.pending = crawl.pending_requests(row.identity);
                     rr.statuses = runs.statuses_of_run(row.identity);
                     rr.totals = crawl.totals(row.identity);
@@ -919,7 +922,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       auto* r = find_run(self, identity);
       if (!r)
         return unknown_run(identity);
-      std::vector<fast::raw_request> fresh;
+      std::vector<queued_request> fresh;
       std::vector<storage::request_row> rows;
       const auto memory_max = self->state.opts.frontier_memory_max;
       auto in_memory = r->hosts->waiting() + r->hosts->unresolved();
@@ -933,10 +936,10 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         storage::request_row row;
         row.identity = identity;
         row.hash = req.hash;
+        row.seq = ++r->last_seq;
         if (memory_max > 0 && (r->spilled + spilled > 0 || in_memory >= memory_max)) {
           // Beyond the in-memory frontier: only on disk until the queue drains.
           row.state = static_cast<std::int32_t>(storage::request_state::spilled);
-          row.seq = ++r->spill_seq;
           row.body = std::move(req.json);
           ++spilled;
           rows.push_back(std::move(row));
@@ -944,15 +947,16 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         }
         ++in_memory;
         row.body = req.json;
+        fresh.push_back(queued_request{std::move(req.hash), std::move(req.json),
+                                       std::move(req.url), 0, row.seq});
         rows.push_back(std::move(row));
-        fresh.push_back(std::move(req));
       }
       r->spilled += spilled;  // counted now: a refill may not overtake them
       auto n = static_cast<std::int32_t>(fresh.size() + static_cast<std::size_t>(spilled));
       if (n == 0)
         return 0;
       auto rp = self->make_response_promise<std::int32_t>();
-      auto shared = std::make_shared<std::vector<fast::raw_request>>(std::move(fresh));
+      auto shared = std::make_shared<std::vector<queued_request>>(std::move(fresh));
       auto spilled_hashes = std::make_shared<std::vector<std::uint64_t>>();
       for (auto& row : rows)
         if (row.state == static_cast<std::int32_t>(storage::request_state::spilled))
@@ -980,10 +984,8 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
               if (run) {
                 auto now = now_ms();
                 host_queues::settled out;
-                for (auto& h : *shared)
-                  run->hosts->push(queued_request{std::move(h.hash), std::move(h.json),
-                                                  std::move(h.url), 0},
-                                   now, out);
+                for (auto& q : *shared)
+                  run->hosts->push(std::move(q), now, out);
                 run->total += n;
                 run->status_dirty = true;
                 self->state.requests_accepted += n;
@@ -1081,7 +1083,12 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       if (b.node_id == node_id)
         b.lease_until = now + self->state.opts.lease_timeout.count();  // the node is working
       std::vector<storage::result_row> rows;
-      std::vector<std::pair<std::string, bool>> outcomes;  // hash, success
+      struct outcome {
+        std::string hash;
+        std::int64_t seq = 0;
+        bool ok = false;
+      };
+      std::vector<outcome> outcomes;
       std::vector<queued_request> back;                    // deferred: queued again
       host_queues::settled out;
       bool paused = false;
@@ -1111,11 +1118,11 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
           back.push_back(*q);
           continue;
         }
-        b.outstanding.erase(res.request_hash);
+        auto seq = b.outstanding.extract(res.request_hash).mapped();
         bool ok = res.error.empty() && res.status_code >= 200 && res.status_code < 400;
         r->hosts->observe(b.key, obs, now);
         r->hosts->count(b.key, ok, ok ? "" : error_kind(res.status_code, res.error));
-        outcomes.emplace_back(res.request_hash, ok);
+        outcomes.push_back({res.request_hash, seq, ok});
         self->state.result_bytes += res.body.size();
         if (!ok)
           ++self->state.download_errors[error_kind(res.status_code, res.error)];
@@ -1178,10 +1185,10 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
               storage::crawl_repository repo(db);
               for (auto& row : rows)
                 repo.insert_result(row);
-              for (auto& [hash, ok] : outcomes)
-                repo.finish_request(identity, hash,
-                                    ok ? storage::request_state::success
-                                       : storage::request_state::error);
+              for (auto& o : outcomes)
+                repo.finish_request(identity, o.seq,
+                                    o.ok ? storage::request_state::success
+                                         : storage::request_state::error);
               if (block_done)
                 repo.set_block_state(block_id, block_state::success, node_id, 0, 1);
             },
@@ -1191,17 +1198,17 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                 // Not stored: put the hashes back so another lease can deliver them.
                 if (run)
                   if (auto it = run->blocks.find(block_id); it != run->blocks.end())
-                    for (auto& [hash, good] : outcomes)
-                      it->second.outstanding.insert(hash);
+                    for (auto& o : outcomes)
+                      it->second.outstanding.emplace(o.hash, o.seq);
                 rp.deliver(caf::make_error(caf::sec::runtime_error,
                                            "results not stored (storage failure)"));
                 return;
               }
               if (run) {
                 auto& per = run->per_node[node_id];
-                for (auto& [hash, good] : outcomes) {
-                  (good ? run->all.success : run->all.error)++;
-                  (good ? per.success : per.error)++;
+                for (auto& o : outcomes) {
+                  (o.ok ? run->all.success : run->all.error)++;
+                  (o.ok ? per.success : per.error)++;
                 }
                 run->unacked += n;
                 run->status_dirty = true;

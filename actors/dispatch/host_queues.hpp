@@ -36,6 +36,7 @@ struct queued_request {
   std::string json;  // the Request as the worker sent it
   std::string url;
   int attempts = 0;  // leases that ended without its result
+  std::int64_t seq = 0;  // its row in storage (push order in its run); 0: not stored (robots.txt)
 };
 
 /// Robots state of one origin (scheme://host:port).

@@ -147,16 +147,17 @@ TEST_CASE("storage: node upsert, status retention and listing") {
 TEST_CASE("storage: spilled requests wait on disk and come back in push order") {
   on_both_backends([](database& db) {
     crawl_repository c(db);
-    CHECK(c.insert_request({"run", "mem", std::string("{\"url\":\"m\"}"), 0, 0}));
+    CHECK(c.insert_request({"run", "mem", std::string("{\"url\":\"m\"}"), 0, 1}));
     const auto spilled = static_cast<std::int32_t>(request_state::spilled);
     // Hashes in an order unlike their push order: Seq decides.
-    CHECK(c.insert_request({"run", "zz", std::string("{\"n\":1}"), spilled, 1}));
-    CHECK(c.insert_request({"run", "aa", std::string("{\"n\":2}"), spilled, 2}));
-    CHECK(c.insert_request({"run", "mm", std::string("{\"n\":3}"), spilled, 3}));
-    CHECK_FALSE(c.insert_request({"run", "aa", std::string("{}"), spilled, 4})); // dedup holds
+    CHECK(c.insert_request({"run", "zz", std::string("{\"n\":1}"), spilled, 2}));
+    CHECK(c.insert_request({"run", "aa", std::string("{\"n\":2}"), spilled, 3}));
+    CHECK(c.insert_request({"run", "mm", std::string("{\"n\":3}"), spilled, 4}));
+    CHECK_FALSE(c.insert_request({"run", "aa", std::string("{}"), spilled, 3})); // same row
     CHECK(c.insert_request({"other", "x", std::string("{}"), spilled, 1}));
     CHECK(c.pending_requests("run").size() == 1); // spilled ones are not loaded at restart
-    CHECK(c.spilled("run") == std::pair<std::int64_t, std::int64_t>{3, 3});
+    // 3 spilled; new requests continue after Seq 4 (the highest of the run, any state).
+    CHECK(c.spilled("run") == std::pair<std::int64_t, std::int64_t>{3, 4});
     CHECK(c.totals("run").total == 4);
     auto first = c.unspill_requests("run", 2);
     REQUIRE(first.size() == 2);
@@ -179,11 +180,15 @@ TEST_CASE("storage: spilled requests wait on disk and come back in push order") 
 TEST_CASE("storage: request dedup, results and totals") {
   on_both_backends([](database& db) {
     crawl_repository c(db);
-    CHECK(c.insert_request({"run", "h1", std::string("{}"), 0, 0}));
-    CHECK_FALSE(c.insert_request({"run", "h1", std::string("{}"), 0, 0}));
-    CHECK(c.insert_request({"run2", "h1", std::string("{}"), 0, 0}));
-    CHECK(c.insert_request({"run", "h2", std::string("{}"), 0, 0}));
-    CHECK(c.pending_requests("run").size() == 2);
+    CHECK(c.insert_request({"run", "h1", std::string("{}"), 0, 1}));
+    CHECK_FALSE(c.insert_request({"run", "h1", std::string("{}"), 0, 1}));  // a repeated write
+    CHECK(c.insert_request({"run2", "h1", std::string("{}"), 0, 1}));
+    CHECK(c.insert_request({"run", "h2", std::string("{\"n\":2}"), 0, 2}));
+    auto pending = c.pending_requests("run");
+    REQUIRE(pending.size() == 2);
+    CHECK(pending[1].hash == "h2");  // push order, with the Seq the dispatcher finishes by
+    CHECK(pending[1].seq == 2);
+    CHECK(*pending[1].body == "{\"n\":2}");
     block_row b;
     b.id = "b1";
     b.identity = "run";
@@ -196,8 +201,10 @@ TEST_CASE("storage: request dedup, results and totals") {
     CHECK(id2 > id1);
     CHECK(c.results_after("run", 0, 10).size() == 2);
     CHECK(c.results_after("run", id1, 10).size() == 1);
-    c.finish_request("run", "h1", request_state::success);
-    c.finish_request("run", "h2", request_state::error);
+    c.finish_request("run", 1, request_state::success);
+    CHECK(c.pending_requests("run").size() == 1);
+    CHECK(c.pending_requests("run2").size() == 1);  // another run's Seq 1 is untouched
+    c.finish_request("run", 2, request_state::error);
     CHECK(c.pending_requests("run").empty());
     auto t = c.totals("run");
     CHECK(t.total == 2);
@@ -228,6 +235,7 @@ TEST_CASE("storage: a finished run is purged in chunks and its pages leave the f
       r.identity = identity;
       r.hash = std::to_string(1000000 + i);
       r.body = body;
+      r.seq = i + 1;
       crawl.insert_request(r);
       result_row res;
       res.identity = identity;
@@ -381,7 +389,7 @@ TEST_CASE("storage: jobs, runs, statuses, fires and purges") {
 
     crawl_repository crawl(db);
     for (int i = 0; i < 30; ++i) {
-      CHECK(crawl.insert_request({"run1", "h" + std::to_string(i), std::string("{}"), 0, 0}));
+      CHECK(crawl.insert_request({"run1", "h" + std::to_string(i), std::string("{}"), 0, i + 1}));
       crawl.insert_result({0, "run1", "b", "h" + std::to_string(i), "{}"});
     }
     // 20 blocks: 17 delivered, 2 leased and 1 ready when the run ended (cancelled).
@@ -425,13 +433,64 @@ TEST_CASE("storage: jobs, runs, statuses, fires and purges") {
   });
 }
 
+// Reopens a database as of schema version 8 (Request keyed by hash, Seq only on spilled
+// rows) and checks what migration 9 makes of it: every row keyed by push order.
+template <class Open> void check_request_rekeyed(Open open, bool sqlite) {
+  {
+    auto db = open();
+    db->exec("DROP TABLE Request");
+    db->exec(std::string("CREATE TABLE Request (Identity TEXT NOT NULL, Hash TEXT NOT NULL, "
+                         "BlockId TEXT, Body TEXT, State INTEGER NOT NULL DEFAULT 0, Seq ") +
+             (sqlite ? "INTEGER" : "BIGINT") + ", PRIMARY KEY (Identity, Hash))" +
+             (sqlite ? " WITHOUT ROWID" : ""));
+    db->exec("INSERT INTO Request (Identity, Hash, Body, State, Seq) VALUES "
+             "('r', 'b2', '{\"n\":1}', 0, NULL), ('r', 'a1', NULL, 1, NULL), "
+             "('r', 'c3', '{\"n\":2}', 4, 1), ('r', 'd4', '{\"n\":3}', 4, 2), "
+             "('other', 'a1', '{}', 0, NULL)");
+    db->exec(sqlite ? "PRAGMA user_version=8" : "UPDATE SchemaVersion SET Version=8");
+  }
+  auto db = open();
+  CHECK(db->version() == schema_version);
+  crawl_repository c(*db);
+  std::vector<std::string> hashes;
+  c.for_each_request_hash("r", [&](const std::string& h) { hashes.push_back(h); });
+  // Rows without a Seq first (numbered below zero, by hash), then the spilled ones in order.
+  CHECK(hashes == std::vector<std::string>{"a1", "b2", "c3", "d4"});
+  auto pending = c.pending_requests("r");
+  REQUIRE(pending.size() == 1);
+  CHECK(pending[0].hash == "b2");
+  CHECK(pending[0].seq < 0);
+  CHECK(c.spilled("r") == std::pair<std::int64_t, std::int64_t>{2, 2});
+  auto back = c.unspill_requests("r", 10);
+  REQUIRE(back.size() == 2);
+  CHECK(back[0].hash == "c3");
+  c.finish_request("r", pending[0].seq, request_state::success);
+  CHECK(c.totals("r").success == 2);
+  CHECK(c.insert_request({"r", "e5", std::string("{}"), 0, 3}));  // after the highest Seq
+  CHECK(c.pending_requests("other").size() == 1);
+}
+
+TEST_CASE("storage: requests of an older database are keyed by push order (migration 9)") {
+  SUBCASE("sqlite") {
+    temp_dir d;
+    auto path = d.file("old.db");
+    check_request_rekeyed(
+      [&] { return std::make_unique<sqlite_database>(path, std::chrono::milliseconds(1000)); },
+      true);
+  }
+  SUBCASE("postgresql") {
+    auto conninfo = fresh_pg_database();
+    check_request_rekeyed([&] { return std::make_unique<pg_database>(conninfo); }, false);
+  }
+}
+
 TEST_CASE("storage: hashes of a large run are streamed in pages, each once") {
   on_both_backends([](database& db) {
     crawl_repository crawl(db);
     db.begin();
     for (int i = 0; i < 45000; ++i)
-      crawl.insert_request({"big", std::to_string(1000000 + i), std::nullopt, 0, 0});
-    crawl.insert_request({"small", "x", std::nullopt, 0, 0});
+      crawl.insert_request({"big", std::to_string(1000000 + i), std::nullopt, 0, i - 20000});
+    crawl.insert_request({"small", "x", std::nullopt, 0, 1});
     db.commit();
     std::set<std::string> seen;
     std::size_t calls = 0;
