@@ -5,10 +5,15 @@ the peak RSS (VmHWM) and CPU per page of every process, and the broker's databas
 before the crawl, when it ends and once the finished run is purged.
 
 The site is rendered by nginx from a template (--site template, the default: any size, no
-files; page i links to its children 10i..10i+9 and to the index) or written as files by
-bench/gen_site.py (--site files: the spec the Scrapy comparison uses, up to a few hundred
-thousand pages). Either way nginx serves a page as cheaply as a static file, so the site
-does not limit or distort the figure.
+files; page i links to its children 10i..10i+9, to the index and to pages 1-4, ~4.3 KB of
+filler words drawn at random like gen_site's) or written as files by bench/gen_site.py
+(--site files: the spec the Scrapy comparison uses, up to a few hundred thousand pages:
+children, 5 random links, random filler). Either way nginx serves a page as cheaply as a
+static file, and the two have the same shape (15 links, 5 of them duplicates; pages that
+pack alike), so the site does not limit or distort the figure. (Before session 8 the
+template repeated one paragraph and had 11 links: its pages packed ~4x smaller than
+gen_site's, which flattered the broker's stored bytes and CPU; figures in
+docs/benchmarks.md from before say which site they used.)
 
 --storage postgresql runs the broker on a throwaway PostgreSQL 15 cluster (tests/e2e/pg.py,
 durability off like a test cluster: fsync, synchronous_commit, full_page_writes) instead

@@ -77,7 +77,7 @@ struct broker_config {
     std::int32_t max_poll = 1000;        // results per Poll at most
     std::int32_t blocks_per_node = 256;  // leased blocks one node may hold at once
     std::int64_t frontier_memory_max = 50000;   // requests of a run waiting in memory; 0 = all
-    std::int64_t max_unacked = 0;               // results waiting for the worker; then no new blocks (0 = off)
+    std::int64_t max_unacked = 20000;           // results waiting for the worker; then no new blocks (0 = off)
     milliseconds slow_node_block{2000};  // a node far slower than the fastest gets blocks
                                          // of about this long (0 = same blocks for all)
   } dispatch;

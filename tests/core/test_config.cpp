@@ -189,6 +189,7 @@ TEST_CASE("config: node and worker tls section; a CA file that cannot be read is
   CHECK(d.dispatch.frontier_memory_max == 10);
   CHECK(d.dispatch.max_unacked == 0);
   CHECK(parse_broker_config("", "b.yaml").dispatch.slow_node_block.count() == 2000);
+  CHECK(parse_broker_config("", "b.yaml").dispatch.max_unacked == 20000);  // bounded by default
 }
 
 TEST_CASE("config: shipped conf files load") {

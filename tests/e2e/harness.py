@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -369,15 +370,21 @@ def less_than_regex(n):
 
 def template_site_conf(pages, port, root):
     """nginx serving a generated site from three template files in `root` (written here):
-    page i (1 <= i < pages) links to its children 10i .. 10i+9 when they exist, and to the
-    index (a duplicate for dedup); every page carries ~4.3 KB of filler like
-    bench/gen_site.py's. The index links to pages 1-9. nginx fills the page number in with
-    sub_filter, about as cheaply as it serves a static file, so a million-page crawl needs
-    no million files. `pages` is a multiple of 10."""
-    filler = ("<p>spider crawl block lease node broker worker request result queue actor "
-              "dispatch cron storage shard fetch parse link page index depth</p>\n") * 29
+    page i (1 <= i < pages) links to its children 10i .. 10i+9 when they exist, to the
+    index and to pages 1-4 (5 duplicates for dedup, as bench/gen_site.py's 5 random links
+    mostly are); every page carries ~4.3 KB of filler made like gen_site's (sentences of
+    words drawn at random, fixed seed: it packs like gen_site's pages, where one repeated
+    paragraph packed ~4x better and flattered stored bytes). The index links to pages 1-9.
+    nginx fills the page number in with sub_filter, about as cheaply as it serves a static
+    file, so a million-page crawl needs no million files. `pages` is a multiple of 10."""
+    words = ("spider crawl block lease node broker worker request result queue actor "
+             "dispatch cron storage shard fetch parse link page index depth").split()
+    rng = random.Random(4321)
+    filler = "".join("<p>" + " ".join(rng.choice(words) for _ in range(12)) + ".</p>\n"
+                     for _ in range(41))
     head = "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-    back = "<li><a href='/index.html'>index</a></li>"
+    back = "<li><a href='/index.html'>index</a></li>" + "".join(
+        f"<li><a href='/p/{d}.html'>page {d}</a></li>" for d in range(1, 5))
     kids = "".join(f"<li><a href='/p/QQNUMQQ{d}.html'>page QQNUMQQ{d}</a></li>" for d in range(10))
     first = "".join(f"<li><a href='/p/{d}.html'>page {d}</a></li>" for d in range(1, min(pages, 10)))
     page = head + "<title>Page QQNUMQQ</title></head><body><h1>Page QQNUMQQ</h1><ul>{}</ul>" + filler + "</body></html>\n"
