@@ -477,8 +477,8 @@ std::pair<std::int64_t, std::int64_t> crawl_repository::spilled(const std::strin
   q.reset();
   auto& last = db_.prepare("SELECT coalesce(max(Seq), 0) FROM Request WHERE Identity=?");
   last.bind(1, identity);
-  if (last.executeStep())
-    out.second = last.getColumn(0).getInt64();
+  if (last.executeStep())  // rows migrated from schema 8 are numbered below zero
+    out.second = std::max<std::int64_t>(0, last.getColumn(0).getInt64());
   return out;
 }
 

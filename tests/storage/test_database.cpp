@@ -468,6 +468,7 @@ template <class Open> void check_request_rekeyed(Open open, bool sqlite) {
   CHECK(c.totals("r").success == 2);
   CHECK(c.insert_request({"r", "e5", std::string("{}"), 0, 3}));  // after the highest Seq
   CHECK(c.pending_requests("other").size() == 1);
+  CHECK(c.spilled("other").second == 0);  // only rows numbered below zero: new ones from 1
 }
 
 TEST_CASE("storage: requests of an older database are keyed by push order (migration 9)") {
