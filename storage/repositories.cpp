@@ -468,18 +468,17 @@ std::vector<request_row> crawl_repository::unspill_requests(const std::string& i
   return out;
 }
 
-std::pair<std::int64_t, std::int64_t> crawl_repository::spilled(const std::string& identity) {
+std::int64_t crawl_repository::spilled(const std::string& identity) {
   auto& q = db_.prepare("SELECT count(*) FROM Request WHERE Identity=? AND State=4");
   q.bind(1, identity);
-  std::pair<std::int64_t, std::int64_t> out{0, 0};
-  if (q.executeStep())
-    out.first = q.getColumn(0).getInt64();
-  q.reset();
-  auto& last = db_.prepare("SELECT coalesce(max(Seq), 0) FROM Request WHERE Identity=?");
-  last.bind(1, identity);
-  if (last.executeStep())  // rows migrated from schema 8 are numbered below zero
-    out.second = std::max<std::int64_t>(0, last.getColumn(0).getInt64());
-  return out;
+  return q.executeStep() ? q.getColumn(0).getInt64() : 0;
+}
+
+std::int64_t crawl_repository::last_seq(const std::string& identity) {
+  auto& q = db_.prepare("SELECT coalesce(max(Seq), 0) FROM Request WHERE Identity=?");
+  q.bind(1, identity);
+  // Rows migrated from schema 8 are numbered below zero: new ones then start at 1.
+  return q.executeStep() ? std::max<std::int64_t>(0, q.getColumn(0).getInt64()) : 0;
 }
 
 void crawl_repository::for_each_request_hash(const std::string& identity,
@@ -616,15 +615,6 @@ std::int64_t crawl_repository::count_results(const std::string& identity) {
   return q.getColumn(0).getInt64();
 }
 
-std::vector<std::string> crawl_repository::request_hashes(const std::string& identity) {
-  auto& q = db_.prepare("SELECT Hash FROM Request WHERE Identity=?");
-  q.bind(1, identity);
-  std::vector<std::string> out;
-  while (q.executeStep())
-    out.push_back(q.getColumn(0).getString());
-  return out;
-}
-
 std::vector<request_row> crawl_repository::pending_requests(const std::string& identity) {
   auto& q = db_.prepare(
     "SELECT Hash, Body, Seq FROM Request WHERE Identity=? AND State=0 AND Body IS NOT NULL "
@@ -703,19 +693,23 @@ int crawl_repository::purge_run(const std::string& identity, int max_rows) {
   int left = std::max(0, max_rows - n);
   if (left == 0)
     return n;
-  auto& count = db_.prepare(
-    "UPDATE JobStatus SET Blocks=Blocks+(SELECT count(*) FROM Block WHERE Id IN "
-    "(SELECT Id FROM Block WHERE Identity=?1 ORDER BY Id LIMIT ?2) AND State=?3) "
-    "WHERE Identity=?1 AND NodeId=''");
-  count.bind(1, identity);
-  count.bind(2, left);
-  count.bind(3, static_cast<std::int64_t>(block_state::success));
-  count.exec();
   auto& blocks = db_.prepare(
-    "DELETE FROM Block WHERE Id IN (SELECT Id FROM Block WHERE Identity=?1 ORDER BY Id LIMIT ?2)");
+    "DELETE FROM Block WHERE Id IN (SELECT Id FROM Block WHERE Identity=?1 LIMIT ?2) "
+    "RETURNING State");
   blocks.bind(1, identity);
   blocks.bind(2, left);
-  n += blocks.exec();
+  std::int64_t delivered = 0;
+  while (blocks.executeStep()) {
+    ++n;
+    delivered += blocks.getColumn(0).getInt64() == static_cast<std::int64_t>(block_state::success);
+  }
+  blocks.reset();
+  if (delivered > 0) {
+    auto& count = db_.prepare("UPDATE JobStatus SET Blocks=Blocks+?2 WHERE Identity=?1 AND NodeId=''");
+    count.bind(1, identity);
+    count.bind(2, delivered);
+    count.exec();
+  }
   return n;
 }
 

@@ -96,13 +96,14 @@ class crawl_repository {
   std::vector<result_row> results_after(const std::string& identity, std::int64_t after_id,
                                         int limit);
   std::int64_t count_results(const std::string& identity);
-  std::vector<std::string> request_hashes(const std::string& identity);
   /// Requests of a run not downloaded yet (State pending, body kept), in push order.
   std::vector<request_row> pending_requests(const std::string& identity);
   /// The oldest `max_rows` spilled requests of a run (push order), now set pending.
   std::vector<request_row> unspill_requests(const std::string& identity, std::int64_t max_rows);
-  /// (count of a run's spilled requests, highest Seq of all its requests: new ones follow).
-  std::pair<std::int64_t, std::int64_t> spilled(const std::string& identity);
+  /// How many of a run's requests are spilled (wait on disk only).
+  std::int64_t spilled(const std::string& identity);
+  /// The highest Seq of a run's requests, any state (0 for none): new ones follow it.
+  std::int64_t last_seq(const std::string& identity);
   /// Every request hash of a run, streamed (the dedup set of 10 M URLs without a copy).
   void for_each_request_hash(const std::string& identity,
                              const std::function<void(const std::string&)>& fn);

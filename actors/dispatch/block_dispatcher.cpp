@@ -846,7 +846,8 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                       if (auto d = core::parse_digest(h))
                         rr.seen.insert(*d);
                     });
-                    std::tie(rr.spilled, rr.last_seq) = crawl.spilled(row.identity);
+                    rr.spilled = crawl.spilled(row.identity);
+                    rr.last_seq = crawl.last_seq(row.identity);
                     rr.pending = crawl.pending_requests(row.identity);
                     rr.statuses = runs.statuses_of_run(row.identity);
                     rr.totals = crawl.totals(row.identity);

@@ -157,20 +157,21 @@ TEST_CASE("storage: spilled requests wait on disk and come back in push order") 
     CHECK(c.insert_request({"other", "x", std::string("{}"), spilled, 1}));
     CHECK(c.pending_requests("run").size() == 1); // spilled ones are not loaded at restart
     // 3 spilled; new requests continue after Seq 4 (the highest of the run, any state).
-    CHECK(c.spilled("run") == std::pair<std::int64_t, std::int64_t>{3, 4});
+    CHECK(c.spilled("run") == 3);
+    CHECK(c.last_seq("run") == 4);
     CHECK(c.totals("run").total == 4);
     auto first = c.unspill_requests("run", 2);
     REQUIRE(first.size() == 2);
     CHECK(first[0].hash == "zz");
     CHECK(first[1].hash == "aa");
     CHECK(*first[1].body == "{\"n\":2}");
-    CHECK(c.spilled("run").first == 1);
+    CHECK(c.spilled("run") == 1);
     CHECK(c.pending_requests("run").size() == 3); // read back = pending (a restart loads them)
     auto rest = c.unspill_requests("run", 10);
     REQUIRE(rest.size() == 1);
     CHECK(rest[0].hash == "mm");
     CHECK(c.unspill_requests("run", 10).empty());
-    CHECK(c.spilled("other").first == 1);
+    CHECK(c.spilled("other") == 1);
     std::size_t hashes = 0;
     c.for_each_request_hash("run", [&](const std::string&) { ++hashes; });
     CHECK(hashes == 4);
@@ -460,7 +461,8 @@ template <class Open> void check_request_rekeyed(Open open, bool sqlite) {
   REQUIRE(pending.size() == 1);
   CHECK(pending[0].hash == "b2");
   CHECK(pending[0].seq < 0);
-  CHECK(c.spilled("r") == std::pair<std::int64_t, std::int64_t>{2, 2});
+  CHECK(c.spilled("r") == 2);
+  CHECK(c.last_seq("r") == 2);
   auto back = c.unspill_requests("r", 10);
   REQUIRE(back.size() == 2);
   CHECK(back[0].hash == "c3");
@@ -468,7 +470,7 @@ template <class Open> void check_request_rekeyed(Open open, bool sqlite) {
   CHECK(c.totals("r").success == 2);
   CHECK(c.insert_request({"r", "e5", std::string("{}"), 0, 3}));  // after the highest Seq
   CHECK(c.pending_requests("other").size() == 1);
-  CHECK(c.spilled("other").second == 0);  // only rows numbered below zero: new ones from 1
+  CHECK(c.last_seq("other") == 0);  // only rows numbered below zero: new ones from 1
 }
 
 TEST_CASE("storage: requests of an older database are keyed by push order (migration 9)") {
