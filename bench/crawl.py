@@ -68,6 +68,8 @@ def main():
     ap.add_argument("--storage", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--no-compress", action="store_true",
                     help="storage.compress_results: false (SQLite keeps result bodies as text)")
+    ap.add_argument("--no-spool", action="store_true",
+                    help="storage.result_spool: false (SQLite keeps result bodies in rows)")
     ap.add_argument("--trace", action="store_true",
                     help="sample /metrics every 0.1 s and print results stored/acked over time")
     a = ap.parse_args()
@@ -89,9 +91,10 @@ def main():
                    a.broker_yaml + "\n")
     cluster = None
     storage_yaml = None
-    if a.no_compress:
-        storage_yaml = (f"storage:\n  path: {env.path('data', 'broker.db')}\n"
-                        "  compress_results: false\n")
+    if a.no_compress or a.no_spool:
+        storage_yaml = (f"storage:\n  path: {env.path('data', 'broker.db')}\n" +
+                        ("  compress_results: false\n" if a.no_compress else "") +
+                        ("  result_spool: false\n" if a.no_spool else ""))
     if a.storage == "postgresql":
         cluster = pg.Postgres(env.dir).start()
         storage_yaml = f"storage:\n  kind: postgresql\n  postgresql: \"{cluster.conninfo()}\"\n"
@@ -108,6 +111,12 @@ def main():
         if cluster:
             return (int(cluster.sql("SELECT pg_database_size(current_database())")), 0)
         return h.db_bytes(db)
+
+    def spool_size():
+        """Bytes in the result spool's segment files (SQLite)."""
+        d = db + ".results"
+        return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)) \
+            if os.path.isdir(d) else 0
     db_before = db_size()
     job = h.create_block_job(broker, site.base + "/index.html", output)
 
@@ -120,6 +129,7 @@ def main():
     trace = []  # (seconds, requests accepted, results stored, results acked, storage busy s)
     killed = []  # what was killed, at how many pages
     db_peak = [sum(db_before)]
+    spool_peak = [spool_size()]
 
     def sample_metrics():
         v = h.metrics(broker)
@@ -133,6 +143,7 @@ def main():
         if a.trace:
             sample_metrics()
         db_peak[0] = max(db_peak[0], sum(db_size()))
+        spool_peak[0] = max(spool_peak[0], spool_size())
         r = h.run_of(broker, job["id"]) or {}
         timeline.append((time.monotonic() - started, r.get("success", 0)))
         if a.kill and not killed and h.count_lines(output) >= a.kill_at * a.pages:
@@ -208,7 +219,7 @@ def main():
             rows = c.execute("SELECT (SELECT count(*) FROM Request) + "
                              "(SELECT count(*) FROM Result)").fetchone()[0]
             free = c.execute("PRAGMA freelist_count").fetchone()[0]
-        return rows == 0 and free == 0
+        return rows == 0 and free == 0 and spool_size() == 0
     purge_started = time.monotonic()
     h.wait_until("purge of the finished run", purged, timeout=600, interval=0.5)
     purge_s = time.monotonic() - purge_started
@@ -221,6 +232,9 @@ def main():
           f"at the end {fmt(db_at_end)}; after the "
           f"purge {fmt(sizes[-1])}: {grew:+.1f} MB (the WAL is checkpointed at 4 MB); "
           f"purge done {purge_s:.1f} s after the run")
+    if not cluster:
+        print(f"  result spool    peak {spool_peak[0] / mb:.1f} MB; after the purge "
+              f"{spool_size() / mb:.1f} MB")
     for p in [worker] + nodes + [broker]:
         env.stop(p, timeout=120)  # SIGTERM: lets profilers write their output
     env.close()

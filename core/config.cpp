@@ -289,6 +289,10 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
     s.get_ms("busy_timeout_ms", c.storage.busy_timeout, 0, 600000);
     s.get("batch_max", c.storage.batch_max, 1, 1000000);
     s.get("compress_results", c.storage.compress_results);
+    s.get("result_spool", c.storage.result_spool);
+    s.get("spool_dir", c.storage.spool_dir);
+    s.get("spool_segment_mb", c.storage.spool_segment_mb, 1, 4096);
+    s.get("spool_sync", c.storage.spool_sync);
     s.get("node_status_retention_h", c.storage.node_status_retention_h, 1, 24 * 365);
     s.get("audit_max_rows", c.storage.audit_max_rows, 1, 100000000);
     s.finish();

@@ -56,6 +56,10 @@ struct broker_config {
     milliseconds busy_timeout{5000};
     std::int32_t batch_max = 5000;       // writes per transaction
     bool compress_results = true;        // sqlite: result bodies LZ4-packed until acked
+    bool result_spool = true;            // sqlite: result bodies in segment files, not rows
+    std::string spool_dir;               // "" = the database path + ".results"
+    std::int32_t spool_segment_mb = 64;  // a new segment file after this many MB
+    bool spool_sync = false;             // fdatasync the spool before every commit
     std::int32_t node_status_retention_h = 24;
     std::int64_t audit_max_rows = 100000;  // newest audit rows kept
   } storage;

@@ -127,6 +127,15 @@ int run_broker(const core::broker_config& cfg) {
     so.open.path = cfg.storage.path;
     so.open.postgresql = cfg.storage.postgresql;
     so.open.busy_timeout = cfg.storage.busy_timeout;
+    if (cfg.storage.kind == "sqlite") {
+      // The spool is opened even when new bodies go to rows, so rows written with it
+      // stay readable.
+      so.open.spool.dir = cfg.storage.spool_dir.empty() ? cfg.storage.path + ".results"
+                                                        : cfg.storage.spool_dir;
+      so.open.spool.segment_bytes = std::int64_t{cfg.storage.spool_segment_mb} << 20;
+      so.open.spool.sync = cfg.storage.spool_sync;
+      so.open.spool_writes = cfg.storage.result_spool;
+    }
     // A paused leader must not hold row locks a standby's takeover waits for.
     so.open.idle_in_transaction = cfg.failover.lease;
     so.open.fence = token;

@@ -6,9 +6,14 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <ctime>
 #include <filesystem>
+#include <map>
 #include <stdexcept>
+#include <vector>
+
+#include <spdlog/spdlog.h>
 
 namespace spiderhub::storage {
 namespace {
@@ -130,6 +135,14 @@ DROP TABLE Request;
 ALTER TABLE RequestBySeq RENAME TO Request;
 CREATE INDEX Request_Spilled ON Request(Identity, Seq) WHERE State = 4;
 )sql",
+  // 10: a result's body may live in the result spool (storage/result_spool): the row then
+  // keeps an empty Body and where the body is; Seq names the request it answers.
+  R"sql(
+ALTER TABLE Result ADD COLUMN Seq INTEGER;
+ALTER TABLE Result ADD COLUMN Segment INTEGER;
+ALTER TABLE Result ADD COLUMN Pos INTEGER;
+ALTER TABLE Result ADD COLUMN Length INTEGER;
+)sql",
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,
@@ -192,8 +205,9 @@ std::string time_text(std::int64_t ms) {
   return buf;
 }
 
-sqlite_database::sqlite_database(const std::string& path, std::chrono::milliseconds busy_timeout)
-  : path_(path) {
+sqlite_database::sqlite_database(const std::string& path, std::chrono::milliseconds busy_timeout,
+                                 spool_options spool, bool spool_writes)
+  : path_(path), spool_writes_(spool_writes) {
   namespace fs = std::filesystem;
   auto dir = fs::path(path).parent_path();
   std::error_code ec;
@@ -227,10 +241,70 @@ sqlite_database::sqlite_database(const std::string& path, std::chrono::milliseco
                              " (is it a spiderhub database, and is its directory writable?)");
   }
   migrate();
+  if (!spool.dir.empty()) {
+    spool_ = std::make_unique<result_spool>(std::move(spool));
+    recover_spool();
+  }
 }
 
 sqlite_database::~sqlite_database() {
   statements_.clear(); // before the connection
+}
+
+// Makes the spool agree with the Result rows: segments no row refers to go, and every
+// body a row refers to is read once. A body that is missing or damaged (an OS crash before
+// it reached the disk, a deleted file) cannot be delivered: its row goes and its request
+// counts as an error, so the run can finish and the loss shows in its totals and the log.
+void sqlite_database::recover_spool() {
+  std::map<std::int64_t, std::pair<std::int64_t, std::int64_t>> ranges;
+  {
+    SQLite::Statement q(*db_, "SELECT Segment, min(Id), max(Id) FROM Result "
+                              "WHERE Segment IS NOT NULL GROUP BY Segment");
+    while (q.executeStep())
+      ranges[q.getColumn(0).getInt64()] = {q.getColumn(1).getInt64(), q.getColumn(2).getInt64()};
+  }
+  spool_->adopt(ranges);
+  struct lost_row {
+    std::int64_t id;
+    std::string identity;
+    std::int64_t seq;
+    bool has_seq;
+  };
+  std::vector<lost_row> lost;
+  {
+    SQLite::Statement q(*db_, "SELECT Id, Identity, Seq, Segment, Pos, Length FROM Result "
+                              "WHERE Segment IS NOT NULL ORDER BY Id");
+    while (q.executeStep()) {
+      spool_location at{q.getColumn(3).getInt64(), q.getColumn(4).getInt64(),
+                        q.getColumn(5).getInt64()};
+      if (!spool_->valid(at))
+        lost.push_back({q.getColumn(0).getInt64(), q.getColumn(1).getString(),
+                        q.getColumn(2).getInt64(), !q.getColumn(2).isNull()});
+    }
+  }
+  if (lost.empty())
+    return;
+  std::map<std::string, int> per_run;
+  SQLite::Transaction tx(*db_);
+  SQLite::Statement del(*db_, "DELETE FROM Result WHERE Id=?");
+  SQLite::Statement fail(*db_, "UPDATE Request SET State=2 WHERE Identity=? AND Seq=?");
+  for (auto& l : lost) {
+    del.bind(1, static_cast<int64_t>(l.id));
+    del.exec();
+    del.reset();
+    if (l.has_seq) {
+      fail.bind(1, l.identity);
+      fail.bind(2, static_cast<int64_t>(l.seq));
+      fail.exec();
+      fail.reset();
+    }
+    ++per_run[l.identity];
+  }
+  tx.commit();
+  for (auto& [identity, n] : per_run)
+    spdlog::error("storage: run {}: {} result bodies in {} are missing or damaged (an OS "
+                  "crash before they reached the disk?); their requests count as errors",
+                  identity, n, spool_->dir());
 }
 
 statement& sqlite_database::prepare(const std::string& sql) {
@@ -262,17 +336,34 @@ void sqlite_database::begin() {
   exec("BEGIN");
 }
 void sqlite_database::commit() {
+  if (!spool_) {
+    exec("COMMIT");
+    return;
+  }
+  spool_->flush();  // every body a row of this transaction names is in the kernel first
   exec("COMMIT");
+  spool_->committed([this](std::int64_t first, std::int64_t last) {
+    auto& q = prepare("SELECT 1 FROM Result WHERE Id BETWEEN ? AND ? LIMIT 1");
+    q.bind(1, first);
+    q.bind(2, last);
+    bool found = q.executeStep();
+    q.reset();
+    return found;
+  });
 }
 void sqlite_database::rollback() {
   if (!autocommit())
     db_->tryExec("ROLLBACK");
+  if (spool_)
+    spool_->rolled_back();
 }
 bool sqlite_database::autocommit() {
   return sqlite3_get_autocommit(db_->getHandle()) != 0;
 }
 
 bool sqlite_database::unavailable(const std::exception& e) const {
+  if (auto* sp = dynamic_cast<const spool_error*>(&e))
+    return sp->code == ENOSPC || sp->code == EDQUOT || sp->code == EIO || sp->code == EROFS;
   auto* sq = dynamic_cast<const SQLite::Exception*>(&e);
   if (!sq)
     return false;

@@ -12,6 +12,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "storage/result_spool.hpp"
+
 namespace SQLite {
 class Database;
 class Statement;
@@ -20,7 +22,7 @@ class Statement;
 namespace spiderhub::storage {
 
 /// Schema version this build writes; a database with a higher version is refused.
-constexpr int schema_version = 9;
+constexpr int schema_version = 10;
 
 /// A write refused because this broker is no longer the leader: another broker took the
 /// lease (its fencing token is newer). Nothing of the transaction was written.
@@ -107,6 +109,12 @@ class database {
 
   /// Every later transaction first checks that the leader row still carries `token`.
   virtual void set_fence(std::int64_t token) { (void)token; }
+
+  /// Where result bodies go when not into their rows (SQLite with a spool directory);
+  /// nullptr otherwise.
+  virtual result_spool* spool() { return nullptr; }
+  /// True when new result bodies are appended to the spool.
+  virtual bool spool_writes() const { return false; }
 };
 
 /// SQLite, one file (WAL, incremental vacuum).
@@ -114,7 +122,10 @@ class sqlite_database final : public database {
  public:
   /// Opens (creating if needed) and migrates. Throws std::runtime_error with a clear
   /// message for a corrupt file, a newer schema, or an unwritable location.
-  sqlite_database(const std::string& path, std::chrono::milliseconds busy_timeout);
+  /// With `spool.dir` set, result bodies go to segment files there (storage/result_spool);
+  /// opening then checks every body a Result row refers to (see recover_spool).
+  sqlite_database(const std::string& path, std::chrono::milliseconds busy_timeout,
+                  spool_options spool = {}, bool spool_writes = true);
   ~sqlite_database() override;
 
   kind backend() const override { return kind::sqlite; }
@@ -131,13 +142,19 @@ class sqlite_database final : public database {
   bool autocommit() override;
   bool unavailable(const std::exception& e) const override;
 
+  result_spool* spool() override { return spool_.get(); }
+  bool spool_writes() const override { return spool_ && spool_writes_; }
+
   SQLite::Database& db() { return *db_; }
   const std::string& path() const { return path_; }
 
  private:
   void migrate();
+  void recover_spool();
   std::string path_;
   std::unique_ptr<SQLite::Database> db_;
+  std::unique_ptr<result_spool> spool_;
+  bool spool_writes_ = true;
   std::unordered_map<std::string, std::unique_ptr<statement>> statements_;
 };
 
@@ -148,6 +165,8 @@ struct open_options {
   std::chrono::milliseconds busy_timeout{5000};     // sqlite: wait for a locked file
   std::chrono::milliseconds idle_in_transaction{0}; // postgresql: see pg_database
   std::int64_t fence = 0;                // postgresql: the leader's token (set_fence); 0 = none
+  spool_options spool;                   // sqlite: result bodies in segment files ("" = in rows)
+  bool spool_writes = true;              // sqlite: new bodies to the spool (else read only)
 };
 
 /// Opens (and migrates) the database a broker configuration names.

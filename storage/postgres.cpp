@@ -112,6 +112,10 @@ DROP TABLE Request;
 ALTER TABLE RequestBySeq RENAME TO Request;
 CREATE INDEX Request_Spilled ON Request(Identity, Seq) WHERE State = 4;
 )sql",
+  R"sql(
+ALTER TABLE Result ADD COLUMN Seq BIGINT, ADD COLUMN Segment BIGINT, ADD COLUMN Pos BIGINT,
+  ADD COLUMN Length BIGINT;
+)sql",
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,
@@ -523,7 +527,7 @@ std::unique_ptr<database> open_database(const open_options& o) {
     db->set_fence(o.fence);
     return db;
   }
-  return std::make_unique<sqlite_database>(o.path, o.busy_timeout);
+  return std::make_unique<sqlite_database>(o.path, o.busy_timeout, o.spool, o.spool_writes);
 }
 
 } // namespace spiderhub::storage

@@ -140,6 +140,7 @@ struct result_row {
   std::string block_id;
   std::string request_hash;
   std::string body;   // JSON of protocol::result without resultId
+  std::int64_t seq = 0;  // the request's Seq (0 = unknown: rows from before schema 10)
 };
 
 } // namespace spiderhub::storage

@@ -559,9 +559,29 @@ void crawl_repository::set_block_state(const std::string& id, block_state s,
 }
 
 std::int64_t crawl_repository::insert_result(const result_row& r) {
+  auto* spool = db_.spool_writes() ? db_.spool() : nullptr;
+  if (spool) {
+    // The body to the spool, where it is to the row (both in this transaction's commit).
+    auto at = spool->append(r.body);
+    auto& q = db_.prepare(
+      "INSERT INTO Result (Identity, BlockId, RequestHash, Body, CreationTime, Seq, Segment, "
+      "Pos, Length) VALUES (?,?,?,'',?,?,?,?,?) RETURNING Id");
+    q.bind(1, r.identity);
+    q.bind(2, r.block_id);
+    q.bind(3, r.request_hash);
+    q.bind(4, now_text());
+    q.bind(5, r.seq);
+    q.bind(6, at.segment);
+    q.bind(7, at.offset);
+    q.bind(8, at.length);
+    std::int64_t id = q.executeStep() ? q.getColumn(0).getInt64() : 0;
+    q.reset();
+    spool->bind(at.segment, id);
+    return id;
+  }
   auto& q = db_.prepare(
-    "INSERT INTO Result (Identity, BlockId, RequestHash, Body, CreationTime) VALUES (?,?,?,?,?) "
-    "RETURNING Id");
+    "INSERT INTO Result (Identity, BlockId, RequestHash, Body, CreationTime, Seq) "
+    "VALUES (?,?,?,?,?,?) RETURNING Id");
   q.bind(1, r.identity);
   q.bind(2, r.block_id);
   q.bind(3, r.request_hash);
@@ -570,6 +590,7 @@ std::int64_t crawl_repository::insert_result(const result_row& r) {
   else
     q.bind(4, r.body);
   q.bind(5, now_text());
+  q.bind(6, r.seq);
   std::int64_t id = q.executeStep() ? q.getColumn(0).getInt64() : 0;
   q.reset();
   return id;
@@ -578,11 +599,14 @@ std::int64_t crawl_repository::insert_result(const result_row& r) {
 int crawl_repository::delete_results(const std::string& identity,
                                      const std::vector<std::int64_t>& ids) {
   int removed = 0;
+  auto* spool = db_.spool();
   for (auto id : ids) {
     auto& q = db_.prepare("DELETE FROM Result WHERE Id=? AND Identity=?");
     q.bind(1, static_cast<std::int64_t>(id));
     q.bind(2, identity);
     removed += q.exec();
+    if (spool)
+      spool->released(id);
   }
   return removed;
 }
@@ -590,8 +614,8 @@ int crawl_repository::delete_results(const std::string& identity,
 std::vector<result_row> crawl_repository::results_after(const std::string& identity,
                                                         std::int64_t after_id, int limit) {
   auto& q = db_.prepare(
-    "SELECT Id, Identity, BlockId, RequestHash, Body FROM Result WHERE Identity=? AND Id>? "
-    "ORDER BY Id LIMIT ?");
+    "SELECT Id, Identity, BlockId, RequestHash, Body, Seq, Segment, Pos, Length FROM Result "
+    "WHERE Identity=? AND Id>? ORDER BY Id LIMIT ?");
   q.bind(1, identity);
   q.bind(2, static_cast<std::int64_t>(after_id));
   q.bind(3, limit);
@@ -602,7 +626,17 @@ std::vector<result_row> crawl_repository::results_after(const std::string& ident
     r.identity = q.getColumn(1).getString();
     r.block_id = q.getColumn(2).getString();
     r.request_hash = q.getColumn(3).getString();
-    r.body = unpack_body(q.getColumn(4).getString());
+    r.seq = q.getColumn(5).isNull() ? 0 : q.getColumn(5).getInt64();
+    if (q.getColumn(6).isNull()) {
+      r.body = unpack_body(q.getColumn(4).getString());
+    } else {
+      auto* spool = db_.spool();
+      if (!spool)
+        throw std::runtime_error("result " + std::to_string(r.id) +
+                                 " has its body in a result spool, but none is configured");
+      r.body = unpack_body(spool->read(
+        {q.getColumn(6).getInt64(), q.getColumn(7).getInt64(), q.getColumn(8).getInt64()}));
+    }
     out.push_back(std::move(r));
   }
   return out;
@@ -682,6 +716,9 @@ int crawl_repository::purge_run(const std::string& identity, int max_rows) {
   results.bind(1, identity);
   results.bind(2, max_rows);
   int n = results.exec();
+  if (n > 0)
+    if (auto* spool = db_.spool())
+      spool->released_all();
   auto& requests = db_.prepare(
     "DELETE FROM Request WHERE Identity=?1 AND Seq IN "
     "(SELECT Seq FROM Request WHERE Identity=?1 ORDER BY Seq LIMIT ?2)");

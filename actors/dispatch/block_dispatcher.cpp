@@ -1131,6 +1131,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         row.identity = resp.identity;
         row.block_id = resp.block_id;
         row.request_hash = res.request_hash;
+        row.seq = seq;
         // The node's JSON object as sent, packed (LZ4) for the SQLite store here on the
         // actor threads: the storage thread is the busiest of the broker.
         row.body = self->state.opts.pack_results ? storage::pack_body(std::move(res.body))

@@ -224,6 +224,12 @@ std::string render_metrics(const json& stats) {
   w.single("spiderhub_storage_healthy", "gauge",
            "0 while the database cannot be written (disk full, read-only, I/O error).", s,
            "healthy");
+  if (s.contains("spoolBytes")) {
+    w.single("spiderhub_result_spool_bytes", "gauge",
+             "Bytes of result bodies in the spool's segment files (SQLite).", s, "spoolBytes");
+    w.single("spiderhub_result_spool_segments", "gauge", "Segment files of the result spool.",
+             s, "spoolSegments");
+  }
   if (s.contains("batchMsBuckets") && s.contains("batchMsBounds")) {
     const auto& bounds = s["batchMsBounds"];
     const auto& counts = s["batchMsBuckets"];

@@ -217,6 +217,13 @@ caf::behavior storage_behavior(storage_ptr self, std::shared_ptr<storage::databa
                  out += (i ? "," : "") + std::to_string(st.buckets[i]);
                return out;
              }() + "]" +
+             [&]() -> std::string {
+               auto* spool = st.db->spool();
+               if (!spool)
+                 return "";
+               return ",\"spoolBytes\":" + std::to_string(spool->bytes_on_disk()) +
+                      ",\"spoolSegments\":" + std::to_string(spool->segments());
+             }() +
              ",\"mailbox\":" + std::to_string(self->mailbox().size()) + "}";
     },
   };

@@ -10,6 +10,7 @@
 
 #include "core/archive.hpp"
 #include "core/error.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace spiderhub::core;
 namespace fs = std::filesystem;
@@ -69,22 +70,7 @@ std::string make_archive(package_format f, const std::vector<item>& items) {
   return out;
 }
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    path = fs::temp_directory_path() / ("spiderhub-archive-" + std::to_string(::getpid()) + "-" +
-                                        std::to_string(counter()++));
-    fs::create_directories(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  static int& counter() {
-    static int n = 0;
-    return n;
-  }
-};
+using spiderhub::testing::temp_dir;
 
 std::string write_file(const fs::path& p, const std::string& bytes) {
   std::ofstream(p, std::ios::binary) << bytes;

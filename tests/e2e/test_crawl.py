@@ -2,8 +2,9 @@
 processes: every page is found exactly once and JobStatus totals match; a second node
 shares the work. Once the run is over its rows leave the database (requests, results and
 blocks; the status row keeps the block count) and the file returns to within 1.2x of its
-size before the crawl."""
+size before the crawl; the result spool beside it is empty."""
 import collections
+import os
 import sys
 import time
 
@@ -78,6 +79,12 @@ def main():
                                     "failed": 0}, report
         h.wait_until(f"the database back within 1.2x of {db_before} bytes",
                      lambda: sum(h.db_bytes(db)) <= 1.2 * db_before, timeout=30)
+        # The result bodies waited in the spool beside it: nothing is left there either.
+        spool = db + ".results"
+        segments = [os.path.join(spool, f) for f in os.listdir(spool)]
+        assert segments and sum(os.path.getsize(f) for f in segments) == 0, \
+            [(f, os.path.getsize(f)) for f in segments]
+        assert h.metrics(broker)["spiderhub_result_spool_bytes"] == 0
         # The worker got Exit and ends by itself after its one run.
         worker.wait(30)
         assert worker.returncode == 0, worker.returncode

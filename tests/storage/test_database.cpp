@@ -17,25 +17,13 @@
 #include "storage/postgres.hpp"
 #include "storage/repositories.hpp"
 #include "support/pg_cluster.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace spiderhub::storage;
 namespace fs = std::filesystem;
 
 namespace {
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    path = fs::temp_directory_path() /
-           ("spiderhub-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
-    fs::create_directories(path);
-  }
-  ~temp_dir() { fs::remove_all(path); }
-  static int& counter() {
-    static int c = 0;
-    return c;
-  }
-  std::string file(const char* name) const { return (path / name).string(); }
-};
+using spiderhub::testing::temp_dir;
 
 // A fresh database of its own in the test process's throwaway PostgreSQL cluster.
 std::string fresh_pg_database() {
@@ -444,6 +432,12 @@ template <class Open> void check_request_rekeyed(Open open, bool sqlite) {
                          "BlockId TEXT, Body TEXT, State INTEGER NOT NULL DEFAULT 0, Seq ") +
              (sqlite ? "INTEGER" : "BIGINT") + ", PRIMARY KEY (Identity, Hash))" +
              (sqlite ? " WITHOUT ROWID" : ""));
+    // Result as schema 8 had it (no spool columns).
+    db->exec("DROP TABLE Result");
+    db->exec(std::string("CREATE TABLE Result (Id ") +
+             (sqlite ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGSERIAL PRIMARY KEY") +
+             ", Identity TEXT NOT NULL, BlockId TEXT NOT NULL, RequestHash TEXT NOT NULL, "
+             "Body TEXT NOT NULL, CreationTime TEXT NOT NULL)");
     db->exec("INSERT INTO Request (Identity, Hash, Body, State, Seq) VALUES "
              "('r', 'b2', '{\"n\":1}', 0, NULL), ('r', 'a1', NULL, 1, NULL), "
              "('r', 'c3', '{\"n\":2}', 4, 1), ('r', 'd4', '{\"n\":3}', 4, 2), "
