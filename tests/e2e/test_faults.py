@@ -1,6 +1,9 @@
 """Crash tests with real processes: kill -9 a node, the worker, and the broker in the
 middle of a crawl; each time the crawl finishes with every page exactly once in the
-items file and in JobStatus."""
+items file and in JobStatus. The broker is killed while result bodies wait in its
+result spool (the worker paused): the restarted broker delivers them, and the spool is
+empty once the run is purged."""
+import os
 import signal
 import time
 
@@ -47,6 +50,10 @@ def scenario(args, name, crash):
         assert before["status"] == "Running", f"crawl ended before the crash: {before}"
         broker = crash(env, broker, nodes, worker)
         run = check_complete(env, broker, job, site, output)
+        spool = env.path("data", "broker.db.results")
+        h.wait_until("the result spool emptied after the run", lambda: sum(
+            os.path.getsize(os.path.join(spool, f)) for f in os.listdir(spool)) == 0, timeout=30)
+        assert "missing or damaged" not in env.log(broker.name), "a spooled body was lost"
         print(f"faults/{name}: crawl finished after the crash: {run['success']} pages, "
               f"per node {[n['success'] for n in run['nodes']]}")
 
@@ -66,12 +73,22 @@ def kill_worker(env, broker, nodes, worker):
 
 
 def kill_broker(env, broker, nodes, worker):
+    # Results pile up in the spool while the worker cannot take them.
+    worker.send_signal(signal.SIGSTOP)
+    try:
+        h.wait_until("result bodies waiting in the spool", lambda: h.metrics(broker).get(
+            "spiderhub_result_spool_bytes", 0) > 100000, timeout=60, interval=0.1)
+    except BaseException:
+        worker.send_signal(signal.SIGCONT)
+        raise
     broker.send_signal(signal.SIGKILL)
     broker.wait(10)
     time.sleep(1)
     # Same port and database: nodes and the worker reconnect by themselves.
-    return env.start_broker(name="broker2", extra_yaml=BROKER_YAML, port=broker.port,
-                            db=env.path("data", "broker.db"))
+    broker = env.start_broker(name="broker2", extra_yaml=BROKER_YAML, port=broker.port,
+                              db=env.path("data", "broker.db"))
+    worker.send_signal(signal.SIGCONT)
+    return broker
 
 
 def main():
