@@ -114,9 +114,7 @@ def main():
 
     def spool_size():
         """Bytes in the result spool's segment files (SQLite)."""
-        d = db + ".results"
-        return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)) \
-            if os.path.isdir(d) else 0
+        return h.spool_bytes(db) or 0
     db_before = db_size()
     job = h.create_block_job(broker, site.base + "/index.html", output)
 

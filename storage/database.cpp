@@ -336,20 +336,18 @@ void sqlite_database::begin() {
   exec("BEGIN");
 }
 void sqlite_database::commit() {
-  if (!spool_) {
-    exec("COMMIT");
-    return;
-  }
-  spool_->flush();  // every body a row of this transaction names is in the kernel first
+  if (spool_)
+    spool_->flush();  // every body a row of this transaction names is in the kernel first
   exec("COMMIT");
-  spool_->committed([this](std::int64_t first, std::int64_t last) {
-    auto& q = prepare("SELECT 1 FROM Result WHERE Id BETWEEN ? AND ? LIMIT 1");
-    q.bind(1, first);
-    q.bind(2, last);
-    bool found = q.executeStep();
-    q.reset();
-    return found;
-  });
+  if (spool_)
+    spool_->committed([this](std::int64_t first, std::int64_t last) {
+      auto& q = prepare("SELECT 1 FROM Result WHERE Id BETWEEN ? AND ? LIMIT 1");
+      q.bind(1, first);
+      q.bind(2, last);
+      bool found = q.executeStep();
+      q.reset();
+      return found;
+    });
 }
 void sqlite_database::rollback() {
   if (!autocommit())

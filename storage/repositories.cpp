@@ -559,40 +559,39 @@ void crawl_repository::set_block_state(const std::string& id, block_state s,
 }
 
 std::int64_t crawl_repository::insert_result(const result_row& r) {
+  // With a spool the body goes there and the row keeps where it is (both reach the disk
+  // with this transaction's commit); without, the row keeps the body.
   auto* spool = db_.spool_writes() ? db_.spool() : nullptr;
-  if (spool) {
-    // The body to the spool, where it is to the row (both in this transaction's commit).
-    auto at = spool->append(r.body);
-    auto& q = db_.prepare(
-      "INSERT INTO Result (Identity, BlockId, RequestHash, Body, CreationTime, Seq, Segment, "
-      "Pos, Length) VALUES (?,?,?,'',?,?,?,?,?) RETURNING Id");
-    q.bind(1, r.identity);
-    q.bind(2, r.block_id);
-    q.bind(3, r.request_hash);
-    q.bind(4, now_text());
-    q.bind(5, r.seq);
-    q.bind(6, at.segment);
-    q.bind(7, at.offset);
-    q.bind(8, at.length);
-    std::int64_t id = q.executeStep() ? q.getColumn(0).getInt64() : 0;
-    q.reset();
-    spool->bind(at.segment, id);
-    return id;
-  }
+  std::optional<spool_location> at;
+  if (spool)
+    at = spool->append(r.body);
   auto& q = db_.prepare(
-    "INSERT INTO Result (Identity, BlockId, RequestHash, Body, CreationTime, Seq) "
-    "VALUES (?,?,?,?,?,?) RETURNING Id");
+    "INSERT INTO Result (Identity, BlockId, RequestHash, Body, CreationTime, Seq, Segment, "
+    "Pos, Length) VALUES (?,?,?,?,?,?,?,?,?) RETURNING Id");
   q.bind(1, r.identity);
   q.bind(2, r.block_id);
   q.bind(3, r.request_hash);
-  if (is_packed(r.body))
+  if (at)
+    q.bind(4, "");
+  else if (is_packed(r.body))
     q.bind_blob(4, r.body);
   else
     q.bind(4, r.body);
   q.bind(5, now_text());
   q.bind(6, r.seq);
+  if (at) {
+    q.bind(7, at->segment);
+    q.bind(8, at->offset);
+    q.bind(9, at->length);
+  } else {
+    q.bind(7);
+    q.bind(8);
+    q.bind(9);
+  }
   std::int64_t id = q.executeStep() ? q.getColumn(0).getInt64() : 0;
   q.reset();
+  if (at)
+    spool->bind(at->segment, id);
   return id;
 }
 

@@ -352,6 +352,15 @@ def db_bytes(path):
     return size(path), size(path + "-wal") + size(path + "-shm")
 
 
+def spool_bytes(path):
+    """Bytes in the result spool's segment files beside the SQLite database at `path`
+    (None when the broker made no spool there)."""
+    d = path + ".results"
+    if not os.path.isdir(d):
+        return None
+    return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+
+
 def less_than_regex(n):
     """A regex matching the decimal numbers 1 .. n-1 without leading zeros (n >= 2)."""
     digits = str(n)

@@ -80,10 +80,7 @@ def main():
         h.wait_until(f"the database back within 1.2x of {db_before} bytes",
                      lambda: sum(h.db_bytes(db)) <= 1.2 * db_before, timeout=30)
         # The result bodies waited in the spool beside it: nothing is left there either.
-        spool = db + ".results"
-        segments = [os.path.join(spool, f) for f in os.listdir(spool)]
-        assert segments and sum(os.path.getsize(f) for f in segments) == 0, \
-            [(f, os.path.getsize(f)) for f in segments]
+        assert h.spool_bytes(db) == 0, os.listdir(db + ".results")
         assert h.metrics(broker)["spiderhub_result_spool_bytes"] == 0
         # The worker got Exit and ends by itself after its one run.
         worker.wait(30)

@@ -3,7 +3,6 @@ middle of a crawl; each time the crawl finishes with every page exactly once in 
 items file and in JobStatus. The broker is killed while result bodies wait in its
 result spool (the worker paused): the restarted broker delivers them, and the spool is
 empty once the run is purged."""
-import os
 import signal
 import time
 
@@ -50,9 +49,8 @@ def scenario(args, name, crash):
         assert before["status"] == "Running", f"crawl ended before the crash: {before}"
         broker = crash(env, broker, nodes, worker)
         run = check_complete(env, broker, job, site, output)
-        spool = env.path("data", "broker.db.results")
-        h.wait_until("the result spool emptied after the run", lambda: sum(
-            os.path.getsize(os.path.join(spool, f)) for f in os.listdir(spool)) == 0, timeout=30)
+        h.wait_until("the result spool emptied after the run",
+                     lambda: h.spool_bytes(env.path("data", "broker.db")) == 0, timeout=30)
         assert "missing or damaged" not in env.log(broker.name), "a spooled body was lost"
         print(f"faults/{name}: crawl finished after the crash: {run['success']} pages, "
               f"per node {[n['success'] for n in run['nodes']]}")
