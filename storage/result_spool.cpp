@@ -19,6 +19,7 @@ namespace {
 constexpr std::uint32_t record_magic = 0x31524853;  // "SHR1"
 constexpr std::size_t header_size = 12;
 constexpr const char* suffix = ".seg";
+constexpr std::int64_t read_ahead = 256 * 1024;  // bytes one pread fetches for Poll
 
 void put_u32(char* p, std::uint32_t v) {
   for (int i = 0; i < 4; ++i)
@@ -114,6 +115,8 @@ void result_spool::start_head(std::int64_t seg) {
   auto& s = segments_[seg];
   s = segment{};
   s.fd = fd;
+  if (window_.segment == seg)
+    drop_window();
   head_ = seg;
   buffer_offset_ = 0;
 }
@@ -168,6 +171,7 @@ void result_spool::flush() {
         if (n == 0)
           errno = EIO;
         // The transaction fails: its bodies go, the next write starts where they did.
+        drop_window();
         h.size = buffer_offset_;
         buffer_.clear();
         fail("cannot write result spool segment", path_of(head_));
@@ -190,32 +194,70 @@ void result_spool::rolled_back() {
   // the rows themselves.
   segments_[head_].size = buffer_offset_;
   buffer_.clear();
+  drop_window();
+}
+
+std::int64_t result_spool::written_size(std::int64_t seg) const {
+  auto it = segments_.find(seg);
+  if (it == segments_.end())
+    return 0;
+  return seg == head_ ? buffer_offset_ : it->second.size;
+}
+
+std::string_view result_spool::record_bytes(const spool_location& at) {
+  auto need = static_cast<std::int64_t>(header_size) + at.length;
+  auto& w = window_;
+  if (w.segment == at.segment && at.offset >= w.offset &&
+      at.offset + need <= w.offset + static_cast<std::int64_t>(w.bytes.size()))
+    return std::string_view(w.bytes).substr(static_cast<std::size_t>(at.offset - w.offset),
+                                            static_cast<std::size_t>(need));
+  drop_window();
+  int fd;
+  try {
+    fd = fd_of(at.segment);
+  } catch (const std::exception&) {
+    return {};
+  }
+  // The window ends where the written bytes end (never past a tail still in the buffer).
+  auto span = std::max(need, std::min(read_ahead, written_size(at.segment) - at.offset));
+  w.bytes.resize(static_cast<std::size_t>(span));
+  std::size_t got = 0;
+  while (got < w.bytes.size()) {
+    auto n = ::pread(fd, w.bytes.data() + got, w.bytes.size() - got,
+                     static_cast<off_t>(at.offset + static_cast<std::int64_t>(got)));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    got += static_cast<std::size_t>(n);
+  }
+  if (static_cast<std::int64_t>(got) < need) {
+    drop_window();
+    return {};
+  }
+  w.bytes.resize(got);
+  w.segment = at.segment;
+  w.offset = at.offset;
+  return std::string_view(w.bytes).substr(0, static_cast<std::size_t>(need));
 }
 
 bool result_spool::read_record(const spool_location& at, std::string* body) {
   if (at.segment == head_ && at.offset + static_cast<std::int64_t>(header_size) + at.length >
                                buffer_offset_)
     flush();
-  if (!segments_.count(at.segment))
+  if (!segments_.count(at.segment) || at.offset < 0 || at.length < 0)
     return false;
-  int fd;
-  try {
-    fd = fd_of(at.segment);
-  } catch (const std::exception&) {
+  auto rec = record_bytes(at);
+  if (rec.empty())
     return false;
-  }
-  std::string buf(header_size + static_cast<std::size_t>(at.length), '\0');
-  auto n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(at.offset));
-  if (n != static_cast<ssize_t>(buf.size()))
+  if (get_u32(rec.data()) != record_magic ||
+      get_u32(rec.data() + 4) != static_cast<std::uint32_t>(at.length))
     return false;
-  if (get_u32(buf.data()) != record_magic ||
-      get_u32(buf.data() + 4) != static_cast<std::uint32_t>(at.length))
-    return false;
-  std::string_view payload(buf.data() + header_size, static_cast<std::size_t>(at.length));
-  if (get_u32(buf.data() + 8) != crc_of(payload))
+  auto payload = rec.substr(header_size);
+  if (get_u32(rec.data() + 8) != crc_of(payload))
     return false;
   if (body)
-    *body = std::string(payload);
+    body->assign(payload);
   return true;
 }
 
@@ -254,6 +296,7 @@ void result_spool::reset_head() {
   auto& h = segments_[head_];
   if (h.size == 0)
     return;
+  drop_window();
   if (::ftruncate(h.fd, 0) != 0) {
     spdlog::warn("storage: cannot empty result spool segment {}: {}", path_of(head_), errno_text());
     return;
@@ -268,6 +311,8 @@ void result_spool::remove_segment(std::int64_t seg) {
   auto it = segments_.find(seg);
   if (it == segments_.end())
     return;
+  if (window_.segment == seg)
+    drop_window();
   if (it->second.fd >= 0)
     ::close(it->second.fd);
   auto path = path_of(seg);

@@ -118,6 +118,11 @@ class result_spool {
   void reset_head();
   void remove_segment(std::int64_t seg);
   bool read_record(const spool_location& at, std::string* body);
+  /// The bytes of the record at `at` (header and body) from the read-ahead window,
+  /// reading a new window when they are outside it; empty when the file is too short.
+  std::string_view record_bytes(const spool_location& at);
+  /// Bytes of `seg` that have reached the file (a window never holds buffered bytes).
+  std::int64_t written_size(std::int64_t seg) const;
 
   spool_options o_;
   std::map<std::int64_t, segment> segments_;
@@ -126,6 +131,15 @@ class result_spool {
   std::int64_t buffer_offset_ = 0;  // where buffer_ starts in the head segment
   std::vector<std::int64_t> dirty_;
   bool unsynced_ = false;
+  // Read-ahead: Poll reads records in row order, which is file order, so one pread serves
+  // the following records too. Dropped whenever bytes at an offset can change (the head
+  // emptied or restarted, a segment deleted, a failed write, a rollback).
+  struct window {
+    std::int64_t segment = -1;
+    std::int64_t offset = 0;
+    std::string bytes;
+  } window_;
+  void drop_window() { window_.segment = -1; window_.bytes.clear(); }
 };
 
 } // namespace spiderhub::storage

@@ -110,6 +110,35 @@ TEST_CASE("result spool: bodies live in segments and a segment goes once its res
   CHECK(rows[2].body == body_of(102));
 }
 
+TEST_CASE("result spool: Poll's read-ahead never serves bytes from before the head started "
+          "over") {
+  temp_dir d;
+  spool_options o;
+  o.dir = d.file("db.results");  // one big head segment: every record in one read window
+  sqlite_database db(d.file("db"), std::chrono::milliseconds(1000), o);
+  crawl_repository c(db);
+  auto ids = insert_results(db, 1, 21);
+  auto rows = c.results_after("run", 0, 100);
+  REQUIRE(rows.size() == 20);
+  for (int i = 0; i < 20; ++i)
+    CHECK(rows[i].body == body_of(i + 1));
+  // All acked: the head is emptied and the next bodies (same sizes) reuse its offsets.
+  db.begin();
+  c.delete_results("run", ids);
+  db.commit();
+  REQUIRE(db.spool()->bytes_on_disk() == 0);
+  insert_results(db, 101, 121);
+  rows = c.results_after("run", 0, 100);
+  REQUIRE(rows.size() == 20);
+  for (int i = 0; i < 20; ++i)
+    CHECK(rows[i].body == body_of(i + 101));
+  // Bodies appended after a window was read are found past its end.
+  insert_results(db, 201, 203);
+  rows = c.results_after("run", 0, 100);
+  REQUIRE(rows.size() == 22);
+  CHECK(rows[21].body == body_of(202));
+}
+
 TEST_CASE("result spool: a rolled-back insert leaves no row, and a purge empties the spool") {
   temp_dir d;
   sqlite_database db(d.file("db"), std::chrono::milliseconds(1000), small_segments(d));
