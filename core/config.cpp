@@ -293,6 +293,7 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
     s.get("spool_dir", c.storage.spool_dir);
     s.get("spool_segment_mb", c.storage.spool_segment_mb, 1, 4096);
     s.get("spool_sync", c.storage.spool_sync);
+    s.get("compress_spool_above_mb", c.storage.compress_spool_above_mb, 0, 1000000);
     s.get("node_status_retention_h", c.storage.node_status_retention_h, 1, 24 * 365);
     s.get("audit_max_rows", c.storage.audit_max_rows, 1, 100000000);
     s.finish();

@@ -60,6 +60,7 @@ struct broker_config {
     std::string spool_dir;               // "" = the database path + ".results"
     std::int32_t spool_segment_mb = 64;  // a new segment file after this many MB
     bool spool_sync = false;             // fdatasync the spool before every commit
+    std::int32_t compress_spool_above_mb = 256;  // spool: bodies packed past this backlog
     std::int32_t node_status_retention_h = 24;
     std::int64_t audit_max_rows = 100000;  // newest audit rows kept
   } storage;

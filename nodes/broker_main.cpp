@@ -59,8 +59,10 @@ actors::dispatch_options dispatch_options_of(const core::broker_config& c) {
   d.slow_node_block = c.dispatch.slow_node_block;
   d.frontier_memory_max = c.dispatch.frontier_memory_max;
   d.max_unacked = c.dispatch.max_unacked;
-  // PostgreSQL compresses large values by itself (TOAST); its Body column is text.
-  d.pack_results = c.storage.kind == "sqlite" && c.storage.compress_results;
+  // PostgreSQL compresses large values by itself (TOAST); its Body column is text. With
+  // the result spool the storage thread packs, and only past a backlog
+  // (storage.compress_spool_above_mb): bodies that live a second are not worth ~5 us each.
+  d.pack_results = c.storage.kind == "sqlite" && c.storage.compress_results && !c.storage.result_spool;
   auto& p = d.politeness;
   const auto& pc = c.politeness;
   p.key_kind = *core::parse_politeness_key_kind(pc.key);  // the loader accepted only these
@@ -134,6 +136,8 @@ int run_broker(const core::broker_config& cfg) {
                                                         : cfg.storage.spool_dir;
       so.open.spool.segment_bytes = std::int64_t{cfg.storage.spool_segment_mb} << 20;
       so.open.spool.sync = cfg.storage.spool_sync;
+      so.open.spool.pack_above_bytes =
+        cfg.storage.compress_results ? std::int64_t{cfg.storage.compress_spool_above_mb} << 20 : -1;
       so.open.spool_writes = cfg.storage.result_spool;
     }
     // A paused leader must not hold row locks a standby's takeover waits for.

@@ -564,7 +564,8 @@ std::int64_t crawl_repository::insert_result(const result_row& r) {
   auto* spool = db_.spool_writes() ? db_.spool() : nullptr;
   std::optional<spool_location> at;
   if (spool)
-    at = spool->append(r.body);
+    at = spool->packing() && !is_packed(r.body) ? spool->append(pack_body(r.body))
+                                                : spool->append(r.body);
   auto& q = db_.prepare(
     "INSERT INTO Result (Identity, BlockId, RequestHash, Body, CreationTime, Seq, Segment, "
     "Pos, Length) VALUES (?,?,?,?,?,?,?,?,?) RETURNING Id");

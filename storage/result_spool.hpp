@@ -36,6 +36,9 @@ struct spool_options {
   std::string dir;                              // "" = no spool (bodies in the Result row)
   std::int64_t segment_bytes = 64LL << 20;      // a new segment after this many bytes
   bool sync = false;                            // fdatasync before each commit
+  // Bodies are LZ4-packed once the spool holds this many bytes (a worker behind its crawl);
+  // below it a body lives about a second and packing would only cost CPU. -1 = never.
+  std::int64_t pack_above_bytes = -1;
 };
 
 /// Where a body is: the segment's number, the record's offset in it, the body's length.
@@ -103,6 +106,8 @@ class result_spool {
 
   /// Bytes in segment files (tests, metrics).
   std::int64_t bytes_on_disk() const;
+  /// True when the next body should be packed (pack_above_bytes reached).
+  bool packing() const { return o_.pack_above_bytes >= 0 && bytes_on_disk() >= o_.pack_above_bytes; }
   std::size_t segments() const { return segments_.size(); }
   const std::string& dir() const { return o_.dir; }
 

@@ -139,6 +139,50 @@ TEST_CASE("result spool: Poll's read-ahead never serves bytes from before the he
   CHECK(rows[21].body == body_of(202));
 }
 
+TEST_CASE("result spool: bodies are packed only once the spool holds pack_above_bytes") {
+  temp_dir d;
+  spool_options o;
+  o.dir = d.file("db.results");
+  o.pack_above_bytes = 10 * 1024;  // ~6 bodies of 1.5 KB
+  sqlite_database db(d.file("db"), std::chrono::milliseconds(1000), o);
+  crawl_repository c(db);
+  for (int i = 1; i <= 20; ++i)
+    insert_results(db, i, i + 1);  // one commit each: the spool grows between them
+  auto lengths = [&] {
+    std::vector<std::int64_t> v;
+    SQLite::Statement q(db.db(), "SELECT Length FROM Result ORDER BY Id");
+    while (q.executeStep())
+      v.push_back(q.getColumn(0).getInt64());
+    return v;
+  }();
+  REQUIRE(lengths.size() == 20);
+  int raw = 0, packed = 0;
+  for (int i = 0; i < 20; ++i) {
+    bool is_raw = lengths[i] == static_cast<std::int64_t>(body_of(i + 1).size());
+    (is_raw ? raw : packed)++;
+    if (i > 0 && is_raw)
+      CHECK(lengths[i - 1] == static_cast<std::int64_t>(body_of(i).size()));  // raw ones first
+  }
+  CHECK(raw >= 6);
+  CHECK(raw <= 8);
+  CHECK(packed == 20 - raw);
+  auto rows = c.results_after("run", 0, 100);
+  REQUIRE(rows.size() == 20);
+  for (int i = 0; i < 20; ++i)
+    CHECK(rows[i].body == body_of(i + 1));
+  // Without a threshold (compress_results: false) nothing is packed.
+  temp_dir d2;
+  spool_options never;
+  never.dir = d2.file("db.results");
+  sqlite_database db2(d2.file("db"), std::chrono::milliseconds(1000), never);
+  insert_results(db2, 1, 21);
+  CHECK(db2.db().execAndGet("SELECT count(*) FROM Result WHERE Length=" +
+                            std::to_string(body_of(1).size()))
+          .getInt() >= 1);
+  CHECK(db2.db().execAndGet("SELECT min(Length) FROM Result").getInt64() >=
+        static_cast<std::int64_t>(body_of(1).size()));
+}
+
 TEST_CASE("result spool: a rolled-back insert leaves no row, and a purge empties the spool") {
   temp_dir d;
   sqlite_database db(d.file("db"), std::chrono::milliseconds(1000), small_segments(d));
