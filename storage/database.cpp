@@ -205,9 +205,22 @@ std::string time_text(std::int64_t ms) {
   return buf;
 }
 
+namespace {
+// SQLite counts every allocation under a global mutex (memory statistics we never read):
+// off, before the library initialises (a no-op, SQLITE_MISUSE, if something already did).
+void configure_sqlite_once() {
+  static const bool done = [] {
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    return true;
+  }();
+  (void)done;
+}
+} // namespace
+
 sqlite_database::sqlite_database(const std::string& path, std::chrono::milliseconds busy_timeout,
                                  spool_options spool, bool spool_writes)
   : path_(path), spool_writes_(spool_writes) {
+  configure_sqlite_once();
   namespace fs = std::filesystem;
   auto dir = fs::path(path).parent_path();
   std::error_code ec;
@@ -217,8 +230,11 @@ sqlite_database::sqlite_database(const std::string& path, std::chrono::milliseco
     throw std::runtime_error("storage: cannot create directory " + dir.string() + ": " +
                              ec.message());
   try {
-    db_ = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
-                                             static_cast<int>(busy_timeout.count()));
+    // One thread at a time uses a connection (the storage actor's), so SQLite's own
+    // per-call connection mutex is not needed (multi-thread mode).
+    db_ = std::make_unique<SQLite::Database>(
+      path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX,
+      static_cast<int>(busy_timeout.count()));
     // Checks the header before anything else touches the file.
     db_->exec("SELECT count(*) FROM sqlite_master");
     // Pages freed by finished runs go back to the filesystem (release_free_pages). The mode

@@ -117,7 +117,8 @@ class database {
   virtual bool spool_writes() const { return false; }
 };
 
-/// SQLite, one file (WAL, incremental vacuum).
+/// SQLite, one file (WAL, incremental vacuum). Like its connection, used by one thread at a
+/// time (the storage actor's): opened in multi-thread mode, without SQLite's per-call mutex.
 class sqlite_database final : public database {
  public:
   /// Opens (creating if needed) and migrates. Throws std::runtime_error with a clear
