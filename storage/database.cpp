@@ -399,6 +399,8 @@ bool sqlite_database::unavailable(const std::exception& e) const {
   }
 }
 
+std::int64_t sqlite_database::last_insert_rowid() { return db_->getLastInsertRowid(); }
+
 void sqlite_database::truncate_wal() {
   reset_statements();
   db_->exec("PRAGMA wal_checkpoint(TRUNCATE)");

@@ -115,6 +115,9 @@ class database {
   virtual result_spool* spool() { return nullptr; }
   /// True when new result bodies are appended to the spool.
   virtual bool spool_writes() const { return false; }
+  /// SQLite: the rowid of the last INSERT (no RETURNING needed, which builds a temporary
+  /// table per execution). Other backends: -1 (use RETURNING).
+  virtual std::int64_t last_insert_rowid() { return -1; }
 };
 
 /// SQLite, one file (WAL, incremental vacuum). Like its connection, used by one thread at a
@@ -137,6 +140,7 @@ class sqlite_database final : public database {
   int version() override;
   std::int64_t release_free_pages(int pages) override;
   void truncate_wal() override;
+  std::int64_t last_insert_rowid() override;
   void begin() override;
   void commit() override;
   void rollback() override;

@@ -443,11 +443,14 @@ bool crawl_repository::insert_request(const request_row& r) {
 }
 
 std::vector<request_row> crawl_repository::unspill_requests(const std::string& identity,
+                                                            std::int64_t after_seq,
                                                             std::int64_t max_rows) {
   auto& q = db_.prepare(
-    "SELECT Hash, Body, Seq FROM Request WHERE Identity=? AND State=4 ORDER BY Seq LIMIT ?");
+    "SELECT Hash, Body, Seq FROM Request WHERE Identity=? AND State=4 AND Seq>? ORDER BY Seq "
+    "LIMIT ?");
   q.bind(1, identity);
-  q.bind(2, max_rows);
+  q.bind(2, after_seq);
+  q.bind(3, max_rows);
   std::vector<request_row> out;
   while (q.executeStep()) {
     request_row r;
@@ -459,12 +462,6 @@ std::vector<request_row> crawl_repository::unspill_requests(const std::string& i
     out.push_back(std::move(r));
   }
   q.reset();
-  if (!out.empty()) {
-    auto& u = db_.prepare("UPDATE Request SET State=0 WHERE Identity=? AND State=4 AND Seq<=?");
-    u.bind(1, identity);
-    u.bind(2, out.back().seq);
-    u.exec();
-  }
   return out;
 }
 
@@ -566,9 +563,14 @@ std::int64_t crawl_repository::insert_result(const result_row& r) {
   if (spool)
     at = spool->packing() && !is_packed(r.body) ? spool->append(pack_body(r.body))
                                                 : spool->append(r.body);
+  // SQLite hands the new id out without RETURNING, which would fill a temporary table for
+  // every row (a tenth of the broker's storage thread at 1M pages).
+  const bool rowid = db_.backend() == database::kind::sqlite;
   auto& q = db_.prepare(
-    "INSERT INTO Result (Identity, BlockId, RequestHash, Body, CreationTime, Seq, Segment, "
-    "Pos, Length) VALUES (?,?,?,?,?,?,?,?,?) RETURNING Id");
+    rowid ? "INSERT INTO Result (Identity, BlockId, RequestHash, Body, CreationTime, Seq, Segment, "
+            "Pos, Length) VALUES (?,?,?,?,?,?,?,?,?)"
+          : "INSERT INTO Result (Identity, BlockId, RequestHash, Body, CreationTime, Seq, Segment, "
+            "Pos, Length) VALUES (?,?,?,?,?,?,?,?,?) RETURNING Id");
   q.bind(1, r.identity);
   q.bind(2, r.block_id);
   q.bind(3, r.request_hash);
@@ -589,8 +591,14 @@ std::int64_t crawl_repository::insert_result(const result_row& r) {
     q.bind(8);
     q.bind(9);
   }
-  std::int64_t id = q.executeStep() ? q.getColumn(0).getInt64() : 0;
-  q.reset();
+  std::int64_t id = 0;
+  if (rowid) {
+    q.exec();
+    id = db_.last_insert_rowid();
+  } else {
+    id = q.executeStep() ? q.getColumn(0).getInt64() : 0;
+    q.reset();
+  }
   if (at)
     spool->bind(at->segment, id);
   return id;

@@ -98,9 +98,14 @@ class crawl_repository {
   std::int64_t count_results(const std::string& identity);
   /// Requests of a run not downloaded yet (State pending, body kept), in push order.
   std::vector<request_row> pending_requests(const std::string& identity);
-  /// The oldest `max_rows` spilled requests of a run (push order), now set pending.
-  std::vector<request_row> unspill_requests(const std::string& identity, std::int64_t max_rows);
-  /// How many of a run's requests are spilled (wait on disk only).
+  /// The oldest `max_rows` spilled requests of a run after `after_seq` (push order). They
+  /// stay spilled in their rows (no write per request) until downloaded (finish_request);
+  /// the caller reads on from the last Seq it got. A restart, whose memory is empty, reads
+  /// every spilled row again from the start.
+  std::vector<request_row> unspill_requests(const std::string& identity, std::int64_t after_seq,
+                                            std::int64_t max_rows);
+  /// How many of a run's requests are spilled and not downloaded (at a restart: how many
+  /// wait on disk only).
   std::int64_t spilled(const std::string& identity);
   /// The highest Seq of a run's requests, any state (0 for none): new ones follow it.
   std::int64_t last_seq(const std::string& identity);

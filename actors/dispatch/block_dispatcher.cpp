@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <limits>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -113,8 +114,11 @@ struct run_entry {
   caf::actor consumer;                           // worker session polling this run
   // The frontier beyond `frontier_memory_max` waits on disk only (Request.State spilled,
   // push order in Seq); once anything is spilled every new request is too, so the order
-  // holds. Read back in chunks as the queue in memory drains below half the limit.
+  // holds. Read back in chunks as the queue in memory drains below half the limit; the
+  // rows stay spilled until downloaded, and reading goes on after the last Seq read.
   std::int64_t spilled = 0;
+  // Seq of the last spilled request read (rows migrated from schema 8 are below zero).
+  std::int64_t unspilled_to = std::numeric_limits<std::int64_t>::min();
   std::int64_t last_seq = 0;                      // Seq of the run's latest request
   bool unspilling = false;
 };
@@ -554,10 +558,11 @@ void unspill(self_ptr self, run_entry& r) {
     return;
   r.unspilling = true;
   auto chunk = std::max<std::int64_t>(1, memory_max / 2);
+  auto after = r.unspilled_to;
   self->request(self->state.storage, caf::infinite, read_atom::value,
-                read_fn([identity = r.identity, chunk](storage::database& db) {
-                  // A write (the rows become pending), in one transaction of the storage actor.
-                  return caf::make_message(storage::crawl_repository(db).unspill_requests(identity, chunk));
+                read_fn([identity = r.identity, after, chunk](storage::database& db) {
+                  return caf::make_message(
+                    storage::crawl_repository(db).unspill_requests(identity, after, chunk));
                 }))
     .then(
       [=, identity = r.identity](std::vector<storage::request_row>& rows) {
@@ -565,6 +570,8 @@ void unspill(self_ptr self, run_entry& r) {
         if (!run)
           return;
         run->unspilling = false;
+        if (!rows.empty())
+          run->unspilled_to = rows.back().seq;
         host_queues::settled out;
         queue_stored(*run, rows, now_ms(), out);
         run->spilled = std::max<std::int64_t>(0, run->spilled - static_cast<std::int64_t>(rows.size()));
