@@ -212,6 +212,10 @@ std::string_view result_spool::record_bytes(const spool_location& at) {
     return std::string_view(w.bytes).substr(static_cast<std::size_t>(at.offset - w.offset),
                                             static_cast<std::size_t>(need));
   drop_window();
+  // A row naming bytes past the segment's end (a damaged row) is missing, not a request
+  // to allocate what its length says.
+  if (at.offset + need > written_size(at.segment))
+    return {};
   int fd;
   try {
     fd = fd_of(at.segment);

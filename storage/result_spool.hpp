@@ -144,7 +144,12 @@ class result_spool {
     std::int64_t offset = 0;
     std::string bytes;
   } window_;
-  void drop_window() { window_.segment = -1; window_.bytes.clear(); }
+  void drop_window() {
+    window_.segment = -1;
+    window_.bytes.clear();
+    if (window_.bytes.capacity() > (1u << 20))
+      std::string().swap(window_.bytes);  // one big body must not pin its size
+  }
 };
 
 } // namespace spiderhub::storage

@@ -259,15 +259,19 @@ TEST_CASE("result spool: a damaged or missing body is found at start and counts 
     f.seekp(q.getColumn(1).getInt64() + 40);
     f.put('#');
   }
+  // The third row's length damaged: far past its segment's end (no huge allocation).
+  {
+    SQLite::Database raw(d.file("db"), SQLite::OPEN_READWRITE);
+    raw.exec("UPDATE Result SET Length=1000000000000000 WHERE Seq=3");
+  }
   sqlite_database db(d.file("db"), std::chrono::milliseconds(1000), small_segments(d));
   crawl_repository c(db);
   auto rows = c.results_after("run", 0, 100);
-  REQUIRE(rows.size() == 2);
+  REQUIRE(rows.size() == 1);
   CHECK(rows[0].seq == 1);
-  CHECK(rows[1].seq == 3);
   auto t = c.totals("run");
-  CHECK(t.success == 2);
-  CHECK(t.error == 1);
+  CHECK(t.success == 1);
+  CHECK(t.error == 2);
 }
 
 TEST_CASE("result spool: with writes off new bodies go to rows, spooled ones stay readable") {
