@@ -488,6 +488,8 @@ worker_config parse_worker_config(const std::string& yaml, const std::string& na
     throw input_error(name + ": full_class_name must not be empty");
   top.get("poll_max", c.poll_max, 1, 100000);
   top.get_ms("poll_idle_ms", c.poll_idle, 1, 60000);
+  top.get_ms("poll_wait_ms", c.poll_wait, 0, 10000);
+  top.get("parse_threads", c.parse_threads, 0, 64);
   top.get_ms("reconnect_max_ms", c.reconnect_max, 10, day_ms);
   top.get_ms("idle_timeout_ms", c.idle_timeout, 1000, day_ms);
   read_log(top.child("log"), c.log);

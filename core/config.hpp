@@ -195,6 +195,8 @@ struct worker_config {
   std::string full_class_name = "spiderhub.samples.SiteSpider";
   std::int32_t poll_max = 500;
   milliseconds poll_idle{50};            // sleep when a poll returned nothing
+  milliseconds poll_wait{1000};          // the broker may hold an empty poll this long (0: no)
+  std::int32_t parse_threads = 0;        // threads parsing a batch; 0 = one per core (max 8)
   milliseconds reconnect_max{10000};
   milliseconds idle_timeout{20000};      // nothing from the broker this long: reconnect
   log_config log;

@@ -124,6 +124,8 @@ int worker_main(int argc, char** argv) {
   wo.full_class_name = cfg.full_class_name;
   wo.poll_max = cfg.poll_max;
   wo.poll_idle = cfg.poll_idle;
+  wo.poll_wait = cfg.poll_wait;
+  wo.parse_threads = static_cast<unsigned>(cfg.parse_threads);
   wo.reconnect_max = cfg.reconnect_max;
   wo.idle_timeout = cfg.idle_timeout;
   wo.tls_verify = cfg.tls.verify;

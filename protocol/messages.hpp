@@ -65,8 +65,16 @@ using receive_atom = caf::atom_constant<caf::atom("receive")>;
 // --- worker sessions <-> dispatcher -----------------------------------------
 /// (push_atom, identity, std::vector<fast::raw_request>) -> int32 new requests (after commit).
 using push_atom = caf::atom_constant<caf::atom("push")>;
-/// (poll_atom, identity, max, session) -> std::string: JSON array text of results.
+/// (poll_atom, identity, max, wait_ms, session) -> std::string: JSON array text of
+/// results. With wait_ms > 0 a Poll that finds nothing new is held until results of the run
+/// are stored or wait_ms passed (long poll).
 using poll_atom = caf::atom_constant<caf::atom("poll")>;
+/// Held Polls: (poll_wake_atom, identity, token) dispatcher -> itself when one's wait
+/// ends; (poll_wake_atom, session) from a worker session about to send a Run: its held
+/// Polls are answered now (empty).
+using poll_wake_atom = caf::atom_constant<caf::atom("poll_wake")>;
+/// Longest wait a Poll may ask for.
+constexpr std::int64_t max_poll_wait_ms = 60000;
 /// (ack_atom, identity, std::vector<int64_t>) -> bool.
 using ack_atom = caf::atom_constant<caf::atom("ack")>;
 /// (complete_atom, identity) -> bool.

@@ -2,7 +2,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
+#include <string_view>
 
 #include "core/error.hpp"
 #include "core/url.hpp"
@@ -43,6 +45,12 @@ bool looks_like_html(const protocol::header_map& headers) {
     return lvalue.find("html") != std::string::npos;
   }
   return true;
+}
+
+/// Key of a URL in the run's sets (libstdc++'s 64-bit Murmur hash: well mixed in every bit,
+/// which the digest set's sharding and probing rely on).
+std::uint64_t url_key(std::string_view url) {
+  return std::hash<std::string_view>{}(url);
 }
 
 } // namespace
@@ -126,7 +134,7 @@ site_spider::run_state& site_spider::state_for(const protocol::worker_run& run) 
     while (std::getline(in, line)) {
       auto j = json::parse(line, nullptr, false);
       if (j.is_object() && j.value("run", std::string{}) == run.identity)
-        s.written.insert(j.value("url", std::string{}));
+        s.written.insert(url_key(j.value("url", std::string{})));
     }
   }
   s.out = open_output(s.args.output);
@@ -134,21 +142,22 @@ site_spider::run_state& site_spider::state_for(const protocol::worker_run& run) 
 }
 
 std::vector<protocol::request> site_spider::start_requests(const protocol::worker_run& run) {
+  std::lock_guard<std::mutex> lk(mu_);
   auto& s = state_for(run);
   protocol::request r;
   r.url = s.args.start_url;
   r.depth = 0;
-  s.requested.insert(r.url);
+  s.requested.insert(url_key(r.url));
   return {r};
 }
 
 parse_result site_spider::parse(const protocol::worker_run& run, const protocol::result& r,
                                 const std::string& body) {
-  auto& s = state_for(run);
   ++pages_;
   parse_result out;
   page_info info;
   bool ok = r.error.empty() && r.status_code >= 200 && r.status_code < 300;
+  // The expensive part, outside the lock: parse_concurrently() lets several threads in.
   if (ok && !body.empty() && looks_like_html(r.headers))
     info = extract_links(body, r.final_url.empty() ? r.url : r.final_url);
 
@@ -162,6 +171,8 @@ parse_result site_spider::parse(const protocol::worker_run& run, const protocol:
     item["screenshotBase64Bytes"] = r.screenshot.size();
   out.items.push_back(std::move(item));
 
+  std::lock_guard<std::mutex> lk(mu_);
+  auto& s = state_for(run);
   if (r.depth < s.args.max_depth) {
     for (auto& link : info.links) {
       if (s.args.same_domain && core::url_host(link) != s.start_host)
@@ -169,7 +180,7 @@ parse_result site_spider::parse(const protocol::worker_run& run, const protocol:
       // The broker's dedup key includes request.referer, so the referer travels as a
       // header instead: the broker then dedups by URL, also across worker restarts. The
       // local set only saves pushing links already requested by this process.
-      if (!s.requested.insert(link).second)
+      if (!s.requested.insert(url_key(link)))
         continue;
       protocol::request child;
       child.url = link;
@@ -183,12 +194,13 @@ parse_result site_spider::parse(const protocol::worker_run& run, const protocol:
 }
 
 void site_spider::on_items(const protocol::worker_run& run, const std::vector<json>& items) {
+  std::lock_guard<std::mutex> lk(mu_);
   auto& s = state_for(run);
   std::size_t n = 0;
   for (const auto& item : items) {
     auto url = item.value("url", std::string{});
     // Results are at-least-once: a page seen again after a reconnect is not written twice.
-    if (!s.written.insert(url).second)
+    if (!s.written.insert(url_key(url)))
       continue;
     // Titles come from arbitrary pages; replace invalid UTF-8 rather than fail the batch.
     *s.out << item.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
@@ -202,6 +214,7 @@ void site_spider::on_items(const protocol::worker_run& run, const std::vector<js
 }
 
 void site_spider::on_run_finished(const protocol::worker_run& run) {
+  std::lock_guard<std::mutex> lk(mu_);
   auto it = runs_.find(run.identity);
   if (it == runs_.end())
     return;

@@ -14,6 +14,7 @@
 
 #include "core/digest.hpp"
 #include "core/error.hpp"
+#include "core/task_pool.hpp"
 #include "core/url.hpp"
 #include "net/hub_client.hpp"
 #include "protocol/fast_json.hpp"
@@ -89,6 +90,9 @@ struct worker::impl {
 
   worker_options opts;
   spider& sp;
+  // Helpers of the SDK thread for parsing a batch (spiders that parse_concurrently);
+  // made and joined by loop() on the SDK thread. Null: parse on the SDK thread alone.
+  std::unique_ptr<core::task_pool> parse_pool;
 
   // Guards stopping, inbox, exited, st and started; every call_state too.
   mutable std::mutex mtx;
@@ -353,7 +357,11 @@ struct worker::impl {
   /// background (flights). False when the poll was empty and nothing was in flight.
   bool poll_once(run_state& rs) {
     const auto& id = rs.run.identity;
-    const auto poll_args = json::array({id, opts.poll_max}).dump();
+    // A long Poll (waitMs) only while this is the one run: the thread waits on its answer.
+    const bool long_poll = opts.poll_wait.count() > 0 && active.size() == 1;
+    const auto poll_args =
+      long_poll ? json::array({id, opts.poll_max, opts.poll_wait.count()}).dump()
+                : json::array({id, opts.poll_max}).dump();
     auto raw = call_raw(id, "Poll", poll_args, std::exchange(rs.prefetch, nullptr));
     if (!raw)
       return true;  // abandoned: let the loop apply the Exit/stop now
@@ -398,8 +406,9 @@ struct worker::impl {
     // while this one is parsed, pushed and acked.
     rs.prefetch = send_call("Poll", poll_args);
 
-    parse_result all;
-    for (const auto& r : results) {
+    std::vector<parse_result> parsed(results.size());
+    auto parse_one = [&](std::size_t i) {
+      const auto& r = results[i];
       std::string body;
       try {
         body = protocol::result_body(r);
@@ -408,12 +417,22 @@ struct worker::impl {
                      r.result_id, r.url, e.what());
       }
       try {
-        auto pr = sp.parse(rs.run, r, body);
-        std::move(pr.requests.begin(), pr.requests.end(), std::back_inserter(all.requests));
-        std::move(pr.items.begin(), pr.items.end(), std::back_inserter(all.items));
+        parsed[i] = sp.parse(rs.run, r, body);
       } catch (const std::exception& e) {
         spdlog::error("worker: run {}: parse of {} failed: {}", id, r.url, e.what());
+      } catch (...) {
+        spdlog::error("worker: run {}: parse of {} failed", id, r.url);
       }
+    };
+    if (parse_pool && sp.parse_concurrently())
+      parse_pool->run(results.size(), parse_one);
+    else
+      for (std::size_t i = 0; i < results.size(); ++i)
+        parse_one(i);
+    parse_result all;
+    for (auto& pr : parsed) {  // in result order, whichever thread parsed what
+      std::move(pr.requests.begin(), pr.requests.end(), std::back_inserter(all.requests));
+      std::move(pr.items.begin(), pr.items.end(), std::back_inserter(all.items));
     }
     {
       std::lock_guard<std::mutex> lk(mtx);
@@ -565,6 +584,13 @@ struct worker::impl {
 
   void loop() {
     current_worker = this;
+    unsigned threads = opts.parse_threads;
+    if (threads == 0)
+      threads = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
+    if (threads > 1 && sp.parse_concurrently())
+      parse_pool = std::make_unique<core::task_pool>(threads - 1, [this] {
+        current_worker = this;  // a parse callback calling stop() must not join
+      });
     for (;;) {
       std::deque<event> events;
       {
@@ -597,6 +623,7 @@ struct worker::impl {
         cv.wait_for(lk, opts.poll_idle, [&] { return stopping || !inbox.empty(); });
       }
     }
+    parse_pool.reset();
     current_worker = nullptr;
   }
 };

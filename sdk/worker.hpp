@@ -28,10 +28,11 @@ struct parse_result {
 };
 
 /// User logic. Every method is called on the SDK's single worker thread, so a spider needs
-/// no locking for its own state; several runs may be active at once, though, so keep
-/// per-run state keyed by run.identity. Exceptions are caught and logged by the SDK: a
-/// throwing start_requests ends the run with no requests, a throwing parse drops that one
-/// result (it is still acked so the run can finish).
+/// no locking for its own state (unless it opts into concurrent parse, below); several runs
+/// may be active at once, though, so keep per-run state keyed by run.identity. Exceptions
+/// are caught and logged by the SDK: a throwing start_requests ends the run with no
+/// requests, a throwing parse drops that one result (it is still acked so the run can
+/// finish).
 class spider {
  public:
   virtual ~spider() = default;
@@ -51,6 +52,11 @@ class spider {
   }
   /// The broker ended the run (Exit), or the broker no longer knows it.
   virtual void on_run_finished(const protocol::worker_run& run) { (void)run; }
+  /// True: parse() may be called from worker_options::parse_threads threads at once for
+  /// the results of one Poll batch (the spider locks its own state). What they return is
+  /// still pushed and handed to on_items in result order, and every other method stays on
+  /// the SDK thread, never during a batch's parse calls.
+  virtual bool parse_concurrently() const { return false; }
 };
 
 struct worker_options {
@@ -62,6 +68,10 @@ struct worker_options {
   std::string full_class_name;                    // which runs the broker sends us
   int poll_max = 500;                             // results per Poll at most
   std::chrono::milliseconds poll_idle{50};        // sleep after a Poll returned nothing
+  // How long the broker may hold a Poll that finds nothing new (long poll), so results
+  // reach the worker as they are stored instead of after an idle sleep. Asked only while
+  // the worker has one run (the SDK thread waits on it); 0 = never.
+  std::chrono::milliseconds poll_wait{1000};
   std::chrono::milliseconds reconnect_max{10000}; // cap of the reconnect backoff
   std::chrono::milliseconds invoke_timeout{60000};// one hub call; then it is retried
   // Nothing from the broker this long (it pings at least every sessions.heartbeat_interval,
@@ -70,6 +80,9 @@ struct worker_options {
   std::chrono::milliseconds retry_initial{100};   // first retry delay, doubled per failure
   std::chrono::milliseconds retry_max{2000};      // cap of the retry delay
   std::size_t push_chunk = 500;                   // requests per Push invocation
+  // Threads that parse a Poll batch when the spider allows it (parse_concurrently), the
+  // SDK thread included; 0 = one per core (at most 8).
+  unsigned parse_threads = 0;
   bool tls_verify = true;                         // wss: check the broker's certificate
   std::string tls_ca_file;                        // PEM CA bundle ("" = system store)
 };

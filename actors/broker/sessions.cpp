@@ -304,7 +304,18 @@ void handle_worker_call(worker_ptr self, hub_call& inv) {
       throw core::input_error("Poll: argument 'max' must be a positive integer");
     auto max = static_cast<std::int32_t>(std::min<std::int64_t>(max_arg.get<std::int64_t>(),
                                                                 1 << 30));
-    self->request(st.peers.dispatcher, caf::infinite, poll_atom::value, identity, max,
+    // Optional third argument: how long the broker may hold a Poll that finds nothing new
+    // (long poll); without it, or 0, an empty Poll is answered at once.
+    std::int32_t wait_ms = 0;
+    if (inv.arguments.size() > 2) {
+      auto& wait_arg = inv.arguments[2];
+      if (!wait_arg.is_number_integer() || wait_arg.get<std::int64_t>() < 0 ||
+          wait_arg.get<std::int64_t>() > max_poll_wait_ms)
+        throw core::input_error("Poll: argument 'waitMs' must be an integer from 0 to " +
+                                std::to_string(max_poll_wait_ms));
+      wait_ms = static_cast<std::int32_t>(wait_arg.get<std::int64_t>());
+    }
+    self->request(st.peers.dispatcher, caf::infinite, poll_atom::value, identity, max, wait_ms,
                   caf::actor{self})
       .then(
         [=](const std::string& results) {
@@ -376,6 +387,9 @@ caf::behavior worker_session(worker_ptr self, net::ws_ptr conn, std::string full
       self->quit();
     },
     [=](run_atom, const worker_run& r) {
+      // A worker with one run may be waiting in a long Poll on it: answer that Poll now so
+      // the worker gets to the new run without waiting out the Poll.
+      self->send(self->state.peers.dispatcher, poll_wake_atom::value, caf::actor{self});
       self->state.peer->invoke("Run", json::array({to_json(r)}));
     },
     [=](exit_atom, const std::string& identity) {

@@ -7,6 +7,7 @@
 #include <deque>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -108,6 +109,22 @@ struct run_entry {
   std::int64_t unacked = 0;                      // stored results not yet acked
   std::int64_t cursor = 0;                       // last result id handed to the consumer
   bool poll_in_flight = false;
+  // Results stored for this run so far, counted in store completions; a Poll read that
+  // came back short saw everything up to the count at its start (drained_gen), so a Poll
+  // arriving before the count moves on has nothing new to read.
+  std::uint64_t stored_gen = 0;
+  std::uint64_t drained_gen = no_gen;
+  static constexpr std::uint64_t no_gen = ~std::uint64_t{0};
+  // A long Poll that found nothing new: answered by the next store of this run's results,
+  // when its wait ends, or empty when its consumer changes, gets a Run or the run ends.
+  struct held_poll {
+    caf::typed_response_promise<std::string> rp;
+    std::int32_t limit = 0;
+    std::int32_t wait_ms = 0;
+    caf::actor session;
+    std::uint64_t token = 0;
+  };
+  std::optional<held_poll> held;
   bool completed = false;                        // worker sent Complete
   bool finishing = false;
   bool status_dirty = true;
@@ -143,6 +160,7 @@ struct dispatcher_state {
   std::int64_t last_status_ms = 0;
   std::int64_t wake_at = 0;        // a wake_atom is due then (0: none scheduled)
   std::uint64_t lease_seq = 0;
+  std::uint64_t poll_token = 0;    // names held Polls for their wait timers
   // Host names of `ip` politeness keys: resolved off the actor threads, a few at a time,
   // and cached (a failed name for a short while).
   std::unordered_map<std::string, std::pair<std::string, std::int64_t>> dns_cache;
@@ -226,6 +244,7 @@ void write_status(self_ptr self, run_entry& r, const std::string& status) {
 }
 
 void maybe_finish(self_ptr self, run_entry& r);
+bool more_may_come(self_ptr self, const run_entry& r);
 void pump(self_ptr self);
 run_entry* find_run(self_ptr self, const std::string& identity);
 std::string url_of(const std::string& request_json);
@@ -678,6 +697,12 @@ void purge(self_ptr self, const std::string& identity) {
         });
 }
 
+/// Answers a held Poll with nothing (its wait is over for another reason than results).
+void answer_held_poll(run_entry& r) {
+  if (auto held = std::exchange(r.held, std::nullopt))
+    held->rp.deliver(std::string("[]"));
+}
+
 void finish_run(self_ptr self, run_entry& r, const std::string& status) {
   r.finishing = true;
   spdlog::info("dispatcher: run {} of job {} finished ({}): total {} success {} error {} "
@@ -689,6 +714,7 @@ void finish_run(self_ptr self, run_entry& r, const std::string& status) {
     storage::run_repository(db).remove_running(identity);
   });
   purge(self, identity);
+  answer_held_poll(r);
   if (r.consumer)
     self->send(r.consumer, exit_atom::value, identity);
   std::set<std::string> told;
@@ -703,6 +729,8 @@ void finish_run(self_ptr self, run_entry& r, const std::string& status) {
 }
 
 void maybe_finish(self_ptr self, run_entry& r) {
+  if (r.held && !more_may_come(self, r))
+    answer_held_poll(r);  // nothing can wake it any more
   if (r.completed && !r.finishing && r.hosts->waiting() == 0 && r.blocks.empty() &&
       r.unacked == 0 && r.spilled == 0 && !r.unspilling)
     finish_run(self, r, "Success");
@@ -715,6 +743,85 @@ run_entry* find_run(self_ptr self, const std::string& identity) {
 
 caf::error unknown_run(const std::string& identity) {
   return app_error("not_found", "unknown or finished run '" + identity + "'");
+}
+
+using poll_promise = caf::typed_response_promise<std::string>;
+
+/// Whether results of `r` can still be stored without its consumer doing anything first:
+/// requests wait or are out on nodes, and acks are not what holds new blocks back
+/// (max_unacked_results). Only then may a Poll be held: a worker waiting in a Poll sends
+/// no Ack and no Push (the sample worker's thread waits in it).
+bool more_may_come(self_ptr self, const run_entry& r) {
+  const auto max_unacked = self->state.opts.max_unacked;
+  if (max_unacked > 0 && r.unacked >= max_unacked)
+    return false;
+  return r.hosts->waiting() > 0 || !r.blocks.empty() || r.spilled > 0 || r.unspilling;
+}
+
+/// Holds a Poll that found nothing new until results are stored or `wait_ms` passed.
+void hold_poll(self_ptr self, run_entry& r, poll_promise rp, std::int32_t limit,
+               std::int32_t wait_ms, const caf::actor& session) {
+  auto token = ++self->state.poll_token;
+  r.held = run_entry::held_poll{std::move(rp), limit, wait_ms, session, token};
+  self->delayed_send(self, std::chrono::milliseconds(wait_ms), poll_wake_atom::value, r.identity,
+                     token);
+}
+
+/// Reads up to `limit` results after the consumer's cursor and answers `rp` with them; an
+/// empty read of a long Poll is held instead.
+void read_poll(self_ptr self, run_entry& r, poll_promise rp, std::int32_t limit,
+               std::int32_t wait_ms, const caf::actor& session) {
+  r.poll_in_flight = true;
+  auto identity = r.identity;
+  auto after = r.cursor;
+  auto gen = r.stored_gen;
+  self
+    ->request(self->state.storage, caf::infinite, read_atom::value,
+              read_fn([identity, after, limit](storage::database& db) {
+                auto rows = storage::crawl_repository(db).results_after(identity, after, limit);
+                // Splice resultId into each stored JSON object: no re-parse needed.
+                std::string out = "[";
+                std::int64_t last = after;
+                for (auto& row : rows) {
+                  if (out.size() > 1)
+                    out += ',';
+                  out += "{\"resultId\":";
+                  out += std::to_string(row.id);
+                  if (row.body.size() > 2)
+                    out += ',';
+                  out.append(row.body, 1, std::string::npos);
+                  last = row.id;
+                }
+                out += ']';
+                return caf::make_message(std::move(out), last,
+                                         static_cast<std::int32_t>(rows.size()));
+              }))
+    .then(
+      [=](std::string& text, std::int64_t last, std::int32_t count) mutable {
+        auto* run = find_run(self, identity);
+        if (run) {
+          run->poll_in_flight = false;
+          if (run->consumer == session) {
+            run->cursor = std::max(run->cursor, last);
+            run->drained_gen = count < limit ? gen : run_entry::no_gen;
+            if (count == 0 && wait_ms > 0 && !run->held && more_may_come(self, *run)) {
+              // Counted as stored but not there to read (acked meanwhile, or a store
+              // whose rows another read already handed out): wait for the next ones.
+              if (run->stored_gen != gen)
+                read_poll(self, *run, std::move(rp), limit, wait_ms, session);
+              else
+                hold_poll(self, *run, std::move(rp), limit, wait_ms, session);
+              return;
+            }
+          }
+        }
+        rp.deliver(std::move(text));
+      },
+      [=](caf::error& err) mutable {
+        if (auto* run = find_run(self, identity))
+          run->poll_in_flight = false;
+        rp.deliver(std::move(err));
+      });
 }
 
 // URL of a stored Request body; "" when it has none.
@@ -1220,6 +1327,10 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                   (o.ok ? per.success : per.error)++;
                 }
                 run->unacked += n;
+                ++run->stored_gen;
+                if (auto held = std::exchange(run->held, std::nullopt))  // a long Poll waits
+                  read_poll(self, *run, std::move(held->rp), held->limit, held->wait_ms,
+                            held->session);
                 run->status_dirty = true;
                 self->state.results_stored += n;
                 if (auto it = run->blocks.find(block_id);
@@ -1235,57 +1346,40 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
             });
       return rp;
     },
-    [=](poll_atom, const std::string& identity, std::int32_t max,
+    [=](poll_atom, const std::string& identity, std::int32_t max, std::int32_t wait_ms,
         caf::actor session) -> caf::result<std::string> {
       auto* r = find_run(self, identity);
       if (!r)
         return unknown_run(identity);
       if (r->consumer != session) {
         // A new consumer (worker reconnected): redeliver everything not acked.
+        answer_held_poll(*r);
         r->consumer = session;
         r->cursor = 0;
+        r->drained_gen = run_entry::no_gen;
       }
-      if (r->poll_in_flight || r->unacked == 0)
+      if (r->poll_in_flight || r->held)
         return std::string("[]");
-      r->poll_in_flight = true;
       auto limit = std::clamp<std::int32_t>(max, 1, self->state.opts.max_poll);
+      bool nothing_new = r->unacked == 0 || r->drained_gen == r->stored_gen;
+      if (nothing_new && (wait_ms <= 0 || !more_may_come(self, *r)))
+        return std::string("[]");
       auto rp = self->make_response_promise<std::string>();
-      auto after = r->cursor;
-      self
-        ->request(self->state.storage, caf::infinite, read_atom::value,
-                  read_fn([identity, after, limit](storage::database& db) {
-                    auto rows = storage::crawl_repository(db).results_after(identity, after, limit);
-                    // Splice resultId into each stored JSON object: no re-parse needed.
-                    std::string out = "[";
-                    std::int64_t last = after;
-                    for (auto& row : rows) {
-                      if (out.size() > 1)
-                        out += ',';
-                      out += "{\"resultId\":";
-                      out += std::to_string(row.id);
-                      if (row.body.size() > 2)
-                        out += ',';
-                      out.append(row.body, 1, std::string::npos);
-                      last = row.id;
-                    }
-                    out += ']';
-                    return caf::make_message(std::move(out), last);
-                  }))
-        .then(
-          [=](std::string& text, std::int64_t last) mutable {
-            if (auto* run = find_run(self, identity)) {
-              run->poll_in_flight = false;
-              if (run->consumer == session)
-                run->cursor = std::max(run->cursor, last);
-            }
-            rp.deliver(std::move(text));
-          },
-          [=](caf::error& err) mutable {
-            if (auto* run = find_run(self, identity))
-              run->poll_in_flight = false;
-            rp.deliver(std::move(err));
-          });
+      if (nothing_new)
+        hold_poll(self, *r, rp, limit, wait_ms, session);
+      else
+        read_poll(self, *r, rp, limit, wait_ms, session);
       return rp;
+    },
+    [=](poll_wake_atom, const std::string& identity, std::uint64_t token) {
+      // A held Poll's wait ended with nothing stored for it.
+      if (auto* r = find_run(self, identity); r && r->held && r->held->token == token)
+        answer_held_poll(*r);
+    },
+    [=](poll_wake_atom, const caf::actor& session) {
+      for (auto& [identity, r] : self->state.runs)
+        if (r.held && r.held->session == session)
+          answer_held_poll(r);
     },
     [=](ack_atom, const std::string& identity,
         std::vector<std::int64_t>& ids) -> caf::result<bool> {

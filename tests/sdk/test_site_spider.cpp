@@ -6,10 +6,12 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.hpp"
@@ -20,6 +22,7 @@ using spiderhub::core::input_error;
 using spiderhub::protocol::request;
 using spiderhub::protocol::result;
 using spiderhub::protocol::worker_run;
+using spiderhub::sdk::parse_result;
 using spiderhub::sdk::parse_site_arguments;
 using spiderhub::sdk::site_spider;
 using json = nlohmann::json;
@@ -246,4 +249,49 @@ TEST_CASE("site_spider: an unwritable output is reported") {
   auto run = make_run("run-unwritable",
                       {{"startUrl", "http://site.example/"}, {"output", "/nonexistent-dir/x.jsonl"}});
   CHECK_THROWS_AS(spider.start_requests(run), input_error);
+}
+
+TEST_CASE("site_spider: pages parsed on several threads at once push every link exactly once") {
+  temp_file out("concurrent");
+  site_spider spider(nullptr);
+  REQUIRE(spider.parse_concurrently());
+  auto run = make_run("run-threads", {{"startUrl", "http://site.example/"},
+                                      {"maxDepth", 5},
+                                      {"output", out.path}});
+  spider.start_requests(run);
+  // 400 pages; page i links to /p/(i*7+k)%500 for k < 20: most links appear on several
+  // pages, which threads parse at the same time.
+  constexpr int pages = 400;
+  std::vector<std::string> bodies(pages);
+  std::set<std::string> expected;
+  for (int i = 0; i < pages; ++i) {
+    for (int k = 0; k < 20; ++k) {
+      auto target = "/p/" + std::to_string((i * 7 + k) % 500);
+      bodies[i] += "<p>filler text</p><a href=\"" + target + "\">x</a>";
+      expected.insert("http://site.example" + target);
+    }
+  }
+  std::vector<parse_result> parsed(pages);
+  std::atomic<int> next{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i; (i = next.fetch_add(1)) < pages;)
+        parsed[i] = spider.parse(
+          run, page(i + 1, "http://site.example/p/" + std::to_string(i), 1, bodies[i]),
+          bodies[i]);
+    });
+  for (auto& t : threads)
+    t.join();
+  std::multiset<std::string> pushed;
+  std::size_t items = 0;
+  for (auto& p : parsed) {
+    for (auto& r : p.requests)
+      pushed.insert(r.url);
+    items += p.items.size();
+  }
+  CHECK(items == pages);
+  CHECK(pushed.size() == expected.size());  // no link pushed twice
+  CHECK(std::set<std::string>(pushed.begin(), pushed.end()) == expected);
+  CHECK(spider.pages_parsed() == pages);
 }
