@@ -177,7 +177,8 @@ class Worker:
     def __init__(self, broker: str | list[str], token: str, full_class_name: str, spider: Spider,
                  sink: JsonLinesSink | None = None, poll_max: int = 500,
                  push_chunk: int = 500, reconnect_max: float = 10.0,
-                 call_timeout: float = 60.0, idle_timeout: float = 20.0, log=print) -> None:
+                 call_timeout: float = 60.0, idle_timeout: float = 20.0,
+                 poll_wait: float = 1.0, log=print) -> None:
         self.brokers = split_brokers(broker)
         self.broker = self.brokers[0]  # the one connected to (or tried) last
         self._broker_index = 0
@@ -187,6 +188,9 @@ class Worker:
         self.spider = spider
         self.sink = sink
         self.poll_max = poll_max
+        # Seconds the broker may hold a Poll that finds nothing new (long poll), asked while
+        # this worker has one run; 0: every Poll is answered at once.
+        self.poll_wait = poll_wait
         self.push_chunk = push_chunk
         self.reconnect_max = reconnect_max
         self.call_timeout = call_timeout
@@ -327,12 +331,15 @@ class Worker:
             rs.phase = "polling"
             return True
         # Polling: this batch (the prefetched one, if any), and the next one on its way.
-        batch = self._result_of(rs.prefetch, "Poll", identity, self.poll_max)
+        poll = (identity, self.poll_max)
+        if self.poll_wait > 0 and len(self.runs) == 1:
+            poll += (int(self.poll_wait * 1000),)
+        batch = self._result_of(rs.prefetch, "Poll", *poll)
         rs.prefetch = None
         if not isinstance(batch, list) or not batch:
             return False
         if self.hub and not self.hub.closed:
-            rs.prefetch = self.hub.send("Poll", identity, self.poll_max)
+            rs.prefetch = self.hub.send("Poll", *poll)
         children: list[Request] = []
         written: list[tuple[Response, list[dict]]] = []
         ids = []
@@ -452,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=0,
                     help="exit after this many runs finished (0: serve until killed)")
     ap.add_argument("--poll-max", type=int, default=500, help="results per Poll")
+    ap.add_argument("--poll-wait", type=float, default=1.0,
+                    help="seconds the broker may hold a Poll that finds nothing new and answer "
+                         "it as results arrive (long poll; 0: never; at most 60)")
     ap.add_argument("--idle-timeout", type=float, default=20.0,
                     help="seconds without anything from the broker (it pings every "
                          "sessions.heartbeat_interval) before the link counts as dead and "
@@ -460,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.idle_timeout < 0:
         ap.error("--idle-timeout must be >= 0")
+    if not 0 <= a.poll_wait <= 60:
+        ap.error("--poll-wait must be from 0 to 60 seconds")
     try:
         split_brokers(a.broker)
     except ValueError as e:
@@ -467,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     spider = _load_spider(a.spider)
     sink = JsonLinesSink(a.output) if a.output else None
     w = Worker(a.broker, a.token, a.cls, spider, sink=sink, poll_max=a.poll_max,
+               poll_wait=a.poll_wait,
                idle_timeout=a.idle_timeout, log=lambda m: print(m, file=sys.stderr, flush=True))
     try:
         w.serve(runs=a.runs)
