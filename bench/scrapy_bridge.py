@@ -37,6 +37,8 @@ def main():
     ap.add_argument("--bin", default=os.path.join(root, "build", "spiderhub"))
     ap.add_argument("--pages", type=int, default=5000)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--plain-only", action="store_true",
+                    help="only plain Scrapy (the figure bench/crawl.py is compared with)")
     a = ap.parse_args()
     with h.Env(argparse.Namespace(bin=a.bin, source=root, build=os.path.dirname(a.bin)),
                 "bench-scrapy") as env:
@@ -65,7 +67,7 @@ def main():
         rates["plain Scrapy"] = pages_in(out, expected, once=False) / crawl_s
 
         src = os.path.join(root, "clients", "python")
-        for nodes in (1, 2):
+        for nodes in () if a.plain_only else (1, 2):
             broker = env.start_broker(name=f"broker{nodes}", extra_yaml=(
                 "dispatch:\n  block_size: 50\npoliteness:\n  max_concurrency_per_host: 1000\n"
                 "log:\n  level: warn\n"))

@@ -35,6 +35,7 @@ struct hub_client::impl : std::enable_shared_from_this<impl> {
 
   options opts;
   std::unordered_map<std::string, method_fn> methods;
+  std::unordered_map<std::string, raw_method_fn> raw_methods;
   std::function<void()> connected_fn;
   std::function<void(const std::string&)> disconnected_fn;
 
@@ -177,6 +178,12 @@ struct hub_client::impl : std::enable_shared_from_this<impl> {
       }
       auto msg = protocol::fast::parse_record(rec);
       if (msg.type == 1) {
+        if (auto raw = raw_methods.find(msg.target); raw != raw_methods.end()) {
+          raw->second(msg.arguments);
+          if (msg.invocation_id)
+            send_text(sr::encode(sr::completion{*msg.invocation_id, json(nullptr), {}}));
+          return;
+        }
         auto it = methods.find(msg.target);
         if (it == methods.end()) {
           spdlog::warn("{}: server called unknown method '{}'", opts.name, msg.target);
@@ -306,6 +313,10 @@ struct hub_client::impl : std::enable_shared_from_this<impl> {
 hub_client::hub_client(options opts) : impl_(std::make_shared<impl>(std::move(opts))) {}
 
 hub_client::~hub_client() { stop(); }
+
+void hub_client::on_raw(const std::string& target, raw_method_fn fn) {
+  impl_->raw_methods[target] = std::move(fn);
+}
 
 void hub_client::on(const std::string& target, method_fn fn) {
   impl_->methods[target] = std::move(fn);

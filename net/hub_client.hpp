@@ -34,6 +34,9 @@ class hub_client {
   using raw_completion_fn = std::function<void(std::string result_json, std::string error)>;
   /// Server-to-client method: receives the invocation's arguments array.
   using method_fn = std::function<void(const json& arguments)>;
+  /// A method that takes its arguments as raw JSON array text (bulk calls decoded without
+  /// a DOM).
+  using raw_method_fn = std::function<void(std::string_view arguments_json)>;
 
   struct options {
     std::function<std::string()> url;    // called before every connect (fresh sign)
@@ -60,6 +63,7 @@ class hub_client {
 
   /// Registers a server-to-client method; call before start().
   void on(const std::string& target, method_fn fn);
+  void on_raw(const std::string& target, raw_method_fn fn);
   void on_connected(std::function<void()> fn);
   void on_disconnected(std::function<void(const std::string& reason)> fn);
 

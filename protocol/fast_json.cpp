@@ -206,6 +206,39 @@ std::string raw_value(od::value& v) {
   return std::string(raw);
 }
 
+// One request object, validated like decode<request> (unknown keys ignored, null as
+// absent, url required and not empty, method GET when missing).
+void read_request(od::object& obj, request& r, const std::string& path) {
+  bool has_url = false;
+  for_each_field(obj, path, [&](std::string_view key, od::value& v) {
+    auto p = [&] { return path + "." + std::string(key); };  // built only for a message
+    if (key == "url") {
+      r.url = get_string(v, p());
+      has_url = true;
+    } else if (key == "method") {
+      r.method = get_string(v, p());
+    } else if (key == "referer") {
+      r.referer = get_string(v, p());
+    } else if (key == "origin") {
+      r.origin = get_string(v, p());
+    } else if (key == "content") {
+      r.content = get_string(v, p());
+    } else if (key == "depth") {
+      r.depth = to_int32(get_int(v, p()), p());
+    } else if (key == "cycleTriedTimes") {
+      r.cycle_tried_times = to_int32(get_int(v, p()), p());
+    } else if (key == "headers") {
+      read_headers(v, r.headers, p());
+    }
+  });
+  if (!has_url)
+    fail(path + ".url", "missing");
+  if (r.url.empty())
+    fail(path + ".url", "must not be empty");
+  if (r.method.empty())
+    r.method = "GET";
+}
+
 } // namespace
 
 raw_message parse_record(std::string_view record) {
@@ -368,6 +401,81 @@ raw_block_response parse_block_response(std::string_view arguments_json) {
   return out;
 }
 
+block parse_block(std::string_view arguments_json) {
+  static const std::string path = "Receive.arguments[0]";
+  simdjson::padded_string padded(arguments_json);
+  od::document doc;
+  if (thread_parser().iterate(padded).get(doc) != simdjson::SUCCESS)
+    fail("Receive.arguments", "not valid JSON");
+  od::array args;
+  if (doc.get_array().get(args) != simdjson::SUCCESS)
+    fail("Receive.arguments", "expected an array");
+  block b;
+  bool seen = false, has_id = false, has_identity = false;
+  for (auto arg : args) {
+    if (seen)
+      break;  // further arguments are ignored, as by the DOM decoder
+    seen = true;
+    od::object obj;
+    if (arg.get_object().get(obj) != simdjson::SUCCESS)
+      fail(path, "expected an object");
+    for_each_field(obj, path, [&](std::string_view key, od::value& v) {
+      auto p = [&] { return path + "." + std::string(key); };
+      if (key == "blockId") {
+        b.block_id = get_string(v, p());
+        has_id = true;
+      } else if (key == "identity") {
+        b.identity = get_string(v, p());
+        has_identity = true;
+      } else if (key == "command") {
+        b.command = to_int32(get_int(v, p()), p());
+      } else if (key == "threadNum") {
+        b.thread_num = to_int32(get_int(v, p()), p());
+      } else if (key == "delayMs") {
+        b.delay_ms = to_int32(get_int(v, p()), p());
+      } else if (key == "changeIpPattern") {
+        b.change_ip_pattern = get_string(v, p());
+      } else if (key == "cookies") {
+        b.cookies = get_string(v, p());
+      } else if (key == "site") {
+        // One per block and rich in fields: the DOM decoder reads it.
+        od::object site_obj;
+        std::string_view raw;
+        if (v.get_object().get(site_obj) != simdjson::SUCCESS ||
+            site_obj.raw_json().get(raw) != simdjson::SUCCESS)
+          fail(p(), "expected an object");
+        b.site_settings = decode<site>(nlohmann::json::parse(raw), p());
+      } else if (key == "requests") {
+        od::array reqs;
+        if (v.get_array().get(reqs) != simdjson::SUCCESS)
+          fail(p(), "expected an array");
+        for (auto elem : reqs) {
+          auto rp = [&] { return p() + "[" + std::to_string(b.requests.size()) + "]"; };
+          od::object robj;
+          if (elem.get_object().get(robj) != simdjson::SUCCESS)
+            fail(rp(), "expected an object");
+          request r;
+          read_request(robj, r, rp());
+          b.requests.push_back(std::move(r));
+        }
+      }
+    });
+  }
+  if (!seen)
+    fail("Receive", "missing block");
+  if (!has_id)
+    fail(path + ".blockId", "missing");
+  if (!has_identity)
+    fail(path + ".identity", "missing");
+  if (b.command < 0 || b.command > 4)
+    fail(path + ".command", "must be 0-4");
+  if (b.thread_num < 1)
+    fail(path + ".threadNum", "must be >= 1");
+  if (b.delay_ms < 0)
+    fail(path + ".delayMs", "must be >= 0");
+  return b;
+}
+
 std::pair<std::string, std::vector<raw_request>> parse_push(std::string_view arguments_json) {
   simdjson::padded_string padded(arguments_json);
   od::document doc;
@@ -416,34 +524,7 @@ std::pair<std::string, std::vector<raw_request>> parse_push(std::string_view arg
         rdoc.get_object().get(obj) != simdjson::SUCCESS)
       fail(path, "expected an object");
     request r;
-    bool has_url = false;
-    for_each_field(obj, path, [&](std::string_view key, od::value& v) {
-      auto p = path + "." + std::string(key);
-      if (key == "url") {
-        r.url = get_string(v, p);
-        has_url = true;
-      } else if (key == "method") {
-        r.method = get_string(v, p);
-      } else if (key == "referer") {
-        r.referer = get_string(v, p);
-      } else if (key == "origin") {
-        r.origin = get_string(v, p);
-      } else if (key == "content") {
-        r.content = get_string(v, p);
-      } else if (key == "depth") {
-        r.depth = to_int32(get_int(v, p), p);
-      } else if (key == "cycleTriedTimes") {
-        r.cycle_tried_times = to_int32(get_int(v, p), p);
-      } else if (key == "headers") {
-        read_headers(v, r.headers, p);
-      }
-    });
-    if (!has_url)
-      fail(path + ".url", "missing");
-    if (r.url.empty())
-      fail(path + ".url", "must not be empty");
-    if (r.method.empty())
-      r.method = "GET";
+    read_request(obj, r, path);
     auto hash = request_hash(r);
     out.push_back({std::move(hash), std::string(raws[i]), std::move(r.url)});
   }

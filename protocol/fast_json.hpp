@@ -74,6 +74,11 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
   return f(x.hash, x.json, x.url);
 }
 
+/// Decodes the arguments of a Receive call ([Block]) as decode<block> does, without a DOM
+/// (a block carries up to hundreds of requests; the site settings, one per block, go
+/// through the DOM decoder). Throws core::input_error.
+block parse_block(std::string_view arguments_json);
+
 /// Decodes a JSON array of results (a Poll reply). Throws core::input_error.
 std::vector<result> parse_results(std::string_view array_json);
 

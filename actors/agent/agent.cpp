@@ -269,14 +269,23 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
       spdlog::debug("node: block {} of run {} done", block_id, identity);
     });
 
-  st.hub->on("Receive", [me](const json& args) {
+  st.hub->on_raw("Receive", [me](std::string_view raw) {
+    block b;
     try {
-      if (args.empty())
-        throw core::input_error("Receive: missing block");
-      caf::anon_send(me, receive_atom::value, decode<block>(args[0], "Receive.arguments[0]"));
-    } catch (const std::exception& e) {
-      spdlog::error("node: bad Receive from broker: {}", e.what());
+      b = protocol::fast::parse_block(raw);
+    } catch (const std::exception&) {
+      // The DOM decoder has the last word (and the message that says what is wrong).
+      try {
+        auto args = json::parse(raw);
+        if (!args.is_array() || args.empty())
+          throw core::input_error("Receive: missing block");
+        b = decode<block>(args[0], "Receive.arguments[0]");
+      } catch (const std::exception& e) {
+        spdlog::error("node: bad Receive from broker: {}", e.what());
+        return;
+      }
     }
+    caf::anon_send(me, receive_atom::value, std::move(b));
   });
   st.hub->on("Exit", [me](const json& args) {
     if (!args.empty() && args[0].is_string())

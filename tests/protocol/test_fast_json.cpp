@@ -161,3 +161,96 @@ TEST_CASE("fast_json: append_json_string writes what a JSON parser reads back") 
   CHECK(nlohmann::json::parse(out).get<std::string>() ==
         std::string(17, 'a') + "\xef\xbf\xbd" + std::string(12, 'a'));
 }
+
+namespace {
+// Both decoders' verdict on Receive arguments: the block's JSON when accepted, else "".
+std::string dom_block(const std::string& args) {
+  try {
+    auto j = nlohmann::json::parse(args);
+    if (!j.is_array() || j.empty())
+      return "";
+    return to_json(decode<block>(j[0], "Receive.arguments[0]")).dump();
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+std::string fast_block(const std::string& args) {
+  try {
+    return to_json(fast::parse_block(args)).dump();
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+} // namespace
+
+TEST_CASE("fast_json: Receive blocks decode as the DOM decoder decodes them, or are refused alike") {
+  block b;
+  b.block_id = "b-1";
+  b.identity = "run \"1\"";
+  b.command = 2;
+  b.thread_num = 16;
+  b.delay_ms = 250;
+  b.change_ip_pattern = "captcha|blocked";
+  b.cookies = "a=1; b=\u00e9";
+  b.site_settings.user_agent = "spiderhub/1.0";
+  b.site_settings.headers["X-Test"] = "1";
+  b.site_settings.domains = {"example.com", "ex\u00e4mple.org"};
+  b.site_settings.max_concurrency_per_host = 3;
+  for (int i = 0; i < 50; ++i) {
+    request r;
+    r.url = "http://example.com/p/" + std::to_string(i) + "?q=\"x\"&t=\t\u2603";
+    r.method = i % 3 ? "GET" : "POST";
+    r.referer = i % 2 ? "http://example.com/" : "";
+    r.origin = "o";
+    r.content = i % 5 ? "" : "body\nline";
+    r.depth = i;
+    r.cycle_tried_times = i % 4;
+    if (i % 2)
+      r.headers["Referer"] = "http://example.com/\\back";
+    b.requests.push_back(r);
+  }
+  auto args = nlohmann::json::array({to_json(b), "ignored"}).dump();
+  auto fast = fast_block(args);
+  REQUIRE(!fast.empty());
+  CHECK(fast == dom_block(args));
+  auto back = fast::parse_block(args);
+  CHECK(back.requests.size() == 50);
+  CHECK(back.requests[7].url == b.requests[7].url);
+  CHECK(back.site_settings.domains == b.site_settings.domains);
+
+  // Nulls count as missing, unknown keys are ignored, a missing method is GET.
+  const std::string lenient =
+    R"([{"blockId":"b","identity":"r","command":null,"site":null,"extra":[1,{"x":2}],)"
+    R"("requests":[{"url":"http://a/","method":null,"depth":null,"headers":{"k":"v"},"z":1}]}])";
+  CHECK(!fast_block(lenient).empty());
+  CHECK(fast_block(lenient) == dom_block(lenient));
+  CHECK(fast::parse_block(lenient).requests.at(0).method == "GET");
+
+  // Everything the DOM decoder refuses, the fast one refuses too (the node then logs the
+  // DOM decoder's message).
+  for (const std::string& bad : {
+         std::string(R"([])"),
+         std::string(R"({"blockId":"b"})"),
+         std::string(R"([7])"),
+         std::string(R"([{"identity":"r"}])"),
+         std::string(R"([{"blockId":"b"}])"),
+         std::string(R"([{"blockId":1,"identity":"r"}])"),
+         std::string(R"([{"blockId":"b","identity":"r","command":5}])"),
+         std::string(R"([{"blockId":"b","identity":"r","threadNum":0}])"),
+         std::string(R"([{"blockId":"b","identity":"r","delayMs":-1}])"),
+         std::string(R"([{"blockId":"b","identity":"r","threadNum":4294967297}])"),
+         std::string(R"([{"blockId":"b","identity":"r","requests":{}}])"),
+         std::string(R"([{"blockId":"b","identity":"r","requests":[1]}])"),
+         std::string(R"([{"blockId":"b","identity":"r","requests":[{}]}])"),
+         std::string(R"([{"blockId":"b","identity":"r","requests":[{"url":""}]}])"),
+         std::string(R"([{"blockId":"b","identity":"r","requests":[{"url":"u","depth":"1"}]}])"),
+         std::string(R"([{"blockId":"b","identity":"r","requests":[{"url":"u","headers":{"k":1}}]}])"),
+         std::string(R"([{"blockId":"b","identity":"r","site":[]}])"),
+         std::string(R"([{"blockId":"b","identity":"r","site":{"domains":"x"}}])"),
+         std::string(R"([{"blockId":"b","identity":"r",)"),
+       }) {
+    INFO(bad);
+    CHECK(dom_block(bad).empty());
+    CHECK(fast_block(bad).empty());
+  }
+}
