@@ -206,6 +206,17 @@ std::string raw_value(od::value& v) {
   return std::string(raw);
 }
 
+// Parses `padded` into `doc` (both outlive what is read from it) and returns its top-level
+// array; `what` names the array in errors.
+od::array top_array(simdjson::padded_string& padded, od::document& doc, const char* what) {
+  if (thread_parser().iterate(padded).get(doc) != simdjson::SUCCESS)
+    fail(what, "not valid JSON");
+  od::array arr;
+  if (doc.get_array().get(arr) != simdjson::SUCCESS)
+    fail(what, "expected an array");
+  return arr;
+}
+
 // One request object, validated like decode<request> (unknown keys ignored, null as
 // absent, url required and not empty, method GET when missing).
 void read_request(od::object& obj, request& r, const std::string& path) {
@@ -310,13 +321,8 @@ raw_message parse_record(std::string_view record) {
 raw_block_response parse_block_response(std::string_view arguments_json) {
   const std::string path = "SaveBlockResponse.arguments[0]";
   simdjson::padded_string padded(arguments_json);
-  auto& parser = thread_parser();
   od::document doc;
-  if (parser.iterate(padded).get(doc) != simdjson::SUCCESS)
-    fail("SaveBlockResponse.arguments", "not valid JSON");
-  od::array args;
-  if (doc.get_array().get(args) != simdjson::SUCCESS)
-    fail("SaveBlockResponse.arguments", "expected an array");
+  auto args = top_array(padded, doc, "SaveBlockResponse.arguments");
   od::object obj;
   bool found = false;
   for (auto elem : args) {
@@ -405,11 +411,7 @@ block parse_block(std::string_view arguments_json) {
   static const std::string path = "Receive.arguments[0]";
   simdjson::padded_string padded(arguments_json);
   od::document doc;
-  if (thread_parser().iterate(padded).get(doc) != simdjson::SUCCESS)
-    fail("Receive.arguments", "not valid JSON");
-  od::array args;
-  if (doc.get_array().get(args) != simdjson::SUCCESS)
-    fail("Receive.arguments", "expected an array");
+  auto args = top_array(padded, doc, "Receive.arguments");
   block b;
   bool seen = false, has_id = false, has_identity = false;
   for (auto arg : args) {
@@ -479,11 +481,7 @@ block parse_block(std::string_view arguments_json) {
 std::pair<std::string, std::vector<raw_request>> parse_push(std::string_view arguments_json) {
   simdjson::padded_string padded(arguments_json);
   od::document doc;
-  if (thread_parser().iterate(padded).get(doc) != simdjson::SUCCESS)
-    fail("Push.arguments", "not valid JSON");
-  od::array args;
-  if (doc.get_array().get(args) != simdjson::SUCCESS)
-    fail("Push.arguments", "expected an array");
+  auto args = top_array(padded, doc, "Push.arguments");
   std::string identity;
   std::vector<std::string_view> raws;
   std::size_t index = 0;
@@ -534,11 +532,7 @@ std::pair<std::string, std::vector<raw_request>> parse_push(std::string_view arg
 std::vector<result> parse_results(std::string_view array_json) {
   simdjson::padded_string padded(array_json);
   od::document doc;
-  if (thread_parser().iterate(padded).get(doc) != simdjson::SUCCESS)
-    fail("results", "not valid JSON");
-  od::array arr;
-  if (doc.get_array().get(arr) != simdjson::SUCCESS)
-    fail("results", "expected an array");
+  auto arr = top_array(padded, doc, "results");
   std::vector<result> out;
   for (auto elem : arr) {
     od::object obj;

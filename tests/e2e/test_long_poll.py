@@ -24,6 +24,18 @@ def timed(hub, target, *args, timeout=30.0):
     return c, time.monotonic() - started
 
 
+def held_poll(hub, identity, event):
+    """Sends Poll(identity, 10, waitMs 20000), calls event() 0.3 s later while the broker
+    holds it, and returns (its completion, seconds from the Poll to its answer)."""
+    inv = hub.new_id()
+    started = time.monotonic()
+    hub.send_invocation("Poll", [identity, 10, 20000], inv)
+    time.sleep(0.3)
+    event()
+    c = hub.wait_completion(inv, timeout=15)
+    return c, time.monotonic() - started
+
+
 def start_run(broker, hub, site, output, after):
     job = h.create_block_job(broker, site.base + "/index.html", output, cls=CLS,
                              properties={"RobotsTxt": "ignore"})
@@ -99,15 +111,12 @@ def main():
                   f"with 1500", flush=True)
 
             # A held Poll is answered by the first stored result, long before its wait.
-            inv = hub.new_id()
-            started = time.monotonic()
-            hub.send_invocation("Poll", [identity, 10, 20000], inv)
-            time.sleep(0.3)  # the Poll is held before anything is pushed
             url = site.base + "/p/3.html"
-            c = hub.invoke("Push", identity, [{"url": url, "depth": 1}])
-            assert c.get("result") == 1, c
-            c = hub.wait_completion(inv, timeout=15)
-            took = time.monotonic() - started
+
+            def push():
+                c = hub.invoke("Push", identity, [{"url": url, "depth": 1}])
+                assert c.get("result") == 1, c
+            c, took = held_poll(hub, identity, push)
             assert [r["url"] for r in c.get("result") or []] == [url], c
             assert took < 10.0, f"the held Poll came after {took:.2f} s (wait 20 s)"
             c = hub.invoke("Ack", identity, [c["result"][0]["resultId"]])
@@ -117,15 +126,14 @@ def main():
 
             # Everything acked: a Poll with a wait is held again; another Run for this
             # worker answers it at once (the worker may be waiting in that Poll).
-            inv = hub.new_id()
-            started = time.monotonic()
-            hub.send_invocation("Poll", [identity, 10, 20000], inv)
-            time.sleep(0.3)
             runs_before = sum(m.get("target") == "Run" for m in hub.invocations)
-            job2, identity2 = start_run(broker, hub, site, env.path("items2.jsonl"),
-                                        len(hub.invocations))
-            c = hub.wait_completion(inv, timeout=15)
-            took = time.monotonic() - started
+            second = []
+
+            def another_run():
+                second.append(start_run(broker, hub, site, env.path("items2.jsonl"),
+                                        len(hub.invocations)))
+            c, took = held_poll(hub, identity, another_run)
+            job2, identity2 = second[0]
             # Held until the Run (0.3 s and more), answered soon after it (not after 20 s).
             assert c.get("result") == [] and 0.28 <= took < 10.0, (c, took)
             assert sum(m.get("target") == "Run" for m in hub.invocations) == runs_before + 1
@@ -133,14 +141,10 @@ def main():
                   f"was sent", flush=True)
 
             # Exiting the run answers its held Poll ([]), then Exit follows.
-            inv = hub.new_id()
-            started = time.monotonic()
-            hub.send_invocation("Poll", [identity, 10, 20000], inv)
-            time.sleep(0.3)
-            status, body = h.api("POST", broker, f"/api/v1.0/runs/{identity}/exit")
-            assert status == 200, (status, body)
-            c = hub.wait_completion(inv, timeout=15)
-            took = time.monotonic() - started
+            def exit_run():
+                status, body = h.api("POST", broker, f"/api/v1.0/runs/{identity}/exit")
+                assert status == 200, (status, body)
+            c, took = held_poll(hub, identity, exit_run)
             assert c.get("result") == [] and 0.28 <= took < 10.0, (c, took)
             assert hub.wait_invocation("Exit", timeout=10)["arguments"] == [identity]
             print(f"  ok  run exited: its held Poll answered [] after {took:.2f} s, then Exit",
