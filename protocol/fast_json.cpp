@@ -600,6 +600,42 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
+namespace {
+void append_headers(std::string& out, const header_map& headers) {
+  out += '{';
+  bool first = true;
+  for (auto& [k, v] : headers) {
+    if (!first)
+      out += ',';
+    first = false;
+    append_json_string(out, k);
+    out += ':';
+    append_json_string(out, v);
+  }
+  out += '}';
+}
+} // namespace
+
+void append_json(std::string& out, const request& r) {
+  out += "{\"url\":";
+  append_json_string(out, r.url);
+  out += ",\"method\":";
+  append_json_string(out, r.method);
+  out += ",\"referer\":";
+  append_json_string(out, r.referer);
+  out += ",\"origin\":";
+  append_json_string(out, r.origin);
+  out += ",\"content\":";
+  append_json_string(out, r.content);
+  out += ",\"depth\":";
+  out += std::to_string(r.depth);
+  out += ",\"cycleTriedTimes\":";
+  out += std::to_string(r.cycle_tried_times);
+  out += ",\"headers\":";
+  append_headers(out, r.headers);
+  out += '}';
+}
+
 void append_json(std::string& out, const result& r) {
   out += '{';
   if (r.result_id != 0) {
@@ -615,17 +651,9 @@ void append_json(std::string& out, const result& r) {
   out += std::to_string(r.status_code);
   out += ",\"responseTime\":";
   out += std::to_string(r.response_time);
-  out += ",\"headers\":{";
-  bool first = true;
-  for (auto& [k, v] : r.headers) {
-    if (!first)
-      out += ',';
-    first = false;
-    append_json_string(out, k);
-    out += ':';
-    append_json_string(out, v);
-  }
-  out += "},\"content\":";
+  out += ",\"headers\":";
+  append_headers(out, r.headers);
+  out += ",\"content\":";
   append_json_string(out, r.content);
   if (!r.content_encoding.empty()) {
     out += ",\"contentEncoding\":";

@@ -85,6 +85,9 @@ std::vector<result> parse_results(std::string_view array_json);
 /// Appends `s` as a JSON string literal (quotes included). Invalid UTF-8 bytes become
 /// U+FFFD so the output is always valid JSON.
 void append_json_string(std::string& out, std::string_view s);
+/// Appends the JSON object of a request (the fields of to_json(request), invalid UTF-8
+/// replaced like append_json_string).
+void append_json(std::string& out, const request& r);
 /// Appends the JSON object of a result; resultId is omitted when 0.
 void append_json(std::string& out, const result& r);
 /// The JSON object text of a block response.

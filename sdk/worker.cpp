@@ -325,11 +325,16 @@ struct worker::impl {
   static std::string push_args(const std::string& identity,
                                const std::vector<protocol::request>& reqs, std::size_t begin,
                                std::size_t end) {
-    auto arr = json::array();
-    for (auto i = begin; i < end; ++i)
-      arr.push_back(protocol::to_json(reqs[i]));
-    return json::array({identity, std::move(arr)})
-      .dump(-1, ' ', false, json::error_handler_t::replace);
+    std::string out = "[";
+    protocol::fast::append_json_string(out, identity);
+    out += ",[";
+    for (auto i = begin; i < end; ++i) {
+      if (i > begin)
+        out += ',';
+      protocol::fast::append_json(out, reqs[i]);
+    }
+    out += "]]";
+    return out;
   }
 
   /// Counts a Push that succeeded; its answer is the number of requests new to the broker.
