@@ -601,82 +601,77 @@ void append_json_string(std::string& out, std::string_view s) {
 }
 
 namespace {
-void append_headers(std::string& out, const header_map& headers) {
+// Writers of one JSON object, field by field: `"key":` after the comma the object needs
+// there (none right after its opening brace), then the value.
+void key(std::string& out, std::string_view k) {
+  if (out.back() != '{')
+    out += ',';
+  out += '"';
+  out += k;
+  out += "\":";
+}
+
+void field(std::string& out, std::string_view k, std::string_view v) {
+  key(out, k);
+  append_json_string(out, v);
+}
+
+void field(std::string& out, std::string_view k, std::int64_t v) {
+  key(out, k);
+  out += std::to_string(v);
+}
+
+void field(std::string& out, std::string_view k, const header_map& headers) {
+  key(out, k);
   out += '{';
-  bool first = true;
-  for (auto& [k, v] : headers) {
-    if (!first)
+  for (auto& [name, value] : headers) {
+    if (out.back() != '{')
       out += ',';
-    first = false;
-    append_json_string(out, k);
+    append_json_string(out, name);  // names come from the wire: escaped like values
     out += ':';
-    append_json_string(out, v);
+    append_json_string(out, value);
   }
   out += '}';
 }
 } // namespace
 
 void append_json(std::string& out, const request& r) {
-  out += "{\"url\":";
-  append_json_string(out, r.url);
-  out += ",\"method\":";
-  append_json_string(out, r.method);
-  out += ",\"referer\":";
-  append_json_string(out, r.referer);
-  out += ",\"origin\":";
-  append_json_string(out, r.origin);
-  out += ",\"content\":";
-  append_json_string(out, r.content);
-  out += ",\"depth\":";
-  out += std::to_string(r.depth);
-  out += ",\"cycleTriedTimes\":";
-  out += std::to_string(r.cycle_tried_times);
-  out += ",\"headers\":";
-  append_headers(out, r.headers);
+  out += '{';
+  field(out, "url", r.url);
+  field(out, "method", r.method);
+  field(out, "referer", r.referer);
+  field(out, "origin", r.origin);
+  field(out, "content", r.content);
+  field(out, "depth", r.depth);
+  field(out, "cycleTriedTimes", r.cycle_tried_times);
+  field(out, "headers", r.headers);
   out += '}';
 }
 
 void append_json(std::string& out, const result& r) {
   out += '{';
-  if (r.result_id != 0) {
-    out += "\"resultId\":";
-    out += std::to_string(r.result_id);
-    out += ',';
+  if (r.result_id != 0)
+    field(out, "resultId", r.result_id);
+  field(out, "requestHash", r.request_hash);
+  field(out, "url", r.url);
+  field(out, "statusCode", r.status_code);
+  field(out, "responseTime", r.response_time);
+  field(out, "headers", r.headers);
+  field(out, "content", r.content);
+  if (!r.content_encoding.empty())
+    field(out, "contentEncoding", r.content_encoding);
+  field(out, "error", r.error);
+  field(out, "depth", r.depth);
+  if (r.deferred) {
+    key(out, "deferred");
+    out += "true";
   }
-  out += "\"requestHash\":";
-  append_json_string(out, r.request_hash);
-  out += ",\"url\":";
-  append_json_string(out, r.url);
-  out += ",\"statusCode\":";
-  out += std::to_string(r.status_code);
-  out += ",\"responseTime\":";
-  out += std::to_string(r.response_time);
-  out += ",\"headers\":";
-  append_headers(out, r.headers);
-  out += ",\"content\":";
-  append_json_string(out, r.content);
-  if (!r.content_encoding.empty()) {
-    out += ",\"contentEncoding\":";
-    append_json_string(out, r.content_encoding);
-  }
-  out += ",\"error\":";
-  append_json_string(out, r.error);
-  out += ",\"depth\":";
-  out += std::to_string(r.depth);
-  if (r.deferred)
-    out += ",\"deferred\":true";
-  if (r.retry_after_ms >= 0) {
-    out += ",\"retryAfterMs\":";
-    out += std::to_string(r.retry_after_ms);
-  }
-  if (!r.final_url.empty()) {
-    out += ",\"finalUrl\":";
-    append_json_string(out, r.final_url);
-  }
-  if (!r.screenshot.empty()) {
-    out += ",\"screenshot\":";
-    append_json_string(out, r.screenshot);
-  }
+  if (r.retry_after_ms >= 0)
+    field(out, "retryAfterMs", r.retry_after_ms);
+  if (!r.final_url.empty())
+    field(out, "finalUrl", r.final_url);
+  if (!r.screenshot.empty())
+    field(out, "screenshot", r.screenshot);
   out += '}';
 }
 
@@ -686,13 +681,12 @@ std::string encode_block_response(const block_response& b) {
   for (auto& r : b.results)
     guess += r.content.size() + r.url.size() + 256;
   out.reserve(guess);
-  out += "{\"blockId\":";
-  append_json_string(out, b.block_id);
-  out += ",\"identity\":";
-  append_json_string(out, b.identity);
-  out += ",\"exception\":";
-  append_json_string(out, b.exception);
-  out += ",\"results\":[";
+  out += '{';
+  field(out, "blockId", b.block_id);
+  field(out, "identity", b.identity);
+  field(out, "exception", b.exception);
+  key(out, "results");
+  out += '[';
   for (std::size_t i = 0; i < b.results.size(); ++i) {
     if (i)
       out += ',';
