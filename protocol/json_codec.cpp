@@ -399,19 +399,6 @@ template <> worker_run decode<worker_run>(const json& j, const std::string& path
   return w;
 }
 
-bool is_valid_utf8(std::string_view s) {
-  for (std::size_t i = 0; i < s.size();) {
-    if (s.size() - i >= 8 && core::word_is_ascii(core::load_word(s.data() + i))) {
-      i += 8;
-      continue;
-    }
-    auto len = core::utf8_sequence_at(s, i);
-    if (len == 0)
-      return false;
-    i += len;
-  }
-  return true;
-}
 
 namespace {
 constexpr char b64_alphabet[] =

@@ -1,5 +1,8 @@
 #include <doctest/doctest.h>
 
+#include <random>
+
+#include "core/text.hpp"
 #include "protocol/json_codec.hpp"
 
 using namespace spiderhub::protocol;
@@ -153,6 +156,40 @@ TEST_CASE("codec: utf8 validation and base64") {
     text.resize(at + 2);  // the sequence cut short at the end
     CHECK_FALSE(is_valid_utf8(text));
   }
+  // The vector validator agrees with the byte-by-byte definition (core::utf8_sequence_at)
+  // on random texts of every length up to a few vector widths: mostly ASCII with
+  // sequences of every length, some of them broken, anywhere.
+  std::mt19937 rng(7);
+  auto scalar_valid = [](std::string_view t) {
+    for (std::size_t i = 0; i < t.size();) {
+      auto len = spiderhub::core::utf8_sequence_at(t, i);
+      if (len == 0)
+        return false;
+      i += len;
+    }
+    return true;
+  };
+  const char* pieces[] = {"a", "<p>", "\n", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x95\xb7",
+                          "\xed\x9f\xbf", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xff", "\x80",
+                          "\xe2\x82"};  // and index 13: a NUL byte
+  int valid = 0, invalid = 0;
+  for (int round = 0; round < 3000; ++round) {
+    std::string text;
+    auto target = rng() % 300;
+    bool clean = rng() % 2 == 0;  // half the texts from valid pieces only
+    while (text.size() < target) {
+      auto k = rng() % (clean ? 7 : 14);
+      if (rng() % 4 != 0)
+        k = 0;  // mostly ASCII
+      text += k == 13 ? std::string(1, '\0') : std::string(pieces[k]);
+    }
+    bool expected = scalar_valid(text);
+    (expected ? valid : invalid)++;
+    CAPTURE(text);
+    REQUIRE(is_valid_utf8(text) == expected);
+  }
+  CHECK(valid > 1000);
+  CHECK(invalid > 1000);
   for (std::string s : {"", "a", "ab", "abc", "abcd", "\x01\x02\x03\xff"})
     CHECK(base64_decode(base64_encode(s)) == s);
   CHECK(base64_encode("abc") == "YWJj");
