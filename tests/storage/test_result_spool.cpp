@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <SQLiteCpp/Database.h>
+#include <zlib.h>
 
 #include <filesystem>
 #include <fstream>
@@ -272,6 +273,50 @@ TEST_CASE("result spool: a damaged or missing body is found at start and counts 
   auto t = c.totals("run");
   CHECK(t.success == 1);
   CHECK(t.error == 2);
+}
+
+TEST_CASE("result spool: records written with a CRC-32 before XXH3 checks are still read") {
+  temp_dir d;
+  {
+    sqlite_database db(d.file("db"), std::chrono::milliseconds(1000), small_segments(d));
+    insert_results(db, 1, 4);
+  }
+  // Rows 1 and 2 rewritten the way the previous format wrote them: magic "SHR1" and the
+  // body's CRC-32. Row 2's CRC is then damaged. Row 3 stays an "SHR2" record.
+  auto rewrite = [&](int seq, bool damage) {
+    SQLite::Database raw(d.file("db"), SQLite::OPEN_READONLY);
+    SQLite::Statement q(raw, "SELECT Segment, Pos, Length FROM Result WHERE Seq=?");
+    q.bind(1, seq);
+    REQUIRE(q.executeStep());
+    char name[32];
+    std::snprintf(name, sizeof name, "/%012lld.seg",
+                  static_cast<long long>(q.getColumn(0).getInt64()));
+    std::fstream f(d.file("db.results") + name, std::ios::in | std::ios::out | std::ios::binary);
+    auto pos = q.getColumn(1).getInt64();
+    std::string rec(12 + static_cast<std::size_t>(q.getColumn(2).getInt64()), '\0');
+    f.seekg(pos);
+    f.read(rec.data(), static_cast<std::streamsize>(rec.size()));
+    REQUIRE(rec.compare(0, 4, "SHR2") == 0);
+    auto crc = static_cast<std::uint32_t>(
+      crc32(0, reinterpret_cast<const Bytef*>(rec.data() + 12), static_cast<uInt>(rec.size() - 12)));
+    if (damage)
+      crc ^= 1;
+    rec.replace(0, 4, "SHR1");
+    for (int i = 0; i < 4; ++i)
+      rec[8 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
+    f.seekp(pos);
+    f.write(rec.data(), 12);
+  };
+  rewrite(1, false);
+  rewrite(2, true);
+  sqlite_database db(d.file("db"), std::chrono::milliseconds(1000), small_segments(d));
+  crawl_repository c(db);
+  auto rows = c.results_after("run", 0, 100);
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].seq == 1);
+  CHECK(rows[0].body == body_of(1));
+  CHECK(rows[1].seq == 3);
+  CHECK(rows[1].body == body_of(3));
 }
 
 TEST_CASE("result spool: with writes off new bodies go to rows, spooled ones stay readable") {
