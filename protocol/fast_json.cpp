@@ -407,6 +407,33 @@ raw_block_response parse_block_response(std::string_view arguments_json) {
   return out;
 }
 
+std::string request_url(std::string_view request_json) {
+  simdjson::padded_string padded(request_json);
+  od::document doc;
+  od::object obj;
+  if (thread_parser().iterate(padded).get(doc) != simdjson::SUCCESS ||
+      doc.get_object().get(obj) != simdjson::SUCCESS)
+    return {};
+  std::string url;
+  for (auto field : obj) {
+    std::string_view key;
+    if (field.unescaped_key().get(key) != simdjson::SUCCESS)
+      return {};
+    if (key != "url")
+      continue;  // the value is skipped
+    std::string_view v;
+    if (field.value().get_string().get(v) == simdjson::SUCCESS)
+      url.assign(v);
+    else
+      url.clear();
+  }
+  // Trailing bytes after the object make the text invalid, as for the DOM decoder.
+  const char* rest = nullptr;
+  if (doc.current_location().get(rest) == simdjson::SUCCESS)
+    return {};  // a token after the object
+  return url;
+}
+
 block parse_block(std::string_view arguments_json) {
   static const std::string path = "Receive.arguments[0]";
   simdjson::padded_string padded(arguments_json);

@@ -79,6 +79,11 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 /// through the DOM decoder). Throws core::input_error.
 block parse_block(std::string_view arguments_json);
 
+/// The "url" string of a stored request's JSON object (the last one when the key repeats,
+/// as the DOM decoder keeps it); "" when the text is not a JSON object or has no string
+/// "url" at its top level. Never throws.
+std::string request_url(std::string_view request_json);
+
 /// Decodes a JSON array of results (a Poll reply). Throws core::input_error.
 std::vector<result> parse_results(std::string_view array_json);
 

@@ -824,13 +824,10 @@ void read_poll(self_ptr self, run_entry& r, poll_promise rp, std::int32_t limit,
       });
 }
 
-// URL of a stored Request body; "" when it has none.
+// URL of a stored Request body; "" when it has none. Once per request read back from
+// storage, so without a DOM.
 std::string url_of(const std::string& request_json) {
-  auto j = json::parse(request_json, nullptr, false);
-  if (j.is_object())
-    if (auto it = j.find("url"); it != j.end() && it->is_string())
-      return it->get<std::string>();
-  return {};
+  return protocol::fast::request_url(request_json);
 }
 
 run_entry make_run(self_ptr self, const std::string& job_id, const std::string& identity,

@@ -285,3 +285,43 @@ TEST_CASE("fast_json: a request written without a DOM reads back as the DOM writ
     REQUIRE(ours == dom);
   }
 }
+
+TEST_CASE("fast_json: the URL of a stored request is the one the DOM decoder finds") {
+  auto dom_url = [](const std::string& text) -> std::string {
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_object())
+      if (auto it = j.find("url"); it != j.end() && it->is_string())
+        return it->get<std::string>();
+    return {};
+  };
+  request r;
+  r.url = "http://t/a?b=1&c=\"q\"";
+  r.method = "POST";
+  r.referer = "http://t/";
+  r.headers["url"] = "http://nested/";  // a "url" one level down
+  std::string written;
+  fast::append_json(written, r);
+  const std::string cases[] = {
+    written,
+    to_json(r).dump(),
+    R"({"url":"http:\/\/t\/escaped\u00e9"})",
+    R"({"depth":1,"meta":{"url":"http://nested/"}})",          // only nested: none
+    R"({"url":7})",                                            // not a string
+    R"({"url":"http://first/","url":"http://last/"})",         // repeated: the last
+    R"({"url":"http://first/","url":null})",                   // the last is not a string
+    R"(["url","http://t/"])",                                  // not an object
+    R"({"url":"http://t/"} trailing)",                         // not valid JSON
+    R"({"url":"http://t/")",                                   // cut short
+    "",
+    "{}",
+  };
+  int found = 0;
+  for (const auto& text : cases) {
+    CAPTURE(text);
+    auto want = dom_url(text);
+    CHECK(fast::request_url(text) == want);
+    found += !want.empty();
+  }
+  CHECK(found == 4);
+  CHECK(fast::request_url(written) == r.url);
+}
