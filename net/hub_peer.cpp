@@ -48,8 +48,10 @@ void hub_peer::complete(const std::string& invocation_id, nlohmann::json result)
 }
 
 void hub_peer::complete_raw(const std::string& invocation_id, const std::string& result_json) {
-  std::string frame = "{\"type\":3,\"invocationId\":";
-  frame += nlohmann::json(invocation_id).dump();
+  std::string frame;
+  frame.reserve(result_json.size() + invocation_id.size() + 48);  // one copy of the result
+  frame += "{\"type\":3,\"invocationId\":";
+  protocol::fast::append_json_string(frame, invocation_id);
   frame += ",\"result\":";
   frame += result_json;
   frame += '}';

@@ -779,8 +779,15 @@ void read_poll(self_ptr self, run_entry& r, poll_promise rp, std::int32_t limit,
     ->request(self->state.storage, caf::infinite, read_atom::value,
               read_fn([identity, after, limit](storage::database& db) {
                 auto rows = storage::crawl_repository(db).results_after(identity, after, limit);
-                // Splice resultId into each stored JSON object: no re-parse needed.
-                std::string out = "[";
+                // Splice resultId into each stored JSON object: no re-parse needed. Sized
+                // once: a reply holds up to `limit` bodies, and growing it by doubling
+                // copied them again and again.
+                std::size_t bytes = 2;
+                for (const auto& row : rows)
+                  bytes += row.body.size() + 32;
+                std::string out;
+                out.reserve(bytes);
+                out += '[';
                 std::int64_t last = after;
                 for (auto& row : rows) {
                   if (out.size() > 1)
