@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <array>
 
-#include "core/text.hpp"
-
 namespace spiderhub::protocol {
 namespace {
 
@@ -398,7 +396,6 @@ template <> worker_run decode<worker_run>(const json& j, const std::string& path
   read(j, "arguments", w.arguments, path);
   return w;
 }
-
 
 namespace {
 constexpr char b64_alphabet[] =

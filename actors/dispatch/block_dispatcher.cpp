@@ -247,7 +247,6 @@ void maybe_finish(self_ptr self, run_entry& r);
 bool more_may_come(self_ptr self, const run_entry& r);
 void pump(self_ptr self);
 run_entry* find_run(self_ptr self, const std::string& identity);
-std::string url_of(const std::string& request_json);
 
 // Records requests decided without a download: robots.txt disallowed them (skipped) or
 // they cannot be fetched (error, e.g. robots.txt unreachable, attempts used up).
@@ -562,7 +561,7 @@ void queue_stored(run_entry& r, std::vector<storage::request_row>& rows, std::in
     queued_request q;
     q.hash = std::move(row.hash);
     q.json = row.body.value_or("{}");
-    q.url = url_of(q.json);
+    q.url = protocol::fast::request_url(q.json);  // once per request read back: no DOM
     q.seq = row.seq;
     r.hosts->push(std::move(q), now, out);
   }
@@ -829,12 +828,6 @@ void read_poll(self_ptr self, run_entry& r, poll_promise rp, std::int32_t limit,
           run->poll_in_flight = false;
         rp.deliver(std::move(err));
       });
-}
-
-// URL of a stored Request body; "" when it has none. Once per request read back from
-// storage, so without a DOM.
-std::string url_of(const std::string& request_json) {
-  return protocol::fast::request_url(request_json);
 }
 
 run_entry make_run(self_ptr self, const std::string& job_id, const std::string& identity,

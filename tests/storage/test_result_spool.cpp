@@ -61,6 +61,30 @@ std::vector<std::int64_t> insert_results(database& db, int from, int to) {
   return ids;
 }
 
+// Where the spool record of the result row with `seq` is: its segment file opened for
+// reading and writing, the record's offset and its body length (as the row names them).
+struct record_at {
+  std::fstream file;
+  std::int64_t pos = 0;
+  std::int64_t length = 0;
+};
+
+record_at spooled_record(const temp_dir& d, int seq) {
+  SQLite::Database raw(d.file("db"), SQLite::OPEN_READONLY);
+  SQLite::Statement q(raw, "SELECT Segment, Pos, Length FROM Result WHERE Seq=?");
+  q.bind(1, seq);
+  REQUIRE(q.executeStep());
+  char name[32];
+  std::snprintf(name, sizeof name, "/%012lld.seg",
+                static_cast<long long>(q.getColumn(0).getInt64()));
+  record_at at;
+  at.file.open(d.file("db.results") + name, std::ios::in | std::ios::out | std::ios::binary);
+  REQUIRE(at.file.is_open());
+  at.pos = q.getColumn(1).getInt64();
+  at.length = q.getColumn(2).getInt64();
+  return at;
+}
+
 } // namespace
 
 TEST_CASE("result spool: bodies live in segments and a segment goes once its results are acked") {
@@ -250,15 +274,9 @@ TEST_CASE("result spool: a damaged or missing body is found at start and counts 
   }
   // One byte of the second body flipped (an OS crash before the page reached the disk).
   {
-    SQLite::Database raw(d.file("db"), SQLite::OPEN_READONLY);
-    SQLite::Statement q(raw, "SELECT Segment, Pos FROM Result WHERE Seq=2");
-    REQUIRE(q.executeStep());
-    char name[32];
-    std::snprintf(name, sizeof name, "/%012lld.seg",
-                  static_cast<long long>(q.getColumn(0).getInt64()));
-    std::fstream f(d.file("db.results") + name, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(q.getColumn(1).getInt64() + 40);
-    f.put('#');
+    auto at = spooled_record(d, 2);
+    at.file.seekp(at.pos + 40);
+    at.file.put('#');
   }
   // The third row's length damaged: far past its segment's end (no huge allocation).
   {
@@ -284,18 +302,10 @@ TEST_CASE("result spool: records written with a CRC-32 before XXH3 checks are st
   // Rows 1 and 2 rewritten the way the previous format wrote them: magic "SHR1" and the
   // body's CRC-32. Row 2's CRC is then damaged. Row 3 stays an "SHR2" record.
   auto rewrite = [&](int seq, bool damage) {
-    SQLite::Database raw(d.file("db"), SQLite::OPEN_READONLY);
-    SQLite::Statement q(raw, "SELECT Segment, Pos, Length FROM Result WHERE Seq=?");
-    q.bind(1, seq);
-    REQUIRE(q.executeStep());
-    char name[32];
-    std::snprintf(name, sizeof name, "/%012lld.seg",
-                  static_cast<long long>(q.getColumn(0).getInt64()));
-    std::fstream f(d.file("db.results") + name, std::ios::in | std::ios::out | std::ios::binary);
-    auto pos = q.getColumn(1).getInt64();
-    std::string rec(12 + static_cast<std::size_t>(q.getColumn(2).getInt64()), '\0');
-    f.seekg(pos);
-    f.read(rec.data(), static_cast<std::streamsize>(rec.size()));
+    auto at = spooled_record(d, seq);
+    std::string rec(12 + static_cast<std::size_t>(at.length), '\0');
+    at.file.seekg(at.pos);
+    at.file.read(rec.data(), static_cast<std::streamsize>(rec.size()));
     REQUIRE(rec.compare(0, 4, "SHR2") == 0);
     auto crc = static_cast<std::uint32_t>(
       crc32(0, reinterpret_cast<const Bytef*>(rec.data() + 12), static_cast<uInt>(rec.size() - 12)));
@@ -304,8 +314,8 @@ TEST_CASE("result spool: records written with a CRC-32 before XXH3 checks are st
     rec.replace(0, 4, "SHR1");
     for (int i = 0; i < 4; ++i)
       rec[8 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
-    f.seekp(pos);
-    f.write(rec.data(), 12);
+    at.file.seekp(at.pos);
+    at.file.write(rec.data(), 12);
   };
   rewrite(1, false);
   rewrite(2, true);
