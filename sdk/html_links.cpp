@@ -53,33 +53,54 @@ bool is(const xmlChar* name, const char* tag) {
   return xmlStrcasecmp(name, reinterpret_cast<const xmlChar*>(tag)) == 0;
 }
 
+// Element names of interest, by their first letter: most tags of a page (p, li, div, ...)
+// are rejected by one byte compare instead of a case-insensitive compare per name.
+enum class tag { other, a_or_area, base, inert, title };
+
+tag classify(const xmlChar* name) {
+  switch (name[0] | 0x20) { // ASCII lower case; libxml2 lower-cases names already
+    case 'a':
+      return is(name, "a") || is(name, "area") ? tag::a_or_area : tag::other;
+    case 'b':
+      return is(name, "base") ? tag::base : tag::other;
+    case 's':
+      return is(name, "svg") ? tag::inert : tag::other;
+    case 't':
+      return is(name, "template") ? tag::inert : is(name, "title") ? tag::title : tag::other;
+    default:
+      return tag::other;
+  }
+}
+
 void on_start(void* ctx, const xmlChar* name, const xmlChar** attrs) {
   auto& st = *static_cast<sax_state*>(ctx);
-  if (is(name, "template") || is(name, "svg")) {
+  const tag t = classify(name);
+  if (t == tag::inert) {
     ++st.inert_depth;
     return;
   }
   if (st.inert_depth > 0)
     return;
-  if (is(name, "a") || is(name, "area")) {
+  if (t == tag::a_or_area) {
     if (auto href = attr(attrs, "href"))
       st.hrefs.emplace_back(href);
-  } else if (is(name, "base") && !st.have_base) {
+  } else if (t == tag::base && !st.have_base) {
     if (auto href = attr(attrs, "href")) {
       st.have_base = true;
       st.base_href = href;
     }
-  } else if (is(name, "title") && !st.have_title) {
+  } else if (t == tag::title && !st.have_title) {
     st.in_title = true;
   }
 }
 
 void on_end(void* ctx, const xmlChar* name) {
   auto& st = *static_cast<sax_state*>(ctx);
-  if (is(name, "template") || is(name, "svg")) {
+  const tag t = classify(name);
+  if (t == tag::inert) {
     if (st.inert_depth > 0)
       --st.inert_depth;
-  } else if (is(name, "title") && st.in_title) {
+  } else if (t == tag::title && st.in_title) {
     st.in_title = false;
     st.have_title = true;
   }

@@ -158,6 +158,25 @@ TEST_CASE("extract_links: title edge cases") {
         "caf\xc3\xa9 <3");
 }
 
+TEST_CASE("extract_links: tag and attribute names in any case") {
+  auto info = extract_links(
+    R"(<HTML><HEAD><TITLE>Upper</TITLE><BASE HREF="/b/"></HEAD><BODY>)"
+    R"(<A HREF="one">1</A><Area Href="two"><aReA hReF="three">)"
+    R"(<TEMPLATE><a href="inert1"></a></TEMPLATE><SVG><A HREF="inert2"></A><TITLE>t</TITLE></SVG>)"
+    R"(<Abbr href="not-a-link">x</Abbr><B href="no">b</B><Table><Tr><Td><a href="four">4</a>)",
+    "http://a.example/p");
+  CHECK(info.title == "Upper");
+  const std::vector<std::string> expected = {"http://a.example/b/one", "http://a.example/b/two",
+                                             "http://a.example/b/three",
+                                             "http://a.example/b/four"};
+  CHECK(info.links == expected);
+  // An unclosed <svg> or <template> keeps what follows inert; their end tags in any case
+  // close them again.
+  auto closed = extract_links(R"(<svg><a href="in"></a></SVG><a href="out"></a>)",
+                              "http://a.example/");
+  CHECK(closed.links == std::vector<std::string>{"http://a.example/out"});
+}
+
 TEST_CASE("extract_links: malformed HTML does not crash") {
   const std::vector<std::string> soup = {
     "",
