@@ -6,7 +6,8 @@ the ratio B/A of the medians.
 
 Why in turn: on a shared 2-core machine the same binary can measure 140 or 190 us per
 page within minutes, so figures taken one after the other in separate series compare the
-machine's moods as much as the builds. Pairs taken in turn see the same drift.
+machine's moods as much as the builds. Pairs taken in turn see the same drift. Each pair
+starts with bench/machine.py's line: how much of two cores the machine gives right then.
 
 Example: bench/crawl_ab.py --a /tmp/spiderhub.old --b build/spiderhub --pairs 4 -- \\
              --site files --pages 20000
@@ -17,6 +18,9 @@ import re
 import statistics
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import machine  # noqa: E402
 
 FIELDS = ("pages/s", "broker", "worker", "node1", "all")
 
@@ -56,6 +60,7 @@ def main():
             ap.error(f"--{label.lower()} {path}: not an executable file")
     runs = {"A": [], "B": []}
     for i in range(a.pairs):
+        print(f"pair {i + 1}: {machine.line()}", flush=True)
         for label in ("A", "B"):
             cmd = [sys.executable, os.path.join(root, "bench", "crawl.py"),
                    "--bin", bins[label]] + extra

@@ -14,45 +14,24 @@ as the broker wrote it, Scrapy by its elapsed_time_seconds (engine start to clos
 neither pays for interpreter or process start. Every page must be crawled exactly once
 (both scripts fail otherwise).
 
-Before each round a fixed pure-Python loop is timed alone and then twice at once in two
-processes ("machine: ..."). The crawl of spiderhub keeps both cores busy and Scrapy one, so
-a round where two loops at once run much slower than one alone (the two virtual cores
-sharing a physical one, or a busy neighbour) slows spiderhub far more than Scrapy; the
-figure lets such rounds be told apart from a slower build.
+Before and after each spiderhub crawl bench/machine.py times a fixed loop alone and twice
+at once ("machine: ..."): a round where two at once run much slower than one alone had a
+machine that gave spiderhub, which keeps both cores busy, less than two cores, while
+Scrapy needs one.
 
 Example: bench/vs_scrapy.py --rounds 3
 """
 import argparse
-import multiprocessing
 import os
 import re
 import statistics
 import subprocess
 import sys
-import time
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
 from crawl_ab import parse  # noqa: E402
-
-
-def spin(_=None):
-    """A fixed CPU-bound loop (interpreter work, like Scrapy's); returns its seconds."""
-    t = time.perf_counter()
-    h = 0
-    for i in range(3_000_000):
-        h = (h * 31 + i) & 0xFFFFFFFF
-    return time.perf_counter() - t
-
-
-def machine_check():
-    """(median ms of the loop alone, median of the mean ms of two loops at once in two
-    processes), three times each."""
-    with multiprocessing.Pool(2) as pool:
-        pool.map(spin, [0, 0])  # warm both workers up
-        alone = statistics.median(pool.apply(spin) for _ in range(3))
-        both = statistics.median(statistics.mean(pool.map(spin, [0, 0])) for _ in range(3))
-    return alone * 1000, both * 1000
+import machine  # noqa: E402
 
 
 def run(cmd):
@@ -76,11 +55,10 @@ def main():
 
     ours, theirs, ratios = [], [], []
     for i in range(1, a.rounds + 1):
-        alone, both = machine_check()
-        print(f"round {i}: machine: a fixed loop {alone:.0f} ms alone, {both:.0f} ms with two at "
-              f"once ({both / alone:.2f}x)", flush=True)
+        print(f"round {i}: before: {machine.line()}", flush=True)
         out = run([sys.executable, os.path.join(here, "crawl.py"), "--bin", a.bin,
                    "--site", "files", "--pages", str(a.pages)])
+        print(f"round {i}: after:  {machine.line()}", flush=True)
         got = parse(out)
         if not got:
             sys.stdout.write(out[-3000:])
