@@ -40,6 +40,8 @@ constexpr const char* help_text =
   "   \"sameDomain\": true}                   optional (default true)\n"
   "\n"
   "Reconnects by itself; results not yet acked are redelivered and not written twice.\n"
+  "After a crash (kill -9) the next start cuts a partial last line of the output file;\n"
+  "the pages in it were not acked and come again.\n"
   "Stops cleanly on SIGINT/SIGTERM.\n"
   "Exit codes: 0 ok (--runs reached, signal, or --timeout without --runs), 1 runtime\n"
   "failure (e.g. --timeout passed before --runs finished), 2 bad usage or configuration.\n";

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <stdexcept>
 #include <string_view>
@@ -108,9 +109,52 @@ site_spider::site_spider(std::FILE* progress)
 
 site_spider::~site_spider() = default;
 
+std::uintmax_t drop_partial_last_line(const std::string& path) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec || size == 0)
+    return 0; // no file yet, or one open_output reports on
+  std::ifstream in(path, std::ios::binary);
+  // Back from the end in 64 KiB steps to the last newline.
+  std::uintmax_t end = size;
+  std::uintmax_t keep = 0;
+  std::string chunk;
+  while (end > 0 && in) {
+    const std::uintmax_t start = end > (64u << 10) ? end - (64u << 10) : 0;
+    chunk.resize(static_cast<std::size_t>(end - start));
+    in.seekg(static_cast<std::streamoff>(start));
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    if (!in)
+      return 0; // unreadable: leave the file as it is
+    if (end == size && chunk.back() == '\n')
+      return 0; // ends with a whole line
+    if (auto nl = chunk.rfind('\n'); nl != std::string::npos) {
+      keep = start + nl + 1;
+      break;
+    }
+    end = start;
+  }
+  in.close();
+  std::filesystem::resize_file(path, keep, ec);
+  if (ec)
+    throw core::input_error("site_spider: cannot cut the partial last line of '" + path +
+                            "': " + ec.message());
+  return size - keep;
+}
+
 std::shared_ptr<std::ofstream> site_spider::open_output(const std::string& path) {
   if (auto existing = files_[path].lock())
     return existing;
+  // A worker killed while writing a batch can leave the file ending in part of a line.
+  // Those items were not acked, so they come again; appending after the fragment would
+  // glue the next item to it.
+  if (auto cut = drop_partial_last_line(path); cut > 0 && progress_) {
+    std::fprintf(progress_,
+                 "site_spider: %s ended in a partial line (%ju bytes, left by a crash); cut "
+                 "it: its items come again\n",
+                 path.c_str(), cut);
+    std::fflush(progress_);
+  }
   auto out = std::make_shared<std::ofstream>(path, std::ios::out | std::ios::app | std::ios::binary);
   if (!out->is_open())
     throw core::input_error("site_spider: cannot open output file '" + path +
@@ -126,6 +170,7 @@ site_spider::run_state& site_spider::state_for(const protocol::worker_run& run) 
   run_state s;
   s.args = parse_site_arguments(run.arguments);
   s.start_host = core::url_host(s.args.start_url);
+  s.out = open_output(s.args.output); // cuts a partial last line a crash left
   // A worker restarted in the middle of a run gets unacked results again; items this run
   // already wrote (lines tagged with its identity) are not written a second time.
   {
@@ -137,7 +182,6 @@ site_spider::run_state& site_spider::state_for(const protocol::worker_run& run) 
         s.written.insert(url_key(j.value("url", std::string{})));
     }
   }
-  s.out = open_output(s.args.output);
   return runs_.emplace(run.identity, std::move(s)).first->second;
 }
 
@@ -197,16 +241,21 @@ void site_spider::on_items(const protocol::worker_run& run, const std::vector<js
   std::lock_guard<std::mutex> lk(mu_);
   auto& s = state_for(run);
   std::size_t n = 0;
+  std::string lines;
   for (const auto& item : items) {
     auto url = item.value("url", std::string{});
     // Results are at-least-once: a page seen again after a reconnect is not written twice.
     if (!s.written.insert(url_key(url)))
       continue;
     // Titles come from arbitrary pages; replace invalid UTF-8 rather than fail the batch.
-    *s.out << item.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+    lines += item.dump(-1, ' ', false, json::error_handler_t::replace);
+    lines += '\n';
     ++n;
   }
-  s.out->flush();  // one flush per batch: the file is complete up to the last ack
+  // The batch goes out in one write and one flush, so the file is complete up to the last
+  // ack; only a crash inside that write leaves a partial line (cut at the next start).
+  s.out->write(lines.data(), static_cast<std::streamsize>(lines.size()));
+  s.out->flush();
   if (!*s.out)
     throw std::runtime_error("site_spider: cannot write to '" + s.args.output + "'");
   items_written_ += n;

@@ -32,6 +32,11 @@ struct site_arguments {
 /// Parses and validates run arguments; throws core::input_error naming the bad key.
 site_arguments parse_site_arguments(const std::string& arguments);
 
+/// Cuts a JSON-lines file back to its last complete line (after its last '\n'; to empty
+/// when it has none) and returns the bytes cut: 0 when the file ends with '\n', is empty
+/// or does not exist. Throws core::input_error when the file cannot be shortened.
+std::uintmax_t drop_partial_last_line(const std::string& path);
+
 class site_spider : public spider {
  public:
   /// `progress`: where the once-per-second progress line goes (nullptr: nowhere).

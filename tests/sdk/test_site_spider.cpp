@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <string>
 #include <thread>
@@ -226,6 +227,84 @@ TEST_CASE("site_spider: redelivered results do not duplicate items; runs are sep
   spider.on_run_finished(run2);
   CHECK(out.lines().size() == 3);
   CHECK(spider.items_written() == 3);
+}
+
+namespace {
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+}
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+} // namespace
+
+TEST_CASE("drop_partial_last_line cuts a file back to its last complete line") {
+  using spiderhub::sdk::drop_partial_last_line;
+  temp_file f("partial");
+  CHECK(drop_partial_last_line(f.path) == 0); // no file
+  write_file(f.path, "");
+  CHECK(drop_partial_last_line(f.path) == 0);
+  write_file(f.path, "{\"a\":1}\n{\"b\":2}\n");
+  CHECK(drop_partial_last_line(f.path) == 0);
+  CHECK(read_file(f.path) == "{\"a\":1}\n{\"b\":2}\n");
+  // A whole object without its newline is a partial line too: its batch was not acked.
+  write_file(f.path, "{\"a\":1}\n{\"b\":2}");
+  CHECK(drop_partial_last_line(f.path) == 7);
+  CHECK(read_file(f.path) == "{\"a\":1}\n");
+  write_file(f.path, "{\"a\":1}\n{\"b\":");
+  CHECK(drop_partial_last_line(f.path) == 5);
+  CHECK(read_file(f.path) == "{\"a\":1}\n");
+  write_file(f.path, "{\"no newline at all\"");
+  CHECK(drop_partial_last_line(f.path) == 20);
+  CHECK(read_file(f.path).empty());
+  // The last newline lies more than one 64 KiB step back from the end.
+  const std::string head = std::string(1000, 'x') + "\n";
+  const std::string tail(200000, 'y');
+  write_file(f.path, head + tail);
+  CHECK(drop_partial_last_line(f.path) == tail.size());
+  CHECK(read_file(f.path) == head);
+  // Exactly on a step boundary: the byte before the last 64 KiB is the newline.
+  write_file(f.path, head + std::string(65536, 'z'));
+  CHECK(drop_partial_last_line(f.path) == 65536);
+  CHECK(read_file(f.path) == head);
+}
+
+TEST_CASE("site_spider: a restarted worker cuts the partial line a crash left, then appends") {
+  temp_file out("crashed");
+  auto args = json{{"startUrl", "http://site.example/"}, {"output", out.path}};
+  const std::string html = R"(<title>T</title><a href="/n">n</a>)";
+  {
+    site_spider first(nullptr);
+    auto run = make_run("run-crash", args);
+    first.start_requests(run);
+    first.on_items(run, first.parse(run, page(1, "http://site.example/", 0, html), html).items);
+  }
+  // The killed worker had written part of the next batch: /n's item without its newline.
+  {
+    std::ofstream app(out.path, std::ios::app | std::ios::binary);
+    app << R"({"depth":1,"run":"run-crash","status":200,"title":"","url":"http://site.example/n"})";
+  }
+  std::FILE* progress = std::tmpfile();
+  REQUIRE(progress);
+  site_spider second(progress);
+  auto run = make_run("run-crash", args);
+  second.start_requests(run);
+  // The broker delivers /n again (it was never acked) and the first page again too.
+  second.on_items(run, second.parse(run, page(2, "http://site.example/n", 1, html), html).items);
+  second.on_items(run, second.parse(run, page(1, "http://site.example/", 0, html), html).items);
+  // A page not seen before is appended on a line of its own.
+  second.on_items(run, second.parse(run, page(3, "http://site.example/m", 1, html), html).items);
+  auto lines = out.lines(); // throws on a line that is not one JSON object
+  REQUIRE(lines.size() == 3);
+  CHECK(lines[0]["url"] == "http://site.example/");
+  CHECK(lines[1]["url"] == "http://site.example/n");
+  CHECK(lines[2]["url"] == "http://site.example/m");
+  std::rewind(progress);
+  char buf[512] = {};
+  std::fread(buf, 1, sizeof buf - 1, progress);
+  std::fclose(progress);
+  CHECK(std::string(buf).find("ended in a partial line") != std::string::npos);
 }
 
 TEST_CASE("site_spider: non-HTML and error pages are not parsed for links") {
