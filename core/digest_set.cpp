@@ -1,6 +1,19 @@
 #include "core/digest_set.hpp"
 
+#include <sys/mman.h>
+
+#include <new>
+
 namespace spiderhub::core {
+
+void* map_slots(std::size_t bytes) {
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    throw std::bad_alloc();
+  return p;
+}
+
+void unmap_slots(void* p, std::size_t bytes) { ::munmap(p, bytes); }
 
 std::optional<std::uint64_t> parse_digest(std::string_view hex16) {
   if (hex16.size() != 16)
@@ -22,7 +35,7 @@ std::optional<std::uint64_t> parse_digest(std::string_view hex16) {
 }
 
 void digest_set::grow(shard& s) {
-  std::vector<std::uint64_t> old;
+  decltype(s.slots) old;
   old.swap(s.slots);
   s.slots.assign(old.empty() ? 16 : old.size() * 2, 0);
   const auto mask = s.slots.size() - 1;
