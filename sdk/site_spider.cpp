@@ -115,11 +115,13 @@ std::uintmax_t drop_partial_last_line(const std::string& path) {
   if (ec || size == 0)
     return 0; // no file yet, or one open_output reports on
   std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return 0; // unreadable: leave the file as it is (open_output reports what it can't do)
   // Back from the end in 64 KiB steps to the last newline.
   std::uintmax_t end = size;
   std::uintmax_t keep = 0;
   std::string chunk;
-  while (end > 0 && in) {
+  while (end > 0) {
     const std::uintmax_t start = end > (64u << 10) ? end - (64u << 10) : 0;
     chunk.resize(static_cast<std::size_t>(end - start));
     in.seekg(static_cast<std::streamoff>(start));
