@@ -1,12 +1,13 @@
 """spiderhub worker SDK for Python: spider logic served to a spiderhub broker.
 
-See :mod:`spiderhub.worker` (Spider, Worker, JsonLinesSink) and :mod:`spiderhub.hub` (the
-SignalR JSON hub client). Standard library only.
+See :mod:`spiderhub.worker` (Spider, Worker, JsonLinesSink, ERROR_KINDS,
+has_binary_extension) and :mod:`spiderhub.hub` (the SignalR JSON hub client). Standard
+library only.
 """
 from typing import Any
 
-__all__ = ["ConnectionLost", "HubConnection", "HubError", "JsonLinesSink", "Request",
-           "Response", "Spider", "Worker"]
+__all__ = ["BINARY_EXTENSIONS", "ConnectionLost", "ERROR_KINDS", "HubConnection", "HubError",
+           "JsonLinesSink", "Request", "Response", "Spider", "Worker", "has_binary_extension"]
 __version__ = "0.1.0"
 
 

@@ -1,5 +1,8 @@
-"""Sample spiders. ``LinkSpider`` follows every link of the start URL's host and yields one
-item per page (url, title, depth); its run arguments are JSON: ``{"startUrl": ...,
+"""Sample spiders. ``LinkSpider`` follows every link of the start URL's host, except links
+to binary files (:func:`spiderhub.worker.has_binary_extension`: archives, images, audio,
+video, office documents, pdf, executables, fonts...), and yields one item per page: url,
+title, depth; for a page that failed (an error, or a status other than 200) url, depth,
+status, error and errorKind instead. Its run arguments are JSON: ``{"startUrl": ...,
 "maxDepth": 20}``."""
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import json
 import urllib.parse
 from typing import Any, Iterable
 
-from .worker import Request, Response, Spider
+from .worker import Request, Response, Spider, has_binary_extension
 
 
 class _Links(html.parser.HTMLParser):
@@ -45,7 +48,10 @@ class LinkSpider(Spider):
         return [Request(args["startUrl"])]
 
     def parse(self, response: Response) -> Iterable[Request | dict]:
-        if response.status != 200:
+        if response.status != 200 or response.error or response.error_kind:
+            # errorKind: one of spiderhub.worker.ERROR_KINDS ("" from older brokers).
+            yield {"url": response.url, "depth": response.depth, "status": response.status,
+                   "error": response.error, "errorKind": response.error_kind}
             return
         args = self.args.get(response.run["identity"]) or json.loads(
             response.run.get("arguments") or "{}")
@@ -58,6 +64,7 @@ class LinkSpider(Spider):
         for href in p.links:
             child = response.follow(href)
             u = urllib.parse.urlsplit(child.url)
-            if u.scheme in ("http", "https") and u.netloc == host:
+            if u.scheme in ("http", "https") and u.netloc == host \
+                    and not has_binary_extension(child.url):
                 child.url = urllib.parse.urlunsplit(u._replace(fragment=""))
                 yield child

@@ -111,9 +111,12 @@ class Bridge:
                 if kind == "exit" and x == identity:
                     self.exited.set()
             self.settle()
-            if len(self.ready) < 200 and self.completed:
+            # Results waiting for Scrapy: at most 200, and (from brokers that know maxBytes)
+            # about poll_max_bytes of bodies plus one Poll's worth.
+            if len(self.ready) < 200 and self.completed and \
+                    self.ready_bytes() < self.w.poll_max_bytes:
                 try:
-                    batch = self.w._call("Poll", identity, 200)
+                    batch = self.w._call("Poll", identity, 200, 0, self.w.poll_max_bytes)
                 except Exception as e:  # noqa: BLE001 - a lost run ends below via Exit
                     self.log(f"spiderhub-scrapy: Poll failed: {e}")
                     batch = []
@@ -126,6 +129,10 @@ class Bridge:
             time.sleep(0.05)
         self.settle()
         self._wake_engine()
+
+    def ready_bytes(self) -> int:
+        with self.lock:
+            return sum(len(r.get("content") or "") for r in self.ready)
 
     def settle(self) -> None:
         """Every 50 ms at most: the results Scrapy finished since the last time are acked
@@ -257,8 +264,18 @@ class SpiderhubScheduler(_BaseScheduler):
         return req
 
 
+class DownloadError(IOError):
+    """A download the node could not make (the errback's ``failure.value``): ``error_kind``
+    is one of spiderhub.worker.ERROR_KINDS ("" from older brokers)."""
+
+    def __init__(self, message: str, error_kind: str = "") -> None:
+        super().__init__(f"{message} ({error_kind})" if error_kind else message)
+        self.error_kind = error_kind
+
+
 class ResultHandler:
-    """Download handler: the response is the result a node downloaded."""
+    """Download handler: the response is the result a node downloaded. A result with an
+    errorKind and a status (http_4xx, too_large...) becomes a response flagged with it."""
     lazy = False
 
     def __init__(self, settings=None, crawler=None) -> None:
@@ -275,8 +292,9 @@ class ResultHandler:
         r = request.meta.get("_spiderhub")
         if r is None:
             return defer.fail(IOError(f"{request.url} was not downloaded by spiderhub"))
+        kind = str(r.get("errorKind") or "")
         if not r.get("statusCode"):
-            return defer.fail(IOError(r.get("error") or "download failed"))
+            return defer.fail(DownloadError(r.get("error") or "download failed", kind))
         content = r.get("content") or ""
         body = base64.b64decode(content) if r.get("contentEncoding") == "base64" \
             else content.encode("utf-8")
@@ -286,7 +304,7 @@ class ResultHandler:
         url = r.get("url") or request.url
         cls = responsetypes.from_args(headers=headers, url=url, body=body)
         return defer.succeed(cls(url=url, status=int(r["statusCode"]), headers=headers,
-                                 body=body, request=request))
+                                 body=body, request=request, flags=[kind] if kind else None))
 
 
 class StartAndItemsMiddleware:

@@ -29,11 +29,54 @@ import os
 import sys
 import threading
 import time
+import urllib.parse
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 from .hub import ConnectionLost, HubConnection, HubError, split_brokers, worker_query
+
+# What went wrong with a download: a Result's errorKind is one of these, or "" (docs/protocol.md).
+ERROR_KINDS = frozenset({
+    "dns", "connect", "tls", "timeout", "too_large", "skipped_type", "http_4xx", "http_5xx",
+    "robots", "redirect_loop", "blocked_address", "network"})
+
+# Extensions of links a crawler of HTML pages does not follow: binary files. The kinds of
+# Scrapy's IGNORED_EXTENSIONS (without its text ones, css and rss) plus fonts and a few more
+# of each kind; written out here because the SDK must work without Scrapy.
+BINARY_EXTENSIONS = frozenset({
+    # archives and compressed files
+    "7z", "7zip", "ace", "arj", "bz2", "cab", "gz", "lz", "lzma", "rar", "tar", "tbz", "tbz2",
+    "tgz", "txz", "xz", "z", "zip", "zst",
+    # images
+    "ai", "avif", "bmp", "cdr", "drw", "dxf", "eps", "gif", "heic", "heif", "ico", "jp2",
+    "jpe", "jpeg", "jpg", "mng", "pct", "png", "ps", "psd", "psp", "pst", "svg", "svgz", "tif",
+    "tiff", "webp",
+    # audio
+    "aac", "aif", "aiff", "amr", "ape", "au", "flac", "m4a", "mid", "midi", "mka", "mp3",
+    "oga", "ogg", "opus", "ra", "wav", "wma",
+    # video
+    "3g2", "3gp", "asf", "asx", "avi", "f4v", "flv", "m2ts", "m4v", "mkv", "mov", "mp4",
+    "mpeg", "mpg", "mts", "ogv", "qt", "rm", "rmvb", "swf", "vob", "webm", "wmv",
+    # office documents, e-books, pdf
+    "doc", "docm", "docx", "dot", "dotx", "epub", "mobi", "odg", "odp", "ods", "odt", "pdf",
+    "pps", "ppsx", "ppt", "pptm", "pptx", "rtf", "xls", "xlsb", "xlsm", "xlsx", "xps", "djvu",
+    # executables, packages, disk images
+    "apk", "appimage", "bin", "class", "deb", "dll", "dmg", "exe", "img", "iso", "jar", "msi",
+    "pkg", "rpm", "so",
+    # fonts
+    "eot", "otf", "ttf", "woff", "woff2",
+})
+
+
+def has_binary_extension(url: str) -> bool:
+    """Whether the last segment of ``url``'s path ends with one of BINARY_EXTENSIONS
+    (case-insensitive; the query, the fragment and ``;params`` are not looked at, and a
+    dot in a directory name does not count): ``/a/b.PDF?x=1`` yes, ``/v1.2/page`` no."""
+    path = urllib.parse.urlsplit(url).path
+    last = urllib.parse.unquote(path.rsplit("/", 1)[-1].split(";", 1)[0])
+    stem, dot, ext = last.rpartition(".")
+    return bool(dot) and bool(stem) and ext.lower() in BINARY_EXTENSIONS
 
 
 @dataclass
@@ -55,7 +98,13 @@ class Request:
 
 @dataclass
 class Response:
-    """A downloaded page (the broker's ``Result``)."""
+    """A downloaded page (the broker's ``Result``).
+
+    ``error`` says what went wrong ("" when nothing did) and ``error_kind`` which of
+    ERROR_KINDS it was ("" when the download went well, and from brokers older than the
+    ``errorKind`` field). ``size`` is the body's size as the node saw it: for ``too_large``
+    the size announced or received before the node gave up, when ``body`` is cut or empty;
+    ``len(body)`` from older brokers."""
     run: dict[str, Any]
     url: str
     status: int
@@ -66,6 +115,12 @@ class Response:
     result_id: int
     error: str = ""
     response_time_ms: int = 0
+    error_kind: str = ""
+    size: int = -1  # -1: len(body)
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            self.size = len(self.body)
 
     @property
     def text(self) -> str:
@@ -86,11 +141,14 @@ class Response:
         content = r.get("content") or ""
         body = base64.b64decode(content) if r.get("contentEncoding") == "base64" \
             else content.encode("utf-8")
+        size = r.get("size")  # absent from older brokers, and when the node did not know
         return Response(run=run, url=r.get("url", ""), status=int(r.get("statusCode") or 0),
                         headers=r.get("headers") or {}, body=body, depth=int(r.get("depth") or 0),
                         request_hash=r.get("requestHash", ""), result_id=int(r["resultId"]),
                         error=r.get("error") or "",
-                        response_time_ms=int(r.get("responseTime") or 0))
+                        response_time_ms=int(r.get("responseTime") or 0),
+                        error_kind=str(r.get("errorKind") or ""),
+                        size=-1 if size is None else int(size))
 
 
 class Spider:
@@ -170,7 +228,15 @@ class Worker:
     brokers share one database: connections go round the list until the active one
     answers. Within a round the next broker is tried ``switch_delay`` seconds after a
     failure; after a whole round failed the delay doubles (0.2 s up to ``reconnect_max``).
-    After a connection drops, its broker is tried last."""
+    After a connection drops, its broker is tried last.
+
+    A Poll asks for at most ``poll_max`` results whose bodies total at most
+    ``poll_max_bytes`` (the broker also applies its own ``dispatch.max_poll_bytes``, and
+    always answers at least one result when one is there, however large). While a batch is
+    parsed the next Poll is already on its way (prefetch), so the worker holds two batches
+    at most, each bounded in bytes: its memory for pages is about 2 x ``poll_max_bytes``
+    of bodies (more when one page alone is larger), plus what JSON, base64 and the
+    decoded bytes add to them. Brokers older than the ``maxBytes`` argument ignore it."""
 
     switch_delay = 0.2  # between two brokers of one round
 
@@ -178,7 +244,11 @@ class Worker:
                  sink: JsonLinesSink | None = None, poll_max: int = 500,
                  push_chunk: int = 500, reconnect_max: float = 10.0,
                  call_timeout: float = 60.0, idle_timeout: float = 20.0,
-                 poll_wait: float = 1.0, log=print) -> None:
+                 poll_wait: float = 1.0, log=print,
+                 poll_max_bytes: int = 4 * 1024 * 1024) -> None:
+        if isinstance(poll_max_bytes, bool) or not isinstance(poll_max_bytes, int) \
+                or poll_max_bytes < 1:
+            raise ValueError(f"poll_max_bytes must be an integer >= 1, got {poll_max_bytes!r}")
         self.brokers = split_brokers(broker)
         self.broker = self.brokers[0]  # the one connected to (or tried) last
         self._broker_index = 0
@@ -188,6 +258,7 @@ class Worker:
         self.spider = spider
         self.sink = sink
         self.poll_max = poll_max
+        self.poll_max_bytes = poll_max_bytes  # result body bytes per Poll (maxBytes)
         # Seconds the broker may hold a Poll that finds nothing new (long poll), asked while
         # this worker has one run; 0: every Poll is answered at once.
         self.poll_wait = poll_wait
@@ -308,6 +379,12 @@ class Worker:
 
     # ---- runs -------------------------------------------------------------------------
 
+    def _poll_args(self, identity: str) -> tuple[str, int, int, int]:
+        """``Poll``'s arguments: identity, max, waitMs, maxBytes. waitMs (a long poll) only
+        while this worker has one run, else 0; maxBytes always (older brokers ignore it)."""
+        wait_ms = int(self.poll_wait * 1000) if self.poll_wait > 0 and len(self.runs) == 1 else 0
+        return identity, self.poll_max, wait_ms, self.poll_max_bytes
+
     def _push(self, identity: str, requests: list[Request]) -> None:
         for i in range(0, len(requests), self.push_chunk):
             chunk = [r.to_json() for r in requests[i:i + self.push_chunk]]
@@ -330,10 +407,9 @@ class Worker:
             self._call("Complete", identity)
             rs.phase = "polling"
             return True
-        # Polling: this batch (the prefetched one, if any), and the next one on its way.
-        poll = (identity, self.poll_max)
-        if self.poll_wait > 0 and len(self.runs) == 1:
-            poll += (int(self.poll_wait * 1000),)
+        # Polling: this batch (the prefetched one, if any), and the next one on its way;
+        # each at most poll_max_bytes of bodies, so two of them at most in memory.
+        poll = self._poll_args(identity)
         batch = self._result_of(rs.prefetch, "Poll", *poll)
         rs.prefetch = None
         if not isinstance(batch, list) or not batch:
@@ -459,6 +535,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=0,
                     help="exit after this many runs finished (0: serve until killed)")
     ap.add_argument("--poll-max", type=int, default=500, help="results per Poll")
+    ap.add_argument("--poll-max-bytes", type=int, default=4 * 1024 * 1024,
+                    help="result body bytes per Poll (default 4194304; the broker caps it at "
+                         "its dispatch.max_poll_bytes and always sends at least one result): "
+                         "with the next Poll prefetched while a batch is parsed, the worker "
+                         "holds about twice this in pages")
     ap.add_argument("--poll-wait", type=float, default=1.0,
                     help="seconds the broker may hold a Poll that finds nothing new and answer "
                          "it as results arrive (long poll; 0: never; at most 60)")
@@ -470,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.idle_timeout < 0:
         ap.error("--idle-timeout must be >= 0")
+    if a.poll_max_bytes < 1:
+        ap.error(f"--poll-max-bytes must be an integer >= 1, got {a.poll_max_bytes}")
     if not 0 <= a.poll_wait <= 60:
         ap.error("--poll-wait must be from 0 to 60 seconds")
     try:
@@ -479,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     spider = _load_spider(a.spider)
     sink = JsonLinesSink(a.output) if a.output else None
     w = Worker(a.broker, a.token, a.cls, spider, sink=sink, poll_max=a.poll_max,
-               poll_wait=a.poll_wait,
+               poll_wait=a.poll_wait, poll_max_bytes=a.poll_max_bytes,
                idle_timeout=a.idle_timeout, log=lambda m: print(m, file=sys.stderr, flush=True))
     try:
         w.serve(runs=a.runs)
