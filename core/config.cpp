@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
 #include <set>
@@ -9,6 +10,7 @@
 
 #include "core/error.hpp"
 #include "core/url.hpp"
+#include "protocol/limits.hpp"
 
 namespace spiderhub::core {
 namespace {
@@ -237,6 +239,7 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
     s.get("io_threads", h.io_threads, 1, 64);
     s.get("max_body_bytes", h.max_body_bytes, 1024, 1LL << 32);
     s.get("max_message_bytes", h.max_message_bytes, 1024, 1LL << 32);
+    s.get("max_write_queue_bytes", h.max_write_queue_bytes, 1LL << 20, 1LL << 34);
     s.get_ms("handshake_timeout_ms", h.handshake_timeout, 100, day_ms);
     s.get_ms("idle_timeout_ms", h.idle_timeout, 1000, day_ms);
     s.get("max_connections", h.max_connections, 1, 1000000);
@@ -322,11 +325,28 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
     s.get("max_attempts", d.max_attempts, 1, 1000);
     s.get("thread_num", d.thread_num, 1, 1000);
     s.get("max_poll", d.max_poll, 1, 100000);
+    s.get("max_poll_bytes", d.max_poll_bytes, 1024, 1LL << 32);
+    s.get("max_body_bytes", d.max_body_bytes, 1024, 1LL << 32);
     s.get("blocks_per_node", d.blocks_per_node, 1, 1000);
     s.get_ms("slow_node_block_ms", d.slow_node_block, 0, day_ms);
     s.get("frontier_memory_max", d.frontier_memory_max, 0, 1LL << 40);
     s.get("max_unacked_results", d.max_unacked, 0, 1LL << 40);
     s.finish();
+    // One result alone must fit in a hub message, and a Poll reply (its byte budget, or
+    // one result over it) in a worker's write queue with room to spare.
+    auto wire = protocol::result_wire_bytes(d.max_body_bytes);
+    if (wire > c.http.max_message_bytes)
+      throw input_error(name + ": dispatch.max_body_bytes " + std::to_string(d.max_body_bytes) +
+                        " does not fit in http.max_message_bytes " +
+                        std::to_string(c.http.max_message_bytes) + ": a body that size takes up to " +
+                        std::to_string(wire) + " bytes on the wire (base64 and 1 MiB for the rest of "
+                        "the result); raise http.max_message_bytes or lower dispatch.max_body_bytes");
+    auto reply = std::max(d.max_poll_bytes, c.http.max_message_bytes);
+    if (2 * reply > c.http.max_write_queue_bytes)
+      throw input_error(name + ": http.max_write_queue_bytes " +
+                        std::to_string(c.http.max_write_queue_bytes) +
+                        " must be at least twice the largest Poll reply, max(dispatch.max_poll_bytes, "
+                        "http.max_message_bytes) = " + std::to_string(reply));
   }
   {
     auto s = top.child("politeness");
@@ -434,6 +454,7 @@ node_config parse_node_config(const std::string& yaml, const std::string& name) 
     s.get_ms("retry_backoff_ms", d.retry_backoff, 0, 600000);
     s.get("change_ip_command", d.change_ip_command);
     s.get("results_batch", d.results_batch, 1, 100000);
+    s.get("results_batch_bytes", d.results_batch_bytes, 1024, 1LL << 32);
     s.get_ms("results_flush_ms", d.results_flush, 1, 60000);
     s.finish();
   }
@@ -487,6 +508,7 @@ worker_config parse_worker_config(const std::string& yaml, const std::string& na
   if (c.full_class_name.empty())
     throw input_error(name + ": full_class_name must not be empty");
   top.get("poll_max", c.poll_max, 1, 100000);
+  top.get("poll_max_bytes", c.poll_max_bytes, 1024, 1LL << 32);
   top.get_ms("poll_idle_ms", c.poll_idle, 1, 60000);
   top.get_ms("poll_wait_ms", c.poll_wait, 0, 10000);
   top.get("parse_threads", c.parse_threads, 0, 64);

@@ -33,6 +33,7 @@ struct broker_config {
     std::int32_t io_threads = 1;
     std::int64_t max_body_bytes = 8 << 20;
     std::int64_t max_message_bytes = 16 << 20;
+    std::int64_t max_write_queue_bytes = 64 << 20;  // bytes queued to one slow peer before it is cut
     milliseconds handshake_timeout{10000};
     milliseconds idle_timeout{60000};
     std::int32_t max_connections = 20000;
@@ -80,6 +81,8 @@ struct broker_config {
     std::int32_t max_attempts = 5;       // leases of one block before it is failed
     std::int32_t thread_num = 8;         // downloads in parallel per block on a node
     std::int32_t max_poll = 1000;        // results per Poll at most
+    std::int64_t max_poll_bytes = 4 << 20;  // result bytes per Poll reply (at least one result)
+    std::int64_t max_body_bytes = 10 << 20; // largest body a node returns; more: too_large
     std::int32_t blocks_per_node = 256;  // leased blocks one node may hold at once
     std::int64_t frontier_memory_max = 50000;   // requests of a run waiting in memory; 0 = all
     std::int64_t max_unacked = 20000;           // results waiting for the worker; then no new blocks (0 = off)
@@ -155,6 +158,7 @@ struct node_config {
     milliseconds retry_backoff{500};     // first retry delay, doubled each time
     std::string change_ip_command;
     std::int32_t results_batch = 50;     // results per SaveBlockResponse
+    std::int64_t results_batch_bytes = 4 << 20;  // ...or fewer once their bodies reach this
     milliseconds results_flush{200};     // a partial batch waits at most this long
   } download;
   struct reconnect_t {
@@ -194,6 +198,7 @@ struct worker_config {
   client_tls_config tls;
   std::string full_class_name = "spiderhub.samples.SiteSpider";
   std::int32_t poll_max = 500;
+  std::int64_t poll_max_bytes = 4 << 20; // result bytes per Poll (the broker caps it too)
   milliseconds poll_idle{50};            // sleep when a poll returned nothing
   milliseconds poll_wait{1000};          // the broker may hold an empty poll this long (0: no)
   std::int32_t parse_threads = 0;        // threads parsing a batch; 0 = one per core (max 8)

@@ -34,6 +34,7 @@ actors::gateway_options gateway_options_of(const core::broker_config& c) {
   g.server.max_body_bytes =
     static_cast<std::size_t>(std::max(c.http.max_body_bytes, c.packages.max_bytes));
   g.server.max_message_bytes = static_cast<std::size_t>(c.http.max_message_bytes);
+  g.server.max_write_queue_bytes = static_cast<std::size_t>(c.http.max_write_queue_bytes);
   g.server.handshake_timeout = c.http.handshake_timeout;
   g.server.idle_timeout = c.http.idle_timeout;
   g.server.max_connections = static_cast<std::size_t>(c.http.max_connections);
@@ -45,6 +46,8 @@ actors::gateway_options gateway_options_of(const core::broker_config& c) {
   // within a few periods (worker idle_timeout_ms), not after TCP's minutes.
   g.sessions.keepalive = std::min(g.sessions.keepalive, c.sessions.heartbeat_interval);
   g.sessions.max_record_bytes = static_cast<std::size_t>(c.http.max_message_bytes);
+  g.sessions.max_write_queue_bytes = static_cast<std::size_t>(c.http.max_write_queue_bytes);
+  g.sessions.max_poll_bytes = static_cast<std::size_t>(c.dispatch.max_poll_bytes);
   return g;
 }
 
@@ -55,6 +58,8 @@ actors::dispatch_options dispatch_options_of(const core::broker_config& c) {
   d.max_attempts = c.dispatch.max_attempts;
   d.thread_num = c.dispatch.thread_num;
   d.max_poll = c.dispatch.max_poll;
+  d.max_poll_bytes = c.dispatch.max_poll_bytes;
+  d.max_body_bytes = c.dispatch.max_body_bytes;
   d.blocks_per_node = c.dispatch.blocks_per_node;
   d.slow_node_block = c.dispatch.slow_node_block;
   d.frontier_memory_max = c.dispatch.frontier_memory_max;

@@ -125,6 +125,7 @@ int worker_main(int argc, char** argv) {
   wo.token = cfg.token;
   wo.full_class_name = cfg.full_class_name;
   wo.poll_max = cfg.poll_max;
+  wo.poll_max_bytes = cfg.poll_max_bytes;
   wo.poll_idle = cfg.poll_idle;
   wo.poll_wait = cfg.poll_wait;
   wo.parse_threads = static_cast<unsigned>(cfg.parse_threads);

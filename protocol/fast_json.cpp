@@ -127,6 +127,12 @@ bool read_result(od::object obj, result& r, const std::string& path) {
       r.final_url = get_string(v, p);
     } else if (key == "screenshot") {
       r.screenshot = get_string(v, p);
+    } else if (key == "errorKind") {
+      r.error_kind = get_string(v, p);
+      if (!r.error_kind.empty() && !error_kinds::known(r.error_kind))
+        fail(p, "unknown kind '" + r.error_kind + "'");
+    } else if (key == "size") {
+      r.size = get_int(v, p);
     }
   });
   if (!has_url)
@@ -169,6 +175,12 @@ bool read_result_summary(od::object obj, result& r, const std::string& path) {
       r.retry_after_ms = get_int(v, path + ".retryAfterMs");
       if (r.retry_after_ms < -1)
         fail(path + ".retryAfterMs", "must be >= 0, or -1 for none");
+    } else if (key == "errorKind") {
+      r.error_kind = get_string(v, path + ".errorKind");
+      if (!r.error_kind.empty() && !error_kinds::known(r.error_kind))
+        fail(path + ".errorKind", "unknown kind '" + r.error_kind + "'");
+    } else if (key == "size") {
+      r.size = get_int(v, path + ".size");
     }
   });
   if (!has_url)
@@ -384,6 +396,7 @@ raw_block_response parse_block_response(std::string_view arguments_json) {
     rr.request_hash = r.request_hash;
     rr.status_code = r.status_code;
     rr.error = r.error;
+    rr.error_kind = r.error_kind;
     rr.response_time = r.response_time;
     rr.deferred = r.deferred;
     rr.retry_after_ms = r.retry_after_ms;
@@ -699,6 +712,10 @@ void append_json(std::string& out, const result& r) {
     field(out, "finalUrl", r.final_url);
   if (!r.screenshot.empty())
     field(out, "screenshot", r.screenshot);
+  if (!r.error_kind.empty())
+    field(out, "errorKind", r.error_kind);
+  if (r.size >= 0)
+    field(out, "size", r.size);
   out += '}';
 }
 

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <array>
 
+#include "core/media_type.hpp"
+#include "protocol/limits.hpp"
+
 namespace spiderhub::protocol {
 namespace {
 
@@ -156,7 +159,9 @@ json to_json(const site& x) {
                                      {"viewportHeight", x.render->viewport_height},
                                      {"blockImages", x.render->block_images},
                                      {"screenshot", x.render->screenshot}}
-                              : json()}};
+                              : json()},
+          {"maxBodyBytes", x.max_body_bytes},
+          {"allowedContentTypes", x.allowed_content_types}};
 }
 
 template <> site decode<site>(const json& j, const std::string& path) {
@@ -211,6 +216,14 @@ template <> site decode<site>(const json& j, const std::string& path) {
     read(*it, "screenshot", r.screenshot, rpath);
     s.render = r;
   }
+  read(j, "maxBodyBytes", s.max_body_bytes, path);
+  if (s.max_body_bytes < 0)
+    fail(path + ".maxBodyBytes", "must be >= 0 (0 = not set)");
+  read(j, "allowedContentTypes", s.allowed_content_types, path);
+  for (auto& t : s.allowed_content_types)
+    if (!core::valid_media_range(t))
+      fail(path + ".allowedContentTypes",
+           "'" + t + "' is not a media type (type/subtype, type/* or */*)");
   return s;
 }
 
@@ -259,6 +272,10 @@ json to_json(const result& x) {
     j["finalUrl"] = x.final_url;
   if (!x.screenshot.empty())
     j["screenshot"] = x.screenshot;
+  if (!x.error_kind.empty())
+    j["errorKind"] = x.error_kind;
+  if (x.size >= 0)
+    j["size"] = x.size;
   return j;
 }
 
@@ -283,6 +300,10 @@ template <> result decode<result>(const json& j, const std::string& path) {
     fail(path + ".retryAfterMs", "must be >= 0, or -1 for none");
   read(j, "finalUrl", r.final_url, path);
   read(j, "screenshot", r.screenshot, path);
+  read(j, "errorKind", r.error_kind, path);
+  if (!r.error_kind.empty() && !error_kinds::known(r.error_kind))
+    fail(path + ".errorKind", "unknown kind '" + r.error_kind + "'");
+  read(j, "size", r.size, path);
   return r;
 }
 
@@ -463,8 +484,38 @@ std::string base64_decode(std::string_view text) {
   return out;
 }
 
+namespace {
+// Bytes the body takes as a JSON string (valid UTF-8, quotes excluded): escapes add one
+// byte for \" \\ \n \r \t \b \f and five for other control characters.
+std::size_t json_text_bytes(std::string_view s) {
+  std::size_t n = s.size();
+  for (unsigned char c : s)
+    if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f')
+      n += 1;
+    else if (c < 0x20)
+      n += 5;
+  return n;
+}
+} // namespace
+
+bool error_kinds::known(std::string_view kind) {
+  for (auto k : all)
+    if (kind == k)
+      return true;
+  return false;
+}
+
 void set_result_body(result& r, std::string body) {
-  if (is_valid_utf8(body)) {
+  // Large bodies whose escapes would make the JSON text longer than base64 travel as
+  // base64, so that a result never takes more than result_wire_bytes (protocol/limits.hpp).
+  // Small bodies skip the count: the overhead margin covers them.
+  constexpr std::size_t count_above = 128 << 10;
+  bool text = is_valid_utf8(body);
+  if (text && body.size() > count_above &&
+      json_text_bytes(body) > static_cast<std::size_t>(base64_bytes(
+                                static_cast<std::int64_t>(body.size()))))
+    text = false;
+  if (text) {
     r.content = std::move(body);
     r.content_encoding.clear();
   } else {

@@ -65,8 +65,9 @@ using receive_atom = caf::atom_constant<caf::atom("receive")>;
 // --- worker sessions <-> dispatcher -----------------------------------------
 /// (push_atom, identity, std::vector<fast::raw_request>) -> int32 new requests (after commit).
 using push_atom = caf::atom_constant<caf::atom("push")>;
-/// (poll_atom, identity, max, wait_ms, session) -> std::string: JSON array text of
-/// results. With wait_ms > 0 a Poll that finds nothing new is held until results of the run
+/// (poll_atom, identity, max, wait_ms, max_bytes, session) -> std::string: JSON array text
+/// of at most `max` results whose stored texts add up to at most `max_bytes` (always one
+/// result when any is there). With wait_ms > 0 a Poll that finds nothing new is held until results of the run
 /// are stored or wait_ms passed (long poll).
 using poll_atom = caf::atom_constant<caf::atom("poll")>;
 /// Held Polls: (poll_wake_atom, identity, token) dispatcher -> itself when one's wait

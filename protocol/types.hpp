@@ -55,6 +55,11 @@ struct site {
   std::string politeness_key;                // "" | "host" | "domain" | "ip"
   std::string adaptive_throttle;             // "" | "on" | "off"
   std::optional<render_settings> render;     // set: pages are rendered (nodes with render)
+  // Download limits of the run (job properties MaxBodyBytes, AllowedContentTypes). The
+  // broker sets max_body_bytes for every run (its dispatch.max_body_bytes when the job
+  // names none); a node applies the smaller of it and its own download.max_body_bytes.
+  std::int64_t max_body_bytes = 0;                 // 0 = unset
+  std::vector<std::string> allowed_content_types;  // media types, "type/*", "*/*"; empty = all
 };
 
 enum class block_command : std::int32_t { none = 0, download = 1, pause = 2, resume = 3, exit = 4 };
@@ -92,7 +97,19 @@ struct result {
   // that is not `url`, and a PNG of the viewport (base64) when the Site asked for it.
   std::string final_url;
   std::string screenshot;
+  std::string error_kind;   // one of error_kinds below when `error` is set, else empty
+  std::int64_t size = -1;   // body bytes the node saw (too_large: announced or received); -1 unknown
 };
+
+/// The closed list of what went wrong with a download, shared by the SDKs, JobStatus and
+/// /metrics (docs/protocol.md). `network` is every transport failure not named otherwise.
+namespace error_kinds {
+inline constexpr const char* all[] = {"dns",          "connect",  "tls",       "timeout",
+                                      "too_large",    "skipped_type", "http_4xx", "http_5xx",
+                                      "robots",       "redirect_loop", "blocked_address",
+                                      "network"};
+bool known(std::string_view kind);
+} // namespace error_kinds
 
 struct block_response {
   std::string block_id;

@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "core/url.hpp"
 #include "sdk/html_links.hpp"
+#include "sdk/link_filter.hpp"
 
 namespace spiderhub::sdk {
 
@@ -211,6 +212,8 @@ parse_result site_spider::parse(const protocol::worker_run& run, const protocol:
                {"depth", r.depth},      {"run", run.identity}};
   if (!r.error.empty())
     item["error"] = r.error;
+  if (!r.error_kind.empty())
+    item["errorKind"] = r.error_kind;
   if (!r.final_url.empty())  // a rendered page that moved (redirect, client-side navigation)
     item["finalUrl"] = r.final_url;
   if (!r.screenshot.empty())
@@ -222,6 +225,8 @@ parse_result site_spider::parse(const protocol::worker_run& run, const protocol:
   if (r.depth < s.args.max_depth) {
     for (auto& link : info.links) {
       if (s.args.same_domain && core::url_host(link) != s.start_host)
+        continue;
+      if (has_binary_extension(link))  // a PDF, image or archive: not a page
         continue;
       // The broker's dedup key includes request.referer, so the referer travels as a
       // header instead: the broker then dedups by URL, also across worker restarts. The

@@ -120,6 +120,7 @@ struct worker::impl {
 
   impl(worker_options o, spider& s) : opts(std::move(o)), sp(s) {
     opts.poll_max = std::max(opts.poll_max, 1);
+    opts.poll_max_bytes = std::max<std::int64_t>(opts.poll_max_bytes, 1);
     opts.push_chunk = std::max<std::size_t>(opts.push_chunk, 1);
   }
 
@@ -365,8 +366,9 @@ struct worker::impl {
     // A long Poll (waitMs) only while this is the one run: the thread waits on its answer.
     const bool long_poll = opts.poll_wait.count() > 0 && active.size() == 1;
     const auto poll_args =
-      long_poll ? json::array({id, opts.poll_max, opts.poll_wait.count()}).dump()
-                : json::array({id, opts.poll_max}).dump();
+      json::array({id, opts.poll_max, long_poll ? opts.poll_wait.count() : 0,
+                   opts.poll_max_bytes})
+        .dump();
     auto raw = call_raw(id, "Poll", poll_args, std::exchange(rs.prefetch, nullptr));
     if (!raw)
       return true;  // abandoned: let the loop apply the Exit/stop now

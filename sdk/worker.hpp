@@ -67,6 +67,9 @@ struct worker_options {
   std::string token = "1234";                     // HMAC key of the connection sign
   std::string full_class_name;                    // which runs the broker sends us
   int poll_max = 500;                             // results per Poll at most
+  // Result bytes per Poll at most (one result always): with the batch in hand and the
+  // next Poll's answer on its way, the worker holds about twice this much.
+  std::int64_t poll_max_bytes = 4 << 20;
   std::chrono::milliseconds poll_idle{50};        // sleep after a Poll returned nothing
   // How long the broker may hold a Poll that finds nothing new (long poll), so results
   // reach the worker as they are stored instead of after an idle sleep. Asked only while

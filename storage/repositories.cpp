@@ -620,22 +620,36 @@ int crawl_repository::delete_results(const std::string& identity,
 }
 
 std::vector<result_row> crawl_repository::results_after(const std::string& identity,
-                                                        std::int64_t after_id, int limit) {
+                                                        std::int64_t after_id, int limit,
+                                                        std::int64_t max_bytes, bool* cut) {
+  // Stored sizes decide before a body is read (a spooled body's record length, LZ4-packed
+  // or not; length(Body) counts characters of text rows), so the row that would pass the
+  // budget is mostly never read; the size read decides in the end.
   auto& q = db_.prepare(
-    "SELECT Id, Identity, BlockId, RequestHash, Body, Seq, Segment, Pos, Length FROM Result "
-    "WHERE Identity=? AND Id>? ORDER BY Id LIMIT ?");
+    "SELECT Id, Identity, BlockId, RequestHash, Body, Seq, Segment, Pos, Length, length(Body) "
+    "FROM Result WHERE Identity=? AND Id>? ORDER BY Id LIMIT ?");
   q.bind(1, identity);
   q.bind(2, static_cast<std::int64_t>(after_id));
   q.bind(3, limit);
   std::vector<result_row> out;
+  std::int64_t bytes = 0;
+  if (cut)
+    *cut = false;
   while (q.executeStep()) {
+    const bool spooled = !q.getColumn(6).isNull();
+    const std::int64_t size = spooled ? q.getColumn(8).getInt64() : q.getColumn(9).getInt64();
+    if (!out.empty() && bytes + size > max_bytes) {
+      if (cut)
+        *cut = true;
+      break;
+    }
     result_row r;
     r.id = q.getColumn(0).getInt64();
     r.identity = q.getColumn(1).getString();
     r.block_id = q.getColumn(2).getString();
     r.request_hash = q.getColumn(3).getString();
     r.seq = q.getColumn(5).isNull() ? 0 : q.getColumn(5).getInt64();
-    if (q.getColumn(6).isNull()) {
+    if (!spooled) {
       r.body = unpack_body(q.getColumn(4).getString());
     } else {
       auto* spool = db_.spool();
@@ -645,8 +659,16 @@ std::vector<result_row> crawl_repository::results_after(const std::string& ident
       r.body = unpack_body(spool->read(
         {q.getColumn(6).getInt64(), q.getColumn(7).getInt64(), q.getColumn(8).getInt64()}));
     }
+    const auto read = static_cast<std::int64_t>(r.body.size());
+    if (!out.empty() && bytes + read > max_bytes) {
+      if (cut)
+        *cut = true;
+      break;
+    }
+    bytes += read;
     out.push_back(std::move(r));
   }
+  q.reset();
   return out;
 }
 

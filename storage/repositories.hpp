@@ -2,6 +2,7 @@
 // Repositories: one class per table family, each a thin set of prepared SQL calls
 // on a storage::database. Callers own transactions (the storage actor batches).
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <utility>
@@ -93,8 +94,13 @@ class crawl_repository {
                        std::int64_t lease_until, std::int32_t attempts);
   std::int64_t insert_result(const result_row& r);
   int delete_results(const std::string& identity, const std::vector<std::int64_t>& ids);
+  /// At most `limit` results after `after_id`, oldest first, whose stored sizes add up to at
+  /// most `max_bytes` (the first one always, however big); `*cut` tells whether the byte
+  /// budget, not the end of the results or `limit`, ended the read.
   std::vector<result_row> results_after(const std::string& identity, std::int64_t after_id,
-                                        int limit);
+                                        int limit,
+                                        std::int64_t max_bytes = std::numeric_limits<std::int64_t>::max(),
+                                        bool* cut = nullptr);
   std::int64_t count_results(const std::string& identity);
   /// Requests of a run not downloaded yet (State pending, body kept), in push order.
   std::vector<request_row> pending_requests(const std::string& identity);

@@ -205,6 +205,7 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
   dopts.retry_backoff = cfg.download.retry_backoff;
   dopts.change_ip_command = cfg.download.change_ip_command;
   dopts.results_batch = static_cast<std::size_t>(cfg.download.results_batch);
+  dopts.results_batch_bytes = static_cast<std::size_t>(cfg.download.results_batch_bytes);
   dopts.results_flush = cfg.download.results_flush;
   if (cfg.render.enabled) {
     dopts.render_tabs = cfg.render.max_tabs;

@@ -32,7 +32,9 @@
 #include <utility>
 #include <vector>
 
+#include "actors/agent/download_policy.hpp"
 #include "actors/agent/renderer.hpp"
+#include "core/media_type.hpp"
 #include "core/politeness.hpp"
 #include "core/text.hpp"
 #include "protocol/json_codec.hpp"
@@ -175,35 +177,6 @@ void parse_cookie_pairs(std::string_view s,
   }
 }
 
-bool retryable(CURLcode rc) {
-  switch (rc) {
-  case CURLE_COULDNT_RESOLVE_PROXY:
-  case CURLE_COULDNT_RESOLVE_HOST:
-  case CURLE_COULDNT_CONNECT:
-  case CURLE_PARTIAL_FILE:
-  case CURLE_OPERATION_TIMEDOUT:
-  case CURLE_SSL_CONNECT_ERROR:
-  case CURLE_GOT_NOTHING:
-  case CURLE_SEND_ERROR:
-  case CURLE_RECV_ERROR:
-  case CURLE_HTTP2:
-  case CURLE_HTTP2_STREAM:
-  case CURLE_HTTP3:
-  case CURLE_QUIC_CONNECT_ERROR:
-    return true;
-  default:
-    return false;
-  }
-}
-
-bool retryable_status(long status) {
-  return status >= 500 && status <= 599 && status != 503;
-}
-
-/// 429 and 503 ask the client to slow down: the broker pauses the whole host for every
-/// node, so the node hands these back instead of retrying them itself.
-bool throttling_status(long status) { return status == 429 || status == 503; }
-
 std::int64_t unix_ms_now() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
@@ -308,6 +281,7 @@ struct block_state {
   std::vector<std::pair<std::string, std::string>> seed_cookies; // site + block cookies
   std::string seed_key;            // the seed cookies as text, part of identity_jar::seeded
   milliseconds sleep{0};           // site.sleep_time
+  std::int64_t max_body = 0;       // bytes: the node's limit or the run's, the smaller
   milliseconds delay{0};           // block.delay_ms: between two request starts of the block
   time_point next_start{};         // no request of the block starts before this
   bool halted = false;             // paused (by the broker or a 429/503): start nothing more
@@ -347,6 +321,14 @@ struct transfer {
   bool head = false;             // HEAD request: no body expected
   bool too_big = false;          // body exceeded max_body
   std::int64_t max_body = 0;
+  // Content-type policy of the block (empty: all); a final response of another type is
+  // aborted once its headers are in (skipped_type), before any of its body.
+  const std::vector<std::string>* allowed_types = nullptr;
+  bool skipped_type = false;
+  long hop_status = 0;           // status of the response whose headers are coming in
+  std::int64_t announced = -1;   // its Content-Length (-1: none)
+  std::int64_t received = 0;     // body bytes that arrived (kept or not)
+  std::string content_type;      // its Content-Type
   curl_slist* own_headers = nullptr; // when the request has headers of its own
   std::string body;
   std::string raw_headers; // header lines of the latest response, capped
@@ -365,6 +347,7 @@ struct transfer {
 std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
   auto* t = static_cast<transfer*>(user);
   const std::size_t len = size * n;
+  t->received += static_cast<std::int64_t>(len);
   if (static_cast<std::int64_t>(t->body.size() + len) > t->max_body) {
     t->too_big = true;
     return len == 0 ? 1 : 0; // anything but len aborts with CURLE_WRITE_ERROR
@@ -381,11 +364,27 @@ std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
     // A new response (after a redirect or a 1xx): only the final one is reported.
     t->raw_headers.clear();
     t->body.clear();
+    t->content_type.clear();
+    t->announced = -1;
+    t->received = 0;
+    auto sp = line.find(' ');
+    t->hop_status = sp == std::string_view::npos ? 0 : parse_count(line.substr(sp + 1, 4));
   } else if (!t->head && istarts_with(line, "content-length:")) {
     // Reserve once instead of growing the body by doubling; gzip bodies grow further.
     auto n_bytes = parse_count(line.substr(15));
-    if (n_bytes > 0)
-      t->body.reserve(static_cast<std::size_t>(std::min(n_bytes, t->max_body)));
+    t->announced = n_bytes;
+    if (n_bytes > 0 && n_bytes <= t->max_body)
+      t->body.reserve(static_cast<std::size_t>(n_bytes));
+  } else if (istarts_with(line, "content-type:")) {
+    t->content_type.assign(line.substr(13));
+  } else if ((line == "\r\n" || line == "\n") && t->allowed_types &&
+             !t->allowed_types->empty() && t->hop_status >= 200 &&
+             (t->hop_status < 300 || t->hop_status >= 400) &&
+             !core::media_allowed(*t->allowed_types, t->content_type)) {
+    // Headers of a final response whose type the run does not want: stop before its body
+    // (redirect hops are not judged; their target is).
+    t->skipped_type = true;
+    return 0;
   }
   if (t->raw_headers.size() + len <= max_header_bytes)
     t->raw_headers.append(line);
@@ -720,9 +719,19 @@ struct downloader::impl {
     t->item = item;
     t->slot = slot;
     t->too_big = false;
+    t->skipped_type = false;
+    t->hop_status = 0;
+    t->announced = -1;
+    t->received = 0;
+    t->content_type.clear();
     t->errbuf[0] = 0;
     CURL* e = t->easy;
     curl_easy_setopt(e, CURLOPT_URL, rq.url.c_str());
+    t->allowed_types = &bs.b.site_settings.allowed_content_types;
+    if (t->max_body != bs.max_body) {
+      t->max_body = bs.max_body;
+      curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(bs.max_body));
+    }
 
     if (t->share != bs.jar->share) {
       curl_easy_setopt(e, CURLOPT_SHARE, bs.jar->share);
@@ -846,6 +855,8 @@ struct downloader::impl {
     const bool more_attempts = t->item.attempt < opts.retry_download;
 
     std::string error;
+    const char* kind = "";   // set for failures the status does not tell
+    std::int64_t seen = -1;  // body size known although the body is not kept
     if (rc == CURLE_OK && throttling_status(status)) {
       std::int64_t retry_after = -1;
       if (auto ra = find_header(t->raw_headers, "retry-after"))
@@ -885,8 +896,17 @@ struct downloader::impl {
         if (t->item.attempt > 0)
           error += " after " + std::to_string(t->item.attempt) + " retries";
       }
+    } else if (t->skipped_type) {
+      kind = "skipped_type";
+      error = "content type '" + core::media_type_of(t->content_type) +
+              "' is not allowed for this run (AllowedContentTypes)";
+      seen = t->announced;
+      t->body.clear();
     } else if (t->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
-      error = "body larger than " + std::to_string(opts.max_body_bytes) + " bytes";
+      // Refused, not cut: a cut page would parse as a different page (docs/decisions.md).
+      kind = "too_large";
+      seen = std::max(t->announced, t->received);
+      error = too_large_error(seen, t->max_body);
       t->body.clear();
     } else {
       if (retryable(rc) && more_attempts) {
@@ -897,19 +917,22 @@ struct downloader::impl {
         release(t);
         return;
       }
+      kind = error_kind_of(rc);
       error = curl_easy_strerror(rc);
       if (t->errbuf[0])
         error.append(": ").append(t->errbuf);
       t->body.clear(); // a partial body is no page
     }
-    finish_request(bs, t->item, std::move(error), status, elapsed_ms, t, &t->body);
+    finish_request(bs, t->item, std::move(error), status, elapsed_ms, t, &t->body, nullptr,
+                   nullptr, kind, seen);
     release(t);
   }
 
   /// Makes the result of a request and adds it to the block's batch.
   void finish_request(block_state& bs, const work_item& item, std::string error, long status,
                       std::int64_t elapsed_ms, transfer* t, std::string* body,
-                      protocol::header_map* headers = nullptr, render_result* rendered = nullptr) {
+                      protocol::header_map* headers = nullptr, render_result* rendered = nullptr,
+                      const char* kind = "", std::int64_t seen = -1) {
     const auto& rq = bs.b.requests[item.index];
     protocol::result r;
     r.request_hash = protocol::request_hash(rq);
@@ -939,6 +962,12 @@ struct downloader::impl {
     }
     n_bytes.fetch_add(body_size, std::memory_order_relaxed);
     r.error = std::move(error);
+    r.error_kind = *kind ? kind : error_kind_of_status(status);
+    if (r.error_kind.empty() && !r.error.empty())
+      r.error_kind = "network";
+    r.size = body ? static_cast<std::int64_t>(body_size) : -1;
+    if (seen >= 0)
+      r.size = seen;
 
     if (bs.batch.empty()) {
       bs.batch_since = steady::now();
@@ -1083,6 +1112,7 @@ struct downloader::impl {
     const int slots = std::clamp(bs->b.thread_num, 1, max_thread_num);
     bs->slot_ready.assign(static_cast<std::size_t>(slots), time_point{});
     bs->sleep = milliseconds(std::max(0, site.sleep_time));
+    bs->max_body = block_max_body(opts.max_body_bytes, site.max_body_bytes);
     bs->delay = milliseconds(std::max(0, bs->b.delay_ms));
     if (auto why = bs->matcher.compile(bs->b.change_ip_pattern); !why.empty())
       spdlog::warn("downloader: block {}: change-IP pattern '{}' ignored: {}", bs->b.block_id,

@@ -11,6 +11,7 @@
 #include "core/cron.hpp"
 #include "core/digest.hpp"
 #include "core/politeness.hpp"
+#include "protocol/job_site.hpp"
 #include "protocol/json_codec.hpp"
 #include "actors/storage/storage_actor.hpp"
 #include "storage/repositories.hpp"
@@ -92,26 +93,6 @@ caf::actor pick_worker(self_ptr self, const std::string& full_class_name) {
   return it->second[i++ % it->second.size()];
 }
 
-// The job's Site JSON with its politeness properties written into the fields the Site
-// leaves unset, so the run (and its restore after a restart) carries them.
-std::string site_with_politeness(const storage::job_row& job) {
-  site s;
-  if (auto it = job.properties.find("Site"); it != job.properties.end())
-    s = decode<site>(nlohmann::json::parse(it->second), "properties.Site");
-  auto o = core::parse_politeness_properties(job.properties);
-  if (o.max_concurrency && s.max_concurrency_per_host == 0)
-    s.max_concurrency_per_host = *o.max_concurrency;
-  if (o.delay_ms && s.delay_ms < 0)
-    s.delay_ms = static_cast<std::int32_t>(*o.delay_ms);
-  if (o.robots && s.robots_txt.empty())
-    s.robots_txt = *o.robots ? "obey" : "ignore";
-  if (o.adaptive && s.adaptive_throttle.empty())
-    s.adaptive_throttle = *o.adaptive ? "on" : "off";
-  if (o.key_kind && s.politeness_key.empty())
-    s.politeness_key = core::to_string(*o.key_kind);
-  return to_json(s).dump();
-}
-
 void start_block_run(self_ptr self, const storage::job_row& job, const std::string& identity,
                      caf::response_promise rp) {
   auto cls = job.properties.count("FullClassName") ? job.properties.at("FullClassName") : "";
@@ -125,9 +106,9 @@ void start_block_run(self_ptr self, const storage::job_row& job, const std::stri
   }
   std::string site;
   try {
-    site = site_with_politeness(job);
+    site = to_json(site_of_job(job.properties)).dump();
   } catch (const std::exception& e) {
-    auto reason = std::string("bad site or politeness properties: ") + e.what();
+    auto reason = std::string("bad site, politeness or download properties: ") + e.what();
     record_failed_run(self, job.id, identity, reason);
     rp.deliver(app_error("run_failed", "run " + identity + " failed: " + reason));
     return;

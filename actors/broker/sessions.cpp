@@ -274,6 +274,8 @@ caf::behavior node_session(node_ptr self, net::ws_ptr conn, node_info info, brok
 
 struct worker_session_state : session_base {
   std::string full_class_name;
+  std::size_t polls_out = 0;         // Polls at the dispatcher, their replies not queued yet
+  std::uint64_t polls_deferred = 0;  // answered [] because the write queue had no room
   steady::time_point last_ping = steady::now();
   static inline const char* name = "worker_session";
 };
@@ -315,14 +317,39 @@ void handle_worker_call(worker_ptr self, hub_call& inv) {
                                 std::to_string(max_poll_wait_ms));
       wait_ms = static_cast<std::int32_t>(wait_arg.get<std::int64_t>());
     }
+    // Optional fourth argument: the worker's own byte budget for the reply.
+    auto max_bytes = static_cast<std::int64_t>(st.opts.max_poll_bytes);
+    if (inv.arguments.size() > 3) {
+      auto& bytes_arg = inv.arguments[3];
+      if (!bytes_arg.is_number_integer() || bytes_arg.get<std::int64_t>() < 1)
+        throw core::input_error("Poll: argument 'maxBytes' must be a positive integer");
+      max_bytes = std::min(max_bytes, bytes_arg.get<std::int64_t>());
+    }
+    // What this connection may still queue: every Poll answered but not yet written counts
+    // as its largest reply (its budget, or one result up to a whole hub message), so the
+    // broker never queues past max_write_queue_bytes on its own account. A worker that does
+    // not read gets empty answers until it does.
+    auto largest = std::max(st.opts.max_poll_bytes, st.opts.max_record_bytes);
+    auto queued = st.peer->connection()->queued_bytes();
+    if (queued + (st.polls_out + 1) * largest > st.opts.max_write_queue_bytes) {
+      ++st.polls_deferred;
+      if (id)
+        st.peer->complete_raw(*id, "[]");
+      return;
+    }
+    ++st.polls_out;
     self->request(st.peers.dispatcher, caf::infinite, poll_atom::value, identity, max, wait_ms,
-                  caf::actor{self})
+                  max_bytes, caf::actor{self})
       .then(
         [=](const std::string& results) {
+          --self->state.polls_out;
           if (id)
             self->state.peer->complete_raw(*id, results);
         },
-        on_error);
+        [=](caf::error& err) {
+          --self->state.polls_out;
+          on_error(err);
+        });
   } else if (inv.target == "Ack") {
     auto identity = string_arg(inv, 0, "identity");
     auto& ids_arg = arg(inv, 1);
@@ -405,7 +432,7 @@ caf::behavior worker_session(worker_ptr self, net::ws_ptr conn, std::string full
     [=](stats_atom) -> std::string {
       auto& s = self->state;
       return json{{"kind", "worker"}, {"fullClassName", s.full_class_name},
-                  {"invocations", s.invocations},
+                  {"invocations", s.invocations}, {"pollsDeferred", s.polls_deferred},
                   {"queuedBytes", s.peer->connection()->queued_bytes()},
                   {"mailbox", self->mailbox().size()}}
         .dump();

@@ -23,6 +23,8 @@ struct session_options {
   int missed_heartbeats = 3;
   std::chrono::milliseconds keepalive{15000};  // server ping period
   std::size_t max_record_bytes = 16 << 20;
+  std::size_t max_write_queue_bytes = 64 << 20;  // the connection is cut beyond it (http_server)
+  std::size_t max_poll_bytes = 4 << 20;          // result bytes of one Poll reply (one result at least)
 };
 
 caf::actor spawn_node_session(caf::actor_system& sys, net::ws_ptr conn, protocol::node_info info,

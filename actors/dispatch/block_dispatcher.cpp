@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "actors/dispatch/dispatcher_state.hpp"
 #include "core/digest.hpp"
 #include "core/digest_set.hpp"
 #include "protocol/fast_json.hpp"
@@ -60,7 +61,7 @@ host_queue_options run_politeness(const dispatch_options& opts, const protocol::
   return o;
 }
 
-namespace {
+namespace dispatch {
 
 using namespace spiderhub::protocol;
 using restore_detail::restored_run;
@@ -73,115 +74,11 @@ std::int64_t now_ms() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-struct block_entry {
-  std::string id;
-  std::string key;                              // politeness key of every request in it
-  std::string robots_origin;                    // set: a robots.txt fetch, not run work
-  std::vector<queued_request> requests;
-  // Hashes still without a final result, with the Seq of their Request row.
-  std::unordered_map<std::string, std::int64_t> outstanding;
-  std::string node_id;
-  std::int64_t lease_until = 0;                 // unix ms; results extend it
-  int thread_num = 1;
-  int slots = 1;                                // of the key's budget it still holds
-  std::int64_t delay_ms = 0;
-  std::int64_t leased_ms = 0;                   // when it was leased (node speed samples)
-};
-
-struct counters {
-  std::int64_t success = 0, error = 0, skipped = 0;
-};
-
-struct run_entry {
-  std::string job_id;
-  std::string identity;
-  int priority = 0;
-  std::string full_class_name;
-  std::string arguments;
-  site site_settings;
-  std::string site_json = "{}";                  // site_settings encoded once for every block
-  core::digest_set seen;                          // dedup digests of this run
-  std::unique_ptr<host_queues> hosts;            // requests waiting, by politeness key
-  std::unordered_map<std::string, block_entry> blocks;  // leased blocks
-  std::int64_t total = 0;
-  counters all;
-  std::map<std::string, counters> per_node;
-  std::int64_t unacked = 0;                      // stored results not yet acked
-  std::int64_t cursor = 0;                       // last result id handed to the consumer
-  bool poll_in_flight = false;
-  // Results stored for this run so far, counted in store completions; a Poll read that
-  // came back short saw everything up to the count at its start (drained_gen), so a Poll
-  // arriving before the count moves on has nothing new to read.
-  std::uint64_t stored_gen = 0;
-  std::uint64_t drained_gen = no_gen;
-  static constexpr std::uint64_t no_gen = ~std::uint64_t{0};
-  // A long Poll that found nothing new: answered by the next store of this run's results,
-  // when its wait ends, or empty when its consumer changes, gets a Run or the run ends.
-  struct held_poll {
-    caf::typed_response_promise<std::string> rp;
-    std::int32_t limit = 0;
-    std::int32_t wait_ms = 0;
-    caf::actor session;
-    std::uint64_t token = 0;
-  };
-  std::optional<held_poll> held;
-  bool completed = false;                        // worker sent Complete
-  bool finishing = false;
-  bool status_dirty = true;
-  caf::actor consumer;                           // worker session polling this run
-  // The frontier beyond `frontier_memory_max` waits on disk only (Request.State spilled,
-  // push order in Seq); once anything is spilled every new request is too, so the order
-  // holds. Read back in chunks as the queue in memory drains below half the limit; the
-  // rows stay spilled until downloaded, and reading goes on after the last Seq read.
-  std::int64_t spilled = 0;
-  // Seq of the last spilled request read (rows migrated from schema 8 are below zero).
-  std::int64_t unspilled_to = std::numeric_limits<std::int64_t>::min();
-  std::int64_t last_seq = 0;                      // Seq of the run's latest request
-  bool unspilling = false;
-};
-
-struct node_entry {
-  caf::actor session;
-  int capacity = 4;
-  bool disabled = false;  // `console disable NODE`: keeps its leases, gets no new ones
-  std::set<std::pair<std::string, std::string>> leases;  // (identity, block id)
-  std::uint64_t last_lease = 0;  // lease sequence number of its latest block
-  double slot_rate = 0;          // requests/s per download slot over its recent blocks (0: unknown)
-  bool measured = false;         // it finished a block since it connected
-  int render_tabs = 0;           // render blocks it may hold at once (0: it cannot render)
-};
-
-struct dispatcher_state {
-  caf::actor storage;
-  dispatch_options opts;
-  std::map<std::string, run_entry> runs;
-  std::map<std::string, node_entry> nodes;
-  std::set<std::string> disabled;  // node ids, loaded at start, updated by node_enabled_atom
-  std::int64_t last_status_ms = 0;
-  std::int64_t wake_at = 0;        // a wake_atom is due then (0: none scheduled)
-  std::uint64_t lease_seq = 0;
-  std::uint64_t poll_token = 0;    // names held Polls for their wait timers
-  // Host names of `ip` politeness keys: resolved off the actor threads, a few at a time,
-  // and cached (a failed name for a short while).
-  std::unordered_map<std::string, std::pair<std::string, std::int64_t>> dns_cache;
-  std::deque<std::string> dns_queue;
-  std::unordered_set<std::string> dns_busy;  // queued or resolving
-  int dns_running = 0;
-  // Counters for stats_atom and /metrics.
-  std::uint64_t requests_accepted = 0, duplicates = 0, blocks_built = 0, blocks_leased = 0,
-                blocks_done = 0, blocks_failed = 0, leases_expired = 0, results_stored = 0,
-                results_acked = 0, runs_finished = 0, result_bytes = 0, skipped = 0,
-                deferred = 0, robots_fetched = 0, pauses = 0, failed_undownloaded = 0,
-                unspilled = 0;
-  std::map<std::string, std::uint64_t> download_errors;  // by kind, see error_kind()
-  static inline const char* name = "block_dispatcher";
-};
-
-using self_ptr = caf::stateful_actor<dispatcher_state>*;
-
-// Kind of a failed download for /metrics: http_4xx, http_5xx, timeout, dns, connect,
-// too_large or network.
-const char* error_kind(std::int32_t status, const std::string& error) {
+// Kind of a failed download for /metrics and the host queues: what the node named
+// (protocol::error_kinds), else guessed from the status and the error text (older nodes).
+std::string error_kind(std::int32_t status, const std::string& error, const std::string& named) {
+  if (!named.empty())
+    return named;
   if (status >= 500)
     return "http_5xx";
   if (status >= 400)
@@ -193,13 +90,12 @@ const char* error_kind(std::int32_t status, const std::string& error) {
     return "dns";
   if (has("onnect"))
     return "connect";
-  if (has("too large") || has("maximum"))
+  if (has("too large") || has("maximum") || has("larger than"))
     return "too_large";
   return "network";
 }
 
-// Persists a write and runs `then` (ok = committed) in the dispatcher's context.
-void store(self_ptr self, write_fn fn, std::function<void(bool)> then = {}) {
+void store(self_ptr self, write_fn fn, std::function<void(bool)> then) {
   self->request(self->state.storage, caf::infinite, write_atom::value, std::move(fn))
     .then([then](bool ok) {
             if (then)
@@ -242,11 +138,6 @@ void write_status(self_ptr self, run_entry& r, const std::string& status) {
       repo.upsert_status(row);
   });
 }
-
-void maybe_finish(self_ptr self, run_entry& r);
-bool more_may_come(self_ptr self, const run_entry& r);
-void pump(self_ptr self);
-run_entry* find_run(self_ptr self, const std::string& identity);
 
 // Records requests decided without a download: robots.txt disallowed them (skipped) or
 // they cannot be fetched (error, e.g. robots.txt unreachable, attempts used up).
@@ -319,7 +210,8 @@ void requeue(self_ptr self, run_entry& r, block_entry& b, const std::string& why
 // The Block JSON a node receives; requests are spliced in as the worker sent them.
 std::string to_wire(const run_entry& r, const block_entry& b) {
   std::string out;
-  std::size_t size = 256 + r.site_json.size();
+  const auto& site = b.robots_origin.empty() ? r.site_json : r.robots_site_json;
+  std::size_t size = 256 + site.size();
   for (auto& q : b.requests)
     size += q.json.size() + 1;
   out.reserve(size);
@@ -334,7 +226,7 @@ std::string to_wire(const run_entry& r, const block_entry& b) {
   out += ",\"delayMs\":";
   out += std::to_string(b.delay_ms);
   out += ",\"changeIpPattern\":\"\",\"site\":";
-  out += r.site_json;
+  out += site;
   out += ",\"cookies\":";
   fast::append_json_string(out, r.site_settings.cookies);
   out += ",\"requests\":[";
@@ -696,12 +588,6 @@ void purge(self_ptr self, const std::string& identity) {
         });
 }
 
-/// Answers a held Poll with nothing (its wait is over for another reason than results).
-void answer_held_poll(run_entry& r) {
-  if (auto held = std::exchange(r.held, std::nullopt))
-    held->rp.deliver(std::string("[]"));
-}
-
 void finish_run(self_ptr self, run_entry& r, const std::string& status) {
   r.finishing = true;
   spdlog::info("dispatcher: run {} of job {} finished ({}): total {} success {} error {} "
@@ -744,99 +630,26 @@ caf::error unknown_run(const std::string& identity) {
   return app_error("not_found", "unknown or finished run '" + identity + "'");
 }
 
-using poll_promise = caf::typed_response_promise<std::string>;
-
-/// Whether results of `r` can still be stored without its consumer doing anything first:
-/// requests wait or are out on nodes, and acks are not what holds new blocks back
-/// (max_unacked_results). Only then may a Poll be held: a worker waiting in a Poll sends
-/// no Ack and no Push (the sample worker's thread waits in it).
-bool more_may_come(self_ptr self, const run_entry& r) {
-  const auto max_unacked = self->state.opts.max_unacked;
-  if (max_unacked > 0 && r.unacked >= max_unacked)
-    return false;
-  return r.hosts->waiting() > 0 || !r.blocks.empty() || r.spilled > 0 || r.unspilling;
-}
-
-/// Holds a Poll that found nothing new until results are stored or `wait_ms` passed.
-void hold_poll(self_ptr self, run_entry& r, poll_promise rp, std::int32_t limit,
-               std::int32_t wait_ms, const caf::actor& session) {
-  auto token = ++self->state.poll_token;
-  r.held = run_entry::held_poll{std::move(rp), limit, wait_ms, session, token};
-  self->delayed_send(self, std::chrono::milliseconds(wait_ms), poll_wake_atom::value, r.identity,
-                     token);
-}
-
-/// Reads up to `limit` results after the consumer's cursor and answers `rp` with them; an
-/// empty read of a long Poll is held instead.
-void read_poll(self_ptr self, run_entry& r, poll_promise rp, std::int32_t limit,
-               std::int32_t wait_ms, const caf::actor& session) {
-  r.poll_in_flight = true;
-  auto identity = r.identity;
-  auto after = r.cursor;
-  auto gen = r.stored_gen;
-  self
-    ->request(self->state.storage, caf::infinite, read_atom::value,
-              read_fn([identity, after, limit](storage::database& db) {
-                auto rows = storage::crawl_repository(db).results_after(identity, after, limit);
-                // Splice resultId into each stored JSON object: no re-parse needed. Sized
-                // once: a reply holds up to `limit` bodies, and growing it by doubling
-                // copied them again and again.
-                std::size_t bytes = 2;
-                for (const auto& row : rows)
-                  bytes += row.body.size() + 32;
-                std::string out;
-                out.reserve(bytes);
-                out += '[';
-                std::int64_t last = after;
-                for (auto& row : rows) {
-                  if (out.size() > 1)
-                    out += ',';
-                  out += "{\"resultId\":";
-                  out += std::to_string(row.id);
-                  if (row.body.size() > 2)
-                    out += ',';
-                  out.append(row.body, 1, std::string::npos);
-                  last = row.id;
-                }
-                out += ']';
-                return caf::make_message(std::move(out), last,
-                                         static_cast<std::int32_t>(rows.size()));
-              }))
-    .then(
-      [=](std::string& text, std::int64_t last, std::int32_t count) mutable {
-        auto* run = find_run(self, identity);
-        if (run) {
-          run->poll_in_flight = false;
-          if (run->consumer == session) {
-            run->cursor = std::max(run->cursor, last);
-            run->drained_gen = count < limit ? gen : run_entry::no_gen;
-            if (count == 0 && wait_ms > 0 && !run->held && more_may_come(self, *run)) {
-              // Counted as stored but not there to read (acked meanwhile, or a store
-              // whose rows another read already handed out): wait for the next ones.
-              if (run->stored_gen != gen)
-                read_poll(self, *run, std::move(rp), limit, wait_ms, session);
-              else
-                hold_poll(self, *run, std::move(rp), limit, wait_ms, session);
-              return;
-            }
-          }
-        }
-        rp.deliver(std::move(text));
-      },
-      [=](caf::error& err) mutable {
-        if (auto* run = find_run(self, identity))
-          run->poll_in_flight = false;
-        rp.deliver(std::move(err));
-      });
-}
-
 run_entry make_run(self_ptr self, const std::string& job_id, const std::string& identity,
                    const site& s) {
   run_entry r;
   r.job_id = job_id;
   r.identity = identity;
   r.site_settings = s;
-  r.site_json = to_json(s).dump();
+  // Every block names the run's body limit, never more than fits in a hub message (the
+  // broker's dispatch.max_body_bytes, checked against http.max_message_bytes at start).
+  auto& max_body = r.site_settings.max_body_bytes;
+  if (max_body > self->state.opts.max_body_bytes)
+    spdlog::warn("dispatcher: run {}: MaxBodyBytes {} is over dispatch.max_body_bytes {}; "
+                 "bodies are refused over the latter",
+                 identity, max_body, self->state.opts.max_body_bytes);
+  if (max_body <= 0 || max_body > self->state.opts.max_body_bytes)
+    max_body = self->state.opts.max_body_bytes;
+  r.site_json = to_json(r.site_settings).dump();
+  // robots.txt is text/plain whatever pages the run wants: its fetch is not typed.
+  auto robots_site = r.site_settings;
+  robots_site.allowed_content_types.clear();
+  r.robots_site_json = to_json(robots_site).dump();
   r.hosts = std::make_unique<host_queues>(run_politeness(self->state.opts, s));
   return r;
 }
@@ -890,9 +703,10 @@ host_observation observation_of(const fast::raw_result& res) {
   host_observation o;
   o.status = res.status_code;
   o.response_ms = res.response_time;
-  auto kind = res.error.empty() ? "" : error_kind(res.status_code, res.error);
-  o.network_error = res.status_code == 0 && !res.error.empty() &&
-                    std::string(kind) != "too_large";
+  auto kind = res.error.empty() ? "" : error_kind(res.status_code, res.error, res.error_kind);
+  // A refused body (too large, content type not allowed) says nothing of the host's health.
+  o.network_error = res.status_code == 0 && !res.error.empty() && kind != "too_large" &&
+                    kind != "skipped_type";
   if (res.retry_after_ms >= 0)
     o.retry_after_ms = res.retry_after_ms;
   return o;
@@ -1233,11 +1047,12 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         auto seq = b.outstanding.extract(res.request_hash).mapped();
         bool ok = res.error.empty() && res.status_code >= 200 && res.status_code < 400;
         r->hosts->observe(b.key, obs, now);
-        r->hosts->count(b.key, ok, ok ? "" : error_kind(res.status_code, res.error));
+        auto kind = ok ? std::string() : error_kind(res.status_code, res.error, res.error_kind);
+        r->hosts->count(b.key, ok, kind);
         outcomes.push_back({res.request_hash, seq, ok});
         self->state.result_bytes += res.body.size();
         if (!ok)
-          ++self->state.download_errors[error_kind(res.status_code, res.error)];
+          ++self->state.download_errors[kind];
         storage::result_row row;
         row.identity = resp.identity;
         row.block_id = resp.block_id;
@@ -1324,10 +1139,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                   (o.ok ? per.success : per.error)++;
                 }
                 run->unacked += n;
-                ++run->stored_gen;
-                if (auto held = std::exchange(run->held, std::nullopt))  // a long Poll waits
-                  read_poll(self, *run, std::move(held->rp), held->limit, held->wait_ms,
-                            held->session);
+                results_stored(self, *run);  // a long Poll may wait for them
                 run->status_dirty = true;
                 self->state.results_stored += n;
                 if (auto it = run->blocks.find(block_id);
@@ -1344,67 +1156,16 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       return rp;
     },
     [=](poll_atom, const std::string& identity, std::int32_t max, std::int32_t wait_ms,
-        caf::actor session) -> caf::result<std::string> {
-      auto* r = find_run(self, identity);
-      if (!r)
-        return unknown_run(identity);
-      if (r->consumer != session) {
-        // A new consumer (worker reconnected): redeliver everything not acked.
-        answer_held_poll(*r);
-        r->consumer = session;
-        r->cursor = 0;
-        r->drained_gen = run_entry::no_gen;
-      }
-      if (r->poll_in_flight || r->held)
-        return std::string("[]");
-      auto limit = std::clamp<std::int32_t>(max, 1, self->state.opts.max_poll);
-      bool nothing_new = r->unacked == 0 || r->drained_gen == r->stored_gen;
-      if (nothing_new && (wait_ms <= 0 || !more_may_come(self, *r)))
-        return std::string("[]");
-      auto rp = self->make_response_promise<std::string>();
-      if (nothing_new)
-        hold_poll(self, *r, rp, limit, wait_ms, session);
-      else
-        read_poll(self, *r, rp, limit, wait_ms, session);
-      return rp;
+        std::int64_t max_bytes, const caf::actor& session) -> caf::result<std::string> {
+      return poll(self, identity, max, wait_ms, max_bytes, session);
     },
     [=](poll_wake_atom, const std::string& identity, std::uint64_t token) {
-      // A held Poll's wait ended with nothing stored for it.
-      if (auto* r = find_run(self, identity); r && r->held && r->held->token == token)
-        answer_held_poll(*r);
+      poll_wait_over(self, identity, token);  // a held Poll's wait ended with nothing for it
     },
-    [=](poll_wake_atom, const caf::actor& session) {
-      for (auto& [identity, r] : self->state.runs)
-        if (r.held && r.held->session == session)
-          answer_held_poll(r);
-    },
+    [=](poll_wake_atom, const caf::actor& session) { session_polls_over(self, session); },
     [=](ack_atom, const std::string& identity,
         std::vector<std::int64_t>& ids) -> caf::result<bool> {
-      if (!find_run(self, identity))
-        return unknown_run(identity);
-      auto rp = self->make_response_promise<bool>();
-      auto removed = std::make_shared<int>(0);
-      store(self,
-            [identity, ids = std::move(ids), removed](storage::database& db) {
-              *removed = storage::crawl_repository(db).delete_results(identity, ids);
-            },
-            [=](bool ok) mutable {
-              if (!ok) {
-                rp.deliver(caf::make_error(caf::sec::runtime_error, "ack not stored"));
-                return;
-              }
-              if (auto* run = find_run(self, identity)) {
-                bool was_held = self->state.opts.max_unacked > 0 &&
-                                run->unacked >= self->state.opts.max_unacked;
-                run->unacked -= *removed;
-                self->state.results_acked += *removed;
-                maybe_finish(self, *run);
-                if (was_held)
-                  pump(self);  // the worker caught up: blocks again
-              }
-              rp.deliver(true);
-            });
-      return rp;
+      return ack(self, identity, std::move(ids));
     },
     [=](complete_atom, const std::string& identity) -> caf::result<bool> {
       auto* r = find_run(self, identity);
@@ -1555,11 +1316,11 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
   };
 }
 
-} // namespace
+} // namespace dispatch
 
 caf::actor spawn_block_dispatcher(caf::actor_system& sys, caf::actor storage,
                                   dispatch_options opts) {
-  return sys.spawn(dispatcher, std::move(storage), opts);
+  return sys.spawn(dispatch::dispatcher, std::move(storage), opts);
 }
 
 } // namespace spiderhub::actors

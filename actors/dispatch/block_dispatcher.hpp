@@ -30,6 +30,8 @@ struct dispatch_options {
   int max_attempts = 5;                            // leases of one request before it is an error
   int thread_num = 8;                              // slots of one block at most
   int max_poll = 1000;
+  std::int64_t max_poll_bytes = 4 << 20;        // result bytes of one Poll reply (one result at least)
+  std::int64_t max_body_bytes = 10 << 20;       // bodies over it are refused by nodes (too_large)
   int blocks_per_node = 256;
   bool pack_results = false;                    // LZ4-pack result bodies before storing (SQLite)
   std::int64_t max_unacked = 20000;             // a run's results stored and not acked beyond which it gets no new blocks (0 = no limit)

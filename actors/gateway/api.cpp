@@ -20,6 +20,7 @@
 #include "core/digest.hpp"
 #include "core/politeness.hpp"
 #include "net/http_server.hpp"
+#include "protocol/job_site.hpp"
 #include "protocol/json_codec.hpp"
 #include "actors/storage/storage_actor.hpp"
 #include "storage/repositories.hpp"
@@ -180,13 +181,7 @@ storage::job_row parse_job(const std::string& body, const std::string& tz) {
   };
   if (job.job_type == "block") {
     require("FullClassName");
-    if (auto it = job.properties.find("Site"); it != job.properties.end()) {
-      auto site_json = json::parse(it->second, nullptr, false);
-      if (site_json.is_discarded())
-        throw core::input_error("property 'Site' must be a JSON object");
-      decode<site>(site_json, "properties.Site");
-    }
-    core::parse_politeness_properties(job.properties);  // throws naming the property
+    site_of_job(job.properties);  // throws naming the property (Site, politeness, download)
   } else {
     require("Package");
     require("Application");

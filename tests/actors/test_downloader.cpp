@@ -307,6 +307,9 @@ private:
     } else if (rq.path == "/latin1-header") {
       rs.headers.emplace_back("Content-Disposition", "attachment; filename=\xe9t\xe9.txt");
       text("latin1");
+    } else if (rq.path == "/typed") {
+      rs.headers.emplace_back("Content-Type", rq.param("type"));
+      rs.body.assign(std::stoul(rq.param("n")), 'y');
     } else if (rq.path == "/big" || rq.path == "/big-nolen") {
       rs.body.assign(std::stoul(rq.param("n")), 'x');
       rs.close_delimited = rq.path == "/big-nolen";
@@ -638,8 +641,10 @@ TEST_CASE("downloader: final failures carry status and error text") {
   CHECK(r.content == "broken");
   CHECK(server.hits("/always500") == 3);
 
+  CHECK(r.error_kind == "http_5xx");
   auto n = c.result("b", refused);
   CHECK(n.status_code == 0);
+  CHECK(n.error_kind == "connect");
   CHECK(n.error.find("connect") != std::string::npos);
   CHECK(n.content.empty());
   CHECK(n.headers.empty());
@@ -711,6 +716,7 @@ TEST_CASE("downloader: redirects are followed and reported under the requested U
   CHECK(r.headers.count("location") == 0); // headers of the final response only
   auto l = c.result("b", loop);
   CHECK(!l.error.empty());
+  CHECK(l.error_kind == "redirect_loop");
   CHECK(server.hits("/redirect-loop") == 4); // the first request plus 3 redirects
 }
 
@@ -828,13 +834,88 @@ TEST_CASE("downloader: oversized bodies are cut off with an error") {
   REQUIRE(c.wait_done("b"));
   CHECK(c.result("b", exact).content.size() == 1000);
   CHECK(c.result("b", exact).error.empty());
+  CHECK(c.result("b", exact).error_kind.empty());
+  CHECK(c.result("b", exact).size == 1000);
   for (auto& u : {big, nolen}) {
     auto r = c.result("b", u);
-    CHECK(r.error == "body larger than 1000 bytes");
+    CHECK(r.error_kind == "too_large");
     CHECK(r.content.empty());
     CHECK(r.status_code == 200);
   }
+  // Content-Length tells the size at once; without it, what arrived before the abort.
+  CHECK(c.result("b", big).size == 5000);
+  CHECK(c.result("b", big).error == "body of 5000 bytes is over the limit of 1000 bytes");
+  CHECK(c.result("b", nolen).size > 1000);
+  CHECK(c.result("b", nolen).size < 200000);
   CHECK(server.hits("/big") == 2); // not retried
+}
+
+TEST_CASE("downloader: the run's maxBodyBytes lowers the node's limit, never raises it") {
+  test_server server;
+  collector c;
+  auto o = fast_options();
+  o.max_body_bytes = 4000;
+  downloader dl(o, c.results_fn(), c.done_fn());
+  dl.start();
+  auto mid = server.url("/big?n=3000");
+  auto big = server.url("/big?n=5000");
+  auto lowered = make_block("low", "run", {mid, big});
+  lowered.site_settings.max_body_bytes = 2000;
+  auto raised = make_block("high", "run2", {mid, big});
+  raised.site_settings.max_body_bytes = 1 << 20;
+  REQUIRE(dl.submit(lowered));
+  REQUIRE(dl.submit(raised));
+  REQUIRE(c.wait_done("low"));
+  REQUIRE(c.wait_done("high"));
+  CHECK(c.result("low", mid).error_kind == "too_large");
+  CHECK(c.result("low", mid).error == "body of 3000 bytes is over the limit of 2000 bytes");
+  CHECK(c.result("low", big).error_kind == "too_large");
+  CHECK(c.result("high", mid).error.empty());
+  CHECK(c.result("high", mid).content.size() == 3000);
+  CHECK(c.result("high", big).error_kind == "too_large");  // the node's 4000 still holds
+  CHECK(c.result("high", big).error == "body of 5000 bytes is over the limit of 4000 bytes");
+}
+
+TEST_CASE("downloader: allowed content types stop other responses after their headers") {
+  test_server server;
+  collector c;
+  downloader dl(fast_options(), c.results_fn(), c.done_fn());
+  dl.start();
+  auto html = server.url("/typed?type=text/html;%20charset=gbk&n=100");
+  auto upper = server.url("/typed?type=TEXT/HTML&n=100");
+  auto image = server.url("/typed?type=image/PNG&n=100");
+  auto pdf = server.url("/typed?type=application/pdf&n=3000000");
+  auto moved = server.url("/redirect");  // 302 to a text/plain page
+  auto none = server.url("/typed?type=&n=10");
+  auto b = make_block("b", "run", {html, upper, image, pdf, moved, none});
+  b.site_settings.allowed_content_types = {"text/html", "image/*"};
+  auto all = make_block("all", "run2", {pdf});
+  REQUIRE(dl.submit(b));
+  REQUIRE(dl.submit(all));
+  REQUIRE(c.wait_done("b"));
+  REQUIRE(c.wait_done("all"));
+  CHECK(c.result("b", html).error.empty());
+  CHECK(c.result("b", html).content.size() == 100);
+  CHECK(c.result("b", upper).error.empty());
+  CHECK(c.result("b", image).error.empty());
+  CHECK(c.result("b", none).error.empty());  // no type: given the benefit of the doubt
+  auto r = c.result("b", pdf);
+  CHECK(r.error_kind == "skipped_type");
+  CHECK(r.error == "content type 'application/pdf' is not allowed for this run "
+                   "(AllowedContentTypes)");
+  CHECK(r.status_code == 200);
+  CHECK(r.content.empty());
+  CHECK(r.size == 3000000);  // as announced; not downloaded
+  CHECK(r.headers.count("Content-Type") + r.headers.count("content-type") == 1);
+  // The redirect hop is not judged, the page it leads to is.
+  CHECK(c.result("b", moved).error_kind == "skipped_type");
+  CHECK(server.hits("/page/redirected") == 1);
+  CHECK(server.hits("/typed") == 6);  // none retried
+  // A run without the policy downloads the same body whole.
+  CHECK(c.result("all", pdf).error.empty());
+  CHECK(c.result("all", pdf).size == 3000000);
+  // The node counted only the bodies it kept.
+  CHECK(dl.get_stats().bytes == 100 + 100 + 100 + 10 + 3000000);
 }
 
 TEST_CASE("downloader: a slow server gives a timeout error") {
@@ -852,6 +933,7 @@ TEST_CASE("downloader: a slow server gives a timeout error") {
   CHECK(seconds_since(t0) < 2.0);
   auto r = c.result("b", url);
   CHECK(r.status_code == 0);
+  CHECK(r.error_kind == "timeout");
   CHECK(r.error.find("Timeout") != std::string::npos);
   CHECK(r.content.empty());
 }

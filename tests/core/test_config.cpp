@@ -225,3 +225,49 @@ TEST_CASE("config: auth.tokens with roles; the legacy default gives way to them"
         "broker.yaml: auth.tokens: a name appears twice with one role");
   CHECK(parse_broker_config("", "b.yaml").http.address == "127.0.0.1");
 }
+
+TEST_CASE("config: byte limits of large pages agree with the hub message limit") {
+  auto c = parse_broker_config("", "broker.yaml");
+  CHECK(c.dispatch.max_poll_bytes == 4 << 20);
+  CHECK(c.dispatch.max_body_bytes == 10 << 20);
+  CHECK(c.http.max_write_queue_bytes == 64 << 20);
+  // Absurd values are refused by range, naming the key.
+  for (const char* v : {"0", "-5", "1023"}) {
+    CHECK(error_of(std::string("dispatch:\n  max_body_bytes: ") + v + "\n")
+            .find("'dispatch.max_body_bytes' = " + std::string(v) + " is out of range") !=
+          std::string::npos);
+    CHECK(error_of(std::string("dispatch:\n  max_poll_bytes: ") + v + "\n")
+            .find("'dispatch.max_poll_bytes'") != std::string::npos);
+  }
+  // A body whose base64 text (and the rest of its result) does not fit in one hub message.
+  auto e = error_of("dispatch:\n  max_body_bytes: 50000000\n");
+  CHECK(e.find("dispatch.max_body_bytes 50000000 does not fit in http.max_message_bytes "
+               "16777216") != std::string::npos);
+  // 12 MiB takes 16 MiB as base64: over with the margin; 11 MiB fits.
+  CHECK(!error_of("dispatch:\n  max_body_bytes: 12582912\n").empty());
+  CHECK(error_of("dispatch:\n  max_body_bytes: 11534336\n").empty());
+  CHECK(error_of("http:\n  max_message_bytes: 70000000\n  max_write_queue_bytes: 140000000\n"
+                 "dispatch:\n  max_body_bytes: 50000000\n")
+          .empty());
+  // The write queue must hold two of the largest replies.
+  CHECK(error_of("http:\n  max_write_queue_bytes: 20000000\n")
+          .find("http.max_write_queue_bytes 20000000 must be at least twice") != std::string::npos);
+  CHECK(error_of("http:\n  max_write_queue_bytes: 40000000\ndispatch:\n  max_poll_bytes: 30000000\n")
+          .find("max(dispatch.max_poll_bytes, http.max_message_bytes) = 30000000") !=
+        std::string::npos);
+}
+
+TEST_CASE("config: node results_batch_bytes and worker poll_max_bytes") {
+  CHECK(parse_node_config("", "node.yaml").download.results_batch_bytes == 4 << 20);
+  CHECK(parse_node_config("download:\n  results_batch_bytes: 65536\n", "node.yaml")
+          .download.results_batch_bytes == 65536);
+  CHECK_THROWS_WITH_AS(parse_node_config("download:\n  max_body_bytes: 0\n", "node.yaml"),
+                       doctest::Contains("'download.max_body_bytes' = 0 is out of range"),
+                       input_error);
+  CHECK_THROWS_WITH_AS(parse_node_config("download:\n  results_batch_bytes: -1\n", "node.yaml"),
+                       doctest::Contains("'download.results_batch_bytes'"), input_error);
+  CHECK(parse_worker_config("", "worker.yaml").poll_max_bytes == 4 << 20);
+  CHECK(parse_worker_config("poll_max_bytes: 100000\n", "worker.yaml").poll_max_bytes == 100000);
+  CHECK_THROWS_WITH_AS(parse_worker_config("poll_max_bytes: 0\n", "worker.yaml"),
+                       doctest::Contains("'poll_max_bytes' = 0 is out of range"), input_error);
+}

@@ -325,3 +325,27 @@ TEST_CASE("fast_json: the URL of a stored request is the one the DOM decoder fin
   CHECK(found == 4);
   CHECK(fast::request_url(written) == r.url);
 }
+
+TEST_CASE("fast_json: error kind and size travel from node to broker to worker") {
+  result r;
+  r.request_hash = "h";
+  r.url = "http://a/x.pdf";
+  r.status_code = 200;
+  r.error = "content type 'application/pdf' is not allowed for this run (AllowedContentTypes)";
+  r.error_kind = "skipped_type";
+  r.size = 5242880;
+  block_response b{"b1", "run1", {r}, ""};
+  auto raw = fast::parse_block_response("[" + fast::encode_block_response(b) + "]");
+  REQUIRE(raw.results.size() == 1);
+  CHECK(raw.results[0].error_kind == "skipped_type");
+  auto stored = "[{\"resultId\":5," + raw.results[0].body.substr(1) + "]";
+  auto polled = fast::parse_results(stored);
+  REQUIRE(polled.size() == 1);
+  CHECK(polled[0].error_kind == "skipped_type");
+  CHECK(polled[0].size == 5242880);
+  CHECK(polled[0].result_id == 5);
+  CHECK(error_of([] {
+    fast::parse_block_response(
+      R"([{"blockId":"b","identity":"i","results":[{"url":"u","errorKind":"bad"}]}])");
+  }) == "SaveBlockResponse.arguments[0].results[0].errorKind: unknown kind 'bad'");
+}

@@ -3,7 +3,9 @@
 #include <random>
 
 #include "core/text.hpp"
+#include "protocol/job_site.hpp"
 #include "protocol/json_codec.hpp"
+#include "protocol/limits.hpp"
 
 using namespace spiderhub::protocol;
 using spiderhub::core::input_error;
@@ -272,4 +274,107 @@ TEST_CASE("request hash: md5 of referer.origin.method.content.url, 16 hex chars"
   other.referer = "http://b/";
   CHECK(request_hash(other) != request_hash(r));
   CHECK(request_hash(r).size() == 16);
+}
+
+TEST_CASE("codec: a result's error kind and size round-trip; unknown kinds are refused") {
+  result r;
+  r.url = "http://x/big";
+  r.status_code = 200;
+  r.error = "body of 20971520 bytes is over the limit of 10485760 bytes";
+  r.error_kind = "too_large";
+  r.size = 20971520;
+  auto j = to_json(r);
+  CHECK(j["errorKind"] == "too_large");
+  CHECK(j["size"] == 20971520);
+  auto back = round_trip(r);
+  CHECK(back.error_kind == "too_large");
+  CHECK(back.size == 20971520);
+  // Older nodes send neither: no kind, size unknown.
+  auto old = decode<result>(json::parse(R"({"url":"http://x/"})"));
+  CHECK(old.error_kind.empty());
+  CHECK(old.size == -1);
+  CHECK(!to_json(old).contains("errorKind"));
+  CHECK(!to_json(old).contains("size"));
+  for (auto kind : error_kinds::all)
+    CHECK(error_kinds::known(kind));
+  CHECK(!error_kinds::known("Too_Large"));
+  CHECK_THROWS_WITH_AS(decode<result>(json::parse(R"({"url":"u","errorKind":"oops"})")),
+                       "$.errorKind: unknown kind 'oops'", input_error);
+}
+
+TEST_CASE("codec: site download limits round-trip and bad ones are named") {
+  site s;
+  s.max_body_bytes = 1 << 20;
+  s.allowed_content_types = {"text/html", "text/*"};
+  auto back = round_trip(s);
+  CHECK(back.max_body_bytes == 1 << 20);
+  CHECK(back.allowed_content_types == s.allowed_content_types);
+  CHECK(decode<site>(json::parse("{}")).max_body_bytes == 0);
+  CHECK(decode<site>(json::parse("{}")).allowed_content_types.empty());
+  CHECK(site_error(R"({"maxBodyBytes":-1})") == "$.maxBodyBytes: must be >= 0 (0 = not set)");
+  CHECK(site_error(R"({"allowedContentTypes":["text/html","pdf"]})") ==
+        "$.allowedContentTypes: 'pdf' is not a media type (type/subtype, type/* or */*)");
+  CHECK(site_error(R"({"allowedContentTypes":"text/html"})").find("allowedContentTypes") !=
+        std::string::npos);
+}
+
+TEST_CASE("codec: a large body never takes more than its base64 size on the wire") {
+  // Text of control characters escapes to six bytes each: base64 is smaller and chosen.
+  std::string controls(300000, '\x01');
+  result a;
+  a.url = "u";
+  set_result_body(a, controls);
+  CHECK(a.content_encoding == "base64");
+  CHECK(result_body(a) == controls);
+  // Quotes double: 2n > 4n/3, so base64 again.
+  std::string quotes(300000, '"');
+  result b;
+  b.url = "u";
+  set_result_body(b, quotes);
+  CHECK(b.content_encoding == "base64");
+  // Ordinary HTML stays text; small bodies are never counted (the margin covers them).
+  std::string html;
+  while (html.size() < 300000)
+    html += "<p class=\"x\">Some text, \"quoted\" once.</p>\n";
+  result c;
+  c.url = "u";
+  set_result_body(c, html);
+  CHECK(c.content_encoding.empty());
+  result d;
+  d.url = "u";
+  set_result_body(d, std::string(1000, '\x01'));
+  CHECK(d.content_encoding.empty());
+  for (auto* r : {&a, &b, &c}) {
+    auto wire = to_json(*r).dump().size();
+    CHECK(static_cast<std::int64_t>(wire) <= result_wire_bytes(300000 + 64));
+  }
+}
+
+TEST_CASE("job site: download properties go into the run's Site, bad ones named") {
+  auto s = site_of_job({{"MaxBodyBytes", "2000000"}, {"AllowedContentTypes", "text/html, text/*"}});
+  CHECK(s.max_body_bytes == 2000000);
+  CHECK(s.allowed_content_types == std::vector<std::string>{"text/html", "text/*"});
+  // The Site's own values win over the properties, as for politeness.
+  auto own = site_of_job({{"Site", R"({"maxBodyBytes":5000,"allowedContentTypes":["image/*"]})"},
+                          {"MaxBodyBytes", "2000000"},
+                          {"AllowedContentTypes", "text/html"},
+                          {"MaxConcurrencyPerHost", "3"}});
+  CHECK(own.max_body_bytes == 5000);
+  CHECK(own.allowed_content_types == std::vector<std::string>{"image/*"});
+  CHECK(own.max_concurrency_per_host == 3);
+  CHECK(site_of_job({}).max_body_bytes == 0);
+  auto error = [](std::map<std::string, std::string> props) {
+    try {
+      site_of_job(props);
+    } catch (const input_error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  for (const char* bad : {"0", "-1", "1023", "12abc", "4294967297", "lots"})
+    CHECK(error({{"MaxBodyBytes", bad}}).find("property 'MaxBodyBytes' must be an integer") == 0);
+  CHECK(error({{"AllowedContentTypes", "html"}}) ==
+        "property 'AllowedContentTypes': 'html' is not a media type (type/subtype, type/* or */*)");
+  CHECK(error({{"Site", "[1]"}}) == "property 'Site' must be a JSON object");
+  CHECK(error({{"DelayMs", "-4"}}).find("DelayMs") != std::string::npos);
 }

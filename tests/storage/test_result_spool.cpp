@@ -356,3 +356,58 @@ TEST_CASE("result spool: an unusable directory is a clear error at open") {
   CHECK_THROWS_WITH_AS(sqlite_database(d.file("db"), std::chrono::milliseconds(1000), o),
                        doctest::Contains("result spool"), std::runtime_error);
 }
+
+TEST_CASE("results after a cursor are bounded by bytes, one result at least") {
+  temp_dir d;
+  // With the spool (sizes from the records) and without it (sizes of the rows' bodies).
+  for (bool spooled : {true, false}) {
+    CAPTURE(spooled);
+    auto dir = d.file(spooled ? "with" : "without");
+    fs::create_directories(dir);
+    spool_options o;
+    if (spooled) {
+      o.dir = dir + "/db.results";
+      o.segment_bytes = 8192;
+    }
+    sqlite_database db(dir + "/db", std::chrono::milliseconds(1000), o);
+    CHECK((db.spool() != nullptr) == spooled);
+    crawl_repository c(db);
+    insert_results(db, 1, 11);  // ten bodies of 1,502 bytes
+    const auto one = static_cast<std::int64_t>(body_of(1).size());
+    REQUIRE(one == 1502);
+    bool cut = false;
+    auto rows = c.results_after("run", 0, 100, 3 * one, &cut);
+    CHECK(rows.size() == 3);
+    CHECK(cut);
+    rows = c.results_after("run", 0, 100, 3 * one + one - 1, &cut);
+    CHECK(rows.size() == 3);  // a fourth would pass the budget by a byte
+    CHECK(cut);
+    // A budget smaller than the first result still gets it: a worker always moves on.
+    rows = c.results_after("run", 0, 100, 10, &cut);
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].body == body_of(1));
+    CHECK(cut);
+    // The count limit or the end of the results, not the budget: not cut.
+    rows = c.results_after("run", 0, 2, 1 << 20, &cut);
+    CHECK(rows.size() == 2);
+    CHECK(!cut);
+    rows = c.results_after("run", rows.back().id, 100, 1 << 20, &cut);
+    CHECK(rows.size() == 8);
+    CHECK(rows.front().body == body_of(3));
+    CHECK(!cut);
+    // Read on a budget at a time, every result comes once, in order.
+    std::int64_t after = 0;
+    int seen = 0, reads = 0;
+    for (;;) {
+      rows = c.results_after("run", after, 100, 2 * one, &cut);
+      if (rows.empty())
+        break;
+      ++reads;
+      for (auto& r : rows)
+        CHECK(r.body == body_of(++seen));
+      after = rows.back().id;
+    }
+    CHECK(seen == 10);
+    CHECK(reads == 5);
+  }
+}

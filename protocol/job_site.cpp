@@ -1,0 +1,64 @@
+#include "protocol/job_site.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.hpp"
+#include "core/media_type.hpp"
+#include "core/politeness.hpp"
+#include "protocol/json_codec.hpp"
+
+namespace spiderhub::protocol {
+namespace {
+
+const std::string* find(const std::map<std::string, std::string>& props, const char* key) {
+  auto it = props.find(key);
+  return it == props.end() || it->second.empty() ? nullptr : &it->second;
+}
+
+} // namespace
+
+site site_of_job(const std::map<std::string, std::string>& properties) {
+  site s;
+  if (auto* text = find(properties, "Site")) {
+    auto j = nlohmann::json::parse(*text, nullptr, false);
+    if (!j.is_object())
+      throw core::input_error("property 'Site' must be a JSON object");
+    s = decode<site>(j, "properties.Site");
+  }
+  auto o = core::parse_politeness_properties(properties);  // throws naming the property
+  if (o.max_concurrency && s.max_concurrency_per_host == 0)
+    s.max_concurrency_per_host = *o.max_concurrency;
+  if (o.delay_ms && s.delay_ms < 0)
+    s.delay_ms = static_cast<std::int32_t>(*o.delay_ms);
+  if (o.robots && s.robots_txt.empty())
+    s.robots_txt = *o.robots ? "obey" : "ignore";
+  if (o.adaptive && s.adaptive_throttle.empty())
+    s.adaptive_throttle = *o.adaptive ? "on" : "off";
+  if (o.key_kind && s.politeness_key.empty())
+    s.politeness_key = core::to_string(*o.key_kind);
+  if (auto* text = find(properties, "MaxBodyBytes")) {
+    std::size_t used = 0;
+    long long n = -1;
+    try {
+      n = std::stoll(*text, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != text->size() || n < 1024 || n > (1LL << 32))
+      throw core::input_error("property 'MaxBodyBytes' must be an integer from 1024 to 4294967296 "
+                              "(bytes), not '" + *text + "'");
+    if (s.max_body_bytes == 0)
+      s.max_body_bytes = n;
+  }
+  if (auto* text = find(properties, "AllowedContentTypes")) {
+    try {
+      if (s.allowed_content_types.empty())
+        s.allowed_content_types = core::parse_media_ranges(*text);
+    } catch (const core::input_error& e) {
+      throw core::input_error(std::string("property 'AllowedContentTypes': ") + e.what());
+    }
+  }
+  return s;
+}
+
+} // namespace spiderhub::protocol
