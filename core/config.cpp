@@ -331,6 +331,7 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
     s.get_ms("slow_node_block_ms", d.slow_node_block, 0, day_ms);
     s.get("frontier_memory_max", d.frontier_memory_max, 0, 1LL << 40);
     s.get("max_unacked_results", d.max_unacked, 0, 1LL << 40);
+    s.get("max_unacked_bytes", d.max_unacked_bytes, 0, 1LL << 44);
     s.finish();
     // One result alone must fit in a hub message, and a Poll reply (its byte budget, or
     // one result over it) in a worker's write queue with room to spare.
@@ -455,6 +456,7 @@ node_config parse_node_config(const std::string& yaml, const std::string& name) 
     s.get("change_ip_command", d.change_ip_command);
     s.get("results_batch", d.results_batch, 1, 100000);
     s.get("results_batch_bytes", d.results_batch_bytes, 1024, 1LL << 32);
+    s.get("max_buffered_bytes", d.max_buffered_bytes, 1LL << 20, 1LL << 40);
     s.get_ms("results_flush_ms", d.results_flush, 1, 60000);
     s.finish();
   }

@@ -86,6 +86,7 @@ struct broker_config {
     std::int32_t blocks_per_node = 256;  // leased blocks one node may hold at once
     std::int64_t frontier_memory_max = 50000;   // requests of a run waiting in memory; 0 = all
     std::int64_t max_unacked = 20000;           // results waiting for the worker; then no new blocks (0 = off)
+    std::int64_t max_unacked_bytes = 1LL << 30; // ... or their bytes (0 = off)
     milliseconds slow_node_block{2000};  // a node far slower than the fastest gets blocks
                                          // of about this long (0 = same blocks for all)
   } dispatch;
@@ -159,6 +160,7 @@ struct node_config {
     std::string change_ip_command;
     std::int32_t results_batch = 50;     // results per SaveBlockResponse
     std::int64_t results_batch_bytes = 4 << 20;  // ...or fewer once their bodies reach this
+    std::int64_t max_buffered_bytes = 256 << 20; // bodies not yet stored by the broker; then no new transfer
     milliseconds results_flush{200};     // a partial batch waits at most this long
   } download;
   struct reconnect_t {

@@ -20,6 +20,11 @@
 namespace spiderhub::core {
 namespace {
 
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+
 // Every encoding of the standard, in the order of its table.
 // clang-format off
 enum class enc : std::uint8_t {
@@ -205,8 +210,7 @@ constexpr label_row labels[] = {
     {"x-x-big5", enc::big5},
 };
 // clang-format on
-static_assert(std::is_sorted(std::begin(labels), std::end(labels),
-                             [](auto& a, auto& b) { return a.label < b.label; }));
+// Sorted by label for binary search (checked once, at the first look-up).
 
 // ASCII whitespace of the Encoding and HTML standards.
 bool is_ascii_space(char c) {
@@ -230,6 +234,10 @@ const encoding_info* find_encoding(std::string_view label) {
   for (std::size_t i = 0; i < label.size(); ++i)
     lowered[i] = ascii_lower(label[i]);
   std::string_view key(lowered, label.size());
+  static const bool sorted = std::is_sorted(
+    std::begin(labels), std::end(labels), [](auto& a, auto& b) { return a.label < b.label; });
+  if (!sorted)
+    throw std::logic_error("core/encoding.cpp: the label table is not sorted");
   auto it =
     std::lower_bound(std::begin(labels), std::end(labels), key,
                      [](const label_row& row, std::string_view k) { return row.label < k; });
@@ -875,11 +883,11 @@ std::optional<std::string> prescan_meta_charset(std::string_view head) {
 
 sniffed_encoding sniff_encoding(std::string_view body, std::string_view content_type,
                                 std::string_view override_label) {
-  if (body.starts_with("\xEF\xBB\xBF"))
+  if (starts_with(body, "\xEF\xBB\xBF"))
     return sniffed(info(enc::utf_8), "bom");
-  if (body.starts_with("\xFE\xFF"))
+  if (starts_with(body, "\xFE\xFF"))
     return sniffed(info(enc::utf_16be), "bom");
-  if (body.starts_with("\xFF\xFE"))
+  if (starts_with(body, "\xFF\xFE"))
     return sniffed(info(enc::utf_16le), "bom");
   if (auto e = find_encoding(override_label))
     return sniffed(*e, "override");
@@ -897,7 +905,7 @@ sniffed_encoding sniff_encoding(std::string_view body, std::string_view content_
 
 std::string decode_to_utf8(std::string_view bytes, const std::string& encoding) {
   auto& e = require_encoding(encoding);
-  if (auto bom = bom_of(e.id); !bom.empty() && bytes.starts_with(bom))
+  if (auto bom = bom_of(e.id); !bom.empty() && starts_with(bytes, bom))
     bytes.remove_prefix(bom.size());
   switch (e.id) {
   case enc::utf_8:

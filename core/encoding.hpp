@@ -23,7 +23,9 @@ inline constexpr std::size_t detector_sample_bytes = 64 * 1024;
 struct sniffed_encoding {
   std::string name;   // WHATWG name: "UTF-8", "GBK", "Shift_JIS", "EUC-KR", "windows-1251", ...
   std::string source; // "bom" | "override" | "http" | "meta" | "detector" | "default"
-  friend bool operator==(const sniffed_encoding&, const sniffed_encoding&) = default;
+  friend bool operator==(const sniffed_encoding& a, const sniffed_encoding& b) {
+    return a.name == b.name && a.source == b.source;
+  }
 };
 
 /// WHATWG "get an encoding": label (any case, surrounding whitespace) -> name; nullopt for

@@ -64,6 +64,7 @@ actors::dispatch_options dispatch_options_of(const core::broker_config& c) {
   d.slow_node_block = c.dispatch.slow_node_block;
   d.frontier_memory_max = c.dispatch.frontier_memory_max;
   d.max_unacked = c.dispatch.max_unacked;
+  d.max_unacked_bytes = c.dispatch.max_unacked_bytes;
   // PostgreSQL compresses large values by itself (TOAST); its Body column is text. With
   // the result spool the storage thread packs, and only past a backlog
   // (storage.compress_spool_above_mb): bodies that live a second are not worth ~5 us each.

@@ -672,6 +672,17 @@ std::vector<result_row> crawl_repository::results_after(const std::string& ident
   return out;
 }
 
+std::vector<std::pair<std::int64_t, std::int64_t>>
+crawl_repository::result_sizes(const std::string& identity) {
+  auto& q = db_.prepare(
+    "SELECT Id, coalesce(Length, length(Body)) FROM Result WHERE Identity=? ORDER BY Id");
+  q.bind(1, identity);
+  std::vector<std::pair<std::int64_t, std::int64_t>> out;
+  while (q.executeStep())
+    out.emplace_back(q.getColumn(0).getInt64(), q.getColumn(1).getInt64());
+  return out;
+}
+
 std::int64_t crawl_repository::count_results(const std::string& identity) {
   auto& q = db_.prepare("SELECT count(*) FROM Result WHERE Identity=?");
   q.bind(1, identity);

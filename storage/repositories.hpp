@@ -102,6 +102,9 @@ class crawl_repository {
                                         std::int64_t max_bytes = std::numeric_limits<std::int64_t>::max(),
                                         bool* cut = nullptr);
   std::int64_t count_results(const std::string& identity);
+  /// (id, stored body bytes) of every result of a run, oldest first: what waits for its
+  /// worker, read back at a restart.
+  std::vector<std::pair<std::int64_t, std::int64_t>> result_sizes(const std::string& identity);
   /// Requests of a run not downloaded yet (State pending, body kept), in push order.
   std::vector<request_row> pending_requests(const std::string& identity);
   /// The oldest `max_rows` spilled requests of a run after `after_seq` (push order). They

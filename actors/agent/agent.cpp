@@ -206,6 +206,7 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
   dopts.change_ip_command = cfg.download.change_ip_command;
   dopts.results_batch = static_cast<std::size_t>(cfg.download.results_batch);
   dopts.results_batch_bytes = static_cast<std::size_t>(cfg.download.results_batch_bytes);
+  dopts.max_buffered_bytes = cfg.download.max_buffered_bytes;
   dopts.results_flush = cfg.download.results_flush;
   if (cfg.render.enabled) {
     dopts.render_tabs = cfg.render.max_tabs;
@@ -250,15 +251,23 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
 
   // Results go straight from the downloader thread to the hub: no actor hop for bodies.
   auto saves_failed = std::make_shared<std::atomic<std::uint64_t>>(0);
+  // The downloader starts nothing new while more than download.max_buffered_bytes of
+  // bodies wait for the broker's answer; each answer (or the call's failure) frees its share.
+  auto dl_slot = std::make_shared<downloader*>(nullptr);
   st.dl = std::make_unique<downloader>(
     dopts,
-    [hub, saves_failed](block_response resp) {
+    [hub, saves_failed, dl_slot](block_response resp) {
       auto block_id = resp.block_id;
+      std::size_t bytes = 0;
+      for (auto& r : resp.results)
+        bytes += r.content.size();
       std::string args = "[";
       args += fast::encode_block_response(resp);
       args += ']';
       hub->invoke_raw("SaveBlockResponse", std::move(args),
-                  [block_id, saves_failed](std::string, std::string error) {
+                  [block_id, saves_failed, dl_slot, bytes](std::string, std::string error) {
+                    if (*dl_slot)
+                      (*dl_slot)->results_confirmed(bytes);
                     if (!error.empty()) {
                       // The lease expires at the broker and the block is downloaded again.
                       ++*saves_failed;
@@ -269,6 +278,7 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
     [](const std::string& block_id, const std::string& identity) {
       spdlog::debug("node: block {} of run {} done", block_id, identity);
     });
+  *dl_slot = st.dl.get();  // stopped before the hub (~agent_state): its callbacks may use it
 
   st.hub->on_raw("Receive", [me](std::string_view raw) {
     block b;

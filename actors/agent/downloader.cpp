@@ -465,6 +465,17 @@ struct downloader::impl {
 
   std::atomic<std::uint64_t> n_pages{0}, n_bytes{0}, n_errors{0}, n_retries{0};
   std::atomic<int> n_in_flight{0};
+  std::atomic<std::int64_t> buffered{0};  // result bodies handed out and not confirmed
+
+  /// Results whose bodies took `bytes` left the node's care; a pump held back may go on.
+  void unbuffer(std::size_t bytes) {
+    if (bytes == 0)
+      return;
+    auto before = buffered.fetch_sub(static_cast<std::int64_t>(bytes), std::memory_order_relaxed);
+    if (before >= opts.max_buffered_bytes &&
+        before - static_cast<std::int64_t>(bytes) < opts.max_buffered_bytes)
+      wake();
+  }
 
   // change-IP command: runs on ip_thread; the loop owns ip_running.
   std::thread ip_thread;
@@ -974,6 +985,7 @@ struct downloader::impl {
       bs.batch.reserve(std::min(opts.results_batch, bs.b.requests.size()));
     }
     bs.batch_bytes += r.content.size();
+    buffered.fetch_add(static_cast<std::int64_t>(r.content.size()), std::memory_order_relaxed);
     bs.batch.push_back(std::move(r));
     if (bs.batch.size() >= opts.results_batch || bs.batch_bytes >= opts.results_batch_bytes)
       flush(bs);
@@ -987,9 +999,11 @@ struct downloader::impl {
     resp.identity = bs.b.identity;
     resp.results = std::move(bs.batch);
     bs.batch = {};
-    bs.batch_bytes = 0;
-    if (identity_cancel_pending(resp.identity))
+    const auto bytes = std::exchange(bs.batch_bytes, 0);
+    if (identity_cancel_pending(resp.identity)) {
+      unbuffer(bytes);
       return;
+    }
     try {
       on_results(std::move(resp));
     } catch (const std::exception& e) {
@@ -1148,6 +1162,7 @@ struct downloader::impl {
     for (auto& t : transfers)
       if (t->blk == bs)
         abandon(t.get());
+    unbuffer(bs->batch_bytes);  // its unsent results go with it
     spdlog::debug("downloader: block {} of {} dropped", bs->b.block_id, bs->b.identity);
     retire(i);
   }
@@ -1162,6 +1177,10 @@ struct downloader::impl {
   /// Starts what may start now in a block; lowers `next_due` to when more may start.
   void pump(block_state& bs, time_point now, time_point& next_due) {
     const int limit = static_cast<int>(bs.slot_ready.size());
+    // Bodies waiting for the broker past the budget: nothing new starts until it confirms
+    // some (results_confirmed wakes the loop).
+    if (buffered.load(std::memory_order_relaxed) >= opts.max_buffered_bytes)
+      return;
     while (!bs.halted && bs.in_flight < limit) {
       if (bs.delay.count() > 0 && now < bs.next_start) {
         // The broker's politeness delay: starts of this block are spaced, all slots together.
@@ -1410,6 +1429,8 @@ int downloader::free_slots() const {
                          static_cast<int>(impl_->queue.size()));
 }
 
+void downloader::results_confirmed(std::size_t bytes) { impl_->unbuffer(bytes); }
+
 downloader::stats downloader::get_stats() const {
   stats s;
   s.pages = impl_->n_pages.load(std::memory_order_relaxed);
@@ -1417,6 +1438,7 @@ downloader::stats downloader::get_stats() const {
   s.errors = impl_->n_errors.load(std::memory_order_relaxed);
   s.retries = impl_->n_retries.load(std::memory_order_relaxed);
   s.in_flight = impl_->n_in_flight.load(std::memory_order_relaxed);
+  s.buffered_bytes = impl_->buffered.load(std::memory_order_relaxed);
   std::lock_guard lock(impl_->mu);
   s.active_blocks = impl_->active;
   s.queued_blocks = static_cast<int>(impl_->queue.size());

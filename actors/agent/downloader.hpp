@@ -31,6 +31,9 @@ struct downloader_options {
   std::size_t results_batch = 50;                    // results per on_results call at most
   std::size_t results_batch_bytes = 4 << 20;         // ...or fewer once their bodies reach this
   std::chrono::milliseconds results_flush{200};      // a partial batch waits at most this long
+  std::int64_t max_buffered_bytes = 256 << 20;       // bodies finished and not yet confirmed
+                                                     // (results_confirmed) beyond which no new
+                                                     // transfer starts
   std::string user_agent = "spiderhub/0.1";          // when the site sets none
   std::chrono::milliseconds identity_idle{600000};   // cookie jar of an identity without
                                                      // blocks is dropped after this
@@ -70,6 +73,10 @@ public:
   /// on_results as deferred results (the broker queues them again), then on_block_done.
   void pause_block(const std::string& block_id);
 
+  /// The broker stored (or will never store) results whose bodies took `bytes`: they no
+  /// longer count against max_buffered_bytes. Any thread.
+  void results_confirmed(std::size_t bytes);
+
   /// max_blocks - active - queued, never below 0.
   int free_slots() const;
 
@@ -81,6 +88,7 @@ public:
     int active_blocks = 0;
     int queued_blocks = 0;
     int in_flight = 0; // transfers under way
+    std::int64_t buffered_bytes = 0;  // bodies of results not confirmed yet
   };
   stats get_stats() const;
 

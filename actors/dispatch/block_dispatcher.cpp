@@ -31,7 +31,7 @@ struct restored_run {
   std::vector<storage::request_row> pending;      // not downloaded yet
   std::vector<storage::job_status_row> statuses;  // per-node counters of the run
   storage::request_totals totals;
-  std::int64_t unacked = 0;
+  std::vector<std::pair<std::int64_t, std::int64_t>> unacked;  // (result id, stored bytes)
 };
 using restored_runs = std::shared_ptr<std::vector<restored_run>>;
 
@@ -370,13 +370,12 @@ int free_capacity(const node_entry& n) {
 }
 
 // Runs with requests waiting, priority DESC then fewest leased blocks first. A run whose
-// worker is behind (more than max_unacked results stored and not acked) gets no new
-// blocks until it catches up: the results would only wait on disk.
+// worker is behind gets no new blocks until it catches up: the results would only wait on
+// disk.
 std::vector<run_entry*> runs_by_turn(self_ptr self) {
   std::vector<run_entry*> out;
-  const auto max_unacked = self->state.opts.max_unacked;
   for (auto& [id, r] : self->state.runs)
-    if (!r.finishing && r.hosts->waiting() > 0 && (max_unacked <= 0 || r.unacked < max_unacked))
+    if (!r.finishing && r.hosts->waiting() > 0 && !worker_behind(self, r))
       out.push_back(&r);
   std::stable_sort(out.begin(), out.end(), [](run_entry* a, run_entry* b) {
     if (a->priority != b->priority)
@@ -676,7 +675,9 @@ void restore(self_ptr self, std::vector<restored_run>& runs) {
     r.all.success = rr.totals.success;
     r.all.error = rr.totals.error;
     r.all.skipped = rr.totals.skipped;
-    r.unacked = rr.unacked;
+    r.unacked = static_cast<std::int64_t>(rr.unacked.size());
+    for (auto [id, bytes] : rr.unacked)
+      add_unacked(r, id, bytes);
     for (auto& st : rr.statuses)
       if (!st.node_id.empty())
         r.per_node[st.node_id] = counters{st.success, st.error, 0};
@@ -776,7 +777,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                     rr.pending = crawl.pending_requests(row.identity);
                     rr.statuses = runs.statuses_of_run(row.identity);
                     rr.totals = crawl.totals(row.identity);
-                    rr.unacked = crawl.count_results(row.identity);
+                    rr.unacked = crawl.result_sizes(row.identity);
                     out.push_back(std::move(rr));
                   }
                   return caf::make_message(std::make_shared<std::vector<restored_run>>(
@@ -1107,12 +1108,16 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       auto identity = resp.identity;
       auto block_id = resp.block_id;
       auto n = static_cast<std::int64_t>(rows.size());
+      // (id, bytes) of each stored result: what the run's worker has still to take.
+      auto stored = std::make_shared<std::vector<std::pair<std::int64_t, std::int64_t>>>();
       store(self,
-            [rows = std::move(rows), outcomes, block_done, block_id, identity,
-             node_id](storage::database& db) {
+            [rows = std::move(rows), outcomes, block_done, block_id, identity, node_id,
+             stored](storage::database& db) {
               storage::crawl_repository repo(db);
+              stored->clear();  // a batch retried after a failed commit starts over
               for (auto& row : rows)
-                repo.insert_result(row);
+                stored->emplace_back(repo.insert_result(row),
+                                     static_cast<std::int64_t>(row.body.size()));
               for (auto& o : outcomes)
                 repo.finish_request(identity, o.seq,
                                     o.ok ? storage::request_state::success
@@ -1139,6 +1144,8 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                   (o.ok ? per.success : per.error)++;
                 }
                 run->unacked += n;
+                for (auto [id, bytes] : *stored)
+                  add_unacked(*run, id, bytes);
                 results_stored(self, *run);  // a long Poll may wait for them
                 run->status_dirty = true;
                 self->state.results_stored += n;
@@ -1279,6 +1286,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                         {"skipped", r.all.skipped}, {"pending", r.hosts->waiting()},
                         {"spilled", r.spilled},
                         {"blocksLeased", r.blocks.size()}, {"unacked", r.unacked},
+                        {"unackedBytes", r.unacked_bytes},
                         {"completed", r.completed}});
         for (auto& v : r.hosts->view(now))
           busiest.push_back(std::move(v));

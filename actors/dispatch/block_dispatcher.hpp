@@ -35,6 +35,7 @@ struct dispatch_options {
   int blocks_per_node = 256;
   bool pack_results = false;                    // LZ4-pack result bodies before storing (SQLite)
   std::int64_t max_unacked = 20000;             // a run's results stored and not acked beyond which it gets no new blocks (0 = no limit)
+  std::int64_t max_unacked_bytes = 1LL << 30;   // ... or their bytes beyond this (0 = no limit)
   std::int64_t frontier_memory_max = 50000;         // requests of a run waiting in memory; more wait on disk (0 = no limit)
   std::chrono::milliseconds slow_node_block{2000};  // block length for nodes < half the fastest
   std::chrono::milliseconds tick{200};             // lease checks and dispatch pump

@@ -59,6 +59,8 @@ struct run_entry {
   counters all;
   std::map<std::string, counters> per_node;
   std::int64_t unacked = 0;                      // stored results not yet acked
+  std::unordered_map<std::int64_t, std::int64_t> unacked_sizes;  // their bytes, by result id
+  std::int64_t unacked_bytes = 0;                // their sum
   std::int64_t cursor = 0;                       // last result id handed to the consumer
   bool poll_in_flight = false;
   // Results stored for this run so far, counted in store completions; a Poll read that
@@ -146,6 +148,11 @@ void pump(self_ptr self);
 
 // ---- worker_results.cpp -------------------------------------------------------------
 
+/// The run's worker has more results waiting than dispatch.max_unacked_results or
+/// dispatch.max_unacked_bytes allow: the run gets no new blocks until it acks.
+bool worker_behind(self_ptr self, const run_entry& r);
+/// Counts a stored result as waiting for the worker (once per id).
+void add_unacked(run_entry& r, std::int64_t id, std::int64_t bytes);
 /// Whether results of `r` can still be stored without its consumer doing anything first
 /// (only then may a Poll be held).
 bool more_may_come(self_ptr self, const run_entry& r);

@@ -96,12 +96,22 @@ void read_poll(self_ptr self, run_entry& r, poll_promise rp, std::int32_t limit,
 
 } // namespace
 
+bool worker_behind(self_ptr self, const run_entry& r) {
+  const auto& o = self->state.opts;
+  return (o.max_unacked > 0 && r.unacked >= o.max_unacked) ||
+         (o.max_unacked_bytes > 0 && r.unacked_bytes >= o.max_unacked_bytes);
+}
+
+void add_unacked(run_entry& r, std::int64_t id, std::int64_t bytes) {
+  if (r.unacked_sizes.emplace(id, bytes).second)
+    r.unacked_bytes += bytes;
+}
+
 bool more_may_come(self_ptr self, const run_entry& r) {
   // Requests wait or are out on nodes, and acks are not what holds new blocks back
-  // (max_unacked_results). A worker waiting in a Poll sends no Ack and no Push (the
-  // sample worker's thread waits in it).
-  const auto max_unacked = self->state.opts.max_unacked;
-  if (max_unacked > 0 && r.unacked >= max_unacked)
+  // (worker_behind). A worker waiting in a Poll sends no Ack and no Push (the sample
+  // worker's thread waits in it).
+  if (worker_behind(self, r))
     return false;
   return r.hosts->waiting() > 0 || !r.blocks.empty() || r.spilled > 0 || r.unspilling;
 }
@@ -163,9 +173,10 @@ caf::result<bool> ack(self_ptr self, const std::string& identity, std::vector<st
     return unknown_run(identity);
   auto rp = self->make_response_promise<bool>();
   auto removed = std::make_shared<int>(0);
+  auto acked = std::make_shared<std::vector<std::int64_t>>(std::move(ids));
   store(self,
-        [identity, ids = std::move(ids), removed](storage::database& db) {
-          *removed = storage::crawl_repository(db).delete_results(identity, ids);
+        [identity, acked, removed](storage::database& db) {
+          *removed = storage::crawl_repository(db).delete_results(identity, *acked);
         },
         [=](bool ok) mutable {
           if (!ok) {
@@ -173,9 +184,13 @@ caf::result<bool> ack(self_ptr self, const std::string& identity, std::vector<st
             return;
           }
           if (auto* run = find_run(self, identity)) {
-            bool was_held = self->state.opts.max_unacked > 0 &&
-                            run->unacked >= self->state.opts.max_unacked;
+            bool was_held = worker_behind(self, *run);
             run->unacked -= *removed;
+            for (auto id : *acked)
+              if (auto it = run->unacked_sizes.find(id); it != run->unacked_sizes.end()) {
+                run->unacked_bytes -= it->second;
+                run->unacked_sizes.erase(it);
+              }
             self->state.results_acked += *removed;
             maybe_finish(self, *run);
             if (was_held)

@@ -1157,3 +1157,32 @@ TEST_CASE("downloader: stop() ends a running change-IP command") {
   CHECK(seconds_since(t0) < 2.0);
   CHECK(c.done_count("b") == 0);
 }
+
+TEST_CASE("downloader: bodies the broker has not confirmed hold back new transfers") {
+  test_server server;
+  collector c;
+  auto o = fast_options();
+  o.max_buffered_bytes = 15000;  // one 20,000-byte body is over it
+  o.results_batch = 1;           // every result goes out on its own
+  downloader dl(o, c.results_fn(), c.done_fn());
+  dl.start();
+  std::vector<std::string> urls;
+  for (int i = 0; i < 6; ++i)
+    urls.push_back(server.url("/big?n=20000&i=" + std::to_string(i)));
+  REQUIRE(dl.submit(make_block("b", "run", urls, 1)));
+  // One slot: the first body alone passes the budget, so nothing more starts.
+  REQUIRE(c.wait_batches(1));
+  std::this_thread::sleep_for(300ms);
+  CHECK(c.batch_count() == 1);
+  CHECK(dl.get_stats().buffered_bytes == 20000);
+  CHECK(server.hits("/big") == 1);
+  // Each confirmation lets the next transfer start.
+  for (std::size_t n = 2; n <= 6; ++n) {
+    dl.results_confirmed(20000);
+    REQUIRE(c.wait_batches(n));
+  }
+  REQUIRE(c.wait_done("b"));
+  CHECK(server.hits("/big") == 6);
+  dl.results_confirmed(20000);
+  CHECK(dl.get_stats().buffered_bytes == 0);
+}
