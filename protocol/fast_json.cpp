@@ -88,6 +88,33 @@ template <class Fn> void for_each_field(od::object& obj, const std::string& path
   }
 }
 
+// [{status, url}, ...] of a result's redirects.
+void read_redirects(od::value v, std::vector<redirect_hop>& out, const std::string& path) {
+  od::array arr;
+  if (v.get_array().get(arr) != simdjson::SUCCESS)
+    fail(path, "expected an array");
+  std::size_t i = 0;
+  for (auto item : arr) {
+    auto ipath = path + "[" + std::to_string(i++) + "]";
+    od::object obj;
+    if (item.get_object().get(obj) != simdjson::SUCCESS)
+      fail(ipath, "expected an object");
+    redirect_hop h;
+    bool has_url = false;
+    for_each_field(obj, ipath, [&](std::string_view key, od::value& f) {
+      if (key == "status") {
+        h.status = to_int32(get_int(f, ipath + ".status"), ipath + ".status");
+      } else if (key == "url") {
+        h.url = get_string(f, ipath + ".url");
+        has_url = true;
+      }
+    });
+    if (!has_url)
+      fail(ipath + ".url", "missing");
+    out.push_back(std::move(h));
+  }
+}
+
 // Fills a result from one JSON object; returns true when it carried a resultId key.
 bool read_result(od::object obj, result& r, const std::string& path) {
   bool has_url = false, has_id = false;
@@ -133,6 +160,12 @@ bool read_result(od::object obj, result& r, const std::string& path) {
         fail(p, "unknown kind '" + r.error_kind + "'");
     } else if (key == "size") {
       r.size = get_int(v, p);
+    } else if (key == "redirects") {
+      read_redirects(v, r.redirects, p);
+    } else if (key == "encoding") {
+      r.encoding = get_string(v, p);
+    } else if (key == "encodingSource") {
+      r.encoding_source = get_string(v, p);
     }
   });
   if (!has_url)
@@ -716,6 +749,23 @@ void append_json(std::string& out, const result& r) {
     field(out, "errorKind", r.error_kind);
   if (r.size >= 0)
     field(out, "size", r.size);
+  if (!r.redirects.empty()) {
+    key(out, "redirects");
+    out += '[';
+    for (auto& h : r.redirects) {
+      if (out.back() != '[')
+        out += ',';
+      out += '{';
+      field(out, "status", h.status);
+      field(out, "url", h.url);
+      out += '}';
+    }
+    out += ']';
+  }
+  if (!r.encoding.empty()) {
+    field(out, "encoding", r.encoding);
+    field(out, "encodingSource", r.encoding_source);
+  }
   out += '}';
 }
 

@@ -276,6 +276,15 @@ json to_json(const result& x) {
     j["errorKind"] = x.error_kind;
   if (x.size >= 0)
     j["size"] = x.size;
+  if (!x.redirects.empty()) {
+    auto& hops = j["redirects"] = json::array();
+    for (auto& h : x.redirects)
+      hops.push_back({{"status", h.status}, {"url", h.url}});
+  }
+  if (!x.encoding.empty()) {
+    j["encoding"] = x.encoding;
+    j["encodingSource"] = x.encoding_source;
+  }
   return j;
 }
 
@@ -304,6 +313,20 @@ template <> result decode<result>(const json& j, const std::string& path) {
   if (!r.error_kind.empty() && !error_kinds::known(r.error_kind))
     fail(path + ".errorKind", "unknown kind '" + r.error_kind + "'");
   read(j, "size", r.size, path);
+  if (auto it = j.find("redirects"); it != j.end() && !it->is_null()) {
+    if (!it->is_array())
+      fail(path + ".redirects", "expected an array");
+    for (std::size_t i = 0; i < it->size(); ++i) {
+      auto hpath = path + ".redirects[" + std::to_string(i) + "]";
+      object_at((*it)[i], hpath);
+      redirect_hop h;
+      read((*it)[i], "status", h.status, hpath);
+      read((*it)[i], "url", h.url, hpath, true);
+      r.redirects.push_back(std::move(h));
+    }
+  }
+  read(j, "encoding", r.encoding, path);
+  read(j, "encodingSource", r.encoding_source, path);
   return r;
 }
 

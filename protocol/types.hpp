@@ -77,6 +77,12 @@ struct block {
   std::vector<request> requests;
 };
 
+/// One redirect a download followed: the 3xx status and the absolute URL it led to.
+struct redirect_hop {
+  std::int32_t status = 0;
+  std::string url;
+};
+
 /// One downloaded response (or download error).
 struct result {
   std::int64_t result_id = 0;     // assigned by the broker when stored
@@ -99,6 +105,12 @@ struct result {
   std::string screenshot;
   std::string error_kind;   // one of error_kinds below when `error` is set, else empty
   std::int64_t size = -1;   // body bytes the node saw (too_large: announced or received); -1 unknown
+  // HTTP downloads that were redirected: every hop (final_url above is where they ended).
+  std::vector<redirect_hop> redirects;
+  // Text bodies: the WHATWG encoding sniffing decided (core/encoding.hpp) and which step
+  // decided it (bom, override, http, meta, detector, default); the body stays as sent.
+  std::string encoding;
+  std::string encoding_source;
 };
 
 /// The closed list of what went wrong with a download, shared by the SDKs, JobStatus and

@@ -2,10 +2,12 @@
 
 #include <libxml/HTMLparser.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <unordered_set>
 
+#include "core/encoding.hpp"
 #include "core/url.hpp"
 
 namespace spiderhub::sdk {
@@ -124,21 +126,56 @@ const htmlSAXHandler& sax_handler() {
   return handler;
 }
 
+// The href with the non-ASCII characters of its query written as percent-escapes of their
+// bytes in `encoding` (WHATWG URL parser, "query state"); unchanged when there are none.
+std::string query_in_encoding(const std::string& href, const std::string& encoding) {
+  auto end = href.find('#');
+  auto q = href.find('?');
+  if (q == std::string::npos || (end != std::string::npos && q > end))
+    return href;
+  auto query = std::string_view(href).substr(q + 1, end == std::string::npos ? end : end - q - 1);
+  if (std::all_of(query.begin(), query.end(), [](char c) { return (c & 0x80) == 0; }))
+    return href;
+  std::string bytes;
+  try {
+    bytes = core::encode_from_utf8(query, encoding);
+  } catch (const std::exception&) {
+    return href;  // not an encoding we know: UTF-8, as for any other page
+  }
+  std::string out = href.substr(0, q + 1);
+  static constexpr char hex[] = "0123456789ABCDEF";
+  for (unsigned char c : bytes) {
+    // '#' can only come from an "&#NNNN;" the encoding wrote for a character it lacks.
+    if (c < 0x80 && c != '#') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  if (end != std::string::npos)
+    out.append(href, end, std::string::npos);
+  return out;
+}
+
 struct parser_init {
   parser_init() { xmlInitParser(); }  // once per process, before any thread parses
 };
 
 } // namespace
 
-page_info extract_links(std::string_view html, const std::string& base_url) {
+page_info extract_links(std::string_view html, const std::string& base_url,
+                        const std::string& document_encoding) {
   static parser_init init;
   sax_state st;
   if (!html.empty()) {
     auto* ctxt = htmlCreatePushParserCtxt(const_cast<htmlSAXHandler*>(&sax_handler()), &st,
                                           nullptr, 0, nullptr, XML_CHAR_ENCODING_UTF8);
     if (ctxt) {
+      // The text is UTF-8 already: a <meta charset> in it must not switch the decoder.
       htmlCtxtUseOptions(ctxt, HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
-                                 HTML_PARSE_NONET);
+                                 HTML_PARSE_NONET | HTML_PARSE_IGNORE_ENC);
       // Pages over 2 GiB are not a concern: the node caps bodies far below that.
       htmlParseChunk(ctxt, html.data(), static_cast<int>(html.size()), 1);
       htmlFreeParserCtxt(ctxt);
@@ -158,9 +195,10 @@ page_info extract_links(std::string_view html, const std::string& base_url) {
     if (!resolved.empty())
       base = std::move(resolved);
   }
+  const bool legacy = !document_encoding.empty() && document_encoding != "UTF-8";
   std::unordered_set<std::string> seen;
   for (const auto& h : hrefs) {
-    auto url = core::resolve_url(base, h);
+    auto url = core::resolve_url(base, legacy ? query_in_encoding(h, document_encoding) : h);
     if (!url.empty() && seen.insert(url).second)
       info.links.push_back(std::move(url));
   }

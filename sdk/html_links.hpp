@@ -13,10 +13,13 @@ struct page_info {
   std::vector<std::string> links;  // <a href> and <area href>, resolved, unique, in order
 };
 
-/// Parses `html` (UTF-8; invalid bytes are tolerated) and resolves every link against
-/// `<base href>` when the page has one, else against `base_url`. Links with schemes other
-/// than http/https (javascript:, mailto:, tel:, data:, ...) are dropped. Never throws on
-/// malformed HTML.
-page_info extract_links(std::string_view html, const std::string& base_url);
+/// Parses `html` (UTF-8; invalid bytes are tolerated; <meta charset> is not looked at:
+/// decode the page first) and resolves every link against `<base href>` when the page has
+/// one, else against `base_url` (the page's final URL). Links with schemes other than
+/// http/https (javascript:, mailto:, tel:, data:, ...) are dropped. `document_encoding`
+/// (a WHATWG name, "" = UTF-8) is the encoding the page came in: as browsers do, a link's
+/// query is percent-encoded in it, its path in UTF-8. Never throws on malformed HTML.
+page_info extract_links(std::string_view html, const std::string& base_url,
+                        const std::string& document_encoding = {});
 
 } // namespace spiderhub::sdk

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "core/encoding.hpp"
 #include "core/error.hpp"
 #include "core/url.hpp"
 #include "sdk/html_links.hpp"
@@ -205,8 +206,21 @@ parse_result site_spider::parse(const protocol::worker_run& run, const protocol:
   page_info info;
   bool ok = r.error.empty() && r.status_code >= 200 && r.status_code < 300;
   // The expensive part, outside the lock: parse_concurrently() lets several threads in.
-  if (ok && !body.empty() && looks_like_html(r.headers))
-    info = extract_links(body, r.final_url.empty() ? r.url : r.final_url);
+  if (ok && !body.empty() && looks_like_html(r.headers)) {
+    // Links and title from the page as the node decoded it would read: in Unicode, its
+    // links' queries in the page's own encoding, relative links against where it ended.
+    const auto& base = r.final_url.empty() ? r.url : r.final_url;
+    std::string decoded;
+    if (!r.encoding.empty() && r.encoding != "UTF-8") {
+      try {
+        decoded = core::decode_to_utf8(body, r.encoding);
+      } catch (const std::exception&) {
+        // An encoding this worker does not know: read the bytes as UTF-8.
+      }
+    }
+    info = decoded.empty() ? extract_links(body, base)
+                           : extract_links(decoded, base, r.encoding);
+  }
 
   json item = {{"url", r.url},          {"title", info.title}, {"status", r.status_code},
                {"depth", r.depth},      {"run", run.identity}};
@@ -214,8 +228,10 @@ parse_result site_spider::parse(const protocol::worker_run& run, const protocol:
     item["error"] = r.error;
   if (!r.error_kind.empty())
     item["errorKind"] = r.error_kind;
-  if (!r.final_url.empty())  // a rendered page that moved (redirect, client-side navigation)
+  if (!r.final_url.empty())  // redirected (or a rendered page that navigated)
     item["finalUrl"] = r.final_url;
+  if (!r.encoding.empty() && r.encoding != "UTF-8")
+    item["encoding"] = r.encoding;
   if (!r.screenshot.empty())
     item["screenshotBase64Bytes"] = r.screenshot.size();
   out.items.push_back(std::move(item));

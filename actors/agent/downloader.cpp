@@ -34,9 +34,11 @@
 
 #include "actors/agent/download_policy.hpp"
 #include "actors/agent/renderer.hpp"
+#include "core/encoding.hpp"
 #include "core/media_type.hpp"
 #include "core/politeness.hpp"
 #include "core/text.hpp"
+#include "core/url.hpp"
 #include "protocol/json_codec.hpp"
 
 extern char** environ;
@@ -87,6 +89,16 @@ std::int64_t parse_count(std::string_view s) {
     v = v * 10 + (c - '0');
   }
   return v;
+}
+
+/// Whether a body of this Content-Type is text whose encoding is worth sniffing: HTML, XML,
+/// text/*, or no type at all (sniffed like browsers do).
+bool is_text_type(std::string_view content_type) {
+  auto type = core::media_type_of(content_type);
+  if (type.empty())
+    return true;
+  return type.compare(0, 5, "text/") == 0 || type.find("html") != std::string::npos ||
+         type.find("xml") != std::string::npos;
 }
 
 /// Host part of an absolute URL ("" when there is none).
@@ -329,6 +341,9 @@ struct transfer {
   std::int64_t announced = -1;   // its Content-Length (-1: none)
   std::int64_t received = 0;     // body bytes that arrived (kept or not)
   std::string content_type;      // its Content-Type
+  std::string location;          // its Location
+  std::string current_url;       // the URL the response is for (moves with each redirect)
+  std::vector<protocol::redirect_hop> hops;  // redirects followed so far
   curl_slist* own_headers = nullptr; // when the request has headers of its own
   std::string body;
   std::string raw_headers; // header lines of the latest response, capped
@@ -365,6 +380,7 @@ std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
     t->raw_headers.clear();
     t->body.clear();
     t->content_type.clear();
+    t->location.clear();
     t->announced = -1;
     t->received = 0;
     auto sp = line.find(' ');
@@ -377,14 +393,25 @@ std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
       t->body.reserve(static_cast<std::size_t>(n_bytes));
   } else if (istarts_with(line, "content-type:")) {
     t->content_type.assign(line.substr(13));
-  } else if ((line == "\r\n" || line == "\n") && t->allowed_types &&
-             !t->allowed_types->empty() && t->hop_status >= 200 &&
-             (t->hop_status < 300 || t->hop_status >= 400) &&
-             !core::media_allowed(*t->allowed_types, t->content_type)) {
-    // Headers of a final response whose type the run does not want: stop before its body
-    // (redirect hops are not judged; their target is).
-    t->skipped_type = true;
-    return 0;
+  } else if (istarts_with(line, "location:")) {
+    t->location.assign(trim(line.substr(9)));
+  } else if (line == "\r\n" || line == "\n") {
+    if (t->hop_status >= 300 && t->hop_status < 400 && !t->location.empty()) {
+      // A redirect curl follows next: recorded as data (the SDKs resolve links against
+      // where the page ended). A Location that resolves to nothing is left to curl.
+      auto to = core::resolve_url(t->current_url, t->location);
+      if (!to.empty()) {
+        t->hops.push_back({static_cast<std::int32_t>(t->hop_status), to});
+        t->current_url = std::move(to);
+      }
+    } else if (t->allowed_types && !t->allowed_types->empty() && t->hop_status >= 200 &&
+               (t->hop_status < 300 || t->hop_status >= 400) &&
+               !core::media_allowed(*t->allowed_types, t->content_type)) {
+      // Headers of a final response whose type the run does not want: stop before its
+      // body (redirect hops are not judged; their target is).
+      t->skipped_type = true;
+      return 0;
+    }
   }
   if (t->raw_headers.size() + len <= max_header_bytes)
     t->raw_headers.append(line);
@@ -735,6 +762,9 @@ struct downloader::impl {
     t->announced = -1;
     t->received = 0;
     t->content_type.clear();
+    t->location.clear();
+    t->current_url = rq.url;
+    t->hops.clear();
     t->errbuf[0] = 0;
     CURL* e = t->easy;
     curl_easy_setopt(e, CURLOPT_URL, rq.url.c_str());
@@ -959,6 +989,16 @@ struct downloader::impl {
       if (rendered->final_url != rq.url)
         r.final_url = std::move(rendered->final_url);
       r.screenshot = std::move(rendered->screenshot_png_base64);
+    }
+    if (t && !t->hops.empty()) {
+      r.final_url = t->hops.back().url;
+      r.redirects = std::move(t->hops);
+      t->hops.clear();
+    }
+    if (t && body && !body->empty() && error.empty() && is_text_type(t->content_type)) {
+      auto e = core::sniff_encoding(*body, t->content_type, bs.b.site_settings.encoding_name);
+      r.encoding = std::move(e.name);
+      r.encoding_source = std::move(e.source);
     }
     const std::size_t body_size = body ? body->size() : 0;
     if (body && !body->empty())

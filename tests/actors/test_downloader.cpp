@@ -307,6 +307,16 @@ private:
     } else if (rq.path == "/latin1-header") {
       rs.headers.emplace_back("Content-Disposition", "attachment; filename=\xe9t\xe9.txt");
       text("latin1");
+    } else if (rq.path == "/gbk") {
+      // "<title>中文首页</title>" in GBK, the charset in the header only.
+      rs.headers.emplace_back("Content-Type", "text/html; charset=gbk");
+      rs.body = "<title>\xd6\xd0\xce\xc4\xca\xd7\xd2\xb3</title>";
+    } else if (rq.path == "/hop") {
+      // /hop?n=2 -> 301 /hop?n=1 -> 302 /page/end (relative Locations).
+      int n = std::stoi(rq.param("n"));
+      rs.status = n == 2 ? 301 : 302;
+      rs.headers.emplace_back("Location", n == 2 ? "hop?n=1" : "page/end");
+      rs.body = "moved";
     } else if (rq.path == "/typed") {
       rs.headers.emplace_back("Content-Type", rq.param("type"));
       rs.body.assign(std::stoul(rq.param("n")), 'y');
@@ -714,6 +724,11 @@ TEST_CASE("downloader: redirects are followed and reported under the requested U
   CHECK(r.status_code == 200);
   CHECK(r.content == "page redirected");
   CHECK(r.headers.count("location") == 0); // headers of the final response only
+  // The redirect is reported as data: where the page ended and every hop.
+  CHECK(r.final_url == server.url("/page/redirected"));
+  REQUIRE(r.redirects.size() == 1);
+  CHECK(r.redirects[0].status == 302);
+  CHECK(r.redirects[0].url == server.url("/page/redirected"));
   auto l = c.result("b", loop);
   CHECK(!l.error.empty());
   CHECK(l.error_kind == "redirect_loop");
@@ -1185,4 +1200,54 @@ TEST_CASE("downloader: bodies the broker has not confirmed hold back new transfe
   CHECK(server.hits("/big") == 6);
   dl.results_confirmed(20000);
   CHECK(dl.get_stats().buffered_bytes == 0);
+}
+
+TEST_CASE("downloader: a redirect chain is reported hop by hop, relative Locations resolved") {
+  test_server server;
+  collector c;
+  downloader dl(fast_options(), c.results_fn(), c.done_fn());
+  dl.start();
+  auto start = server.url("/hop?n=2");
+  auto plain = server.url("/page/x");
+  REQUIRE(dl.submit(make_block("b", "run", {start, plain})));
+  REQUIRE(c.wait_done("b"));
+  auto r = c.result("b", start);
+  CHECK(r.status_code == 200);
+  CHECK(r.content == "page end");
+  CHECK(r.final_url == server.url("/page/end"));
+  REQUIRE(r.redirects.size() == 2);
+  CHECK(r.redirects[0].status == 301);
+  CHECK(r.redirects[0].url == server.url("/hop?n=1"));
+  CHECK(r.redirects[1].status == 302);
+  CHECK(r.redirects[1].url == server.url("/page/end"));
+  // Not redirected: no final URL, no hops.
+  CHECK(c.result("b", plain).final_url.empty());
+  CHECK(c.result("b", plain).redirects.empty());
+}
+
+TEST_CASE("downloader: text bodies carry the encoding sniffing decided, and from where") {
+  test_server server;
+  collector c;
+  downloader dl(fast_options(), c.results_fn(), c.done_fn());
+  dl.start();
+  auto gbk = server.url("/gbk");
+  auto text = server.url("/page/x");     // text/plain; charset=utf-8
+  auto binary = server.url("/binary");   // application/octet-stream: not sniffed
+  auto b = make_block("b", "run", {gbk, text, binary});
+  auto overridden = make_block("o", "run2", {gbk});
+  overridden.site_settings.encoding_name = "big5";  // the Site's encodingName wins
+  REQUIRE(dl.submit(b));
+  REQUIRE(dl.submit(overridden));
+  REQUIRE(c.wait_done("b"));
+  REQUIRE(c.wait_done("o"));
+  auto g = c.result("b", gbk);
+  CHECK(g.encoding == "GBK");
+  CHECK(g.encoding_source == "http");
+  CHECK(g.content_encoding == "base64");  // the bytes travel as they came
+  CHECK(protocol::result_body(g) == "<title>\xd6\xd0\xce\xc4\xca\xd7\xd2\xb3</title>");
+  CHECK(c.result("b", text).encoding == "UTF-8");
+  CHECK(c.result("b", text).encoding_source == "http");
+  CHECK(c.result("b", binary).encoding.empty());
+  CHECK(c.result("o", gbk).encoding == "Big5");
+  CHECK(c.result("o", gbk).encoding_source == "override");
 }

@@ -349,3 +349,27 @@ TEST_CASE("fast_json: error kind and size travel from node to broker to worker")
       R"([{"blockId":"b","identity":"i","results":[{"url":"u","errorKind":"bad"}]}])");
   }) == "SaveBlockResponse.arguments[0].results[0].errorKind: unknown kind 'bad'");
 }
+
+TEST_CASE("fast_json: redirects and encoding reach the worker as the node wrote them") {
+  result r;
+  r.request_hash = "h";
+  r.url = "http://a/blog";
+  r.status_code = 200;
+  r.final_url = "http://a/blog/";
+  r.redirects = {{301, "http://a/blog"}, {302, "http://a/blog/"}};
+  r.encoding = "Shift_JIS";
+  r.encoding_source = "detector";
+  block_response b{"b1", "run1", {r}, ""};
+  auto raw = fast::parse_block_response("[" + fast::encode_block_response(b) + "]");
+  auto polled = fast::parse_results("[{\"resultId\":9," + raw.results[0].body.substr(1) + "]");
+  REQUIRE(polled.size() == 1);
+  CHECK(polled[0].final_url == "http://a/blog/");
+  REQUIRE(polled[0].redirects.size() == 2);
+  CHECK(polled[0].redirects[1].status == 302);
+  CHECK(polled[0].redirects[1].url == "http://a/blog/");
+  CHECK(polled[0].encoding == "Shift_JIS");
+  CHECK(polled[0].encoding_source == "detector");
+  CHECK(error_of([] {
+    fast::parse_results(R"([{"resultId":1,"url":"u","redirects":[{"status":301}]}])");
+  }).find("redirects[0].url: missing") != std::string::npos);
+}

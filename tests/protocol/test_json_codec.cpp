@@ -378,3 +378,25 @@ TEST_CASE("job site: download properties go into the run's Site, bad ones named"
   CHECK(error({{"Site", "[1]"}}) == "property 'Site' must be a JSON object");
   CHECK(error({{"DelayMs", "-4"}}).find("DelayMs") != std::string::npos);
 }
+
+TEST_CASE("codec: redirects and encoding round-trip through both codecs") {
+  result r;
+  r.url = "http://h/blog";
+  r.status_code = 200;
+  r.final_url = "http://h/blog/";
+  r.redirects = {{301, "http://h/blog/"}};
+  r.encoding = "GBK";
+  r.encoding_source = "meta";
+  auto back = round_trip(r);
+  CHECK(back.final_url == "http://h/blog/");
+  REQUIRE(back.redirects.size() == 1);
+  CHECK(back.redirects[0].status == 301);
+  CHECK(back.redirects[0].url == "http://h/blog/");
+  CHECK(back.encoding == "GBK");
+  CHECK(back.encoding_source == "meta");
+  CHECK(!to_json(result{}).contains("redirects"));
+  CHECK(!to_json(result{}).contains("encoding"));
+  CHECK_THROWS_WITH_AS(decode<result>(json::parse(R"({"url":"u","redirects":[{"status":301}]})")),
+                       "$.redirects[0].url: missing", input_error);
+  CHECK_THROWS_AS(decode<result>(json::parse(R"({"url":"u","redirects":{}})")), input_error);
+}

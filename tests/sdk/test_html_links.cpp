@@ -210,3 +210,39 @@ TEST_CASE("extract_links: malformed HTML does not crash") {
   auto info = extract_links(deep, "http://a.example/");
   CHECK(info.links == std::vector<std::string>{"http://a.example/deep"});
 }
+
+TEST_CASE("extract_links: a legacy page's queries are encoded in its encoding, paths in UTF-8") {
+  // The page as the node's sniffing decoded it: UTF-8 text of a GBK page.
+  const std::string html =
+    "<html><head><meta charset=\"gbk\"><title>\xe4\xb8\xad\xe6\x96\x87\xe9\xa6\x96\xe9\xa1\xb5"
+    "</title></head><body>"
+    "<a href=\"/gbk/\xe6\x90\x9c\xe7\xb4\xa2\">search</a>"          // path: UTF-8
+    "<a href=\"?q=\xe4\xb8\xad\xe6\x96\x87\">query</a>"              // query: GBK
+    "<a href=\"s?q=\xe4\xb8\xad#\xe6\x96\x87\">fragment dropped</a>"
+    "<a href=\"s?q=%E4%B8%AD\">escapes kept as written</a>"
+    "<a href=\"s?a=1&b=\xe2\x82\xac\">euro</a>"                      // GBK has U+20AC: 0x80
+    "<a href=\"s?x=\xf0\x9f\x98\x80\">emoji</a>"                     // GBK lacks it
+    "</body></html>";
+  auto info = extract_links(html, "http://h/dir/page.html", "GBK");
+  CHECK(info.title == "\xe4\xb8\xad\xe6\x96\x87\xe9\xa6\x96\xe9\xa1\xb5");  // the meta did not re-decode it
+  CHECK(info.links == std::vector<std::string>{
+                        "http://h/gbk/%E6%90%9C%E7%B4%A2",
+                        "http://h/dir/page.html?q=%D6%D0%CE%C4",
+                        "http://h/dir/s?q=%D6%D0",
+                        "http://h/dir/s?q=%E4%B8%AD",
+                        "http://h/dir/s?a=1&b=%80",
+                        "http://h/dir/s?x=&%23128512;",
+                      });
+  // The same hrefs on a UTF-8 page (or with no encoding named): UTF-8 everywhere.
+  auto utf8 = extract_links(html, "http://h/dir/page.html");
+  CHECK(utf8.links[1] == "http://h/dir/page.html?q=%E4%B8%AD%E6%96%87");
+  CHECK(extract_links(html, "http://h/dir/page.html", "UTF-8").links == utf8.links);
+  // windows-1251 and Shift_JIS queries.
+  CHECK(extract_links("<a href='?q=\xd0\x9c\xd0\xb8\xd1\x80'>x</a>", "http://h/", "windows-1251")
+          .links == std::vector<std::string>{"http://h/?q=%CC%E8%F0"});
+  CHECK(extract_links("<a href='?q=\xe6\x97\xa5\xe6\x9c\xac'>x</a>", "http://h/", "Shift_JIS")
+          .links == std::vector<std::string>{"http://h/?q=%93%FA%96%7B"});
+  // An encoding this worker does not know leaves the query in UTF-8.
+  CHECK(extract_links("<a href='?q=\xe4\xb8\xad'>x</a>", "http://h/", "x-unknown").links ==
+        std::vector<std::string>{"http://h/?q=%E4%B8%AD"});
+}
