@@ -1,13 +1,15 @@
 """spiderhub worker SDK for Python: spider logic served to a spiderhub broker.
 
 See :mod:`spiderhub.worker` (Spider, Worker, JsonLinesSink, ERROR_KINDS,
-has_binary_extension) and :mod:`spiderhub.hub` (the SignalR JSON hub client). Standard
-library only.
+has_binary_extension), :mod:`spiderhub.links` (resolve_link, meta_refresh_url),
+:mod:`spiderhub.encoding` (WHATWG encodings) and :mod:`spiderhub.hub` (the SignalR JSON hub
+client). Standard library only.
 """
 from typing import Any
 
 __all__ = ["BINARY_EXTENSIONS", "ConnectionLost", "ERROR_KINDS", "HubConnection", "HubError",
-           "JsonLinesSink", "Request", "Response", "Spider", "Worker", "has_binary_extension"]
+           "JsonLinesSink", "META_REFRESH_MAX_DELAY", "Redirect", "Request", "Response",
+           "Spider", "Worker", "has_binary_extension", "meta_refresh_url", "resolve_link"]
 __version__ = "0.1.0"
 
 
@@ -16,6 +18,9 @@ def __getattr__(name: str) -> Any:
     if name in ("ConnectionLost", "HubConnection", "HubError"):
         from . import hub
         return getattr(hub, name)
+    if name in ("META_REFRESH_MAX_DELAY", "meta_refresh_url", "resolve_link"):
+        from . import links
+        return getattr(links, name)
     if name in __all__:
         from . import worker
         return getattr(worker, name)

@@ -11,7 +11,11 @@ Scrapy's own engine with three pieces swapped in (Scrapy 2.8, Debian's python3-s
   broker (which deduplicates, applies politeness and leases it to a node).
   ``next_request`` hands the engine the stored request of the next downloaded result.
 * **download handler** (``ResultHandler``) for http and https: no network; the response is
-  built from the result the node sent (status, headers, body, final URL).
+  built from the result the node sent (status, headers, body), at the node's final URL
+  (``finalUrl``, so ``response.urljoin`` and ``response.follow`` resolve against it), with
+  the node's encoding (``encoding``, as a Python codec: ``TextResponse(encoding=...)``),
+  and the redirect hops in the request's meta as Scrapy's RedirectMiddleware leaves them
+  (``redirect_urls``, ``redirect_reasons``, ``redirect_times``).
 * **acks**: a result is acked once Scrapy finished with it — callbacks ran, their requests
   were pushed, their items went through the item pipelines — so a killed bridge loses
   nothing: unacked results come back after a restart, and the local SQLite file still maps
@@ -43,8 +47,10 @@ import time
 from collections import deque
 from typing import Any
 
+from .encoding import python_codec
 from .hub import HubError, split_brokers
 from .worker import JsonLinesSink, Request as HubRequest, Spider as _Unused, Worker  # noqa: F401
+from .worker import _redirects_of
 
 _bridge: "Bridge | None" = None  # one per process (Scrapy builds its components itself)
 
@@ -273,6 +279,21 @@ class DownloadError(IOError):
         self.error_kind = error_kind
 
 
+def result_url(r: dict, request) -> str:
+    """The URL of the response built from result `r`: where the download ended (the node's
+    ``finalUrl``, else the last redirect hop, else the result's URL). The hops go into
+    ``request.meta`` as Scrapy's RedirectMiddleware writes them for a request redirected
+    A -> B -> C: ``redirect_urls`` [A, B] (the URLs before the final one),
+    ``redirect_reasons`` [their statuses], ``redirect_times`` 2."""
+    url = r.get("url") or request.url
+    hops = _redirects_of(r.get("redirects"))
+    if hops:
+        request.meta["redirect_urls"] = [url] + [h.url for h in hops[:-1]]
+        request.meta["redirect_reasons"] = [h.status for h in hops]
+        request.meta["redirect_times"] = len(hops)
+    return r.get("finalUrl") or (hops[-1].url if hops else url)
+
+
 class ResultHandler:
     """Download handler: the response is the result a node downloaded. A result with an
     errorKind and a status (http_4xx, too_large...) becomes a response flagged with it."""
@@ -288,6 +309,7 @@ class ResultHandler:
     def download_request(self, request, spider):
         import base64
         from twisted.internet import defer
+        from scrapy.http import TextResponse
         from scrapy.responsetypes import responsetypes
         r = request.meta.get("_spiderhub")
         if r is None:
@@ -301,10 +323,15 @@ class ResultHandler:
         # The node sends the body decoded: its transfer headers no longer apply.
         headers = {k: v for k, v in (r.get("headers") or {}).items()
                    if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")}
-        url = r.get("url") or request.url
+        url = result_url(r, request)
         cls = responsetypes.from_args(headers=headers, url=url, body=body)
+        kw = {}
+        codec = python_codec(r.get("encoding"))
+        if codec and issubclass(cls, TextResponse):
+            kw["encoding"] = codec  # decoded as the node decided (TextResponse.encoding)
         return defer.succeed(cls(url=url, status=int(r["statusCode"]), headers=headers,
-                                 body=body, request=request, flags=[kind] if kind else None))
+                                 body=body, request=request, flags=[kind] if kind else None,
+                                 **kw))
 
 
 class StartAndItemsMiddleware:

@@ -32,9 +32,11 @@ import time
 import urllib.parse
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, List, NamedTuple, Optional
 
+from . import encoding as _enc
 from .hub import ConnectionLost, HubConnection, HubError, split_brokers, worker_query
+from .links import find_base_href, meta_refresh_url, resolve_link  # noqa: F401 - re-exported
 
 # What went wrong with a download: a Result's errorKind is one of these, or "" (docs/protocol.md).
 ERROR_KINDS = frozenset({
@@ -96,6 +98,30 @@ class Request:
                 "cycleTriedTimes": 0, "headers": self.headers}
 
 
+class Redirect(NamedTuple):
+    """One redirect hop of a download: the status of the 3xx answer and the absolute URL it
+    pointed to. A tuple, so ``status, url = hop`` works too."""
+    status: int
+    url: str
+
+
+def _redirects_of(value: Any) -> List[Redirect]:
+    """The result's ``redirects`` as Redirect tuples; malformed hops are left out (the
+    field is informative, a bad one must not cost the page)."""
+    hops: List[Redirect] = []
+    for h in value if isinstance(value, (list, tuple)) else []:
+        try:
+            if isinstance(h, dict):
+                status, url = h.get("status"), h.get("url")
+            else:
+                status, url = h
+            if isinstance(url, str) and url:
+                hops.append(Redirect(int(status or 0), url))
+        except (TypeError, ValueError):
+            continue
+    return hops
+
+
 @dataclass
 class Response:
     """A downloaded page (the broker's ``Result``).
@@ -104,7 +130,16 @@ class Response:
     ERROR_KINDS it was ("" when the download went well, and from brokers older than the
     ``errorKind`` field). ``size`` is the body's size as the node saw it: for ``too_large``
     the size announced or received before the node gave up, when ``body`` is cut or empty;
-    ``len(body)`` from older brokers."""
+    ``len(body)`` from older brokers.
+
+    ``final_url`` is where the page ended after redirects (``url`` when it was not
+    redirected, and from nodes older than the ``finalUrl`` field); ``redirects`` the hops
+    that led there, in order (:class:`Redirect`: status, url). ``encoding`` is the WHATWG
+    encoding name the node's sniffing decided for a text body ("UTF-8", "GBK",
+    "Shift_JIS"...) and ``encoding_source`` which step decided it ("bom", "override",
+    "http", "meta", "detector", "default"); both "" when the node did not say (older
+    nodes, bodies that are not text). ``body`` is always the bytes as sent; ``text``
+    decodes them with :attr:`document_encoding`."""
     run: dict[str, Any]
     url: str
     status: int
@@ -117,24 +152,82 @@ class Response:
     response_time_ms: int = 0
     error_kind: str = ""
     size: int = -1  # -1: len(body)
+    final_url: str = ""  # "": url
+    redirects: List[Redirect] = field(default_factory=list)
+    encoding: str = ""
+    encoding_source: str = ""
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.size < 0:
             self.size = len(self.body)
+        if not self.final_url:
+            self.final_url = self.url
+        self.redirects = _redirects_of(self.redirects)
+
+    def header(self, name: str, default: str = "") -> str:
+        """A response header by name, in any case (the node sends lower-case names)."""
+        if name in self.headers:
+            return self.headers[name]
+        low = name.lower()
+        for k, v in self.headers.items():
+            if k.lower() == low:
+                return v
+        return default
+
+    @property
+    def document_encoding(self) -> str:
+        """The WHATWG name of the encoding ``text`` decodes with: the node's ``encoding``;
+        without one (older nodes), the SDK's own sniffing
+        (:func:`spiderhub.encoding.sniff`: BOM, Content-Type charset, ``<meta>`` charset in
+        the first 1024 bytes, else UTF-8). Link queries are encoded in it."""
+        name = self._cache.get("encoding")
+        if name is None:
+            name = _enc.encoding_for_label(self.encoding) or \
+                _enc.sniff(self.body, self.header("content-type"))[0]
+            self._cache["encoding"] = name
+        return name
 
     @property
     def text(self) -> str:
-        return self.body.decode("utf-8", errors="replace")
+        """The body as text: decoded with :attr:`document_encoding` (a byte order mark wins,
+        as in browsers), invalid bytes as U+FFFD."""
+        text = self._cache.get("text")
+        if text is None:
+            text = self._cache["text"] = _enc.decode(self.body, self.document_encoding)
+        return text
+
+    @property
+    def base_url(self) -> str:
+        """What this page's links are relative to: its first ``<base href>`` (resolved
+        against the final URL) when it has a usable one, else ``final_url``."""
+        base = self._cache.get("base")
+        if base is None:
+            href = find_base_href(self.text)
+            base = resolve_link(self.final_url, href, self.document_encoding) \
+                if href is not None else None
+            base = self._cache["base"] = base or self.final_url
+        return base
+
+    def urljoin(self, href: str) -> Optional[str]:
+        """``href`` resolved as a browser would on this page
+        (:func:`spiderhub.links.resolve_link` against :attr:`base_url`, the query in the
+        page's encoding, the fragment dropped); None when it is not an http(s) link
+        (``mailto:``, ``javascript:``...)."""
+        return resolve_link(self.base_url, href, self.document_encoding)
 
     def follow(self, href: str, **kw: Any) -> Request:
-        """A request for ``href`` resolved against this page, one level deeper. The page
-        travels as a Referer header, not as ``Request.referer``: the broker's dedup key
-        includes ``referer``, and a page linked from two pages must be crawled once."""
-        import urllib.parse
+        """A request for ``href`` resolved against this page (:meth:`urljoin`), one level
+        deeper. The page (its final URL) travels as a Referer header, not as
+        ``Request.referer``: the broker's dedup key includes ``referer``, and a page linked
+        from two pages must be crawled once. A link that is not http(s) is joined with
+        ``urllib.parse.urljoin`` as before; check :meth:`urljoin` for None to skip those."""
         headers = dict(kw.pop("headers", {}) or {})
-        headers.setdefault("Referer", self.url)
-        return Request(urllib.parse.urljoin(self.url, href), depth=self.depth + 1,
-                       headers=headers, **kw)
+        headers.setdefault("Referer", self.final_url)
+        url = self.urljoin(href)
+        if url is None:
+            url = urllib.parse.urljoin(self.base_url, href)
+        return Request(url, depth=self.depth + 1, headers=headers, **kw)
 
     @staticmethod
     def from_json(run: dict[str, Any], r: dict[str, Any]) -> "Response":
@@ -148,7 +241,11 @@ class Response:
                         error=r.get("error") or "",
                         response_time_ms=int(r.get("responseTime") or 0),
                         error_kind=str(r.get("errorKind") or ""),
-                        size=-1 if size is None else int(size))
+                        size=-1 if size is None else int(size),
+                        final_url=str(r.get("finalUrl") or ""),
+                        redirects=_redirects_of(r.get("redirects")),
+                        encoding=str(r.get("encoding") or ""),
+                        encoding_source=str(r.get("encodingSource") or ""))
 
 
 class Spider:
