@@ -323,6 +323,7 @@ broker_config parse_broker_config(const std::string& yaml, const std::string& na
     s.get("block_size", d.block_size, 1, 100000);
     s.get_ms("lease_timeout_ms", d.lease_timeout, 1000, day_ms);
     s.get("max_attempts", d.max_attempts, 1, 1000);
+    s.get("max_redirects", d.max_redirects, 0, 100);
     s.get("thread_num", d.thread_num, 1, 1000);
     s.get("max_poll", d.max_poll, 1, 100000);
     s.get("max_poll_bytes", d.max_poll_bytes, 1024, 1LL << 32);

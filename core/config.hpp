@@ -79,6 +79,7 @@ struct broker_config {
     std::int32_t block_size = 100;       // requests per block
     milliseconds lease_timeout{60000};
     std::int32_t max_attempts = 5;       // leases of one block before it is failed
+    std::int32_t max_redirects = 20;     // redirect hops of one request
     std::int32_t thread_num = 8;         // downloads in parallel per block on a node
     std::int32_t max_poll = 1000;        // results per Poll at most
     std::int64_t max_poll_bytes = 4 << 20;  // result bytes per Poll reply (at least one result)

@@ -56,6 +56,7 @@ actors::dispatch_options dispatch_options_of(const core::broker_config& c) {
   d.block_size = c.dispatch.block_size;
   d.lease_timeout = c.dispatch.lease_timeout;
   d.max_attempts = c.dispatch.max_attempts;
+  d.max_redirects = c.dispatch.max_redirects;
   d.thread_num = c.dispatch.thread_num;
   d.max_poll = c.dispatch.max_poll;
   d.max_poll_bytes = c.dispatch.max_poll_bytes;

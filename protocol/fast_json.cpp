@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "core/canonical_url.hpp"
 #include "core/error.hpp"
 #include "core/text.hpp"
 #include "protocol/json_codec.hpp"
@@ -166,6 +167,10 @@ bool read_result(od::object obj, result& r, const std::string& path) {
       r.encoding = get_string(v, p);
     } else if (key == "encodingSource") {
       r.encoding_source = get_string(v, p);
+    } else if (key == "redirectTo") {
+      r.redirect_to = get_string(v, p);
+    } else if (key == "redirectedFrom") {
+      r.redirected_from = get_string(v, p);
     }
   });
   if (!has_url)
@@ -214,6 +219,8 @@ bool read_result_summary(od::object obj, result& r, const std::string& path) {
         fail(path + ".errorKind", "unknown kind '" + r.error_kind + "'");
     } else if (key == "size") {
       r.size = get_int(v, path + ".size");
+    } else if (key == "redirectTo") {
+      r.redirect_to = get_string(v, path + ".redirectTo");
     }
   });
   if (!has_url)
@@ -285,6 +292,10 @@ void read_request(od::object& obj, request& r, const std::string& path) {
       r.cycle_tried_times = to_int32(get_int(v, p()), p());
     } else if (key == "headers") {
       read_headers(v, r.headers, p());
+    } else if (key == "redirectedFrom") {
+      r.redirected_from = get_string(v, p());
+    } else if (key == "redirects") {
+      read_redirects(v, r.redirects, p());
     }
   });
   if (!has_url)
@@ -430,6 +441,7 @@ raw_block_response parse_block_response(std::string_view arguments_json) {
     rr.status_code = r.status_code;
     rr.error = r.error;
     rr.error_kind = r.error_kind;
+    rr.redirect_to = std::move(r.redirect_to);
     rr.response_time = r.response_time;
     rr.deferred = r.deferred;
     rr.retry_after_ms = r.retry_after_ms;
@@ -596,8 +608,18 @@ std::pair<std::string, std::vector<raw_request>> parse_push(std::string_view arg
       fail(path, "expected an object");
     request r;
     read_request(obj, r, path);
+    // One canonical form for every SDK (docs/urls.md): the dedup key and the URL nodes
+    // download. A request already in it keeps its bytes; the others are written anew.
+    auto canonical = core::canonical_url(r.url);
+    std::string json;
+    if (!canonical.empty() && canonical != r.url) {
+      r.url = std::move(canonical);
+      append_json(json, r);
+    } else {
+      json.assign(raws[i]);
+    }
     auto hash = request_hash(r);
-    out.push_back({std::move(hash), std::string(raws[i]), std::move(r.url)});
+    out.push_back({std::move(hash), std::move(json), std::move(r.url)});
   }
   return {std::move(identity), std::move(out)};
 }
@@ -694,6 +716,20 @@ void field(std::string& out, std::string_view k, std::int64_t v) {
   out += std::to_string(v);
 }
 
+void field(std::string& out, std::string_view k, const std::vector<redirect_hop>& hops) {
+  key(out, k);
+  out += '[';
+  for (auto& h : hops) {
+    if (out.back() != '[')
+      out += ',';
+    out += '{';
+    field(out, "status", h.status);
+    field(out, "url", h.url);
+    out += '}';
+  }
+  out += ']';
+}
+
 void field(std::string& out, std::string_view k, const header_map& headers) {
   key(out, k);
   out += '{';
@@ -718,6 +754,10 @@ void append_json(std::string& out, const request& r) {
   field(out, "depth", r.depth);
   field(out, "cycleTriedTimes", r.cycle_tried_times);
   field(out, "headers", r.headers);
+  if (!r.redirected_from.empty()) {
+    field(out, "redirectedFrom", r.redirected_from);
+    field(out, "redirects", r.redirects);
+  }
   out += '}';
 }
 
@@ -749,19 +789,12 @@ void append_json(std::string& out, const result& r) {
     field(out, "errorKind", r.error_kind);
   if (r.size >= 0)
     field(out, "size", r.size);
-  if (!r.redirects.empty()) {
-    key(out, "redirects");
-    out += '[';
-    for (auto& h : r.redirects) {
-      if (out.back() != '[')
-        out += ',';
-      out += '{';
-      field(out, "status", h.status);
-      field(out, "url", h.url);
-      out += '}';
-    }
-    out += ']';
-  }
+  if (!r.redirects.empty())
+    field(out, "redirects", r.redirects);
+  if (!r.redirect_to.empty())
+    field(out, "redirectTo", r.redirect_to);
+  if (!r.redirected_from.empty())
+    field(out, "redirectedFrom", r.redirected_from);
   if (!r.encoding.empty()) {
     field(out, "encoding", r.encoding);
     field(out, "encodingSource", r.encoding_source);

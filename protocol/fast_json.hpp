@@ -34,6 +34,7 @@ struct raw_result {
   std::int32_t status_code = 0;
   std::string error;
   std::string error_kind;            // protocol::error_kinds, "" from older nodes
+  std::string redirect_to;           // a 3xx the node handed back (Site.brokerRedirects)
   std::int64_t response_time = 0;    // ms
   bool deferred = false;             // see protocol::result::deferred
   std::int64_t retry_after_ms = -1;

@@ -113,10 +113,40 @@ void read_array(const json& j, const char* key, std::vector<T>& out, const std::
 
 } // namespace
 
+namespace {
+json to_json(const std::vector<redirect_hop>& hops) {
+  auto out = json::array();
+  for (auto& h : hops)
+    out.push_back({{"status", h.status}, {"url", h.url}});
+  return out;
+}
+
+void read(const json& j, const char* key, std::vector<redirect_hop>& out, const std::string& path) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null())
+    return;
+  if (!it->is_array())
+    fail(path + "." + key, "expected an array");
+  for (std::size_t i = 0; i < it->size(); ++i) {
+    auto hpath = path + "." + key + "[" + std::to_string(i) + "]";
+    object_at((*it)[i], hpath);
+    redirect_hop h;
+    read((*it)[i], "status", h.status, hpath);
+    read((*it)[i], "url", h.url, hpath, true);
+    out.push_back(std::move(h));
+  }
+}
+} // namespace
+
 json to_json(const request& x) {
-  return {{"url", x.url},           {"method", x.method},   {"referer", x.referer},
-          {"origin", x.origin},     {"content", x.content}, {"depth", x.depth},
-          {"cycleTriedTimes", x.cycle_tried_times}, {"headers", x.headers}};
+  json j = {{"url", x.url},           {"method", x.method},   {"referer", x.referer},
+            {"origin", x.origin},     {"content", x.content}, {"depth", x.depth},
+            {"cycleTriedTimes", x.cycle_tried_times}, {"headers", x.headers}};
+  if (!x.redirected_from.empty()) {
+    j["redirectedFrom"] = x.redirected_from;
+    j["redirects"] = to_json(x.redirects);
+  }
+  return j;
 }
 
 template <> request decode<request>(const json& j, const std::string& path) {
@@ -134,6 +164,8 @@ template <> request decode<request>(const json& j, const std::string& path) {
   read(j, "depth", r.depth, path);
   read(j, "cycleTriedTimes", r.cycle_tried_times, path);
   read(j, "headers", r.headers, path);
+  read(j, "redirectedFrom", r.redirected_from, path);
+  read(j, "redirects", r.redirects, path);
   return r;
 }
 
@@ -161,7 +193,8 @@ json to_json(const site& x) {
                                      {"screenshot", x.render->screenshot}}
                               : json()},
           {"maxBodyBytes", x.max_body_bytes},
-          {"allowedContentTypes", x.allowed_content_types}};
+          {"allowedContentTypes", x.allowed_content_types},
+          {"brokerRedirects", x.broker_redirects}};
 }
 
 template <> site decode<site>(const json& j, const std::string& path) {
@@ -220,6 +253,7 @@ template <> site decode<site>(const json& j, const std::string& path) {
   if (s.max_body_bytes < 0)
     fail(path + ".maxBodyBytes", "must be >= 0 (0 = not set)");
   read(j, "allowedContentTypes", s.allowed_content_types, path);
+  read(j, "brokerRedirects", s.broker_redirects, path);
   for (auto& t : s.allowed_content_types)
     if (!core::valid_media_range(t))
       fail(path + ".allowedContentTypes",
@@ -276,11 +310,12 @@ json to_json(const result& x) {
     j["errorKind"] = x.error_kind;
   if (x.size >= 0)
     j["size"] = x.size;
-  if (!x.redirects.empty()) {
-    auto& hops = j["redirects"] = json::array();
-    for (auto& h : x.redirects)
-      hops.push_back({{"status", h.status}, {"url", h.url}});
-  }
+  if (!x.redirects.empty())
+    j["redirects"] = to_json(x.redirects);
+  if (!x.redirect_to.empty())
+    j["redirectTo"] = x.redirect_to;
+  if (!x.redirected_from.empty())
+    j["redirectedFrom"] = x.redirected_from;
   if (!x.encoding.empty()) {
     j["encoding"] = x.encoding;
     j["encodingSource"] = x.encoding_source;
@@ -313,18 +348,9 @@ template <> result decode<result>(const json& j, const std::string& path) {
   if (!r.error_kind.empty() && !error_kinds::known(r.error_kind))
     fail(path + ".errorKind", "unknown kind '" + r.error_kind + "'");
   read(j, "size", r.size, path);
-  if (auto it = j.find("redirects"); it != j.end() && !it->is_null()) {
-    if (!it->is_array())
-      fail(path + ".redirects", "expected an array");
-    for (std::size_t i = 0; i < it->size(); ++i) {
-      auto hpath = path + ".redirects[" + std::to_string(i) + "]";
-      object_at((*it)[i], hpath);
-      redirect_hop h;
-      read((*it)[i], "status", h.status, hpath);
-      read((*it)[i], "url", h.url, hpath, true);
-      r.redirects.push_back(std::move(h));
-    }
-  }
+  read(j, "redirects", r.redirects, path);
+  read(j, "redirectTo", r.redirect_to, path);
+  read(j, "redirectedFrom", r.redirected_from, path);
   read(j, "encoding", r.encoding, path);
   read(j, "encodingSource", r.encoding_source, path);
   return r;

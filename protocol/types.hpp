@@ -13,6 +13,12 @@ namespace spiderhub::protocol {
 using header_map = std::map<std::string, std::string>;
 
 /// One crawl request a worker pushes; dedup key is request_hash().
+/// One redirect a download followed: the 3xx status and the absolute URL it led to.
+struct redirect_hop {
+  std::int32_t status = 0;
+  std::string url;
+};
+
 struct request {
   std::string url;
   std::string method = "GET";
@@ -22,6 +28,10 @@ struct request {
   std::int32_t depth = 0;         // link distance from the start request
   std::int32_t cycle_tried_times = 0;
   header_map headers;
+  // A request the broker made from a redirect (Site.brokerRedirects): the URL first asked
+  // for and the hops so far; the node copies both into the result.
+  std::string redirected_from;
+  std::vector<redirect_hop> redirects;
 };
 
 /// A run whose pages need JavaScript: every page is rendered by headless Chromium on a
@@ -60,6 +70,10 @@ struct site {
   // names none); a node applies the smaller of it and its own download.max_body_bytes.
   std::int64_t max_body_bytes = 0;                 // 0 = unset
   std::vector<std::string> allowed_content_types;  // media types, "type/*", "*/*"; empty = all
+  // Set by brokers that take redirects: the node follows none and answers a 3xx with
+  // result.redirect_to; the broker queues the target as a new request (dedup, robots.txt,
+  // politeness, as Scrapy's RedirectMiddleware does). Unset: the node follows them itself.
+  bool broker_redirects = false;
 };
 
 enum class block_command : std::int32_t { none = 0, download = 1, pause = 2, resume = 3, exit = 4 };
@@ -75,12 +89,6 @@ struct block {
   site site_settings;
   std::string cookies;
   std::vector<request> requests;
-};
-
-/// One redirect a download followed: the 3xx status and the absolute URL it led to.
-struct redirect_hop {
-  std::int32_t status = 0;
-  std::string url;
 };
 
 /// One downloaded response (or download error).
@@ -111,6 +119,8 @@ struct result {
   // decided it (bom, override, http, meta, detector, default); the body stays as sent.
   std::string encoding;
   std::string encoding_source;
+  std::string redirect_to;      // a 3xx handed back to the broker: where it points (absolute)
+  std::string redirected_from;  // the request's redirected_from: the URL first asked for
 };
 
 /// The closed list of what went wrong with a download, shared by the SDKs, JobStatus and

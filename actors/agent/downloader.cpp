@@ -769,6 +769,8 @@ struct downloader::impl {
     CURL* e = t->easy;
     curl_easy_setopt(e, CURLOPT_URL, rq.url.c_str());
     t->allowed_types = &bs.b.site_settings.allowed_content_types;
+    // Brokers that take redirects get every 3xx back as data (result.redirect_to).
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, bs.b.site_settings.broker_redirects ? 0L : 1L);
     if (t->max_body != bs.max_body) {
       t->max_body = bs.max_body;
       curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(bs.max_body));
@@ -910,6 +912,15 @@ struct downloader::impl {
       halt(bs, "the host answered HTTP " + std::to_string(status));
       return;
     }
+    if (rc == CURLE_OK && status >= 300 && status < 400 && bs.b.site_settings.broker_redirects &&
+        !t->hops.empty()) {
+      // Handed back: the broker queues the target as a request of its own. Its body is
+      // no page.
+      t->body.clear();
+      finish_request(bs, t->item, {}, status, elapsed_ms, t, &t->body);
+      release(t);
+      return;
+    }
     if (rc == CURLE_OK) {
       if (retryable_status(status) && more_attempts) {
         auto delay = backoff(t->item.attempt);
@@ -990,11 +1001,24 @@ struct downloader::impl {
         r.final_url = std::move(rendered->final_url);
       r.screenshot = std::move(rendered->screenshot_png_base64);
     }
-    if (t && !t->hops.empty()) {
-      r.final_url = t->hops.back().url;
-      r.redirects = std::move(t->hops);
+    // Redirects: those the broker made this request from (rq.redirects), then those
+    // followed here; a 3xx handed back names its target instead of a final URL.
+    const bool handed_back = t && bs.b.site_settings.broker_redirects && status >= 300 &&
+                             status < 400 && !t->hops.empty();
+    if (handed_back) {
+      r.redirect_to = std::move(t->hops.back().url);
       t->hops.clear();
     }
+    if (!rq.redirects.empty() || (t && !t->hops.empty())) {
+      r.redirects = rq.redirects;
+      if (t) {
+        r.redirects.insert(r.redirects.end(), t->hops.begin(), t->hops.end());
+        t->hops.clear();
+      }
+      if (!handed_back && r.final_url.empty())
+        r.final_url = r.redirects.back().url;
+    }
+    r.redirected_from = rq.redirected_from;
     if (t && body && !body->empty() && error.empty() && is_text_type(t->content_type)) {
       auto e = core::sniff_encoding(*body, t->content_type, bs.b.site_settings.encoding_name);
       r.encoding = std::move(e.name);

@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "actors/dispatch/dispatcher_state.hpp"
+#include "core/canonical_url.hpp"
 #include "core/digest.hpp"
 #include "core/digest_set.hpp"
 #include "protocol/fast_json.hpp"
@@ -644,10 +645,13 @@ run_entry make_run(self_ptr self, const std::string& job_id, const std::string& 
                  identity, max_body, self->state.opts.max_body_bytes);
   if (max_body <= 0 || max_body > self->state.opts.max_body_bytes)
     max_body = self->state.opts.max_body_bytes;
+  // Redirects come back to the broker as requests of their own (dedup, robots.txt, scope).
+  r.site_settings.broker_redirects = true;
   r.site_json = to_json(r.site_settings).dump();
   // robots.txt is text/plain whatever pages the run wants: its fetch is not typed.
   auto robots_site = r.site_settings;
   robots_site.allowed_content_types.clear();
+  robots_site.broker_redirects = false;  // RFC 9309: the fetch itself follows redirects
   r.robots_site_json = to_json(robots_site).dump();
   r.hosts = std::make_unique<host_queues>(run_politeness(self->state.opts, s));
   return r;
@@ -738,6 +742,148 @@ void robots_answered(self_ptr self, run_entry& r, block_entry& b,
   r.hosts->release(b.key, b.slots, now);
   r.blocks.erase(b.id);
   settle(self, r, out);
+}
+
+/// What a 3xx a node handed back becomes: the request of its target, or the worker's error
+/// result (a loop, too many hops, a target that is not an http(s) URL).
+struct redirect_step {
+  std::optional<fast::raw_request> next;
+  std::string failed;  // result JSON for the worker when there is no next request
+};
+
+redirect_step follow_redirect(const queued_request& q, std::int32_t status,
+                              const std::string& location, int max_redirects) {
+  redirect_step step;
+  request rq;
+  try {
+    rq = decode<request>(json::parse(q.json), "request");
+  } catch (const std::exception& e) {
+    spdlog::warn("dispatcher: redirect of {} not followed: {}", q.url, e.what());
+    return step;
+  }
+  auto fail = [&](std::string why) {
+    result res;
+    res.request_hash = q.hash;
+    res.url = rq.url;
+    res.status_code = status;
+    res.depth = rq.depth;
+    res.error = std::move(why);
+    res.error_kind = "redirect_loop";
+    res.redirects = rq.redirects;
+    res.redirects.push_back({status, location});
+    res.redirected_from = rq.redirected_from;
+    fast::append_json(step.failed, res);
+    return step;
+  };
+  auto target = core::canonical_url(location);
+  if (target.empty())
+    return fail("redirect to '" + location + "', not an http(s) URL");
+  const auto& first = rq.redirected_from.empty() ? rq.url : rq.redirected_from;
+  bool seen = target == first || target == rq.url;
+  for (auto& h : rq.redirects)
+    seen = seen || h.url == target;
+  if (seen)
+    return fail("redirect loop: " + target + " was already on the way");
+  if (static_cast<int>(rq.redirects.size()) >= max_redirects)
+    return fail("more than " + std::to_string(max_redirects) + " redirects");
+  // 301/302/303 turn other methods than HEAD into GET without a body (RFC 9110 15.4, as
+  // browsers and Scrapy do); 307/308 repeat the request as it was.
+  if ((status == 301 || status == 302 || status == 303) && rq.method != "HEAD" &&
+      rq.method != "GET") {
+    rq.method = "GET";
+    rq.content.clear();
+  }
+  rq.redirected_from = first;
+  rq.redirects.push_back({status, target});
+  rq.url = target;
+  fast::raw_request next;
+  fast::append_json(next.json, rq);
+  next.hash = request_hash(rq);
+  next.url = std::move(target);
+  step.next = std::move(next);
+  return step;
+}
+
+/// Takes requests into a run: new ones (by hash) are stored, then queued by politeness key;
+/// `done` gets how many were new, or the storage failure. Push, and redirects the nodes
+/// hand back, come in here.
+void admit(self_ptr self, run_entry& run, std::vector<fast::raw_request>& requests,
+           std::function<void(caf::expected<std::int32_t>)> done) {
+      auto* r = &run;
+      const auto identity = run.identity;
+      std::vector<queued_request> fresh;
+      std::vector<storage::request_row> rows;
+      const auto memory_max = self->state.opts.frontier_memory_max;
+      auto in_memory = r->hosts->waiting() + r->hosts->unresolved();
+      std::int64_t spilled = 0;
+      for (auto& req : requests) {
+        // Hashes come from parse_push: always 16 hex digits.
+        if (!r->seen.insert(core::parse_digest(req.hash).value_or(0))) {
+          ++self->state.duplicates;
+          continue;
+        }
+        storage::request_row row;
+        row.identity = identity;
+        row.hash = req.hash;
+        row.seq = ++r->last_seq;
+        if (memory_max > 0 && (r->spilled + spilled > 0 || in_memory >= memory_max)) {
+          // Beyond the in-memory frontier: only on disk until the queue drains.
+          row.state = static_cast<std::int32_t>(storage::request_state::spilled);
+          row.body = std::move(req.json);
+          ++spilled;
+          rows.push_back(std::move(row));
+          continue;
+        }
+        ++in_memory;
+        row.body = req.json;
+        fresh.push_back(queued_request{std::move(req.hash), std::move(req.json),
+                                       std::move(req.url), 0, row.seq});
+        rows.push_back(std::move(row));
+      }
+      r->spilled += spilled;  // counted now: a refill may not overtake them
+      auto n = static_cast<std::int32_t>(fresh.size() + static_cast<std::size_t>(spilled));
+      if (n == 0) {
+        done(0);
+        return;
+      }
+      auto shared = std::make_shared<std::vector<queued_request>>(std::move(fresh));
+      auto spilled_hashes = std::make_shared<std::vector<std::uint64_t>>();
+      for (auto& row : rows)
+        if (row.state == static_cast<std::int32_t>(storage::request_state::spilled))
+          spilled_hashes->push_back(core::parse_digest(row.hash).value_or(0));
+      store(self,
+            [rows = std::move(rows)](storage::database& db) {
+              storage::crawl_repository repo(db);
+              for (auto& row : rows)
+                repo.insert_request(row);
+            },
+            [=](bool ok) mutable {
+              auto* run = find_run(self, identity);
+              if (!ok) {
+                if (run) {
+                  for (auto& h : *shared)
+                    run->seen.erase(core::parse_digest(h.hash).value_or(0));
+                  for (auto& d : *spilled_hashes)
+                    run->seen.erase(d);
+                  run->spilled -= static_cast<std::int64_t>(spilled_hashes->size());
+                }
+                done(caf::make_error(caf::sec::runtime_error,
+                                     "requests not stored (storage failure)"));
+                return;
+              }
+              if (run) {
+                auto now = now_ms();
+                host_queues::settled out;
+                for (auto& q : *shared)
+                  run->hosts->push(std::move(q), now, out);
+                run->total += n;
+                run->status_dirty = true;
+                self->state.requests_accepted += n;
+                settle(self, *run, out);
+                pump(self);
+              }
+              done(n);
+            });
 }
 
 caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opts) {
@@ -849,78 +995,13 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       auto* r = find_run(self, identity);
       if (!r)
         return unknown_run(identity);
-      std::vector<queued_request> fresh;
-      std::vector<storage::request_row> rows;
-      const auto memory_max = self->state.opts.frontier_memory_max;
-      auto in_memory = r->hosts->waiting() + r->hosts->unresolved();
-      std::int64_t spilled = 0;
-      for (auto& req : requests) {
-        // Hashes come from parse_push: always 16 hex digits.
-        if (!r->seen.insert(core::parse_digest(req.hash).value_or(0))) {
-          ++self->state.duplicates;
-          continue;
-        }
-        storage::request_row row;
-        row.identity = identity;
-        row.hash = req.hash;
-        row.seq = ++r->last_seq;
-        if (memory_max > 0 && (r->spilled + spilled > 0 || in_memory >= memory_max)) {
-          // Beyond the in-memory frontier: only on disk until the queue drains.
-          row.state = static_cast<std::int32_t>(storage::request_state::spilled);
-          row.body = std::move(req.json);
-          ++spilled;
-          rows.push_back(std::move(row));
-          continue;
-        }
-        ++in_memory;
-        row.body = req.json;
-        fresh.push_back(queued_request{std::move(req.hash), std::move(req.json),
-                                       std::move(req.url), 0, row.seq});
-        rows.push_back(std::move(row));
-      }
-      r->spilled += spilled;  // counted now: a refill may not overtake them
-      auto n = static_cast<std::int32_t>(fresh.size() + static_cast<std::size_t>(spilled));
-      if (n == 0)
-        return 0;
       auto rp = self->make_response_promise<std::int32_t>();
-      auto shared = std::make_shared<std::vector<queued_request>>(std::move(fresh));
-      auto spilled_hashes = std::make_shared<std::vector<std::uint64_t>>();
-      for (auto& row : rows)
-        if (row.state == static_cast<std::int32_t>(storage::request_state::spilled))
-          spilled_hashes->push_back(core::parse_digest(row.hash).value_or(0));
-      store(self,
-            [rows = std::move(rows)](storage::database& db) {
-              storage::crawl_repository repo(db);
-              for (auto& row : rows)
-                repo.insert_request(row);
-            },
-            [=](bool ok) mutable {
-              auto* run = find_run(self, identity);
-              if (!ok) {
-                if (run) {
-                  for (auto& h : *shared)
-                    run->seen.erase(core::parse_digest(h.hash).value_or(0));
-                  for (auto& d : *spilled_hashes)
-                    run->seen.erase(d);
-                  run->spilled -= static_cast<std::int64_t>(spilled_hashes->size());
-                }
-                rp.deliver(caf::make_error(caf::sec::runtime_error,
-                                           "requests not stored (storage failure)"));
-                return;
-              }
-              if (run) {
-                auto now = now_ms();
-                host_queues::settled out;
-                for (auto& q : *shared)
-                  run->hosts->push(std::move(q), now, out);
-                run->total += n;
-                run->status_dirty = true;
-                self->state.requests_accepted += n;
-                settle(self, *run, out);
-                pump(self);
-              }
-              rp.deliver(n);
-            });
+      admit(self, *r, requests, [rp](caf::expected<std::int32_t> n) mutable {
+        if (n)
+          rp.deliver(*n);
+        else
+          rp.deliver(std::move(n.error()));
+      });
       return rp;
     },
     [=](node_up_atom, const std::string& node_id, caf::actor session, std::int32_t max_blocks,
@@ -1014,9 +1095,11 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         std::string hash;
         std::int64_t seq = 0;
         bool ok = false;
+        bool redirected = false;  // handed back as a new request: skipped, no page
       };
       std::vector<outcome> outcomes;
       std::vector<queued_request> back;                    // deferred: queued again
+      std::vector<fast::raw_request> redirected;           // redirect targets, new requests
       host_queues::settled out;
       bool paused = false;
       for (auto& res : resp.results) {
@@ -1046,6 +1129,24 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
           continue;
         }
         auto seq = b.outstanding.extract(res.request_hash).mapped();
+        if (!res.redirect_to.empty()) {
+          auto q = std::find_if(b.requests.begin(), b.requests.end(),
+                                [&](auto& x) { return x.hash == res.request_hash; });
+          auto step = q == b.requests.end()
+                        ? redirect_step{}
+                        : follow_redirect(*q, res.status_code, res.redirect_to,
+                                          self->state.opts.max_redirects);
+          if (step.next) {
+            r->hosts->observe(b.key, obs, now);
+            r->hosts->count(b.key, true, "");
+            outcomes.push_back({res.request_hash, seq, true, true});
+            redirected.push_back(std::move(*step.next));
+            ++self->state.redirects;
+            continue;
+          }
+          if (!step.failed.empty())
+            res.body = std::move(step.failed);  // a loop or too many hops: the worker's error
+        }
         bool ok = res.error.empty() && res.status_code >= 200 && res.status_code < 400;
         r->hosts->observe(b.key, obs, now);
         auto kind = ok ? std::string() : error_kind(res.status_code, res.error, res.error_kind);
@@ -1091,7 +1192,15 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
           rate = rate <= 0 ? sample : 0.7 * rate + 0.3 * sample;
         }
       }
-      if (rows.empty()) {
+      if (!redirected.empty()) {
+        // Stored before this batch's outcomes (same storage queue): a crash between the two
+        // downloads the redirect again rather than losing its target.
+        admit(self, *r, redirected, [](caf::expected<std::int32_t> n) {
+          if (!n)
+            spdlog::error("dispatcher: redirect targets not stored: {}", caf::to_string(n.error()));
+        });
+      }
+      if (rows.empty() && outcomes.empty()) {
         if (block_done) {
           drop_node_lease(self, *r, b);
           r->hosts->release(b.key, b.slots, now);
@@ -1120,8 +1229,9 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                                      static_cast<std::int64_t>(row.body.size()));
               for (auto& o : outcomes)
                 repo.finish_request(identity, o.seq,
-                                    o.ok ? storage::request_state::success
-                                         : storage::request_state::error);
+                                    o.redirected ? storage::request_state::skipped
+                                    : o.ok       ? storage::request_state::success
+                                                 : storage::request_state::error);
               if (block_done)
                 repo.set_block_state(block_id, block_state::success, node_id, 0, 1);
             },
@@ -1140,6 +1250,10 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
               if (run) {
                 auto& per = run->per_node[node_id];
                 for (auto& o : outcomes) {
+                  if (o.redirected) {
+                    ++run->all.skipped;  // its target is a request of its own
+                    continue;
+                  }
                   (o.ok ? run->all.success : run->all.error)++;
                   (o.ok ? per.success : per.error)++;
                 }
@@ -1316,7 +1430,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                   {"requestsSkipped", st.skipped}, {"requestsDeferred", st.deferred},
                   {"requestsFailedUndownloaded", st.failed_undownloaded},
                   {"robotsFetched", st.robots_fetched}, {"hostPauses", st.pauses},
-                  {"requestsUnspilled", st.unspilled},
+                  {"requestsUnspilled", st.unspilled}, {"redirectsFollowed", st.redirects},
                   {"topHosts", top}, {"runs", runs}, {"nodes", nodes},
                   {"mailbox", self->mailbox().size()}}
         .dump();

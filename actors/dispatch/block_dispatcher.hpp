@@ -28,6 +28,7 @@ struct dispatch_options {
   int block_size = 100;
   std::chrono::milliseconds lease_timeout{60000};  // a leased block without results this long returns
   int max_attempts = 5;                            // leases of one request before it is an error
+  int max_redirects = 20;                          // hops of one request (the broker follows them)
   int thread_num = 8;                              // slots of one block at most
   int max_poll = 1000;
   std::int64_t max_poll_bytes = 4 << 20;        // result bytes of one Poll reply (one result at least)

@@ -127,7 +127,7 @@ struct dispatcher_state {
                 blocks_done = 0, blocks_failed = 0, leases_expired = 0, results_stored = 0,
                 results_acked = 0, runs_finished = 0, result_bytes = 0, skipped = 0,
                 deferred = 0, robots_fetched = 0, pauses = 0, failed_undownloaded = 0,
-                unspilled = 0;
+                unspilled = 0, redirects = 0;
   std::map<std::string, std::uint64_t> download_errors;  // by kind, see error_kind()
   static inline const char* name = "block_dispatcher";
 };

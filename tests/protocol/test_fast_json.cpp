@@ -373,3 +373,23 @@ TEST_CASE("fast_json: redirects and encoding reach the worker as the node wrote 
     fast::parse_results(R"([{"resultId":1,"url":"u","redirects":[{"status":301}]}])");
   }).find("redirects[0].url: missing") != std::string::npos);
 }
+
+TEST_CASE("fast_json: pushed URLs are made canonical, so spellings of one page share a hash") {
+  auto [identity, reqs] = fast::parse_push(
+    R"(["run",[{"url":"HTTP://Example.COM:80/a/./b/../c%7e?#frag","depth":2,"headers":{"Referer":"x"}},)"
+    R"({"url":"http://example.com/a/c~","depth":2,"headers":{"Referer":"x"}},)"
+    R"({"url":"http://example.com/a/c~#other","depth":2,"headers":{"Referer":"x"}},)"
+    R"({"url":"mailto:someone@example.com"}]])");
+  REQUIRE(reqs.size() == 4);
+  CHECK(reqs[0].url == "http://example.com/a/c~");
+  CHECK(reqs[0].hash == reqs[1].hash);
+  CHECK(reqs[2].hash == reqs[1].hash);
+  // Rewritten requests keep every other field; canonical ones keep their bytes.
+  auto back = decode<request>(json::parse(reqs[0].json));
+  CHECK(back.url == "http://example.com/a/c~");
+  CHECK(back.depth == 2);
+  CHECK(back.headers.at("Referer") == "x");
+  CHECK(reqs[1].json == R"({"url":"http://example.com/a/c~","depth":2,"headers":{"Referer":"x"}})");
+  // What is not an http(s) URL is left as it came (the node reports its failure).
+  CHECK(reqs[3].url == "mailto:someone@example.com");
+}
