@@ -113,6 +113,7 @@ class Site:
         self.host = host
         self.port = port
         self.special = {}  # request target -> (kind, params)
+        self.unlinked = set()  # special paths the start page does not link
         self._pool = _paragraph_pool(seed)
         # ~1 MiB of whole fragments: big pages repeat it (valid UTF-8 at every repeat).
         block, n, i = [], 0, 0
@@ -142,9 +143,13 @@ class Site:
                                          "chunk": int(chunk), "sleep": float(sleep)})
         return self
 
-    def add_page(self, path, body, content_type="text/html; charset=utf-8"):
+    def add_page(self, path, body, content_type="text/html; charset=utf-8", linked=True):
+        """A page of fixed bytes; `linked=False` keeps it off the start page (reached only
+        through a redirect, say)."""
         self.special[path] = ("fixed", {"body": body if isinstance(body, bytes) else body.encode(),
                                         "type": content_type})
+        if not linked:
+            self.unlinked.add(path)
         return self
 
     def add_redirect(self, path, location, status=302,
@@ -191,7 +196,7 @@ class Site:
         head.append("</ul></nav></header>\n")
         if i == 0 and self.special:
             head.append("<section id=\"downloads\"><h2>Downloads</h2><ul>\n")
-            for path in self.special:
+            for path in (p for p in self.special if p not in self.unlinked):
                 head.append(f"<li><a href=\"{path.replace('&', '&amp;')}\">{path}</a></li>\n")
             head.append("</ul></section>\n")
         head.append(f"<main><h1>{self.title(i)}</h1>\n")

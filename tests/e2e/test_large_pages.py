@@ -535,15 +535,20 @@ def job_limits(args):
     site.add_big_html("/big/2mb.html", 2 * MiB)
     site.add_page("/data?fmt=csv", b"name,value\nalpha,1\nbeta,2\n", "text/csv")
     site.add_page("/img?id=3", os.urandom(200 * 1024), "image/png")
-    site.add_redirect("/moved?id=1", "/p/1.html")  # the hop is application/octet-stream
+    # The hop is application/octet-stream; its target is linked from nowhere else, so the
+    # broker's request for it (redirects go through the broker) is new.
+    site.add_page("/landing.html", b"<html><head><title>Landing</title></head><body>ok</body></html>",
+                  "text/html", linked=False)
+    site.add_redirect("/moved?id=1", "/landing.html")
     site.add_never("/files/archive.ZIP", "application/zip")
     props = {"MaxBodyBytes": str(MiB), "AllowedContentTypes": "text/*"}
     with h.Env(args, "job-limits") as env, site:
         broker = env.start_broker()
         env.start_node(broker, "node1")
         nodes_online(broker, 1)
-        csv, moved = site.url("/data?fmt=csv"), site.url("/moved?id=1")
-        ok = site.page_urls() | {csv, moved}
+        csv, landing = site.url("/data?fmt=csv"), site.url("/landing.html")
+        moved = site.url("/moved?id=1")
+        ok = site.page_urls() | {csv, landing}
         errors = {site.url("/big/2mb.html"): "too_large", site.url("/img?id=3"): "skipped_type"}
         # The C++ sample worker...
         env.start_worker(broker)
@@ -553,10 +558,13 @@ def job_limits(args):
         run = wait_run_end(broker, job, 60)
         items = check_items(checks, out1, ok, errors)
         checks.expect(items.get(csv, {}).get("status") == 200, f"text/csv item: {items.get(csv)}")
-        checks.expect(items.get(moved, {}).get("status") == 200,
-                      f"item of the redirect to a page: {items.get(moved)}")
-        checks.expect(run["total"] == len(ok) + len(errors) and run["left"] == 0,
-                      f"C++ worker's run totals: {run}")
+        checks.expect(items.get(landing, {}).get("status") == 200 and
+                      items.get(landing, {}).get("finalUrl") == landing,
+                      f"item of the redirect's target: {items.get(landing)}")
+        checks.expect(moved not in items, f"the redirect itself has an item: {items.get(moved)}")
+        # The redirect is a request of its own, counted as skipped; its target is another.
+        checks.expect(run["total"] == len(ok) + len(errors) + 1 and run["left"] == 0 and
+                      run["skipped"] == 1, f"C++ worker's run totals: {run}")
         # ... and the Python one (LinkSpider writes errorKind too), on the same site.
         out2 = env.path("items-py.jsonl")
         start_py_worker(env, broker, "pyworker", out2)
@@ -564,8 +572,8 @@ def job_limits(args):
         h.trigger_run(broker, job2["id"])
         run2 = wait_run_end(broker, job2, 60)
         check_items(checks, out2, ok, errors)
-        checks.expect(run2["total"] == len(ok) + len(errors) and run2["left"] == 0,
-                      f"Python worker's run totals: {run2}")
+        checks.expect(run2["total"] == len(ok) + len(errors) + 1 and run2["left"] == 0 and
+                      run2["skipped"] == 1, f"Python worker's run totals: {run2}")
         zips = site.requests("/files/archive.ZIP")
         checks.expect(zips == 0, f"/files/archive.ZIP was requested {zips} time(s)")
         checks.done()
