@@ -412,6 +412,34 @@ def page(html: str, url: str = "http://h/blog", final: str = "http://h/blog/",
                                              **extra, **kw))
 
 
+class CanonicalUrl(unittest.TestCase):
+    """links.canonical_url against every row of the broker's own table
+    (tests/core/test_canonical_url.cpp, docs/urls.md), and idempotent."""
+    CPP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "core",
+                       "test_canonical_url.cpp")
+    OPTIONS = {"plain": {}, "sorted": {"sort_query": True},
+               "no_sessions": {"strip_session_ids": True},
+               "no_trackers": {"strip_tracking": True},
+               "all_options": {"sort_query": True, "strip_session_ids": True,
+                               "strip_tracking": True}}
+
+    def test_table_of_the_broker(self):
+        import ast
+        import re
+        with open(self.CPP, encoding="utf-8") as f:
+            src = f.read()
+        start = src.index("canonical_cases[] = {")
+        rows = re.findall(r'\{("(?:[^"\\]|\\.)*"),\s*("(?:[^"\\]|\\.)*"),\s*(\w+)\}',
+                          src[start:src.index("};", start)])
+        self.assertGreaterEqual(len(rows), 70)
+        for raw, want, opts in rows:
+            url, want = ast.literal_eval(raw), ast.literal_eval(want)
+            with self.subTest(url=url, options=opts):
+                got = sl.canonical_url(url, **self.OPTIONS[opts])
+                self.assertEqual(got, want)
+                self.assertEqual(sl.canonical_url(got, **self.OPTIONS[opts]), got)
+
+
 class ResponseLinks(unittest.TestCase):
     def test_urljoin_against_final_url(self):
         r = page("<a href='post.html'>")
@@ -759,6 +787,167 @@ class ScrapyBridge(unittest.TestCase):
             self.assertEqual(calls, [])
             b.db.close()
 
+    @unittest.skipUnless(HAS_SCRAPY, "Scrapy not importable here")
+    def test_results_map_to_pushed_requests(self):
+        """By the broker's hash on the canonical URL, by redirectedFrom, by canonical URL."""
+        import pickle
+        import scrapy
+        from spiderhub import scrapy_bridge as sb
+
+        class S(scrapy.Spider):
+            name = "s"
+
+            def parse(self, response):
+                pass
+
+            def other(self, response):
+                pass
+        spider = S()
+        with tempfile.TemporaryDirectory() as tmp:
+            b = self.bridge(tmp)
+            pushed = []
+            b.w._call = lambda target, ident, reqs: pushed.extend(reqs)
+            b.push([scrapy.Request("HTTP://H:80/a/./b?x=%7e#top", meta={"k": 1}),
+                    scrapy.Request("http://h/go/start", callback=spider.other,
+                                   meta={"k": 2}),
+                    scrapy.Request("http://h/form", method="POST", body=b"a=1",
+                                   callback=spider.other, meta={"k": 3})], spider)
+            as_pushed = pushed[0]["url"]  # Scrapy's spelling: "http://h:80/a/./b?x=%7e#top"
+
+            def meta_of(r):
+                data = b.stored_request(result(**r))
+                return None if data is None else pickle.loads(data)["meta"].get("k")
+            canon = "http://h/a/b?x=~"
+            table = [
+                # result fields (as the broker sends them), the request found
+                ({"requestHash": sb.request_hash(canon), "url": canon}, 1),
+                # a broker that hashed the URL as pushed (before canonical URLs)
+                ({"requestHash": sb.request_hash(as_pushed), "url": as_pushed}, 1),
+                # a hash the bridge does not know (other job options): by the URL
+                ({"requestHash": "0123456789abcdef", "url": "http://H/a/b?x=%7E"}, 1),
+                # a redirect target: the request first asked for
+                ({"requestHash": sb.request_hash("http://h/go/final.html"),
+                  "url": "http://h/go/final.html", "redirectedFrom": "http://h/go/start",
+                  "redirects": [{"status": 302, "url": "http://h/go/mid"},
+                                {"status": 307, "url": "http://h/go/final.html"}]}, 2),
+                ({"requestHash": sb.request_hash("http://b/x"), "url": "http://b/x",
+                  "redirectedFrom": "http://h/form"}, 3),
+                ({"requestHash": "0123456789abcdef", "url": "http://h/unknown"}, None),
+            ]
+            for fields, k in table:
+                with self.subTest(fields=fields):
+                    self.assertEqual(meta_of(fields), k)
+            # An unknown result is logged and acked (at the next settle).
+            logs = []
+            b.log = logs.append
+            b.ready.append(result(requestHash="0123456789abcdef", url="http://h/unknown"))
+            self.assertIsNone(b.next_result())
+            self.assertEqual([r["url"] for r in b.finished], ["http://h/unknown"])
+            self.assertTrue(any("http://h/unknown" in m for m in logs))
+            b.db.close()
+
+    @unittest.skipUnless(HAS_SCRAPY, "Scrapy not importable here")
+    def test_invalid_urls_are_not_pushed(self):
+        import scrapy
+        from spiderhub import scrapy_bridge as sb
+        self.assertEqual(sb.url_problem("http://h/a"), "")
+        for url in ("http://127.0.0.1:3\x004\x00/x", "ftp://h/", "mailto:a@h", "http:///x",
+                    "http://h:99999/"):
+            with self.subTest(url=url):
+                self.assertNotEqual(sb.url_problem(url), "")
+        with tempfile.TemporaryDirectory() as tmp:
+            b = self.bridge(tmp)
+            pushed, logs = [], []
+            b.log = logs.append
+            b.w._call = lambda target, ident, reqs: pushed.extend(reqs)
+            # w3lib encodes the port of a link on a UTF-16 page in UTF-16: "3\x004\x00"
+            b.push([scrapy.Request("http://127.0.0.1:34/x", encoding="utf-16-le"),
+                    scrapy.Request("ftp://h/f"), scrapy.Request("http://h/ok")], None)
+            self.assertEqual([w["url"] for w in pushed], ["http://h/ok"])
+            self.assertEqual(b.stats["invalid"], 2)
+            self.assertEqual(len(logs), 2)
+            b.db.close()
+
+    @unittest.skipUnless(HAS_SCRAPY, "Scrapy not importable here")
+    def test_failing_result_goes_to_errback_and_is_acked(self):
+        """A stored request Scrapy cannot rebuild: logged once, the errback gets a failure
+        (through the download handler), the result is acked by the scraper as any other."""
+        import pickle
+        import scrapy
+        from scrapy.exceptions import IgnoreRequest
+        from spiderhub import scrapy_bridge as sb
+
+        class S(scrapy.Spider):
+            name = "s"
+
+            def parse(self, response):
+                pass
+
+            def failed(self, failure):
+                pass
+        spider = S()
+        # What w3lib makes of a link on a UTF-16 page on another port: Request() refuses it.
+        bad = {**scrapy.Request("http://h/x", errback=spider.failed,
+                                meta={"k": 1}).to_dict(spider=spider),
+               "url": "http://127.0.0.1:3\x004\x00/x"}
+        logs = []
+        r = result(url="http://127.0.0.1/x")
+        req = sb.replay_request(r, pickle.dumps(bad), spider, logs.append)
+        self.assertEqual(len(logs), 1)
+        self.assertIn("http://127.0.0.1/x", logs[0])
+        self.assertIn("ValueError", logs[0])
+        self.assertEqual((req.url, req.meta["k"], req.errback), ("http://127.0.0.1/x", 1,
+                                                                spider.failed))
+        self.assertIs(req.meta["_spiderhub"], r)
+        got = []
+        sb.ResultHandler().download_request(req, spider).addBoth(got.append)
+        self.assertIsInstance(got[0].value, IgnoreRequest)
+        # A request that cannot be unpickled at all: still a stand-in the handler fails.
+        req = sb.replay_request(r, b"not a pickle", spider, logs.append)
+        self.assertEqual((req.url, req.errback), ("http://127.0.0.1/x", None))
+        # The scheduler acks what cannot even get a stand-in.
+        with tempfile.TemporaryDirectory() as tmp:
+            b = self.bridge(tmp)
+            b.ready.append(result(url="", requestHash="h1"))
+            with mock.patch.object(sb, "_bridge", b), \
+                    mock.patch.object(b, "stored_request", return_value=b"junk"):
+                sched = sb.SpiderhubScheduler(mock.Mock(spider=spider))
+                self.assertIsNone(sched.next_request())
+            self.assertEqual([x["requestHash"] for x in b.finished], ["h1"])
+            self.assertEqual(b.stats["failed"], 1)
+            b.db.close()
+
+    @unittest.skipUnless(HAS_SCRAPY, "Scrapy not importable here")
+    def test_redirected_request(self):
+        """A redirect target's page reaches the first request's callback as Scrapy's
+        RedirectMiddleware hands it over."""
+        import scrapy
+        from spiderhub import scrapy_bridge as sb
+        r = result(url="http://h/go/final.html", finalUrl="http://h/go/final.html",
+                   redirectedFrom="http://h/go/start", content="<title>t</title>",
+                   headers={"content-type": "text/html"},
+                   redirects=[{"status": 302, "url": "http://h/go/mid"},
+                              {"status": 307, "url": "http://h/go/final.html"}])
+        req = sb.redirected_request(scrapy.Request("http://h/go/start", meta={"k": 1}), r)
+        req.meta["_spiderhub"] = r
+        got = []
+        sb.ResultHandler().download_request(req, None).addBoth(got.append)
+        resp = got[0]
+        self.assertEqual((resp.url, resp.request.url, resp.meta["k"]),
+                         ("http://h/go/final.html", "http://h/go/final.html", 1))
+        self.assertEqual(resp.meta["redirect_urls"], ["http://h/go/start", "http://h/go/mid"])
+        self.assertEqual((resp.meta["redirect_reasons"], resp.meta["redirect_times"]),
+                         ([302, 307], 2))
+        post = scrapy.Request("http://h/form", method="POST", body=b"a=1",
+                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+        req = sb.redirected_request(post, result(url="http://h/done", redirectedFrom="http://h/form",
+                                                 redirects=[{"status": 303,
+                                                             "url": "http://h/done"}]))
+        self.assertEqual((req.method, req.body, req.url, "Content-Type" in req.headers),
+                         ("GET", b"", "http://h/done", False))
+        plain = scrapy.Request("http://h/p")
+        self.assertIs(sb.redirected_request(plain, result(url="http://h/p")), plain)
+
     def test_download_error_carries_kind(self):
         from spiderhub.scrapy_bridge import DownloadError
         e = DownloadError("no such host", "dns")
@@ -805,6 +994,11 @@ class ScrapyBridge(unittest.TestCase):
                             {"status": 302, "url": "https://h/c"}]},
              "https://h/c", {"redirect_urls": ["http://h/a", "https://h/a"],
                              "redirect_reasons": [301, 302], "redirect_times": 2}),
+            ({"url": "http://h/c", "finalUrl": "http://h/c", "redirectedFrom": "http://h/a",
+              "redirects": [{"status": 302, "url": "http://h/b"},
+                            {"status": 307, "url": "http://h/c"}]},
+             "http://h/c", {"redirect_urls": ["http://h/a", "http://h/b"],
+                            "redirect_reasons": [302, 307], "redirect_times": 2}),
             ({"url": "http://h/blog", "redirects": [{"status": 308, "url": "http://h/blog/"}]},
              "http://h/blog/", {"redirect_urls": ["http://h/blog"], "redirect_reasons": [308],
                                 "redirect_times": 1}),

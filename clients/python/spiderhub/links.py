@@ -337,3 +337,178 @@ def meta_refresh_url(response: "Response",
 
 __all__: List[str] = ["META_REFRESH_MAX_DELAY", "find_base_href", "find_meta_refresh",
                       "meta_refresh_url", "parse_meta_refresh", "resolve_link"]
+
+
+# ---- the broker's canonical URL (docs/urls.md) -------------------------------------------
+# A port of core::canonical_url: the broker hashes every pushed request on this form, so a
+# client that maps results back to its requests (the Scrapy bridge) computes it too.
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_CANON_PATH_SET = frozenset(b'"<>`{}|^')
+_CANON_QUERY_SET = _CANON_PATH_SET | frozenset(b"\\")
+_CANON_USER_SET = _CANON_PATH_SET | frozenset(b";=@[]:/?#")
+_CANON_HOST_FORBIDDEN = frozenset(" \"<>\\^`{|}%/?#@:[]\x7f") | \
+    frozenset(chr(c) for c in range(0x20))
+_SESSION_PARAMS = ("jsessionid", "phpsessid", "sid", "sessionid")
+_TRACKING_PARAMS = ("gclid", "fbclid", "mc_cid", "mc_eid")
+
+
+def _canon_escapes(text: str, encode_set: frozenset) -> str:
+    """Escapes normalised: upper-case hex, unreserved bytes decoded, a lone ``%`` as
+    ``%25``, controls, space, DEL, non-ASCII (UTF-8) and ``encode_set`` escaped."""
+    data = _SURROGATES.sub("\ufffd", text).encode("utf-8")
+    out, i, n = [], 0, len(data)
+    while i < n:
+        b = data[i]
+        if b == 0x25:
+            if i + 2 < n and data[i + 1] in _HEX and data[i + 2] in _HEX:
+                v = int(data[i + 1:i + 3], 16)
+                out.append(chr(v) if v in _UNRESERVED else "%%%02X" % v)
+                i += 3
+                continue
+            out.append("%25")
+        elif b <= 0x20 or b >= 0x7F or b in encode_set:
+            out.append("%%%02X" % b)
+        else:
+            out.append(chr(b))
+        i += 1
+    return "".join(out)
+
+
+def _ipv4_number(part: str) -> Optional[int]:
+    if part[:2] in ("0x", "0X"):
+        digits = part[2:]
+        if not digits:
+            return 0
+        return int(digits, 16) if all(c in "0123456789abcdefABCDEF" for c in digits) else None
+    if not part.isascii() or not part.isdigit():
+        return None
+    if len(part) > 1 and part[0] == "0":
+        return int(part[1:], 8) if all(c in "01234567" for c in part[1:]) else None
+    return int(part)
+
+
+def _canon_host(host: str) -> Optional[str]:
+    if host.startswith("["):
+        if not host.endswith("]") or "%" in host:
+            return None
+        try:
+            return "[%s]" % ipaddress.IPv6Address(host[1:-1]).compressed
+        except ValueError:
+            return None
+    try:
+        host = urllib.parse.unquote_to_bytes(host).decode("utf-8")
+    except UnicodeError:
+        return None
+    if not host.isascii() or any(label[:4].lower() == "xn--" for label in host.split(".")):
+        try:
+            import idna  # IDNA2008 + UTS #46 non-transitional, as libidn2
+            host = idna.encode(host, uts46=True, transitional=False).decode("ascii")
+        except ImportError:
+            try:
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                return None
+        except (UnicodeError, ValueError):
+            if host.isascii():  # an xn-- label libidn2 rejects is kept as written
+                host = host.lower()
+            else:
+                return None
+    host = host.lower().rstrip(".")
+    if not host or any(c in _CANON_HOST_FORBIDDEN for c in host):
+        return None
+    last = host.rsplit(".", 1)[-1]
+    if last.isdigit() or (last[:2] == "0x" and all(c in "0123456789abcdef" for c in last[2:])):
+        parts = host.split(".")
+        nums = [_ipv4_number(p) for p in parts]
+        if len(parts) > 4 or any(v is None for v in nums) or \
+                any(v > 255 for v in nums[:-1]) or nums[-1] >= 256 ** (5 - len(nums)):
+            return None
+        value = nums[-1]
+        for i, v in enumerate(nums[:-1]):
+            value += v << (8 * (3 - i))
+        return str(ipaddress.IPv4Address(value))
+    return host
+
+
+def _param_dropped(name: str, sessions: bool, tracking: bool) -> bool:
+    low = urllib.parse.unquote(name).lower()
+    if sessions and (low in _SESSION_PARAMS or low.startswith("aspsessionid")):
+        return True
+    return tracking and (low.startswith("utm_") or low in _TRACKING_PARAMS)
+
+
+def canonical_url(url: str, sort_query: bool = False, strip_session_ids: bool = False,
+                  strip_tracking: bool = False) -> str:
+    """The canonical form the broker hashes a pushed request's URL on (docs/urls.md, a port
+    of ``core::canonical_url``): scheme and host lower-cased, IDN hosts as ``xn--``, IPv4 in
+    dotted decimal, default ports dropped, dot segments removed, escapes normalised
+    (``%7e`` -> ``~``, upper-case hex), fragment and empty query removed; the three job
+    options as keyword arguments. ``""`` for anything but an absolute http(s) URL."""
+    s = str(url).strip(_C0_OR_SPACE).replace("\t", "").replace("\n", "").replace("\r", "")
+    colon = s.find(":")
+    scheme = s[:colon].lower() if colon > 0 else ""
+    if scheme not in _DEFAULT_PORTS:
+        return ""
+    rest = s[colon + 1:].split("#", 1)[0]
+    head, qmark, query = rest.partition("?")
+    head = head.replace("\\", "/")
+    if not head.startswith("//"):
+        return ""
+    head = head[2:]
+    slash = head.find("/")
+    auth, path = (head[:slash], head[slash:]) if slash >= 0 else (head, "")
+    userinfo, at, hostport = auth.rpartition("@")
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        host, portpart = (hostport[:end + 1], hostport[end + 1:]) if end >= 0 else ("", "")
+        if portpart and not portpart.startswith(":"):
+            return ""
+        port = portpart[1:]
+    else:
+        host, _, port = hostport.partition(":")
+    if port:
+        if not (port.isascii() and port.isdigit()) or int(port) > 65535:
+            return ""
+        port = "" if int(port) == _DEFAULT_PORTS[scheme] else str(int(port))
+    host = _canon_host(host) if host else None
+    if not host:
+        return ""
+    netloc = host + (":" + port if port else "")
+    if at:
+        user, pcolon, password = userinfo.partition(":")
+        user = _canon_escapes(user, _CANON_USER_SET)
+        password = _canon_escapes(password, _CANON_USER_SET) if pcolon else ""
+        cred = user + (":" + password if password else "")
+        if cred:
+            netloc = cred + "@" + netloc
+    out: List[str] = []
+    segments = path.split("/")[1:] if path else [""]
+    for i, seg in enumerate(segments):
+        low = seg.lower()
+        last = i == len(segments) - 1
+        if low in ("..", ".%2e", "%2e.", "%2e%2e"):
+            if out:
+                out.pop()
+            if last:
+                out.append("")
+        elif low in (".", "%2e"):
+            if last:
+                out.append("")
+        else:
+            out.append(seg)
+    canon = f"{scheme}://{netloc}/" + _canon_escapes("/".join(out), _CANON_PATH_SET)
+    if strip_session_ids:
+        canon = re.sub(r";jsessionid=[^;/]*", "", canon, flags=re.I)
+    if qmark and query:
+        query = _canon_escapes(query, _CANON_QUERY_SET)
+        if sort_query or strip_session_ids or strip_tracking:
+            params = [p for p in query.split("&") if p and not _param_dropped(
+                p.split("=", 1)[0], strip_session_ids, strip_tracking)]
+            if sort_query:
+                params.sort(key=lambda p: urllib.parse.unquote_to_bytes(p.split("=", 1)[0]))
+            query = "&".join(params)
+        if query:
+            canon += "?" + query
+    return canon

@@ -7,9 +7,13 @@ Scrapy's own engine with three pieces swapped in (Scrapy 2.8, Debian's python3-s
 
 * **scheduler** (``SpiderhubScheduler``): ``enqueue_request`` stores the Scrapy request
   (``Request.to_dict``, pickled as Scrapy's own disk queues do: callback and errback by
-  name, ``cb_kwargs``, ``meta``, headers, body) in a local SQLite file under its spiderhub request hash, then pushes it to the
-  broker (which deduplicates, applies politeness and leases it to a node).
-  ``next_request`` hands the engine the stored request of the next downloaded result.
+  name, ``cb_kwargs``, ``meta``, headers, body) in a local SQLite file under the request
+  hash the broker gives it (on its canonical URL), then pushes it to the broker (which
+  deduplicates, applies politeness and leases it to a node); URLs no node can download are
+  logged and dropped. ``next_request`` hands the engine the stored request of the next
+  downloaded result (found by ``redirectedFrom``, ``requestHash`` or canonical URL:
+  Bridge.stored_request); a result that maps to nothing, or whose request cannot be
+  rebuilt, is logged and acked (the errback gets a failure when there is one).
 * **download handler** (``ResultHandler``) for http and https: no network; the response is
   built from the result the node sent (status, headers, body), at the node's final URL
   (``finalUrl``, so ``response.urljoin`` and ``response.follow`` resolve against it), with
@@ -28,7 +32,8 @@ ends the run, which closes the spider.
 Not supported: downloader middlewares or settings that need the connection itself
 (proxies, cookies middleware state per connection, ``DOWNLOAD_DELAY`` and AutoThrottle —
 spiderhub's politeness applies instead, ``ROBOTSTXT_OBEY`` — the broker obeys robots.txt),
-Scrapy's retry and redirect middlewares (nodes retry and follow redirects), and Scrapy's
+Scrapy's retry and redirect middlewares (nodes retry, the broker follows redirects and
+the bridge fills the redirect meta), and Scrapy's
 duplicate filter (the broker deduplicates by URL; ``dont_filter`` is not honoured).
 """
 from __future__ import annotations
@@ -48,6 +53,7 @@ from collections import deque
 from typing import Any
 
 from .encoding import python_codec
+from .links import canonical_url
 from .hub import HubError, split_brokers
 from .worker import JsonLinesSink, Request as HubRequest, Spider as _Unused, Worker  # noqa: F401
 from .worker import _redirects_of
@@ -57,8 +63,43 @@ _bridge: "Bridge | None" = None  # one per process (Scrapy builds its components
 
 def request_hash(url: str, method: str = "GET", content: str = "", referer: str = "",
                  origin: str = "") -> str:
-    """The broker's dedup key (docs/protocol.md): md5 of referer.origin.method.content.url."""
+    """The broker's dedup key (docs/protocol.md): md5 of referer.origin.method.content.url.
+    The broker takes it on the canonical URL (docs/urls.md): pass ``canonical_url(url)``
+    to get the ``requestHash`` its results carry."""
     return hashlib.md5(f"{referer}.{origin}.{method}.{content}.{url}".encode()).hexdigest()[:16]
+
+
+def url_problem(url: str) -> str:
+    """Why the nodes cannot download ``url`` ("" when they can): not http(s), no host, a
+    port that is no number (w3lib encodes the port of a link found on a UTF-16 page in
+    UTF-16), or no canonical form (docs/urls.md). Scrapy's downloader fails these."""
+    import urllib.parse
+    try:
+        u = urllib.parse.urlsplit(url)
+        u.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError as e:
+        return f"bad URL: {e}"
+    if u.scheme.lower() not in ("http", "https"):
+        return f"unsupported URL scheme {u.scheme!r}"
+    if not u.hostname:
+        return "no host"
+    if not canonical_url(url):
+        return "not an absolute http(s) URL the broker accepts"
+    return ""
+
+
+def url_keys(url: str) -> list[str]:
+    """Keys a stored request is found by from a result's ``url`` or ``redirectedFrom``: its
+    canonical URL ("u:"), and the canonical URL with the three per-job options on ("l:",
+    in case the job sorts queries or strips session ids and trackers)."""
+    keys = []
+    plain = canonical_url(url)
+    if plain:
+        keys.append("u:" + plain)
+        loose = canonical_url(url, True, True, True)
+        if loose:
+            keys.append("l:" + loose)
+    return keys
 
 
 class Bridge:
@@ -72,6 +113,11 @@ class Bridge:
         self.db = sqlite3.connect(state, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS req (hash TEXT PRIMARY KEY, data BLOB)")
+        # Other ways to a stored request: "h:" + the hash of the URL as pushed (brokers that
+        # hash it as is), "u:"/"l:" + its canonical URL (url_keys), for results that come
+        # back under another hash: redirect targets (redirectedFrom) and URLs whose
+        # canonical form Python and the broker disagree on.
+        self.db.execute("CREATE TABLE IF NOT EXISTS alias (key TEXT PRIMARY KEY, hash TEXT)")
         self.db_lock = threading.Lock()
         self.sink = sink
         self.run: dict[str, Any] | None = None
@@ -85,7 +131,8 @@ class Bridge:
         self.engine = None
         self.spider = None
         self.origin: dict[int, str] = {}  # id(item) -> request hash of its response
-        self.stats = {"pushed": 0, "results": 0, "acked": 0, "items": 0}
+        self.stats = {"pushed": 0, "results": 0, "acked": 0, "items": 0, "invalid": 0,
+                      "unmapped": 0, "failed": 0}
 
     # ---- run lifecycle (hub thread) ---------------------------------------------------
 
@@ -178,19 +225,34 @@ class Bridge:
             self.push(batch, self.spider)
 
     def push(self, requests: list, spider) -> None:
-        rows, wire = [], []
+        rows, aliases, wire = [], [], []
         for r in requests:
+            problem = url_problem(r.url)
+            if problem:  # what Scrapy's downloader would fail: never pushed
+                self.stats["invalid"] += 1
+                self.log(f"spiderhub-scrapy: {r.url!r} not crawled: {problem}")
+                continue
             try:
                 # What Scrapy's own disk queues (JOBDIR) store: the request as a dict,
-                # callbacks by name, pickled.
-                data = pickle.dumps(r.to_dict(spider=spider), protocol=4)
+                # callbacks by name, pickled (without the result a response.meta copy
+                # may carry along).
+                d = r.to_dict(spider=spider)
+                if isinstance(d.get("meta"), dict):
+                    d["meta"] = {k: v for k, v in d["meta"].items()
+                                 if k not in ("_spiderhub", "_spiderhub_error")}
+                data = pickle.dumps(d, protocol=4)
             except Exception as e:  # noqa: BLE001 - e.g. a lambda callback, an open file in meta
                 self.stats["unserializable"] = self.stats.get("unserializable", 0) + 1
                 self.log(f"spiderhub-scrapy: cannot store {r} ({e!r}); not crawled "
                          "(callbacks must be spider methods, meta and cb_kwargs picklable)")
                 continue
             content = r.body.decode("utf-8", errors="replace") if r.body else ""
-            h = request_hash(r.url, r.method, content)
+            # Stored under the hash its results carry: the broker's, on the canonical URL.
+            h = request_hash(canonical_url(r.url), r.method, content)
+            raw = request_hash(r.url, r.method, content)
+            if raw != h:
+                aliases.append(("h:" + raw, h))
+            aliases.extend((k, h) for k in url_keys(r.url))
             headers = {k.decode("latin-1"): b", ".join(v).decode("latin-1")
                        for k, v in r.headers.items()}
             rows.append((h, data))
@@ -199,6 +261,7 @@ class Bridge:
         with self.db_lock:  # stored before the broker knows them: a result always has its request
             self.db.execute("BEGIN")
             self.db.executemany("INSERT OR IGNORE INTO req VALUES (?, ?)", rows)
+            self.db.executemany("INSERT OR IGNORE INTO alias VALUES (?, ?)", aliases)
             self.db.execute("COMMIT")
         for i in range(0, len(wire), 500):
             self.w._call("Push", self.run["identity"], wire[i:i + 500])
@@ -208,19 +271,53 @@ class Bridge:
         self.w._call("Complete", self.run["identity"])
         self.completed = True
 
+    def stored_request(self, r: dict) -> bytes | None:
+        """The stored Scrapy request (pickled dict) result ``r`` answers, or None.
+
+        A redirect target's result names the request first asked for in ``redirectedFrom``
+        (its canonical URL): that request is the one Scrapy's RedirectMiddleware would have
+        replaced, so it wins. Otherwise the result's ``requestHash``, which the broker takes
+        on the canonical URL, is the key the request was stored under (or, from brokers that
+        hash the URL as pushed, an alias of it); last, the result's URL by its canonical
+        form (url_keys), for URLs Python and the broker canonicalise differently."""
+        def by_hash(h: str):
+            row = self.db.execute("SELECT data FROM req WHERE hash=?", (h,)).fetchone()
+            if row is None:
+                row = self.db.execute("SELECT req.data FROM alias JOIN req ON req.hash=alias.hash"
+                                      " WHERE alias.key=?", ("h:" + h,)).fetchone()
+            return row[0] if row else None
+
+        def by_url(url: str):
+            for key in url_keys(url):
+                row = self.db.execute("SELECT req.data FROM alias JOIN req ON req.hash=alias.hash"
+                                      " WHERE alias.key=?", (key,)).fetchone()
+                if row:
+                    return row[0]
+            return None
+        first = str(r.get("redirectedFrom") or "")
+        with self.db_lock:
+            return (first and by_url(first)) or by_hash(str(r.get("requestHash") or "")) \
+                or by_url(str(r.get("url") or "")) or None
+
     def next_result(self) -> tuple[dict, bytes] | None:
-        """The next result with its stored Scrapy request (JSON); unknown ones are acked."""
+        """The next result with its stored Scrapy request (pickled); results no stored
+        request answers are logged and acked."""
         while True:
             with self.lock:
                 if not self.ready:
                     return None
                 r = self.ready.popleft()
-            with self.db_lock:
-                row = self.db.execute("SELECT data FROM req WHERE hash=?",
-                                      (r.get("requestHash", ""),)).fetchone()
-            if row:
-                return r, row[0]
-            self.log(f"spiderhub-scrapy: result for {r.get('url')} has no stored request; acked")
+            try:
+                data = self.stored_request(r)
+            except Exception as e:  # noqa: BLE001 - a result must never stay unacked
+                data = None
+                self.log(f"spiderhub-scrapy: result for {r.get('url')!r}: lookup failed: {e!r}")
+            if data is not None:
+                return r, data
+            self.stats["unmapped"] += 1
+            self.log(f"spiderhub-scrapy: result for {r.get('url')!r} (requestHash "
+                     f"{r.get('requestHash')}, redirectedFrom {r.get('redirectedFrom')!r}) "
+                     "has no stored request; acked")
             self.done(r)
 
     def done(self, result: dict) -> None:
@@ -260,14 +357,82 @@ class SpiderhubScheduler(_BaseScheduler):
         return True
 
     def next_request(self):
-        got = _bridge.next_result()
-        if got is None:
-            return None
-        result, data = got
-        from scrapy.utils.request import request_from_dict
-        req = request_from_dict(pickle.loads(data), spider=self.crawler.spider)
+        while True:
+            got = _bridge.next_result()
+            if got is None:
+                return None
+            result, data = got
+            req = replay_request(result, data, self.crawler.spider, _bridge.log)
+            if req is not None:
+                return req
+            _bridge.stats["failed"] += 1
+            _bridge.done(result)
+
+
+def replay_request(result: dict, data: bytes, spider, log=print):
+    """The Scrapy request result ``result`` answers, rebuilt from its stored dict, with the
+    result in ``meta["_spiderhub"]``; after broker redirects, the request as Scrapy's
+    RedirectMiddleware would have made it (redirected_request).
+
+    A request that cannot be rebuilt (its callback gone, a URL the Request refuses...) is
+    logged once and replaced by a stand-in at the result's URL with the stored errback,
+    callback and meta, which the download handler fails (``meta["_spiderhub_error"]``, an
+    IgnoreRequest: Scrapy calls the errback and logs nothing more), so the result is acked
+    like any other. None when not even that can be built: the caller acks it."""
+    from scrapy import Request
+    from scrapy.utils.request import request_from_dict
+    d: dict = {}
+    try:
+        d = pickle.loads(data)
+        req = redirected_request(request_from_dict(d, spider=spider), result)
         req.meta["_spiderhub"] = result
         return req
+    except Exception as e:  # noqa: BLE001 - a result must never stay unacked
+        error = e
+    url = result.get("finalUrl") or result.get("url") or ""
+    log(f"spiderhub-scrapy: result for {url!r} cannot be turned back into its Scrapy request "
+        f"{d.get('url')!r}: {error!r}; failed to its errback, acked")
+    from scrapy.exceptions import IgnoreRequest
+    failure = IgnoreRequest(f"spiderhub: {d.get('url')!r} cannot be rebuilt: {error!r}")
+    meta = d.get("meta") if isinstance(d.get("meta"), dict) else {}
+    for attempt in ({**d, "url": url, "method": "GET", "body": b""},
+                    {"url": url, "errback": d.get("errback")}, {"url": url}):
+        try:
+            req = request_from_dict(attempt, spider=spider) if len(attempt) > 1 \
+                else Request(url, dont_filter=True)
+        except Exception:  # noqa: BLE001
+            continue
+        try:
+            req.meta.update(meta)
+        except Exception:  # noqa: BLE001
+            pass
+        req.meta["_spiderhub"] = result
+        req.meta["_spiderhub_error"] = failure
+        return req
+    return None
+
+
+def redirected_request(request, r: dict):
+    """``request`` as Scrapy's RedirectMiddleware leaves it when result ``r`` is a page the
+    broker reached through redirects: at the final URL, a POST turned into a GET by a 301,
+    302 or 303 (body and Content-* headers dropped), the hops in its meta (result_url)."""
+    final = str(r.get("finalUrl") or "")
+    hops = _redirects_of(r.get("redirects"))
+    if not final and hops:
+        final = hops[-1].url
+    if not final or (not hops and not r.get("redirectedFrom")):
+        return request
+    kw = {}
+    if request.method not in ("GET", "HEAD") and any(h.status in (301, 302, 303) for h in hops):
+        kw = {"method": "GET", "body": b""}
+        headers = request.headers.copy()
+        for name in ("Content-Type", "Content-Length", "Content-Encoding", "Content-Language",
+                     "Content-Location"):
+            headers.pop(name, None)
+        kw["headers"] = headers
+    if final != request.url or kw:
+        request = request.replace(url=final, **kw)
+    return request
 
 
 class DownloadError(IOError):
@@ -284,11 +449,17 @@ def result_url(r: dict, request) -> str:
     ``finalUrl``, else the last redirect hop, else the result's URL). The hops go into
     ``request.meta`` as Scrapy's RedirectMiddleware writes them for a request redirected
     A -> B -> C: ``redirect_urls`` [A, B] (the URLs before the final one),
-    ``redirect_reasons`` [their statuses], ``redirect_times`` 2."""
+    ``redirect_reasons`` [their statuses], ``redirect_times`` 2. A is the result's
+    ``redirectedFrom`` when the broker followed the redirects (the result is C's then),
+    else its ``url``."""
     url = r.get("url") or request.url
     hops = _redirects_of(r.get("redirects"))
     if hops:
-        request.meta["redirect_urls"] = [url] + [h.url for h in hops[:-1]]
+        # Redirects the broker followed: the result is the target's (``url``), and
+        # ``redirectedFrom`` names the URL first asked for; nodes that followed them
+        # themselves sent the first URL as ``url``.
+        first = r.get("redirectedFrom") or url
+        request.meta["redirect_urls"] = [first] + [h.url for h in hops[:-1]]
         request.meta["redirect_reasons"] = [h.status for h in hops]
         request.meta["redirect_times"] = len(hops)
     return r.get("finalUrl") or (hops[-1].url if hops else url)
@@ -314,6 +485,18 @@ class ResultHandler:
         r = request.meta.get("_spiderhub")
         if r is None:
             return defer.fail(IOError(f"{request.url} was not downloaded by spiderhub"))
+        if request.meta.get("_spiderhub_error") is not None:
+            return defer.fail(request.meta["_spiderhub_error"])
+        try:
+            return self._response(r, request)
+        except Exception as e:  # noqa: BLE001 - the errback gets it, the result is acked
+            return defer.fail(e)
+
+    def _response(self, r, request):
+        import base64
+        from twisted.internet import defer
+        from scrapy.http import TextResponse
+        from scrapy.responsetypes import responsetypes
         kind = str(r.get("errorKind") or "")
         if not r.get("statusCode"):
             return defer.fail(DownloadError(r.get("error") or "download failed", kind))
