@@ -27,11 +27,18 @@ TOKEN = secrets.token_hex(24)
 SSL_CONTEXT = None
 
 
-def parse_args():
-    ap = argparse.ArgumentParser()
+def parse_args(description=None, only=None, keep=False):
+    """The arguments ctest gives every e2e test (--bin, --source, --build); `only` (its help
+    text) adds --only NAMES to run a part, `keep` adds --keep (keep the work directory)."""
+    ap = argparse.ArgumentParser(description=description,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", required=True)
     ap.add_argument("--source", required=True)
     ap.add_argument("--build", required=True)
+    if only:
+        ap.add_argument("--only", default="", help=only)
+    if keep:
+        ap.add_argument("--keep", action="store_true", help="keep the work directory")
     return ap.parse_args()
 
 

@@ -65,10 +65,11 @@ import http.server
 import json
 import re
 import signal
-import socket
 import sys
 import threading
 import urllib.parse
+
+import realweb_site
 
 GROUPS = ("redirects", "encodings", "urls", "calendar", "sitemaps")
 UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -356,7 +357,7 @@ class QuirksSite:
     def start(self):
         for origin in ("A", "B"):
             handler = type(f"Handler{origin}", (_Handler,), {"site": self, "origin": origin})
-            srv = _Server(("127.0.0.1", 0), handler)
+            srv = realweb_site.QuietServer(("127.0.0.1", 0), handler)
             self._servers[origin] = srv
             self.bases[origin] = f"http://127.0.0.1:{srv.server_address[1]}"
         self._define()
@@ -436,18 +437,6 @@ def guess_group(origin, key):
     if key.startswith(("/sitemap", "/robots.txt")):
         return "sitemaps"
     return None
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128
-    allow_reuse_address = True
-
-    def handle_error(self, request, client_address):
-        if isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
-            return
-        super().handle_error(request, client_address)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -100,6 +100,20 @@ def _paragraph_pool(seed, count=256):
     return pool
 
 
+
+class QuietServer(http.server.ThreadingHTTPServer):
+    """A threaded test server that does not print a traceback when a crawler hangs up (an
+    aborted download, an idle keep-alive connection it closed): that is normal here."""
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
+            return
+        super().handle_error(request, client_address)
+
 class Site:
     """The generated site and its server. `with Site(pages=20) as site:` starts it."""
 
@@ -273,20 +287,7 @@ class Site:
             pass
         Handler.site = site
 
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-            block_on_close = False
-            request_queue_size = 128
-            allow_reuse_address = True
-
-            def handle_error(self, request, client_address):
-                # A crawler that hangs up (an aborted download, an idle keep-alive
-                # connection it closed) is normal here: no traceback for that.
-                if isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
-                    return
-                super().handle_error(request, client_address)
-
-        self._server = Server((self.host, self.port), Handler)
+        self._server = QuietServer((self.host, self.port), Handler)
         self.port = self._server.server_address[1]
         self.base = f"http://{self.host}:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever,

@@ -42,7 +42,6 @@ Each scenario is independent (its own processes, ports and site); main() runs th
 (--only NAME[,NAME] picks some) and prints one line per scenario with its figures; the
 exit code is 1 when any failed.
 """
-import argparse
 import collections
 import json
 import os
@@ -72,13 +71,7 @@ BROKER_NODE_DROP = re.compile(r"node \S+ disconnected")
 
 
 def parse_args():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--source", required=True)
-    ap.add_argument("--build", required=True)
-    ap.add_argument("--only", default="", help="comma-separated scenario names (default: all)")
-    return ap.parse_args()
+    return h.parse_args(__doc__, only="comma-separated scenario names (default: all)")
 
 
 # ---- helpers ------------------------------------------------------------------------

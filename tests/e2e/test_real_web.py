@@ -29,7 +29,6 @@ when any group or crawl failed.
 --only scrapy,cpp,py,bridge picks crawlers (scrapy always runs: it is the reference);
 --keep keeps the work directory.
 """
-import argparse
 import collections
 import json
 import os
@@ -53,14 +52,7 @@ COMPARED = ("redirects", "encodings", "urls", "calendar")
 
 
 def parse_args():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--source", required=True)
-    ap.add_argument("--build", required=True)
-    ap.add_argument("--only", default="", help="comma-separated crawlers (default: all)")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory")
-    return ap.parse_args()
+    return h.parse_args(__doc__, only="comma-separated crawlers (default: all)", keep=True)
 
 
 class Crawl:
