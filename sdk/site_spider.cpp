@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "core/canonical_url.hpp"
 #include "core/encoding.hpp"
 #include "core/error.hpp"
 #include "core/url.hpp"
@@ -48,6 +49,19 @@ bool looks_like_html(const protocol::header_map& headers) {
     return lvalue.find("html") != std::string::npos;
   }
   return true;
+}
+
+/// What sameDomain compares: the registrable domain of a named host (public suffix list:
+/// www.example.com and example.com are one site, so a start URL redirecting from one to
+/// the other keeps its crawl), the host and port of an IP address.
+std::string scope_of(const std::string& url) {
+  auto origin = core::parse_url_origin(url);
+  if (!origin)
+    return {};
+  const auto& host = origin->host;
+  bool ip = host.front() == '[' ||
+            host.find_first_not_of("0123456789.") == std::string::npos;
+  return ip ? core::url_host(url) : core::registrable_domain(host);
 }
 
 /// Key of a URL in the run's sets (libstdc++'s 64-bit Murmur hash: well mixed in every bit,
@@ -173,7 +187,7 @@ site_spider::run_state& site_spider::state_for(const protocol::worker_run& run) 
     return it->second;
   run_state s;
   s.args = parse_site_arguments(run.arguments);
-  s.start_host = core::url_host(s.args.start_url);
+  s.start_host = scope_of(s.args.start_url);
   s.out = open_output(s.args.output); // cuts a partial last line a crash left
   // A worker restarted in the middle of a run gets unacked results again; items this run
   // already wrote (lines tagged with its identity) are not written a second time.
@@ -240,7 +254,7 @@ parse_result site_spider::parse(const protocol::worker_run& run, const protocol:
   auto& s = state_for(run);
   if (r.depth < s.args.max_depth) {
     for (auto& link : info.links) {
-      if (s.args.same_domain && core::url_host(link) != s.start_host)
+      if (s.args.same_domain && scope_of(link) != s.start_host)
         continue;
       if (has_binary_extension(link))  // a PDF, image or archive: not a page
         continue;

@@ -6,7 +6,8 @@
 //   {"startUrl": "https://example.com/",   required, http or https
 //    "maxDepth": 3,                         optional, links followed at most this deep (0-100)
 //    "output": "items.jsonl",               optional, appended to, relative to the cwd
-//    "sameDomain": true}                    optional, follow only links on the start host
+//    "sameDomain": true}                    optional, follow only links of the start URL's
+//                                           registrable domain (IP hosts: its host:port)
 // Unknown keys are rejected so a typo does not silently change the crawl.
 #include <atomic>
 #include <chrono>
@@ -60,7 +61,7 @@ class site_spider : public spider {
  private:
   struct run_state {
     site_arguments args;
-    std::string start_host;                      // url_host(start_url)
+    std::string start_host;                      // scope_of(start_url): domain or IP:port
     // URLs already pushed / item URLs already written in this run, as 64-bit hashes of the
     // URL (~13 bytes each instead of ~100 for a set of strings: 1 M pages took ~250 MB).
     // Two URLs sharing a hash (about 1 in 10^13 pairs: ~3e-8 at 1 M URLs) would drop the

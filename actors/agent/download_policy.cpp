@@ -1,5 +1,10 @@
 #include "actors/agent/download_policy.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+
 namespace spiderhub::actors {
 
 bool retryable(CURLcode rc) {
@@ -70,6 +75,28 @@ const char* error_kind_of_status(long status) {
 
 std::int64_t block_max_body(std::int64_t node_max, std::int64_t site_max) {
   return site_max > 0 && site_max < node_max ? site_max : node_max;
+}
+
+bool blocked_address(const struct sockaddr* addr) {
+  if (!addr)
+    return false;
+  if (addr->sa_family == AF_INET) {
+    auto ip = ntohl(reinterpret_cast<const sockaddr_in*>(addr)->sin_addr.s_addr);
+    return (ip >> 16) == ((169u << 8) | 254u);
+  }
+  if (addr->sa_family == AF_INET6) {
+    const auto* b = reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr.s6_addr;
+    if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
+      return true;  // fe80::/10
+    static constexpr unsigned char metadata[16] = {0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0,
+                                                   0,    0,    0,    0,    0, 0, 0x02, 0x54};
+    if (std::equal(b, b + 16, metadata))
+      return true;
+    // IPv4-mapped (::ffff:169.254.x.y)
+    static constexpr unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return std::equal(b, b + 12, mapped) && b[12] == 169 && b[13] == 254;
+  }
+  return false;
 }
 
 std::string too_large_error(std::int64_t size, std::int64_t limit) {

@@ -3,6 +3,7 @@
 // the request back to the broker, or report it, and under which error kind
 // (protocol::error_kinds). Pure code over libcurl's result codes; no CAF, no I/O.
 #include <curl/curl.h>
+#include <sys/socket.h>
 
 #include <cstdint>
 #include <string>
@@ -25,6 +26,11 @@ const char* error_kind_of_status(long status);
 /// The body limit of one block: the node's own download.max_body_bytes, lowered to the
 /// run's (Site.maxBodyBytes, set by the broker) when that is smaller; 0 = unset.
 std::int64_t block_max_body(std::int64_t node_max, std::int64_t site_max);
+
+/// Addresses no download may connect to, whatever the job says: IPv4 link-local
+/// (169.254.0.0/16, where cloud metadata services answer), IPv6 link-local (fe80::/10) and
+/// the IPv6 metadata address fd00:ec2::254 (SSRF guard).
+bool blocked_address(const struct sockaddr* addr);
 
 /// "body of 20971520 bytes is over the limit of 10485760" (size < 0: not known).
 std::string too_large_error(std::int64_t size, std::int64_t limit);

@@ -337,6 +337,7 @@ struct transfer {
   // aborted once its headers are in (skipped_type), before any of its body.
   const std::vector<std::string>* allowed_types = nullptr;
   bool skipped_type = false;
+  bool refused_address = false;  // the resolved address is one no download may reach
   long hop_status = 0;           // status of the response whose headers are coming in
   std::int64_t announced = -1;   // its Content-Length (-1: none)
   std::int64_t received = 0;     // body bytes that arrived (kept or not)
@@ -369,6 +370,17 @@ std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
   }
   t->body.append(data, len);
   return len;
+}
+
+/// Every socket a transfer opens: refused for addresses no download may reach (SSRF
+/// guard), checked on the address curl resolved, so a name pointing there is caught too.
+curl_socket_t on_open_socket(void* user, curlsocktype, struct curl_sockaddr* a) {
+  auto* t = static_cast<transfer*>(user);
+  if (blocked_address(&a->addr)) {
+    t->refused_address = true;
+    return CURL_SOCKET_BAD;
+  }
+  return ::socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
 std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
@@ -580,6 +592,8 @@ struct downloader::impl {
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &on_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t.get());
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
@@ -758,6 +772,7 @@ struct downloader::impl {
     t->slot = slot;
     t->too_big = false;
     t->skipped_type = false;
+    t->refused_address = false;
     t->hop_status = 0;
     t->announced = -1;
     t->received = 0;
@@ -948,6 +963,11 @@ struct downloader::impl {
         if (t->item.attempt > 0)
           error += " after " + std::to_string(t->item.attempt) + " retries";
       }
+    } else if (t->refused_address) {
+      kind = "blocked_address";
+      error = "refused to connect: the address of " + core::url_host(rq.url) +
+              " is link-local or a metadata service";
+      t->body.clear();
     } else if (t->skipped_type) {
       kind = "skipped_type";
       error = "content type '" + core::media_type_of(t->content_type) +

@@ -1251,3 +1251,20 @@ TEST_CASE("downloader: text bodies carry the encoding sniffing decided, and from
   CHECK(c.result("o", gbk).encoding == "Big5");
   CHECK(c.result("o", gbk).encoding_source == "override");
 }
+
+TEST_CASE("downloader: link-local and metadata addresses are refused before connecting") {
+  collector c;
+  auto o = fast_options();
+  o.retry_download = 2;
+  downloader dl(o, c.results_fn(), c.done_fn());
+  dl.start();
+  auto metadata = std::string("http://169.254.169.254/latest/meta-data/");
+  auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(dl.submit(make_block("b", "run", {metadata})));
+  REQUIRE(c.wait_done("b"));
+  CHECK(seconds_since(t0) < 1.0);  // not retried, no connect timeout waited out
+  auto r = c.result("b", metadata);
+  CHECK(r.error_kind == "blocked_address");
+  CHECK(r.status_code == 0);
+  CHECK(dl.get_stats().retries == 0);
+}

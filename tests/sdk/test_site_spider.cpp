@@ -135,11 +135,16 @@ TEST_CASE("site_spider: start request, depth limit and same-domain filtering") {
   const std::string home = R"(<title>Home</title>
     <a href="/a">a</a> <a href="b">b</a> <a href="http://other.example/x">other</a>
     <a href="//SITE.example/c#top">c</a> <a href="http://site.example:8080/port">port</a>
-    <a href="/">self</a> <a href="mailto:x@site.example">mail</a>)";
+    <a href="/">self</a> <a href="mailto:x@site.example">mail</a>
+    <a href="http://www.site.example/w">www</a> <a href="/files/Report.PDF">pdf</a>)";
   auto p0 = spider.parse(run, page(1, "http://site.example/", 0, home), home);
+  // sameDomain is the registrable domain: www. and other ports of it belong, other
+  // domains do not; links to binary files are not requested.
   CHECK(urls_of(p0.requests) == std::set<std::string>{"http://site.example/a",
                                                       "http://site.example/b",
-                                                      "http://site.example/c"});
+                                                      "http://site.example/c",
+                                                      "http://site.example:8080/port",
+                                                      "http://www.site.example/w"});
   for (const auto& r : p0.requests) {
     CHECK(r.depth == 1);
     CHECK(r.headers.at("Referer") == "http://site.example/");
@@ -165,6 +170,23 @@ TEST_CASE("site_spider: start request, depth limit and same-domain filtering") {
   CHECK(lines[1]["title"] == "A");
   CHECK(spider.items_written() == 2);
   CHECK(spider.pages_parsed() == 2);
+}
+
+TEST_CASE("site_spider: an IP start URL keeps its port as its site; redirects move the base") {
+  temp_file out("ip");
+  site_spider spider(nullptr);
+  auto run = make_run("run-ip", {{"startUrl", "http://127.0.0.1:8000/"},
+                                 {"maxDepth", 5},
+                                 {"output", out.path}});
+  spider.start_requests(run);
+  const std::string html = R"(<a href="http://127.0.0.1:9000/x">o</a><a href="a.html">a</a>)";
+  // The page was redirected to /blog/: its relative links resolve there.
+  auto r = page(1, "http://127.0.0.1:8000/blog", 0, html);
+  r.final_url = "http://127.0.0.1:8000/blog/";
+  auto p0 = spider.parse(run, r, html);
+  CHECK(urls_of(p0.requests) == std::set<std::string>{"http://127.0.0.1:8000/blog/a.html"});
+  REQUIRE(p0.items.size() == 1);
+  CHECK(p0.items[0]["finalUrl"] == "http://127.0.0.1:8000/blog/");
 }
 
 TEST_CASE("site_spider: sameDomain false follows other hosts; links requested once per run") {
