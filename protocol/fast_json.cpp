@@ -619,7 +619,7 @@ std::pair<std::string, std::vector<raw_request>> parse_push(std::string_view arg
       json.assign(raws[i]);
     }
     auto hash = request_hash(r);
-    out.push_back({std::move(hash), std::move(json), std::move(r.url)});
+    out.push_back({std::move(hash), std::move(json), std::move(r.url), r.depth});
   }
   return {std::move(identity), std::move(out)};
 }

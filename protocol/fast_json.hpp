@@ -66,6 +66,7 @@ struct raw_request {
   std::string hash;
   std::string json;
   std::string url;
+  std::int32_t depth = 0;
 };
 
 /// Decodes the arguments of a Push call ([identity, Request[]]): validates every request
@@ -73,7 +74,7 @@ struct raw_request {
 std::pair<std::string, std::vector<raw_request>> parse_push(std::string_view arguments_json);
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, raw_request& x) {
-  return f(x.hash, x.json, x.url);
+  return f(x.hash, x.json, x.url, x.depth);
 }
 
 /// Decodes the arguments of a Receive call ([Block]) as decode<block> does, without a DOM

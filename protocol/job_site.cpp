@@ -2,6 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
+#include <type_traits>
+
 #include "core/error.hpp"
 #include "core/media_type.hpp"
 #include "core/politeness.hpp"
@@ -13,6 +16,27 @@ namespace {
 const std::string* find(const std::map<std::string, std::string>& props, const char* key) {
   auto it = props.find(key);
   return it == props.end() || it->second.empty() ? nullptr : &it->second;
+}
+
+// An integer property from `min` to `max`; nullopt when absent or empty.
+std::optional<long long> integer(const std::map<std::string, std::string>& props,
+                                 const char* key, long long min, long long max,
+                                 const char* unit) {
+  auto* text = find(props, key);
+  if (!text)
+    return std::nullopt;
+  std::size_t used = 0;
+  long long n = -1;
+  try {
+    n = std::stoll(*text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text->size() || n < min || n > max)
+    throw core::input_error(std::string("property '") + key + "' must be an integer from " +
+                            std::to_string(min) + " to " + std::to_string(max) + " (" + unit +
+                            "), not '" + *text + "'");
+  return n;
 }
 
 } // namespace
@@ -36,20 +60,18 @@ site site_of_job(const std::map<std::string, std::string>& properties) {
     s.adaptive_throttle = *o.adaptive ? "on" : "off";
   if (o.key_kind && s.politeness_key.empty())
     s.politeness_key = core::to_string(*o.key_kind);
-  if (auto* text = find(properties, "MaxBodyBytes")) {
-    std::size_t used = 0;
-    long long n = -1;
-    try {
-      n = std::stoll(*text, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != text->size() || n < 1024 || n > (1LL << 32))
-      throw core::input_error("property 'MaxBodyBytes' must be an integer from 1024 to 4294967296 "
-                              "(bytes), not '" + *text + "'");
-    if (s.max_body_bytes == 0)
-      s.max_body_bytes = n;
-  }
+  if (auto n = integer(properties, "MaxBodyBytes", 1024, 1LL << 32, "bytes"); n && s.max_body_bytes == 0)
+    s.max_body_bytes = *n;
+  // Scope and trap limits: 0 = none; the Site's own values win.
+  auto limit = [&](const char* key, auto& field, long long max) {
+    if (auto n = integer(properties, key, 0, max, "0 = no limit"); n && field < 0)
+      field = static_cast<std::remove_reference_t<decltype(field)>>(*n);
+  };
+  limit("MaxUrlLength", s.max_url_length, 1LL << 20);
+  limit("MaxDepth", s.max_depth, 100000);
+  limit("MaxPages", s.max_pages, 1LL << 40);
+  limit("MaxPagesPerHost", s.max_pages_per_host, 1LL << 40);
+  limit("MaxRepeatedSegments", s.max_repeated_segments, 1000);
   if (auto* text = find(properties, "AllowedContentTypes")) {
     try {
       if (s.allowed_content_types.empty())

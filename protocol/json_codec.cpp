@@ -194,7 +194,12 @@ json to_json(const site& x) {
                               : json()},
           {"maxBodyBytes", x.max_body_bytes},
           {"allowedContentTypes", x.allowed_content_types},
-          {"brokerRedirects", x.broker_redirects}};
+          {"brokerRedirects", x.broker_redirects},
+          {"maxUrlLength", x.max_url_length},
+          {"maxDepth", x.max_depth},
+          {"maxPages", x.max_pages},
+          {"maxPagesPerHost", x.max_pages_per_host},
+          {"maxRepeatedSegments", x.max_repeated_segments}};
 }
 
 template <> site decode<site>(const json& j, const std::string& path) {
@@ -254,6 +259,16 @@ template <> site decode<site>(const json& j, const std::string& path) {
     fail(path + ".maxBodyBytes", "must be >= 0 (0 = not set)");
   read(j, "allowedContentTypes", s.allowed_content_types, path);
   read(j, "brokerRedirects", s.broker_redirects, path);
+  auto limit = [&](const char* key, auto& out) {
+    read(j, key, out, path);
+    if (out < -1)
+      fail(path + "." + key, "must be >= 0 (0 = no limit), or -1 for the default");
+  };
+  limit("maxUrlLength", s.max_url_length);
+  limit("maxDepth", s.max_depth);
+  limit("maxPages", s.max_pages);
+  limit("maxPagesPerHost", s.max_pages_per_host);
+  limit("maxRepeatedSegments", s.max_repeated_segments);
   for (auto& t : s.allowed_content_types)
     if (!core::valid_media_range(t))
       fail(path + ".allowedContentTypes",

@@ -74,6 +74,14 @@ struct site {
   // result.redirect_to; the broker queues the target as a new request (dedup, robots.txt,
   // politeness, as Scrapy's RedirectMiddleware does). Unset: the node follows them itself.
   bool broker_redirects = false;
+  // Scope and trap limits (core/crawl_limits.hpp; job properties of the same names): -1 =
+  // the broker's default (URL 2083 bytes, 3 repeats of a path segment, the rest none),
+  // 0 = no limit.
+  std::int64_t max_url_length = -1;
+  std::int32_t max_depth = -1;
+  std::int64_t max_pages = -1;
+  std::int64_t max_pages_per_host = -1;
+  std::int32_t max_repeated_segments = -1;
 };
 
 enum class block_command : std::int32_t { none = 0, download = 1, pause = 2, resume = 3, exit = 4 };

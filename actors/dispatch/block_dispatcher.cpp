@@ -630,6 +630,22 @@ caf::error unknown_run(const std::string& identity) {
   return app_error("not_found", "unknown or finished run '" + identity + "'");
 }
 
+/// The run's scope and trap limits: the Site's values, the defaults where it sets none.
+core::crawl_limits run_limits(const site& s) {
+  core::crawl_limits l;
+  if (s.max_url_length >= 0)
+    l.max_url_length = s.max_url_length;
+  if (s.max_depth >= 0)
+    l.max_depth = s.max_depth;
+  if (s.max_pages >= 0)
+    l.max_pages = s.max_pages;
+  if (s.max_pages_per_host >= 0)
+    l.max_pages_per_host = s.max_pages_per_host;
+  if (s.max_repeated_segments >= 0)
+    l.max_repeated_segments = s.max_repeated_segments;
+  return l;
+}
+
 run_entry make_run(self_ptr self, const std::string& job_id, const std::string& identity,
                    const site& s) {
   run_entry r;
@@ -654,6 +670,7 @@ run_entry make_run(self_ptr self, const std::string& job_id, const std::string& 
   robots_site.broker_redirects = false;  // RFC 9309: the fetch itself follows redirects
   r.robots_site_json = to_json(robots_site).dump();
   r.hosts = std::make_unique<host_queues>(run_politeness(self->state.opts, s));
+  r.scope = std::make_unique<core::crawl_scope>(run_limits(r.site_settings));
   return r;
 }
 
@@ -679,6 +696,7 @@ void restore(self_ptr self, std::vector<restored_run>& runs) {
     r.all.success = rr.totals.success;
     r.all.error = rr.totals.error;
     r.all.skipped = rr.totals.skipped;
+    r.scope->restored(r.total);
     r.unacked = static_cast<std::int64_t>(rr.unacked.size());
     for (auto [id, bytes] : rr.unacked)
       add_unacked(r, id, bytes);
@@ -800,6 +818,7 @@ redirect_step follow_redirect(const queued_request& q, std::int32_t status,
   fast::append_json(next.json, rq);
   next.hash = request_hash(rq);
   next.url = std::move(target);
+  next.depth = rq.depth;
   step.next = std::move(next);
   return step;
 }
@@ -820,6 +839,12 @@ void admit(self_ptr self, run_entry& run, std::vector<fast::raw_request>& reques
         // Hashes come from parse_push: always 16 hex digits.
         if (!r->seen.insert(core::parse_digest(req.hash).value_or(0))) {
           ++self->state.duplicates;
+          continue;
+        }
+        if (auto reason = r->scope->admit(req.url, req.depth)) {
+          // A trap or a limit of the run: not taken (and, being seen, not counted again).
+          ++r->cut[reason];
+          ++self->state.cut[reason];
           continue;
         }
         storage::request_row row;
@@ -1400,7 +1425,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                         {"skipped", r.all.skipped}, {"pending", r.hosts->waiting()},
                         {"spilled", r.spilled},
                         {"blocksLeased", r.blocks.size()}, {"unacked", r.unacked},
-                        {"unackedBytes", r.unacked_bytes},
+                        {"unackedBytes", r.unacked_bytes}, {"cut", r.cut},
                         {"completed", r.completed}});
         for (auto& v : r.hosts->view(now))
           busiest.push_back(std::move(v));
@@ -1431,6 +1456,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                   {"requestsFailedUndownloaded", st.failed_undownloaded},
                   {"robotsFetched", st.robots_fetched}, {"hostPauses", st.pauses},
                   {"requestsUnspilled", st.unspilled}, {"redirectsFollowed", st.redirects},
+                  {"requestsCut", st.cut},
                   {"topHosts", top}, {"runs", runs}, {"nodes", nodes},
                   {"mailbox", self->mailbox().size()}}
         .dump();

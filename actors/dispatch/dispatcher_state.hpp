@@ -19,6 +19,7 @@
 
 #include "actors/dispatch/block_dispatcher.hpp"
 #include "actors/dispatch/host_queues.hpp"
+#include "core/crawl_limits.hpp"
 #include "core/digest_set.hpp"
 #include "protocol/messages.hpp"
 
@@ -54,6 +55,8 @@ struct run_entry {
   std::string robots_site_json = "{}";           // the same for robots.txt fetches: every type
   core::digest_set seen;                          // dedup digests of this run
   std::unique_ptr<host_queues> hosts;            // requests waiting, by politeness key
+  std::unique_ptr<core::crawl_scope> scope;      // scope and trap limits of new requests
+  std::map<std::string, std::int64_t> cut;       // requests those limits cut, by reason
   std::unordered_map<std::string, block_entry> blocks;  // leased blocks
   std::int64_t total = 0;
   counters all;
@@ -129,6 +132,7 @@ struct dispatcher_state {
                 deferred = 0, robots_fetched = 0, pauses = 0, failed_undownloaded = 0,
                 unspilled = 0, redirects = 0;
   std::map<std::string, std::uint64_t> download_errors;  // by kind, see error_kind()
+  std::map<std::string, std::uint64_t> cut;              // requests cut by crawl limits, by reason
   static inline const char* name = "block_dispatcher";
 };
 

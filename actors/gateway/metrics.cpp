@@ -6,6 +6,8 @@
 #include <cstdio>
 
 #include "core/auth.hpp"
+#include "core/crawl_limits.hpp"
+#include "protocol/types.hpp"
 #include "net/http_server.hpp"
 
 namespace spiderhub::actors {
@@ -173,11 +175,19 @@ std::string render_metrics(const json& stats) {
     w.sample("spiderhub_nodes_connected", "", std::to_string(d["nodes"].size()));
   }
   if (d.contains("downloadErrors")) {
-    w.family("spiderhub_download_errors_total", "counter", "Failed downloads by kind.");
-    for (const char* kind : {"http_4xx", "http_5xx", "timeout", "dns", "connect", "too_large",
-                             "network"})
+    w.family("spiderhub_download_errors_total", "counter",
+             "Failed downloads by kind (protocol::error_kinds).");
+    for (const char* kind : protocol::error_kinds::all)
       w.sample("spiderhub_download_errors_total", std::string("kind=\"") + kind + "\"",
                number(d["downloadErrors"].value(kind, json(0))));
+  }
+
+  if (d.contains("requestsCut")) {
+    w.family("spiderhub_requests_cut_total", "counter",
+             "New requests a run's scope and trap limits did not take, by reason.");
+    for (const char* reason : core::cut_reasons)
+      w.sample("spiderhub_requests_cut_total", std::string("reason=\"") + reason + "\"",
+               number(d["requestsCut"].value(reason, json(0))));
   }
 
   // Authentication refusals (process-wide counters, see core/auth.hpp).

@@ -64,6 +64,9 @@ TEST_CASE("metrics: exposition from actor stats, histogram cumulative, silent ac
   CHECK(m["spiderhub_result_bytes_total"] == 4096);
   CHECK(m["spiderhub_download_errors_total{kind=\"http_5xx\"}"] == 2);
   CHECK(m["spiderhub_download_errors_total{kind=\"dns\"}"] == 0);
+  // Every kind of the closed list has its series, the newer ones too.
+  CHECK(m.count("spiderhub_download_errors_total{kind=\"skipped_type\"}") == 1);
+  CHECK(m.count("spiderhub_download_errors_total{kind=\"blocked_address\"}") == 1);
   CHECK(m["spiderhub_requests_waiting"] == 4);
   CHECK(m["spiderhub_blocks{state=\"leased\"}"] == 2);
   CHECK(m["spiderhub_requests_skipped_total"] == 11);

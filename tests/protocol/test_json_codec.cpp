@@ -377,6 +377,19 @@ TEST_CASE("job site: download properties go into the run's Site, bad ones named"
         "property 'AllowedContentTypes': 'html' is not a media type (type/subtype, type/* or */*)");
   CHECK(error({{"Site", "[1]"}}) == "property 'Site' must be a JSON object");
   CHECK(error({{"DelayMs", "-4"}}).find("DelayMs") != std::string::npos);
+  // Scope and trap limits: 0 = none, absent = the broker's default (-1 in the Site).
+  auto limits = site_of_job({{"MaxPages", "300"}, {"MaxDepth", "0"}, {"MaxUrlLength", "4096"}});
+  CHECK(limits.max_pages == 300);
+  CHECK(limits.max_depth == 0);
+  CHECK(limits.max_url_length == 4096);
+  CHECK(limits.max_pages_per_host == -1);
+  CHECK(limits.max_repeated_segments == -1);
+  CHECK(site_of_job({{"Site", R"({"maxPages":5})"}, {"MaxPages", "300"}}).max_pages == 5);
+  CHECK(error({{"MaxPages", "-1"}}) ==
+        "property 'MaxPages' must be an integer from 0 to 1099511627776 (0 = no limit), not '-1'");
+  CHECK(error({{"MaxRepeatedSegments", "1001"}}).find("MaxRepeatedSegments") == 10);
+  CHECK(site_error(R"({"maxDepth":-2})") ==
+        "$.maxDepth: must be >= 0 (0 = no limit), or -1 for the default");
 }
 
 TEST_CASE("codec: redirects and encoding round-trip through both codecs") {
