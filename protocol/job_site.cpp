@@ -72,6 +72,12 @@ site site_of_job(const std::map<std::string, std::string>& properties) {
   limit("MaxPages", s.max_pages, 1LL << 40);
   limit("MaxPagesPerHost", s.max_pages_per_host, 1LL << 40);
   limit("MaxRepeatedSegments", s.max_repeated_segments, 1000);
+  if (auto* text = find(properties, "VerifyTls")) {
+    if (*text != "true" && *text != "false")
+      throw core::input_error("property 'VerifyTls' must be true or false, not '" + *text + "'");
+    if (*text == "false")
+      s.verify_tls = false;
+  }
   if (auto* text = find(properties, "AllowedContentTypes")) {
     try {
       if (s.allowed_content_types.empty())

@@ -199,7 +199,8 @@ json to_json(const site& x) {
           {"maxDepth", x.max_depth},
           {"maxPages", x.max_pages},
           {"maxPagesPerHost", x.max_pages_per_host},
-          {"maxRepeatedSegments", x.max_repeated_segments}};
+          {"maxRepeatedSegments", x.max_repeated_segments},
+          {"verifyTls", x.verify_tls}};
 }
 
 template <> site decode<site>(const json& j, const std::string& path) {
@@ -269,6 +270,7 @@ template <> site decode<site>(const json& j, const std::string& path) {
   limit("maxPages", s.max_pages);
   limit("maxPagesPerHost", s.max_pages_per_host);
   limit("maxRepeatedSegments", s.max_repeated_segments);
+  read(j, "verifyTls", s.verify_tls, path);
   for (auto& t : s.allowed_content_types)
     if (!core::valid_media_range(t))
       fail(path + ".allowedContentTypes",

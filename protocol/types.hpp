@@ -82,6 +82,7 @@ struct site {
   std::int64_t max_pages = -1;
   std::int64_t max_pages_per_host = -1;
   std::int32_t max_repeated_segments = -1;
+  bool verify_tls = true;  // job property VerifyTls: false accepts any certificate (warned)
 };
 
 enum class block_command : std::int32_t { none = 0, download = 1, pause = 2, resume = 3, exit = 4 };

@@ -784,6 +784,10 @@ struct downloader::impl {
     CURL* e = t->easy;
     curl_easy_setopt(e, CURLOPT_URL, rq.url.c_str());
     t->allowed_types = &bs.b.site_settings.allowed_content_types;
+    // VerifyTls false (the job's choice, warned at the broker): any certificate is taken.
+    const long verify = bs.b.site_settings.verify_tls ? 1L : 0L;
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, verify);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
     // Brokers that take redirects get every 3xx back as data (result.redirect_to).
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, bs.b.site_settings.broker_redirects ? 0L : 1L);
     if (t->max_body != bs.max_body) {

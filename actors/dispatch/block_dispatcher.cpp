@@ -663,6 +663,10 @@ run_entry make_run(self_ptr self, const std::string& job_id, const std::string& 
     max_body = self->state.opts.max_body_bytes;
   // Redirects come back to the broker as requests of their own (dedup, robots.txt, scope).
   r.site_settings.broker_redirects = true;
+  if (!r.site_settings.verify_tls)
+    spdlog::warn("dispatcher: run {}: TLS certificates are not verified (VerifyTls false): "
+                 "its pages can come from anyone on the path",
+                 identity);
   r.site_json = to_json(r.site_settings).dump();
   // robots.txt is text/plain whatever pages the run wants: its fetch is not typed.
   auto robots_site = r.site_settings;

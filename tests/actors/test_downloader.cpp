@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -1267,4 +1269,69 @@ TEST_CASE("downloader: link-local and metadata addresses are refused before conn
   CHECK(r.error_kind == "blocked_address");
   CHECK(r.status_code == 0);
   CHECK(dl.get_stats().retries == 0);
+}
+
+TEST_CASE("downloader: TLS certificates are verified unless the run says VerifyTls false") {
+  if (std::system("openssl version >/dev/null 2>&1") != 0) {
+    MESSAGE("openssl CLI not found: TLS test skipped");
+    return;
+  }
+  char dir_tmpl[] = "/tmp/spiderhub_dl_tls_XXXXXX";
+  const char* dir = ::mkdtemp(dir_tmpl);
+  REQUIRE(dir);
+  const std::string d = dir, cert = d + "/cert.pem", key = d + "/key.pem";
+  REQUIRE(std::system(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+                       "-nodes -days 1 -subj /CN=localhost -keyout " + key + " -out " + cert +
+                       " >/dev/null 2>&1").c_str()) == 0);
+  // A self-signed HTTPS server (openssl s_server -www answers every GET with a status page).
+  const int port = closed_port();
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::execlp("openssl", "openssl", "s_server", "-quiet", "-www", "-accept",
+             std::to_string(port).c_str(), "-cert", cert.c_str(), "-key", key.c_str(),
+             static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  struct reap {
+    pid_t pid;
+    std::string dir;
+    ~reap() {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      std::system(("rm -rf " + dir).c_str());
+    }
+  } cleanup{pid, d};
+  // Wait for it to listen.
+  bool up = false;
+  for (int i = 0; i < 100 && !up; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    up = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    if (!up)
+      std::this_thread::sleep_for(50ms);
+  }
+  REQUIRE(up);
+  collector c;
+  auto o = fast_options();
+  o.retry_download = 0;
+  downloader dl(o, c.results_fn(), c.done_fn());
+  dl.start();
+  const auto url = "https://127.0.0.1:" + std::to_string(port) + "/";
+  REQUIRE(dl.submit(make_block("strict", "run1", {url}, 1)));
+  REQUIRE(c.wait_done("strict"));
+  auto refused = c.result("strict", url);
+  CHECK(refused.error_kind == "tls");
+  CHECK(refused.status_code == 0);
+  auto lax = make_block("lax", "run2", {url}, 1);
+  lax.site_settings.verify_tls = false;
+  REQUIRE(dl.submit(lax));
+  REQUIRE(c.wait_done("lax"));
+  auto taken = c.result("lax", url);
+  CHECK(taken.error.empty());
+  CHECK(taken.status_code == 200);
 }

@@ -388,6 +388,10 @@ TEST_CASE("job site: download properties go into the run's Site, bad ones named"
   CHECK(error({{"MaxPages", "-1"}}) ==
         "property 'MaxPages' must be an integer from 0 to 1099511627776 (0 = no limit), not '-1'");
   CHECK(error({{"MaxRepeatedSegments", "1001"}}).find("MaxRepeatedSegments") == 10);
+  CHECK(site_of_job({}).verify_tls);
+  CHECK(!site_of_job({{"VerifyTls", "false"}}).verify_tls);
+  CHECK(site_of_job({{"VerifyTls", "true"}}).verify_tls);
+  CHECK(error({{"VerifyTls", "no"}}) == "property 'VerifyTls' must be true or false, not 'no'");
   CHECK(site_error(R"({"maxDepth":-2})") ==
         "$.maxDepth: must be >= 0 (0 = no limit), or -1 for the default");
 }
