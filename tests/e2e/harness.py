@@ -508,6 +508,16 @@ def sign(subject, ts, token=TOKEN):
     return hmac.new(token.encode(), f"{subject}\n{ts}".encode(), hashlib.sha256).hexdigest()
 
 
+def start_py_worker(env, broker_url, cls, output, name="pyworker", extra=()):
+    """`python3 -m spiderhub.worker` with this checkout's SDK, running the sample LinkSpider
+    under class `cls` against `broker_url` (one URL or "URL1,URL2"), items to `output`."""
+    src = os.path.join(env.args.source, "clients", "python")
+    return env.spawn(name, [sys.executable, "-m", "spiderhub.worker", "--broker", broker_url,
+                            "--token", TOKEN, "--class", cls,
+                            "--spider", "spiderhub.samples:LinkSpider", "-o", output, *extra],
+                     env=dict(os.environ, PYTHONPATH=src))
+
+
 def create_block_job(broker, start_url, output, max_depth=6,
                      cls="spiderhub.samples.SiteSpider", cron="0 0 1 1 *", properties=None):
     """A block job for the sample spider; `properties` adds job properties (politeness)."""

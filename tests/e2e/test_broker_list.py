@@ -9,9 +9,7 @@ broker].
    itself, and a second crawl of each class finishes there.
 """
 import http.server
-import os
 import socketserver
-import sys
 import threading
 
 import harness as h
@@ -42,11 +40,7 @@ class Standby(http.server.BaseHTTPRequestHandler):
 
 
 def start_py_worker(env, brokers, output):
-    src = os.path.join(env.args.source, "clients", "python")
-    return env.spawn("pyworker", [sys.executable, "-m", "spiderhub.worker", "--broker", brokers,
-                                  "--token", h.TOKEN, "--class", PY_CLS,
-                                  "--spider", "spiderhub.samples:LinkSpider", "-o", output],
-                     env=dict(os.environ, PYTHONPATH=src))
+    return h.start_py_worker(env, brokers, PY_CLS, output)
 
 
 def py_job(broker, start_url):

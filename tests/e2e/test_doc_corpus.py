@@ -34,7 +34,6 @@ import json
 import os
 import posixpath
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -163,11 +162,7 @@ def finish_scrapy(env, p):
 
 
 def start_py_worker(env, broker, output):
-    src = os.path.join(env.args.source, "clients", "python")
-    return env.spawn("pyworker", [sys.executable, "-m", "spiderhub.worker", "--broker",
-                                  broker.base + "/", "--token", h.TOKEN, "--class", PY_CLS,
-                                  "--spider", "spiderhub.samples:LinkSpider", "-o", output],
-                     env=dict(os.environ, PYTHONPATH=src))
+    return h.start_py_worker(env, broker.base + "/", PY_CLS, output)
 
 
 def wait_run(broker, job, what):

@@ -170,11 +170,7 @@ def nodes_online(broker, n, timeout=30):
 
 
 def start_py_worker(env, broker, name, output, extra=()):
-    src = os.path.join(env.args.source, "clients", "python")
-    return env.spawn(name, [sys.executable, "-m", "spiderhub.worker", "--broker", broker.base + "/",
-                            "--token", h.TOKEN, "--class", PY_CLS,
-                            "--spider", "spiderhub.samples:LinkSpider", "-o", output, *extra],
-                     env=dict(os.environ, PYTHONPATH=src))
+    return h.start_py_worker(env, broker.base + "/", PY_CLS, output, name, extra)
 
 
 def create_py_job(broker, start_url, properties=None):

@@ -25,11 +25,7 @@ CLS = "py.LinkSpider"
 
 
 def start_py_worker(env, broker, name, output, extra=()):
-    src = os.path.join(env.args.source, "clients", "python")
-    return env.spawn(name, [sys.executable, "-m", "spiderhub.worker", "--broker", broker.base + "/",
-                            "--token", h.TOKEN, "--class", CLS,
-                            "--spider", "spiderhub.samples:LinkSpider", "-o", output, *extra],
-                     env=dict(os.environ, PYTHONPATH=src))
+    return h.start_py_worker(env, broker.base + "/", CLS, output, name, extra)
 
 
 def create_job(broker, start_url):
