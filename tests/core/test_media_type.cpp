@@ -19,7 +19,7 @@ TEST_CASE("media type: the type of a Content-Type value") {
     const char* header;
     const char* type;
   };
-  for (auto [header, type] : {row{"text/html", "text/html"},
+  for (const auto& r : {row{"text/html", "text/html"},
                               row{"Text/HTML; charset=GBK", "text/html"},
                               row{"  application/pdf  ", "application/pdf"},
                               row{"text/html;charset=utf-8;x=y", "text/html"},
@@ -31,7 +31,7 @@ TEST_CASE("media type: the type of a Content-Type value") {
                               row{" text/html\r\n", "text/html"},  // a header line's end
                               row{"text/html\r", "text/html"},
                               row{"text/ html", ""}})
-    CHECK_MESSAGE(media_type_of(header) == type, header);
+    CHECK_MESSAGE(media_type_of(r.header) == r.type, r.header);
 }
 
 TEST_CASE("media type: allowed under a run's list") {

@@ -9,7 +9,7 @@ TEST_CASE("link filter: links to binary files are recognised by their path's ext
     const char* url;
     bool binary;
   };
-  for (auto [url, binary] : {
+  for (const auto& r : {
          row{"http://h/a.pdf", true},
          row{"http://h/dir/REPORT.PDF", true},
          row{"http://h/a.pdf?download=1", true},
@@ -35,5 +35,5 @@ TEST_CASE("link filter: links to binary files are recognised by their path's ext
          row{"http://h/feed.rss", false},
          row{"http://h/notes.txt", false},
        })
-    CHECK_MESSAGE(has_binary_extension(url) == binary, url);
+    CHECK_MESSAGE(has_binary_extension(r.url) == r.binary, r.url);
 }
