@@ -351,6 +351,16 @@ struct transfer {
   char errbuf[CURL_ERROR_SIZE];
 
   transfer() { errbuf[0] = 0; }
+  /// Forgets what the previous response of this transfer (or handle) said.
+  void begin_response(long status) {
+    raw_headers.clear();
+    body.clear();
+    content_type.clear();
+    location.clear();
+    announced = -1;
+    received = 0;
+    hop_status = status;
+  }
   ~transfer() {
     if (easy)
       curl_easy_cleanup(easy);
@@ -389,14 +399,8 @@ std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
   std::string_view line(data, len);
   if (line.size() >= 5 && line.compare(0, 5, "HTTP/") == 0) {
     // A new response (after a redirect or a 1xx): only the final one is reported.
-    t->raw_headers.clear();
-    t->body.clear();
-    t->content_type.clear();
-    t->location.clear();
-    t->announced = -1;
-    t->received = 0;
     auto sp = line.find(' ');
-    t->hop_status = sp == std::string_view::npos ? 0 : parse_count(line.substr(sp + 1, 4));
+    t->begin_response(sp == std::string_view::npos ? 0 : parse_count(line.substr(sp + 1, 4)));
   } else if (!t->head && istarts_with(line, "content-length:")) {
     // Reserve once instead of growing the body by doubling; gzip bodies grow further.
     auto n_bytes = parse_count(line.substr(15));
@@ -773,11 +777,7 @@ struct downloader::impl {
     t->too_big = false;
     t->skipped_type = false;
     t->refused_address = false;
-    t->hop_status = 0;
-    t->announced = -1;
-    t->received = 0;
-    t->content_type.clear();
-    t->location.clear();
+    t->begin_response(0);
     t->current_url = rq.url;
     t->hops.clear();
     t->errbuf[0] = 0;
