@@ -171,6 +171,8 @@ bool read_result(od::object obj, result& r, const std::string& path) {
       r.redirect_to = get_string(v, p);
     } else if (key == "redirectedFrom") {
       r.redirected_from = get_string(v, p);
+    } else if (key == "payload") {
+      r.payload = get_string(v, p);
     }
   });
   if (!has_url)
@@ -296,6 +298,14 @@ void read_request(od::object& obj, request& r, const std::string& path) {
       r.redirected_from = get_string(v, p());
     } else if (key == "redirects") {
       read_redirects(v, r.redirects, p());
+    } else if (key == "fingerprint") {
+      r.fingerprint = get_string(v, p());
+      if (r.fingerprint.empty() || r.fingerprint.size() > max_fingerprint_bytes)
+        fail(p(), "must be 1 to " + std::to_string(max_fingerprint_bytes) + " bytes");
+    } else if (key == "payload") {
+      r.payload = get_string(v, p());
+      if (r.payload.size() > max_payload_bytes)
+        fail(p(), "is longer than " + std::to_string(max_payload_bytes) + " bytes");
     }
   });
   if (!has_url)
@@ -758,6 +768,10 @@ void append_json(std::string& out, const request& r) {
     field(out, "redirectedFrom", r.redirected_from);
     field(out, "redirects", r.redirects);
   }
+  if (!r.fingerprint.empty())
+    field(out, "fingerprint", r.fingerprint);
+  if (!r.payload.empty())
+    field(out, "payload", r.payload);
   out += '}';
 }
 
@@ -795,6 +809,8 @@ void append_json(std::string& out, const result& r) {
     field(out, "redirectTo", r.redirect_to);
   if (!r.redirected_from.empty())
     field(out, "redirectedFrom", r.redirected_from);
+  if (!r.payload.empty())
+    field(out, "payload", r.payload);
   if (!r.encoding.empty()) {
     field(out, "encoding", r.encoding);
     field(out, "encodingSource", r.encoding_source);

@@ -146,6 +146,10 @@ json to_json(const request& x) {
     j["redirectedFrom"] = x.redirected_from;
     j["redirects"] = to_json(x.redirects);
   }
+  if (!x.fingerprint.empty())
+    j["fingerprint"] = x.fingerprint;
+  if (!x.payload.empty())
+    j["payload"] = x.payload;
   return j;
 }
 
@@ -166,6 +170,13 @@ template <> request decode<request>(const json& j, const std::string& path) {
   read(j, "headers", r.headers, path);
   read(j, "redirectedFrom", r.redirected_from, path);
   read(j, "redirects", r.redirects, path);
+  read(j, "fingerprint", r.fingerprint, path);
+  if (j.contains("fingerprint") &&
+      (r.fingerprint.empty() || r.fingerprint.size() > max_fingerprint_bytes))
+    fail(path + ".fingerprint", "must be 1 to " + std::to_string(max_fingerprint_bytes) + " bytes");
+  read(j, "payload", r.payload, path);
+  if (r.payload.size() > max_payload_bytes)
+    fail(path + ".payload", "is longer than " + std::to_string(max_payload_bytes) + " bytes");
   return r;
 }
 
@@ -333,6 +344,8 @@ json to_json(const result& x) {
     j["redirectTo"] = x.redirect_to;
   if (!x.redirected_from.empty())
     j["redirectedFrom"] = x.redirected_from;
+  if (!x.payload.empty())
+    j["payload"] = x.payload;
   if (!x.encoding.empty()) {
     j["encoding"] = x.encoding;
     j["encodingSource"] = x.encoding_source;
@@ -368,6 +381,7 @@ template <> result decode<result>(const json& j, const std::string& path) {
   read(j, "redirects", r.redirects, path);
   read(j, "redirectTo", r.redirect_to, path);
   read(j, "redirectedFrom", r.redirected_from, path);
+  read(j, "payload", r.payload, path);
   read(j, "encoding", r.encoding, path);
   read(j, "encodingSource", r.encoding_source, path);
   return r;

@@ -4,6 +4,8 @@
 namespace spiderhub::protocol {
 
 std::string request_hash(const request& r) {
+  if (!r.fingerprint.empty())
+    return core::md5_hex("fp:" + r.fingerprint).substr(0, 16);
   std::string key;
   key.reserve(r.referer.size() + r.origin.size() + r.method.size() + r.content.size() +
               r.url.size() + 4);

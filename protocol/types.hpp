@@ -2,6 +2,7 @@
 // Wire vocabulary shared by broker, node and worker (see docs/protocol.md).
 // Every type has an inspect() so CAF can carry it in messages; the JSON codec
 // (protocol/json_codec.hpp) maps it to the camelCase SignalR arguments.
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -12,13 +13,13 @@ namespace spiderhub::protocol {
 
 using header_map = std::map<std::string, std::string>;
 
-/// One crawl request a worker pushes; dedup key is request_hash().
 /// One redirect a download followed: the 3xx status and the absolute URL it led to.
 struct redirect_hop {
   std::int32_t status = 0;
   std::string url;
 };
 
+/// One crawl request a worker pushes; its dedup key is request_hash().
 struct request {
   std::string url;
   std::string method = "GET";
@@ -32,7 +33,17 @@ struct request {
   // for and the hops so far; the node copies both into the result.
   std::string redirected_from;
   std::vector<redirect_hop> redirects;
+  // Set by a pusher with its own dedup rule (the Scrapy bridge: Scrapy's request
+  // fingerprint): the dedup key is made of it instead of the canonical URL.
+  std::string fingerprint;
+  // Opaque bytes of the pusher (the Scrapy bridge: the serialized Scrapy request), stored
+  // with the request and handed back in its result, so any worker of the run can take it.
+  std::string payload;
 };
+
+/// The longest fingerprint and payload a Push may carry (bytes).
+inline constexpr std::size_t max_fingerprint_bytes = 256;
+inline constexpr std::size_t max_payload_bytes = 262144;
 
 /// A run whose pages need JavaScript: every page is rendered by headless Chromium on a
 /// node that can render (docs/rendering.md). robots.txt is still fetched over HTTP.
@@ -130,6 +141,7 @@ struct result {
   std::string encoding_source;
   std::string redirect_to;      // a 3xx handed back to the broker: where it points (absolute)
   std::string redirected_from;  // the request's redirected_from: the URL first asked for
+  std::string payload;          // the request's payload, as pushed
 };
 
 /// The closed list of what went wrong with a download, shared by the SDKs, JobStatus and

@@ -1043,6 +1043,7 @@ struct downloader::impl {
         r.final_url = r.redirects.back().url;
     }
     r.redirected_from = rq.redirected_from;
+    r.payload = rq.payload;
     if (t && body && !body->empty() && error.empty() && is_text_type(t->content_type)) {
       auto e = core::sniff_encoding(*body, t->content_type, bs.b.site_settings.encoding_name);
       r.encoding = std::move(e.name);

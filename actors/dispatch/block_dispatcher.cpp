@@ -794,6 +794,7 @@ redirect_step follow_redirect(const queued_request& q, std::int32_t status,
     res.redirects = rq.redirects;
     res.redirects.push_back({status, location});
     res.redirected_from = rq.redirected_from;
+    res.payload = rq.payload;
     fast::append_json(step.failed, res);
     return step;
   };
@@ -818,6 +819,9 @@ redirect_step follow_redirect(const queued_request& q, std::int32_t status,
   rq.redirected_from = first;
   rq.redirects.push_back({status, target});
   rq.url = target;
+  // The pusher's fingerprint named the first URL: the target is deduplicated by its own
+  // canonical URL like any link (its payload still travels with it).
+  rq.fingerprint.clear();
   fast::raw_request next;
   fast::append_json(next.json, rq);
   next.hash = request_hash(rq);

@@ -393,3 +393,48 @@ TEST_CASE("fast_json: pushed URLs are made canonical, so spellings of one page s
   // What is not an http(s) URL is left as it came (the node reports its failure).
   CHECK(reqs[3].url == "mailto:someone@example.com");
 }
+
+TEST_CASE("fast_json: a pushed fingerprint is the dedup key, the payload comes back in the result") {
+  auto [identity, reqs] = fast::parse_push(
+    R"(["run",[{"url":"http://a/x?b=1&a=2","fingerprint":"f1","payload":"p\u00e9"},)"
+    R"({"url":"http://a/y","fingerprint":"f1"},)"
+    R"({"url":"http://a/x?b=1&a=2","fingerprint":"f2"},)"
+    R"({"url":"http://a/x?b=1&a=2"}]])");
+  REQUIRE(reqs.size() == 4);
+  // One fingerprint is one request whatever its URL; another one is another request.
+  CHECK(reqs[0].hash == reqs[1].hash);
+  CHECK(reqs[0].hash != reqs[2].hash);
+  CHECK(reqs[0].hash != reqs[3].hash);
+  request plain;
+  plain.url = "http://a/x?b=1&a=2";
+  CHECK(reqs[3].hash == request_hash(plain));
+  // The node computes the same key from the block's request, and copies the payload.
+  auto back = decode<request>(json::parse(reqs[0].json));
+  CHECK(back.fingerprint == "f1");
+  CHECK(back.payload == "p\xc3\xa9");
+  CHECK(request_hash(back) == reqs[0].hash);
+  std::string again;
+  fast::append_json(again, back);
+  CHECK(decode<request>(json::parse(again)).payload == back.payload);
+  result r;
+  r.request_hash = reqs[0].hash;
+  r.url = back.url;
+  r.payload = back.payload;
+  block_response b{"b1", "run", {r}, ""};
+  auto raw = fast::parse_block_response("[" + fast::encode_block_response(b) + "]");
+  auto polled = fast::parse_results("[{\"resultId\":3," + raw.results[0].body.substr(1) + "]");
+  REQUIRE(polled.size() == 1);
+  CHECK(polled[0].payload == "p\xc3\xa9");
+  CHECK(decode<result>(to_json(r)).payload == r.payload);
+  // Bounds: an empty or overlong fingerprint, an overlong payload.
+  CHECK(error_of([] { fast::parse_push(R"(["r",[{"url":"http://a/","fingerprint":""}]])"); }) ==
+        "Push.arguments[1][0].fingerprint: must be 1 to 256 bytes");
+  static const std::string long_fp =
+    R"(["r",[{"url":"http://a/","fingerprint":")" + std::string(257, 'f') + "\"}]]";
+  CHECK(error_of([] { fast::parse_push(long_fp); }) ==
+        "Push.arguments[1][0].fingerprint: must be 1 to 256 bytes");
+  static const std::string long_payload =
+    R"(["r",[{"url":"http://a/","payload":")" + std::string(262145, 'p') + "\"}]]";
+  CHECK(error_of([] { fast::parse_push(long_payload); }) ==
+        "Push.arguments[1][0].payload: is longer than 262144 bytes");
+}

@@ -91,11 +91,20 @@ class Request:
     content: str = ""
     depth: int = 0
     headers: dict[str, str] = field(default_factory=dict)
+    # Optional: the dedup key instead of the canonical URL (1-256 bytes), and opaque text
+    # (at most 262,144 bytes) the result of this request carries back as Response.payload.
+    fingerprint: str = ""
+    payload: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"url": self.url, "method": self.method, "referer": self.referer,
-                "origin": self.origin, "content": self.content, "depth": self.depth,
-                "cycleTriedTimes": 0, "headers": self.headers}
+        j = {"url": self.url, "method": self.method, "referer": self.referer,
+             "origin": self.origin, "content": self.content, "depth": self.depth,
+             "cycleTriedTimes": 0, "headers": self.headers}
+        if self.fingerprint:
+            j["fingerprint"] = self.fingerprint
+        if self.payload:
+            j["payload"] = self.payload
+        return j
 
 
 class Redirect(NamedTuple):
@@ -156,6 +165,7 @@ class Response:
     redirects: List[Redirect] = field(default_factory=list)
     encoding: str = ""
     encoding_source: str = ""
+    payload: str = ""  # the request's payload, as pushed
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -245,7 +255,8 @@ class Response:
                         final_url=str(r.get("finalUrl") or ""),
                         redirects=_redirects_of(r.get("redirects")),
                         encoding=str(r.get("encoding") or ""),
-                        encoding_source=str(r.get("encodingSource") or ""))
+                        encoding_source=str(r.get("encodingSource") or ""),
+                        payload=str(r.get("payload") or ""))
 
 
 class Spider:
