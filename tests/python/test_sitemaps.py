@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import base64
 import gzip
+import importlib.util
 import json
 import os
 import sys
 import unittest
+from unittest import mock
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "clients", "python"))
@@ -294,6 +296,27 @@ class SampleSpiderSitemaps(unittest.TestCase):
         self.assertEqual(reqs, [("http://h:8080/b.html", 2)])
         items, _ = self.crawl("http://h:8080/gone.xml", urlset("http://h:8080/a"), status=404)
         self.assertEqual(items[0]["status"], 404)        # a failed sitemap is a failed page
+
+    def test_requests_of_the_running_workers_class(self):
+        # `python -m spiderhub.worker` runs a second copy of the module as __main__, whose
+        # Worker keeps only the Requests of its own class: they must come from the response.
+        spec = importlib.util.spec_from_file_location("spiderhub.worker_as_main", sw.__file__)
+        main = importlib.util.module_from_spec(spec)
+        with mock.patch.dict(sys.modules, {spec.name: main}):  # dataclasses look it up
+            spec.loader.exec_module(main)
+        r = run(sitemaps=True)
+        spider = LinkSpider()
+        list(spider.start_requests(r))
+        for url, body in [("http://h:8080/robots.txt", b"Sitemap: /s.xml"),
+                          ("http://h:8080/i.xml", index("http://h:8080/s.xml")),
+                          ("http://h:8080/s.xml", urlset("http://h:8080/a"))]:
+            with self.subTest(url=url):
+                resp = main.Response.from_json(r, {
+                    "resultId": 1, "url": url, "statusCode": 200, "depth": 0,
+                    "content": base64.b64encode(body).decode(), "contentEncoding": "base64"})
+                out = list(spider.parse(resp))
+                self.assertEqual(len(out), 1)
+                self.assertIsInstance(out[0], main.Request)
 
     def test_off_by_default(self):
         items, reqs = self.crawl("http://h:8080/robots.txt", b"Sitemap: /s.xml\n",

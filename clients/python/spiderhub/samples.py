@@ -19,6 +19,7 @@ of the start host; neither yields an item (a malformed one is logged and skipped
 Everything else is a page, as above: so pages that only a sitemap lists are found."""
 from __future__ import annotations
 
+import dataclasses
 import html.parser
 import json
 import logging
@@ -124,7 +125,7 @@ def _sitemap_requests(response: Response, args: dict[str, Any]) -> list[Request]
         if _failed(response):
             return []  # no robots.txt: no sitemaps named there
         text = response.body.decode("utf-8", errors="replace")  # RFC 9309: UTF-8
-        return [Request(url) for url in robots_sitemaps(text, response.final_url)]
+        return [_request(response, url, 0) for url in robots_sitemaps(text, response.final_url)]
     if _failed(response):
         return None
     try:
@@ -144,5 +145,13 @@ def _sitemap_requests(response: Response, args: dict[str, Any]) -> list[Request]
     if depth > int(args.get("maxDepth", 20)):
         return []
     site = _start_site(args, response)
-    return [Request(url, depth=depth) for url in locs
+    return [_request(response, url, depth) for url in locs
             if _site(urllib.parse.urlsplit(url).netloc) == site]
+
+
+def _request(response: Response, url: str, depth: int) -> Request:
+    """A request for the absolute ``url`` at ``depth``, built by ``response.follow`` so it
+    is of the Request class the running worker checks: under ``python -m spiderhub.worker``
+    that module is loaded twice (``__main__`` and ``spiderhub.worker``), and the worker
+    drops a ``spiderhub.worker.Request`` it did not create."""
+    return dataclasses.replace(response.follow(url), depth=depth)
