@@ -5,7 +5,8 @@ robots.txt and gzip sitemaps. Standard library only; two threaded servers on 127
 (two ports = two origins, "A" and "B", since no other host name resolves here).
 
 Every page has a unique title, non-ASCII wherever the encoding matters, so a page decoded
-with the wrong charset shows in its title. Everything is reachable from A's /index.html.
+with the wrong charset shows in its title. Every page is reachable from A's /index.html,
+except the orphans of group "sitemaps", which only the sitemaps list.
 
 Groups (Page.group) and what a browser, or Scrapy 2.8, does with them:
 
@@ -41,13 +42,23 @@ Groups (Page.group) and what a browser, or Scrapy 2.8, does with them:
     is in this group too (downloaded once, however often it is linked back to).
   calendar: /calendar?month=1 links `?month=2` and so on forever (and back to the
     previous month); a crawl with depth limit D sees months 1..D (the index is depth 0).
-  sitemaps: A's robots.txt names /sitemap_index.xml, which lists two gzip sitemaps
-    (application/x-gzip). Served and counted only (sitemap_fetches()); none is expected.
+  sitemaps: A's robots.txt names /sitemap_index.xml (application/xml), which lists two
+    gzip sitemaps (/sitemaps/pages-N.xml.gz, application/x-gzip, no Content-Encoding: the
+    body is the gzip file). They list pages the index links too, and three orphans no page
+    links to: /verwaist/eins.html (in pages-1), /verwaist/deux.html?lang=fr&v=2 (in
+    pages-2, its loc written with `&amp;` as XML needs) and /verwaist/%E4%B8%89.html
+    (pages-2, a percent-encoded UTF-8 path); they link only to pages found anyway. Only a
+    crawler that reads sitemaps finds them: expected(sitemaps=True). The sitemap files are
+    never items; sitemap_fetches() counts their downloads.
 
 `expected()` is the set {url: title} a crawler that obeys robots.txt, follows every <a
 href> of the two origins and stops at depth D should report (the final URL of a redirect,
-the plain spelling of a page); scrapy_deviations() where Scrapy 2.8 reports otherwise, and
-why; `classify(url)` names the page and group of a URL.
+the plain spelling of a page); with sitemaps=True, of one that also reads the sitemaps of
+A's robots.txt: the orphans added. That set does not depend on the depth a crawler gives
+a sitemap's pages (the samples 1, Scrapy's SitemapSpider 3: robots.txt, index, sitemap):
+what they link is at most two levels further, within a depth limit of 5.
+scrapy_deviations() where Scrapy 2.8 reports otherwise, and why; `classify(url)` names
+the page and group of a URL.
 
 Counters (thread-safe): every request by (origin, request target as sent), every
 request by page id (after the server's own normalisation: unreserved escapes decoded,
@@ -89,7 +100,8 @@ class Page:
 
     def __init__(self, pid, group, origin, path, title=None, links=(), charset="utf-8",
                  ctype=None, meta=None, bom=False, expected=True, kind="page", status=200,
-                 location=None, body=None, depth=None, alias=(), cross_origin_link=False):
+                 location=None, body=None, depth=None, alias=(), cross_origin_link=False,
+                 sitemap_only=False):
         self.id, self.group, self.origin, self.path = pid, group, origin, path
         self.title, self.links, self.charset = title, list(links), charset
         self.ctype = ctype if ctype is not None else f"text/html; charset={charset}"
@@ -99,6 +111,7 @@ class Page:
         self.alias = list(alias)      # other normalised targets served by this page
         # only reachable through a link to another origin than the start page's
         self.cross_origin_link = cross_origin_link
+        self.sitemap_only = sitemap_only  # linked from no page: only a sitemap lists it
 
 
 class QuirksSite:
@@ -206,6 +219,14 @@ class QuirksSite:
         # -- the calendar trap (months 1, 2, ... forever; the depth limit stops a crawl)
         add(Page("calendar", "calendar", "A", "/calendar", kind="calendar"))
         # -- robots.txt and sitemaps
+        add(Page("orphan-1", "sitemaps", "A", "/verwaist/eins.html",
+                 "Verwaiste Seite eins – nur in der Sitemap (Köln)", links=["/index.html"],
+                 depth=1, sitemap_only=True))
+        add(Page("orphan-2", "sitemaps", "A", "/verwaist/deux.html?lang=fr&v=2",
+                 "Page orpheline deux : seulement dans le plan du site (Genève)",
+                 links=["../urls.html"], depth=1, sitemap_only=True))
+        add(Page("orphan-3", "sitemaps", "A", "/verwaist/%E4%B8%89.html",
+                 "孤立页面三：只在站点地图中", links=["eins.html"], depth=1, sitemap_only=True))
         sitemap_index = (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             '<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
@@ -219,12 +240,15 @@ class QuirksSite:
                  body=b"User-agent: *\nDisallow: /private/\n"))
         add(Page("sitemap-index", "sitemaps", "A", "/sitemap_index.xml", kind="text",
                  ctype="application/xml", body=sitemap_index))
-        halves = (["/index.html", "/blog/", "/blog/a.html", "/blog/b.html", "/go/final.html"],
-                  ["/urls.html", "/same/page.html", "/same/PAGE.html", "/~team/about.html"])
+        halves = (["/index.html", "/blog/", "/blog/a.html", "/verwaist/eins.html",
+                   "/blog/b.html", "/go/final.html"],
+                  ["/urls.html", "/same/page.html", "/verwaist/deux.html?lang=fr&v=2",
+                   "/same/PAGE.html", "/~team/about.html", "/verwaist/%E4%B8%89.html"])
         for k, paths in enumerate(halves, 1):
             xml = ('<?xml version="1.0" encoding="UTF-8"?>\n'
                    '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n' +
-                   "".join(f"<url><loc>{A}{p}</loc></url>\n" for p in paths) + "</urlset>\n")
+                   "".join(f"<url><loc>{html.escape(A + p)}</loc></url>\n" for p in paths) +
+                   "</urlset>\n")
             add(Page(f"sitemap-{k}", "sitemaps", "A", f"/sitemaps/pages-{k}.xml.gz",
                      kind="text", ctype="application/x-gzip",
                      body=gzip.compress(xml.encode(), mtime=0)))
@@ -248,13 +272,14 @@ class QuirksSite:
     def calendar_title(self, month):
         return f"Kalender – Monat {month} (Falle)"
 
-    def expected(self, other_origins=True):
+    def expected(self, other_origins=True, sitemaps=False):
         """{url: title} of every page a crawl with depth limit self.depth reports.
         other_origins=False: of a crawler that follows links to the start page's origin
-        only (a redirect to B is still followed, B's own links are not)."""
+        only (a redirect to B is still followed, B's own links are not). sitemaps=True: of
+        a crawler that also reads the sitemaps robots.txt names (the orphans too)."""
         out = {}
         for p in self.pages.values():
-            if p.kind == "page" and p.expected and (other_origins or not p.cross_origin_link):
+            if p.kind == "page" and self._reported(p, other_origins, sitemaps):
                 out[self.url(p.path, p.origin)] = p.title
         for m in range(1, self.depth + 1):
             out[self.calendar_url(m)] = self.calendar_title(m)
@@ -271,10 +296,17 @@ class QuirksSite:
             "with 'Port could not be cast to integer value'; browsers (and Scrapy on a "
             "default port) follow the link"))}
 
-    def expected_downloads(self):
+    @staticmethod
+    def _reported(p, other_origins, sitemaps):
+        return p.expected and (other_origins or not p.cross_origin_link) and \
+            (sitemaps or not p.sitemap_only)
+
+    def expected_downloads(self, sitemaps=False):
         """{page id: downloads a crawl should make}: the pages of expected() once each, the
-        robots-disallowed pages and the UTF-8 spelling of the GBK query never."""
-        out = {pid: (1 if p.expected else 0) for pid, p in self.pages.items() if p.kind == "page"}
+        robots-disallowed pages, the UTF-8 spelling of the GBK query and (without sitemaps)
+        the orphans never."""
+        out = {pid: int(self._reported(p, True, sitemaps))
+               for pid, p in self.pages.items() if p.kind == "page"}
         for m in range(1, self.depth + 1):
             out[f"calendar:{m}"] = 1
         out[f"calendar:{self.depth + 1}"] = 0
@@ -434,7 +466,7 @@ def guess_group(origin, key):
         return "urls"
     if key.startswith("/calendar"):
         return "calendar"
-    if key.startswith(("/sitemap", "/robots.txt")):
+    if key.startswith(("/sitemap", "/robots.txt", "/verwaist")):
         return "sitemaps"
     return None
 

@@ -9,25 +9,39 @@ ones (tests/e2e/quirks_site.py: two origins on two loopback ports) crawled by
   py       the same broker and nodes with the Python sample worker
            (python3 -m spiderhub.worker, spiderhub.samples:LinkSpider);
   bridge   the same spider file through the Scrapy bridge (python3 -m spiderhub.scrapy_bridge):
-           nodes download, Scrapy parses.
+           nodes download, Scrapy parses;
+
+and, the sitemap scenario (issue #35 item 5), each also reading the sitemaps that A's
+robots.txt names (an index, two gzip sitemaps, three orphan pages no page links to):
+
+  scrapy-sitemaps  the same Scrapy spider with `-a sitemaps=1`: Scrapy's own SitemapSpider
+                   from A's robots.txt, plus the start page: the reference;
+  cpp-sitemaps     the C++ sample worker with "sitemaps": true in its arguments;
+  py-sitemaps      the Python sample worker with "sitemaps": true.
 
 The reference is kept honest first: Scrapy's set of (url, title) must be the set the site
 defines (QuirksSite.expected()), except where quirks_site.scrapy_deviations() documents
 that Scrapy 2.8 differs (and why). cpp and py are compared with the site's set (for py
 without B's page that only a link on B leads to: LinkSpider follows links to the start
 URL's host only; a redirect to B it follows); the bridge, which parses with Scrapy, with
-what Scrapy itself reported.
+what Scrapy itself reported. The sitemap crawls likewise, against the site's set with the
+orphans (QuirksSite.expected(sitemaps=True)): the same for all groups, since the depth a
+crawler gives a sitemap's pages (the samples 1, Scrapy 3) changes no page within the
+depth limit (quirks_site's docstring).
 
-For every crawler and every quirk group of the site (redirects, encodings, urls, calendar)
-the SET of page URLs (an item's finalUrl when it has one, else its url) and their titles
+For every crawler and every group of the site (redirects, encodings, urls, calendar,
+sitemaps: the orphans, expected only of the sitemap crawls) the SET of page URLs (an item's finalUrl when it has one, else its url) and their titles
 must equal the reference, every page once in the items, and every page downloaded once by
 the site's own counters (pages a crawler must not fetch: 0). One line per group (ok /
 FAIL, with missing, extra and wrong-title pages, duplicates, error items, downloads and
-404s), a line for sitemaps (served and counted, not asserted yet), and the exit code is 1
-when any group or crawl failed.
+404s); a line for the orphans (found by every sitemap crawl) and one for the sitemap files
+(each downloaded exactly once by a sitemap crawl, never by the others; robots.txt
+downloads are shown, not asserted: Scrapy and the nodes fetch it for the rules as well).
+The exit code is 1 when any group or crawl failed.
 
---only scrapy,cpp,py,bridge picks crawlers (scrapy always runs: it is the reference);
---keep keeps the work directory.
+--only scrapy,cpp,py,bridge,cpp-sitemaps,py-sitemaps picks crawlers (scrapy always runs,
+scrapy-sitemaps with any sitemap crawl: they are the references); --keep keeps the work
+directory.
 """
 import collections
 import json
@@ -47,8 +61,9 @@ CPP_CLS = "spiderhub.samples.SiteSpider"
 PY_CLS = "py.LinkSpider"
 BRIDGE_CLS = "scrapy.quirks"
 RUN_TIMEOUT = 40  # a run of this site takes ~2 s; a stuck one costs this much
-CRAWLERS = ("scrapy", "cpp", "py", "bridge")
-COMPARED = ("redirects", "encodings", "urls", "calendar")
+CRAWLERS = ("scrapy", "cpp", "py", "bridge", "scrapy-sitemaps", "cpp-sitemaps", "py-sitemaps")
+COMPARED = ("redirects", "encodings", "urls", "calendar", "sitemaps")
+ORPHANS = ("orphan-1", "orphan-2", "orphan-3")
 
 
 def parse_args():
@@ -92,22 +107,27 @@ def is_page(item):
 # ---- the crawls --------------------------------------------------------------------
 
 
-def crawl_scrapy(env, site):
-    c = Crawl("scrapy")
-    out = env.path("items-scrapy.jsonl")
+def with_sitemaps(name):
+    return name.endswith("-sitemaps")
+
+
+def crawl_scrapy(env, site, name="scrapy"):
+    c = Crawl(name)
+    out = env.path(f"items-{name}.jsonl")
     spider = os.path.join(env.args.source, "tests", "e2e", "scrapy_quirks_spider.py")
     argv = [PYTHON, "-m", "scrapy", "runspider", spider,
             "-a", f"start_url={site.start_url()}", "-a", "hosts=127.0.0.1",
             "-s", f"DEPTH_LIMIT={DEPTH}", "-s", "DOWNLOAD_DELAY=0",
             "-s", "AUTOTHROTTLE_ENABLED=False", "-s", "TELNETCONSOLE_ENABLED=False",
             "-s", "REQUEST_FINGERPRINTER_IMPLEMENTATION=2.7", "-s", "FEED_EXPORT_ENCODING=utf-8",
-            "-s", "CLOSESPIDER_TIMEOUT=45", "-s", "LOG_LEVEL=DEBUG", "-O", out]
+            "-s", "CLOSESPIDER_TIMEOUT=45", "-s", "LOG_LEVEL=DEBUG", "-O", out,
+            "-a", f"sitemaps={int(with_sitemaps(name))}"]
     before = site.snapshot()
     t0 = time.monotonic()
-    with open(env.path("scrapy.log"), "wb") as log:
+    with open(env.path(f"{name}.log"), "wb") as log:
         p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=env.dir,
                              start_new_session=True)
-        p.name, p.log_path = "scrapy", env.path("scrapy.log")
+        p.name, p.log_path = name, env.path(f"{name}.log")
         env.procs.append(p)
         try:
             rc = p.wait(60)
@@ -118,7 +138,7 @@ def crawl_scrapy(env, site):
     c.counts = site.since(before, site.snapshot())
     c.items = read_jsonl(out)
     if rc != 0:
-        c.error = f"scrapy runspider exited {rc}: {env.log('scrapy')[-1500:]}"
+        c.error = f"scrapy runspider exited {rc}: {env.log(name)[-1500:]}"
     return c
 
 
@@ -203,38 +223,40 @@ def crawl_spiderhub(env, broker, site, name, worker, job, output, one_run=False)
     return c
 
 
-def crawl_cpp(env, broker, site):
-    out = env.path("items-cpp.jsonl")
-    worker = env.start_worker(broker, name="worker-cpp", cls=CPP_CLS, runs=1)
-    job = create_job(broker, "cpp", CPP_CLS, {"startUrl": site.start_url(), "maxDepth": DEPTH,
-                                               "output": out, "sameDomain": False})
-    return crawl_spiderhub(env, broker, site, "cpp", worker, job, out, one_run=True)
+def crawl_cpp(env, broker, site, name="cpp"):
+    out = env.path(f"items-{name}.jsonl")
+    worker = env.start_worker(broker, name=f"worker-{name}", cls=CPP_CLS, runs=1)
+    args = {"startUrl": site.start_url(), "maxDepth": DEPTH, "output": out, "sameDomain": False}
+    if with_sitemaps(name):
+        args["sitemaps"] = True
+    job = create_job(broker, name, CPP_CLS, args)
+    return crawl_spiderhub(env, broker, site, name, worker, job, out, one_run=True)
 
 
-def crawl_py(env, broker, site):
-    out = env.path("items-py.jsonl")
-    src = os.path.join(env.args.source, "clients", "python")
-    worker = env.spawn("worker-py", [sys.executable, "-m", "spiderhub.worker", "--broker",
-                                     broker.base + "/", "--token", h.TOKEN, "--class", PY_CLS,
-                                     "--spider", "spiderhub.samples:LinkSpider", "-o", out],
-                       env=dict(os.environ, PYTHONPATH=src))
-    job = create_job(broker, "py", PY_CLS, {"startUrl": site.start_url(), "maxDepth": DEPTH})
-    return crawl_spiderhub(env, broker, site, "py", worker, job, out)
+def crawl_py(env, broker, site, name="py"):
+    out = env.path(f"items-{name}.jsonl")
+    cls = PY_CLS + (".sitemaps" if with_sitemaps(name) else "")  # one worker per job
+    worker = h.start_py_worker(env, broker.base + "/", cls, out, name=f"worker-{name}")
+    args = {"startUrl": site.start_url(), "maxDepth": DEPTH}
+    if with_sitemaps(name):
+        args["sitemaps"] = True
+    job = create_job(broker, name, cls, args)
+    return crawl_spiderhub(env, broker, site, name, worker, job, out)
 
 
-def crawl_bridge(env, broker, site):
-    out = env.path("items-bridge.jsonl")
+def crawl_bridge(env, broker, site, name="bridge"):
+    out = env.path(f"items-{name}.jsonl")
     src = os.path.join(env.args.source, "clients", "python")
     spider = os.path.join(env.args.source, "tests", "e2e", "scrapy_quirks_spider.py")
-    worker = env.spawn("bridge", [PYTHON, "-m", "spiderhub.scrapy_bridge", spider,
-                                  "--broker", broker.base + "/", "--token", h.TOKEN,
-                                  "--class", BRIDGE_CLS, "-o", out,
-                                  "--state", env.path("bridge-state.db"),
-                                  "-s", f"DEPTH_LIMIT={DEPTH}"],
-                       env=dict(os.environ, PYTHONPATH=src))
-    job = create_job(broker, "bridge", BRIDGE_CLS,
+    worker = env.spawn(name, [PYTHON, "-m", "spiderhub.scrapy_bridge", spider,
+                              "--broker", broker.base + "/", "--token", h.TOKEN,
+                              "--class", BRIDGE_CLS, "-o", out,
+                              "--state", env.path(f"{name}-state.db"),
+                              "-s", f"DEPTH_LIMIT={DEPTH}"],
+                   env=dict(os.environ, PYTHONPATH=src))
+    job = create_job(broker, name, BRIDGE_CLS,
                      {"start_url": site.start_url(), "hosts": "127.0.0.1"})
-    return crawl_spiderhub(env, broker, site, "bridge", worker, job, out)
+    return crawl_spiderhub(env, broker, site, name, worker, job, out)
 
 
 # ---- comparison ---------------------------------------------------------------------
@@ -257,10 +279,10 @@ class Shorten:
         return repr(t if len(t) <= 60 else t[:57] + "...")
 
 
-def reference_sets(site, scrapy):
+def reference_sets(site, scrapy, sitemaps=False):
     """(the site's set, what Scrapy should report given its documented deviations, what
     Scrapy reported) as {url: title}."""
-    expected = site.expected()
+    expected = site.expected(sitemaps=sitemaps)
     scrapy_expected = dict(expected)
     for url, (title, _) in site.scrapy_deviations().items():
         if title is None:
@@ -358,12 +380,115 @@ def unattributed(site, crawl, short):
     return out
 
 
-def main():
-    args = parse_args()
-    only = [c.strip() for c in args.only.split(",") if c.strip()] or list(CRAWLERS)
-    unknown = set(only) - set(CRAWLERS)
+def sitemap_problems(site, crawl):
+    """Problems of one crawl with the sitemap files (each downloaded once by a sitemap
+    crawl, never by the others) and, for a sitemap crawl, the orphans (all found)."""
+    if crawl.counts is None:
+        return []
+    want = int(with_sitemaps(crawl.name))
+    problems = [f"{pid} downloaded x{n} (want {want})"
+                for pid, n in site.sitemap_fetches(crawl.counts).items() if n != want]
+    if want:
+        found = {final_url(i) for i in crawl.items if is_page(i)}
+        missing = [pid for pid in ORPHANS if site.url(site.pages[pid].path) not in found]
+        if missing:
+            problems.append(f"orphans not found: {missing}")
+    return problems
+
+
+def sitemap_summary(site, crawl):
+    """One crawl's sitemap downloads, orphans found and robots.txt downloads, in a few words."""
+    if crawl.counts is None:
+        return f"{crawl.name} no counts"
+    f = site.sitemap_fetches(crawl.counts)
+    found = {final_url(i) for i in crawl.items if is_page(i)}
+    orphans = sum(site.url(site.pages[pid].path) in found for pid in ORPHANS)
+    return (f"{crawl.name} index/1/2 x{f['sitemap-index']}/{f['sitemap-1']}/{f['sitemap-2']}, "
+            f"orphans {orphans}/{len(ORPHANS)}, robots.txt A x"
+            f"{crawl.counts['pages'].get('robots-A', 0)}")
+
+
+def selected_crawlers(only):
+    """The crawlers to run, in order: the references first (scrapy always, scrapy-sitemaps
+    with any sitemap crawl), then the chosen ones."""
+    chosen = [c.strip() for c in only.split(",") if c.strip()] or list(CRAWLERS)
+    unknown = set(chosen) - set(CRAWLERS)
     if unknown:
         sys.exit(f"unknown crawler(s) {sorted(unknown)}; known: {list(CRAWLERS)}")
+    refs = ["scrapy"] + (["scrapy-sitemaps"] if any(map(with_sitemaps, chosen)) else [])
+    return refs + [c for c in CRAWLERS if c in chosen and c not in refs]
+
+
+def run_crawls(env, site, names):
+    """{name: Crawl}; the broker and two nodes start before the first spiderhub crawl."""
+    crawls = {}
+    broker = None
+    for name in names:
+        if name.startswith("scrapy"):
+            crawls[name] = crawl_scrapy(env, site, name)
+            continue
+        try:
+            if broker is None:
+                broker = env.start_broker()
+                env.start_node(broker, "node1")
+                env.start_node(broker, "node2")
+                nodes_online(broker, 2)
+            crawl = {"cpp": crawl_cpp, "py": crawl_py, "bridge": crawl_bridge}[
+                name.split("-")[0]]
+            crawls[name] = crawl(env, broker, site, name)
+        except Exception as e:  # report, then go on with the next crawler
+            traceback.print_exc()
+            c = Crawl(name)
+            c.error = f"{type(e).__name__}: {str(e)[:800]}"
+            crawls[name] = c
+    return crawls
+
+
+def references(site, crawls, short):
+    """{crawler: {url: title} it should report}, from the site's sets and what the Scrapy
+    references reported (printed)."""
+    refs = {}
+    for ref, sitemaps in (("scrapy", False), ("scrapy-sitemaps", True)):
+        if ref not in crawls:
+            continue
+        expected, scrapy_expected, scrapy_got = reference_sets(site, crawls[ref], sitemaps)
+        tail = "-sitemaps" if sitemaps else ""
+        # LinkSpider follows links to the start URL's host only (the C++ SiteSpider runs with
+        # sameDomain false, Scrapy with allowed_domains 127.0.0.1: both origins).
+        refs.update({ref: scrapy_expected, "cpp" + tail: expected,
+                     "py" + tail: site.expected(other_origins=False, sitemaps=sitemaps)})
+        if not sitemaps:
+            refs["bridge"] = scrapy_got
+        s = crawls[ref]
+        print(f"real web: {ref} (Scrapy 2.8 reference): {len(expected)} pages expected, "
+              f"{sum(map(is_page, s.items))} page items ({len(scrapy_got)} URLs) in "
+              f"{s.seconds:.1f}s, {sum(s.counts['raw'].values())} requests; robots.txt A x"
+              f"{s.counts['pages'].get('robots-A', 0)}, B x{s.counts['pages'].get('robots-B', 0)}",
+              flush=True)
+        if sitemaps:
+            continue
+        for url, (title, why) in site.scrapy_deviations().items():
+            seen = url in scrapy_got
+            print(f"     documented Scrapy deviation {short.url(url)}: {why}"
+                  + (" [Scrapy no longer deviates here]" if seen and title is None else ""),
+                  flush=True)
+    return refs
+
+
+def report(title, per):
+    """Prints one ok/FAIL line for {crawler: problems} and the problems; True when ok."""
+    bad = [n for n, p in per.items() if p]
+    summary = "; ".join(f"{n} {'FAIL' if per[n] else 'ok'}" for n in per)
+    print(f"{'FAIL' if bad else 'ok  '} {title}: {summary}", flush=True)
+    for n in bad:
+        for p in per[n]:
+            print(f"     {n}: {p}", flush=True)
+    return not bad
+
+
+def main():
+    args = parse_args()
+    names = selected_crawlers(args.only)
     probe = subprocess.run([PYTHON, "-c", "import scrapy"], capture_output=True)
     assert probe.returncode == 0, "Debian's python3-scrapy is missing (scripts/setup installs it)"
     if args.keep:
@@ -376,48 +501,15 @@ def main():
         shutil.copy2(args.bin, binary)
         args.bin = binary
         short = Shorten(site)
-        crawls = {"scrapy": crawl_scrapy(env, site)}
-        broker = None
-        for name in only:
-            if name == "scrapy":
-                continue
-            try:
-                if broker is None:
-                    broker = env.start_broker()
-                    env.start_node(broker, "node1")
-                    env.start_node(broker, "node2")
-                    nodes_online(broker, 2)
-                crawls[name] = {"cpp": crawl_cpp, "py": crawl_py,
-                                "bridge": crawl_bridge}[name](env, broker, site)
-            except Exception as e:  # report, then go on with the next crawler
-                traceback.print_exc()
-                c = Crawl(name)
-                c.error = f"{type(e).__name__}: {str(e)[:800]}"
-                crawls[name] = c
-
-        expected, scrapy_expected, scrapy_got = reference_sets(site, crawls["scrapy"])
-        # LinkSpider follows links to the start URL's host only (the C++ SiteSpider runs with
-        # sameDomain false, Scrapy with allowed_domains 127.0.0.1: both origins).
-        refs = {"scrapy": scrapy_expected, "cpp": expected,
-                "py": site.expected(other_origins=False), "bridge": scrapy_got}
+        crawls = run_crawls(env, site, names)
         print(f"real web: site {site.bases['A']} (second origin {site.bases['B']}), depth "
-              f"limit {DEPTH}: {len(expected)} pages expected", flush=True)
-        s = crawls["scrapy"]
-        print(f"real web: Scrapy 2.8 reference: {sum(map(is_page, s.items))} page items "
-              f"({len(scrapy_got)} URLs) in {s.seconds:.1f}s, "
-              f"{sum(s.counts['raw'].values())} requests; robots.txt A x"
-              f"{s.counts['pages'].get('robots-A', 0)}, B x{s.counts['pages'].get('robots-B', 0)}",
-              flush=True)
-        for url, (title, why) in site.scrapy_deviations().items():
-            seen = url in scrapy_got
-            print(f"     documented Scrapy deviation {short.url(url)}: {why}"
-                  + (" [Scrapy no longer deviates here]" if seen and title is None else ""),
-                  flush=True)
+              f"limit {DEPTH}", flush=True)
+        refs = references(site, crawls, short)
         for name, c in crawls.items():
             if c.error:
                 print(f"FAIL crawl {name} ({c.seconds:.1f}s): {c.error[:1500]}", flush=True)
                 failed.append(f"crawl {name}")
-            elif name != "scrapy":
+            elif not name.startswith("scrapy"):
                 r = c.run or {}
                 print(f"     crawl {name}: run {r.get('status')} in {c.seconds:.1f}s, "
                       f"{len(c.items)} items, {sum(c.counts['raw'].values())} requests "
@@ -425,30 +517,18 @@ def main():
                       f"error {r.get('error')}, skipped {r.get('skipped')})", flush=True)
 
         for group in COMPARED:
-            per = {}
-            for name, c in crawls.items():
-                per[name] = compare(site, c, refs[name], group, short)
-            bad = [n for n, p in per.items() if p]
-            summary = "; ".join(f"{n} {'FAIL' if per[n] else 'ok'}" for n in per)
-            print(f"{'FAIL' if bad else 'ok  '} {group}: {summary}", flush=True)
-            for n in bad:
-                for p in per[n]:
-                    print(f"     {n}: {p}", flush=True)
-            if bad:
+            if not report(group, {n: compare(site, c, refs[n], group, short)
+                                  for n, c in crawls.items()}):
                 failed.append(group)
         others = {n: unattributed(site, c, short) for n, c in crawls.items()}
         if any(others.values()):
-            print("FAIL other: " + "; ".join(f"{n} {'FAIL' if p else 'ok'}"
-                                            for n, p in others.items()), flush=True)
-            for n, ps in others.items():
-                for p in ps:
-                    print(f"     {n}: {p}", flush=True)
+            report("other", others)
             failed.append("other")
-        fetched = {n: site.sitemap_fetches(c.counts) for n, c in crawls.items()
-                   if c.counts is not None}
-        print("info sitemaps (served and counted, not asserted yet): " + "; ".join(
-            f"{n} index/1/2 x{f['sitemap-index']}/{f['sitemap-1']}/{f['sitemap-2']}"
-            for n, f in fetched.items()), flush=True)
+        if not report("sitemap files and orphans",
+                      {n: sitemap_problems(site, c) for n, c in crawls.items()}):
+            failed.append("sitemap files")
+        print("     " + "; ".join(sitemap_summary(site, c) for c in crawls.values()),
+              flush=True)
     took = time.monotonic() - t_all
     print(f"real web: {len(failed)} failed {failed} in {took:.0f}s" if failed else
           f"real web: all passed in {took:.0f}s", flush=True)
