@@ -30,9 +30,10 @@ crawler gives a sitemap's pages (the samples 1, Scrapy 3) changes no page within
 depth limit (quirks_site's docstring).
 
 For every crawler and every group of the site (redirects, encodings, urls, calendar,
-sitemaps: the orphans, expected only of the sitemap crawls) the SET of page URLs (an item's finalUrl when it has one, else its url) and their titles
-must equal the reference, every page once in the items, and every page downloaded once by
-the site's own counters (pages a crawler must not fetch: 0). One line per group (ok /
+sitemaps: the orphans, expected only of the sitemap crawls) the SET of page URLs (an
+item's finalUrl when it has one, else its url) and their titles must equal the
+reference, every page once in the items, and every page downloaded once by the site's own
+counters (pages a crawler must not fetch: 0). One line per group (ok /
 FAIL, with missing, extra and wrong-title pages, duplicates, error items, downloads and
 404s); a line for the orphans (found by every sitemap crawl) and one for the sitemap files
 (each downloaded exactly once by a sitemap crawl, never by the others; robots.txt
