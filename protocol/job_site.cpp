@@ -72,12 +72,21 @@ site site_of_job(const std::map<std::string, std::string>& properties) {
   limit("MaxPages", s.max_pages, 1LL << 40);
   limit("MaxPagesPerHost", s.max_pages_per_host, 1LL << 40);
   limit("MaxRepeatedSegments", s.max_repeated_segments, 1000);
-  if (auto* text = find(properties, "VerifyTls")) {
-    if (*text != "true" && *text != "false")
-      throw core::input_error("property 'VerifyTls' must be true or false, not '" + *text + "'");
-    if (*text == "false")
-      s.verify_tls = false;
-  }
+  auto flag = [&](const char* key, bool& field) {
+    if (auto* text = find(properties, key)) {
+      if (*text != "true" && *text != "false")
+        throw core::input_error(std::string("property '") + key +
+                                "' must be true or false, not '" + *text + "'");
+      field = *text == "true";
+    }
+  };
+  flag("VerifyTls", s.verify_tls);
+  flag("AllowPrivateAddresses", s.allow_private_addresses);
+  flag("SortQuery", s.sort_query);
+  flag("StripSessionIds", s.strip_session_ids);
+  flag("StripTracking", s.strip_tracking);
+  if (auto n = integer(properties, "WorkersPerRun", 0, 1000, "0 = every worker of the class"))
+    s.workers_per_run = static_cast<std::int32_t>(*n);
   if (auto* text = find(properties, "AllowedContentTypes")) {
     try {
       if (s.allowed_content_types.empty())

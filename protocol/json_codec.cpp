@@ -211,7 +211,12 @@ json to_json(const site& x) {
           {"maxPages", x.max_pages},
           {"maxPagesPerHost", x.max_pages_per_host},
           {"maxRepeatedSegments", x.max_repeated_segments},
-          {"verifyTls", x.verify_tls}};
+          {"verifyTls", x.verify_tls},
+          {"allowPrivateAddresses", x.allow_private_addresses},
+          {"sortQuery", x.sort_query},
+          {"stripSessionIds", x.strip_session_ids},
+          {"stripTracking", x.strip_tracking},
+          {"workersPerRun", x.workers_per_run}};
 }
 
 template <> site decode<site>(const json& j, const std::string& path) {
@@ -282,6 +287,13 @@ template <> site decode<site>(const json& j, const std::string& path) {
   limit("maxPagesPerHost", s.max_pages_per_host);
   limit("maxRepeatedSegments", s.max_repeated_segments);
   read(j, "verifyTls", s.verify_tls, path);
+  read(j, "allowPrivateAddresses", s.allow_private_addresses, path);
+  read(j, "sortQuery", s.sort_query, path);
+  read(j, "stripSessionIds", s.strip_session_ids, path);
+  read(j, "stripTracking", s.strip_tracking, path);
+  read(j, "workersPerRun", s.workers_per_run, path);
+  if (s.workers_per_run < 0 || s.workers_per_run > 1000)
+    fail(path + ".workersPerRun", "must be 0 (every worker of the class) to 1000");
   for (auto& t : s.allowed_content_types)
     if (!core::valid_media_range(t))
       fail(path + ".allowedContentTypes",

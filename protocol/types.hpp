@@ -94,6 +94,17 @@ struct site {
   std::int64_t max_pages_per_host = -1;
   std::int32_t max_repeated_segments = -1;
   bool verify_tls = true;  // job property VerifyTls: false accepts any certificate (warned)
+  // Job property AllowPrivateAddresses: nodes may connect to loopback and private
+  // addresses for this run (they refuse them unless their own config allows them).
+  bool allow_private_addresses = false;
+  // Per-job canonicalisation (job properties SortQuery, StripSessionIds, StripTracking;
+  // core::canonical_options, docs/urls.md): applied by the broker to every pushed URL.
+  bool sort_query = false;
+  bool strip_session_ids = false;
+  bool strip_tracking = false;
+  // Job property WorkersPerRun: how many connected workers of the job's class get the run
+  // (1 by default; 0 = every one, also those connecting later). Each result goes to one.
+  std::int32_t workers_per_run = 1;
 };
 
 enum class block_command : std::int32_t { none = 0, download = 1, pause = 2, resume = 3, exit = 4 };

@@ -619,15 +619,58 @@ int crawl_repository::delete_results(const std::string& identity,
   return removed;
 }
 
+namespace {
+constexpr const char* result_columns =
+  "SELECT Id, Identity, BlockId, RequestHash, Body, Seq, Segment, Pos, Length, length(Body) "
+  "FROM Result ";
+
+/// Appends the row `q` stands on to `out` unless it would take `out` past `max_bytes` (a
+/// reply holds one row at least): then sets *cut and answers false.
+/// Stored sizes decide before a body is read (a spooled body's record length, LZ4-packed or
+/// not; length(Body) counts characters of text rows), so the row that would pass the budget
+/// is mostly never read; the size read decides in the end.
+bool take_result_row(database& db, statement& q, std::vector<result_row>& out,
+                     std::int64_t& bytes, std::int64_t max_bytes, bool* cut) {
+  const bool spooled = !q.getColumn(6).isNull();
+  const std::int64_t size = spooled ? q.getColumn(8).getInt64() : q.getColumn(9).getInt64();
+  if (!out.empty() && bytes + size > max_bytes) {
+    if (cut)
+      *cut = true;
+    return false;
+  }
+  result_row r;
+  r.id = q.getColumn(0).getInt64();
+  r.identity = q.getColumn(1).getString();
+  r.block_id = q.getColumn(2).getString();
+  r.request_hash = q.getColumn(3).getString();
+  r.seq = q.getColumn(5).isNull() ? 0 : q.getColumn(5).getInt64();
+  if (!spooled) {
+    r.body = unpack_body(q.getColumn(4).getString());
+  } else {
+    auto* spool = db.spool();
+    if (!spool)
+      throw std::runtime_error("result " + std::to_string(r.id) +
+                               " has its body in a result spool, but none is configured");
+    r.body = unpack_body(spool->read(
+      {q.getColumn(6).getInt64(), q.getColumn(7).getInt64(), q.getColumn(8).getInt64()}));
+  }
+  const auto read = static_cast<std::int64_t>(r.body.size());
+  if (!out.empty() && bytes + read > max_bytes) {
+    if (cut)
+      *cut = true;
+    return false;
+  }
+  bytes += read;
+  out.push_back(std::move(r));
+  return true;
+}
+} // namespace
+
 std::vector<result_row> crawl_repository::results_after(const std::string& identity,
                                                         std::int64_t after_id, int limit,
                                                         std::int64_t max_bytes, bool* cut) {
-  // Stored sizes decide before a body is read (a spooled body's record length, LZ4-packed
-  // or not; length(Body) counts characters of text rows), so the row that would pass the
-  // budget is mostly never read; the size read decides in the end.
-  auto& q = db_.prepare(
-    "SELECT Id, Identity, BlockId, RequestHash, Body, Seq, Segment, Pos, Length, length(Body) "
-    "FROM Result WHERE Identity=? AND Id>? ORDER BY Id LIMIT ?");
+  auto& q = db_.prepare(std::string(result_columns) +
+                        "WHERE Identity=? AND Id>? ORDER BY Id LIMIT ?");
   q.bind(1, identity);
   q.bind(2, static_cast<std::int64_t>(after_id));
   q.bind(3, limit);
@@ -635,40 +678,31 @@ std::vector<result_row> crawl_repository::results_after(const std::string& ident
   std::int64_t bytes = 0;
   if (cut)
     *cut = false;
-  while (q.executeStep()) {
-    const bool spooled = !q.getColumn(6).isNull();
-    const std::int64_t size = spooled ? q.getColumn(8).getInt64() : q.getColumn(9).getInt64();
-    if (!out.empty() && bytes + size > max_bytes) {
-      if (cut)
-        *cut = true;
+  while (q.executeStep())
+    if (!take_result_row(db_, q, out, bytes, max_bytes, cut))
       break;
-    }
-    result_row r;
-    r.id = q.getColumn(0).getInt64();
-    r.identity = q.getColumn(1).getString();
-    r.block_id = q.getColumn(2).getString();
-    r.request_hash = q.getColumn(3).getString();
-    r.seq = q.getColumn(5).isNull() ? 0 : q.getColumn(5).getInt64();
-    if (!spooled) {
-      r.body = unpack_body(q.getColumn(4).getString());
-    } else {
-      auto* spool = db_.spool();
-      if (!spool)
-        throw std::runtime_error("result " + std::to_string(r.id) +
-                                 " has its body in a result spool, but none is configured");
-      r.body = unpack_body(spool->read(
-        {q.getColumn(6).getInt64(), q.getColumn(7).getInt64(), q.getColumn(8).getInt64()}));
-    }
-    const auto read = static_cast<std::int64_t>(r.body.size());
-    if (!out.empty() && bytes + read > max_bytes) {
-      if (cut)
-        *cut = true;
-      break;
-    }
-    bytes += read;
-    out.push_back(std::move(r));
-  }
   q.reset();
+  return out;
+}
+
+std::vector<result_row> crawl_repository::results_by_ids(const std::string& identity,
+                                                         const std::vector<std::int64_t>& ids,
+                                                         std::int64_t max_bytes, bool* cut) {
+  auto& q = db_.prepare(std::string(result_columns) + "WHERE Identity=? AND Id=?");
+  std::vector<result_row> out;
+  std::int64_t bytes = 0;
+  if (cut)
+    *cut = false;
+  for (auto id : ids) {
+    q.bind(1, identity);
+    q.bind(2, id);
+    bool more = true;
+    if (q.executeStep())
+      more = take_result_row(db_, q, out, bytes, max_bytes, cut);
+    q.reset();
+    if (!more)
+      break;
+  }
   return out;
 }
 

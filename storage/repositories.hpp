@@ -101,6 +101,11 @@ class crawl_repository {
                                         int limit,
                                         std::int64_t max_bytes = std::numeric_limits<std::int64_t>::max(),
                                         bool* cut = nullptr);
+  /// The results of `ids` still stored, in that order, within `max_bytes` as above (a
+  /// worker's results handed out again after its connection closed).
+  std::vector<result_row> results_by_ids(const std::string& identity,
+                                         const std::vector<std::int64_t>& ids,
+                                         std::int64_t max_bytes, bool* cut = nullptr);
   std::int64_t count_results(const std::string& identity);
   /// (id, stored body bytes) of every result of a run, oldest first: what waits for its
   /// worker, read back at a restart.

@@ -105,8 +105,11 @@ void start_block_run(self_ptr self, const storage::job_row& job, const std::stri
     return;
   }
   std::string site;
+  std::int32_t workers_per_run = 1;
   try {
-    site = to_json(site_of_job(job.properties)).dump();
+    auto settings = site_of_job(job.properties);
+    workers_per_run = settings.workers_per_run;
+    site = to_json(settings).dump();
   } catch (const std::exception& e) {
     auto reason = std::string("bad site, politeness or download properties: ") + e.what();
     record_failed_run(self, job.id, identity, reason);
@@ -125,9 +128,19 @@ void start_block_run(self_ptr self, const storage::job_row& job, const std::stri
     .then(
       [=](bool) mutable {
         ++self->state.runs_started;
-        spdlog::info("job {} ({}): run {} started on a worker of class {}", job.id, job.name,
-                     identity, cls);
-        self->send(worker, run_atom::value, run);
+        // One worker, or (WorkersPerRun) several of the class sharing its results.
+        std::vector<caf::actor> to{worker};
+        if (workers_per_run != 1) {
+          to = self->state.workers[cls];
+          if (workers_per_run > 0 && static_cast<std::int32_t>(to.size()) > workers_per_run)
+            to.resize(static_cast<std::size_t>(workers_per_run));
+          if (to.empty())
+            to = {worker};
+        }
+        spdlog::info("job {} ({}): run {} started on {} worker(s) of class {}", job.id,
+                     job.name, identity, to.size(), cls);
+        for (auto& w : to)
+          self->send(w, run_atom::value, run);
         rp.deliver(identity);
       },
       [=](caf::error& err) mutable {

@@ -599,9 +599,9 @@ void finish_run(self_ptr self, run_entry& r, const std::string& status) {
     storage::run_repository(db).remove_running(identity);
   });
   purge(self, identity);
-  answer_held_poll(r);
-  if (r.consumer)
-    self->send(r.consumer, exit_atom::value, identity);
+  answer_held_polls(r);
+  for (auto& [session, c] : r.consumers)
+    self->send(session, exit_atom::value, identity);
   std::set<std::string> told;
   for (auto& [id, b] : r.blocks)
     if (auto n = self->state.nodes.find(b.node_id); n != self->state.nodes.end()) {
@@ -614,8 +614,8 @@ void finish_run(self_ptr self, run_entry& r, const std::string& status) {
 }
 
 void maybe_finish(self_ptr self, run_entry& r) {
-  if (r.held && !more_may_come(self, r))
-    answer_held_poll(r);  // nothing can wake it any more
+  if (!more_may_come(self, r) && r.returned.empty())
+    answer_held_polls(r);  // nothing can wake them any more
   if (r.completed && !r.finishing && r.hosts->waiting() == 0 && r.blocks.empty() &&
       r.unacked == 0 && r.spilled == 0 && !r.unspilling)
     finish_run(self, r, "Success");
@@ -652,6 +652,7 @@ run_entry make_run(self_ptr self, const std::string& job_id, const std::string& 
   r.job_id = job_id;
   r.identity = identity;
   r.site_settings = s;
+  r.workers_per_run = s.workers_per_run;
   // Every block names the run's body limit, never more than fits in a hub message (the
   // broker's dispatch.max_body_bytes, checked against http.max_message_bytes at start).
   auto& max_body = r.site_settings.max_body_bytes;
@@ -831,6 +832,27 @@ redirect_step follow_redirect(const queued_request& q, std::int32_t status,
   return step;
 }
 
+/// The run's own canonicalisation (job properties SortQuery, StripSessionIds,
+/// StripTracking), on top of the one parse_push applied to every URL: a request it changes
+/// gets the new URL and dedup key.
+void apply_run_canonical(const site& s, fast::raw_request& req) {
+  core::canonical_options o;
+  o.sort_query = s.sort_query;
+  o.strip_session_ids = s.strip_session_ids;
+  o.strip_tracking = s.strip_tracking;
+  if (!o.sort_query && !o.strip_session_ids && !o.strip_tracking)
+    return;
+  auto url = core::canonical_url(req.url, o);
+  if (url.empty() || url == req.url)
+    return;
+  auto rq = decode<request>(json::parse(req.json));
+  rq.url = url;
+  req.json.clear();
+  fast::append_json(req.json, rq);
+  req.hash = request_hash(rq);
+  req.url = std::move(url);
+}
+
 /// Takes requests into a run: new ones (by hash) are stored, then queued by politeness key;
 /// `done` gets how many were new, or the storage failure. Push, and redirects the nodes
 /// hand back, come in here.
@@ -844,6 +866,7 @@ void admit(self_ptr self, run_entry& run, std::vector<fast::raw_request>& reques
       auto in_memory = r->hosts->waiting() + r->hosts->unresolved();
       std::int64_t spilled = 0;
       for (auto& req : requests) {
+        apply_run_canonical(r->site_settings, req);
         // Hashes come from parse_push: always 16 hex digits.
         if (!r->seen.insert(core::parse_digest(req.hash).value_or(0))) {
           ++self->state.duplicates;
@@ -975,6 +998,8 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         spdlog::critical("dispatcher: cannot restore runs: {}", caf::to_string(err));
       });
   self->send(self, tick_atom::value);
+  // Worker sessions polling a run are monitored: the results one held go to the others.
+  self->set_down_handler([=](caf::down_msg& m) { consumer_gone(self, m.source); });
   return {
     [=](start_run_atom, const run_spec& spec) -> caf::result<bool> {
       if (self->state.runs.count(spec.identity))
@@ -1459,6 +1484,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                   {"blocksDone", st.blocks_done}, {"blocksFailed", st.blocks_failed},
                   {"leasesExpired", st.leases_expired}, {"resultsStored", st.results_stored},
                   {"resultsAcked", st.results_acked}, {"runsFinished", st.runs_finished},
+                  {"resultsReleased", st.results_released},
                   {"resultBytes", st.result_bytes}, {"downloadErrors", st.download_errors},
                   {"requestsSkipped", st.skipped}, {"requestsDeferred", st.deferred},
                   {"requestsFailedUndownloaded", st.failed_undownloaded},

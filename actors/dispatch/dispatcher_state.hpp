@@ -64,29 +64,39 @@ struct run_entry {
   std::int64_t unacked = 0;                      // stored results not yet acked
   std::unordered_map<std::int64_t, std::int64_t> unacked_sizes;  // their bytes, by result id
   std::int64_t unacked_bytes = 0;                // their sum
-  std::int64_t cursor = 0;                       // last result id handed to the consumer
-  bool poll_in_flight = false;
+  // Results go to the run's workers (consumers: the sessions that Poll it). Each result is
+  // leased to one of them until it is acked; a consumer's leases come back (returned) when
+  // its session ends, and go out again before anything new. A run of one worker
+  // (workers_per_run 1) treats a Poll from another session as that worker reconnected: it
+  // takes over and everything unacked is handed out again from the oldest.
+  std::int64_t cursor = 0;                       // last result id read for any consumer
+  std::set<std::int64_t> returned;               // results of consumers that went away
+  std::unordered_map<std::int64_t, caf::actor> lease_of;  // leased result id -> consumer
+  bool poll_in_flight = false;                   // one storage read at a time
   // Results stored for this run so far, counted in store completions; a Poll read that
   // came back short saw everything up to the count at its start (drained_gen), so a Poll
   // arriving before the count moves on has nothing new to read.
   std::uint64_t stored_gen = 0;
   std::uint64_t drained_gen = no_gen;
   static constexpr std::uint64_t no_gen = ~std::uint64_t{0};
-  // A long Poll that found nothing new: answered by the next store of this run's results,
-  // when its wait ends, or empty when its consumer changes, gets a Run or the run ends.
+  // A long Poll that found nothing new (or met another consumer's read): answered by the
+  // next store of this run's results, when its wait ends, or empty when its consumer
+  // gets a Run or the run ends.
   struct held_poll {
     caf::typed_response_promise<std::string> rp;
     std::int32_t limit = 0;
     std::int64_t max_bytes = 0;
     std::int32_t wait_ms = 0;
-    caf::actor session;
     std::uint64_t token = 0;
   };
-  std::optional<held_poll> held;
+  struct consumer {
+    std::optional<held_poll> held;
+  };
+  std::map<caf::actor, consumer> consumers;
+  std::int32_t workers_per_run = 1;              // Site.workersPerRun (0 = every worker)
   bool completed = false;                        // worker sent Complete
   bool finishing = false;
   bool status_dirty = true;
-  caf::actor consumer;                           // worker session polling this run
   // The frontier beyond `frontier_memory_max` waits on disk only (Request.State spilled,
   // push order in Seq); once anything is spilled every new request is too, so the order
   // holds. Read back in chunks as the queue in memory drains below half the limit; the
@@ -130,7 +140,7 @@ struct dispatcher_state {
                 blocks_done = 0, blocks_failed = 0, leases_expired = 0, results_stored = 0,
                 results_acked = 0, runs_finished = 0, result_bytes = 0, skipped = 0,
                 deferred = 0, robots_fetched = 0, pauses = 0, failed_undownloaded = 0,
-                unspilled = 0, redirects = 0;
+                unspilled = 0, redirects = 0, results_released = 0;
   std::map<std::string, std::uint64_t> download_errors;  // by kind, see error_kind()
   std::map<std::string, std::uint64_t> cut;              // requests cut by crawl limits, by reason
   static inline const char* name = "block_dispatcher";
@@ -160,12 +170,15 @@ void add_unacked(run_entry& r, std::int64_t id, std::int64_t bytes);
 /// Whether results of `r` can still be stored without its consumer doing anything first
 /// (only then may a Poll be held).
 bool more_may_come(self_ptr self, const run_entry& r);
-/// Answers a held Poll with nothing (its wait is over for another reason than results).
-void answer_held_poll(run_entry& r);
+/// Answers every held Poll of the run with nothing (their wait is over for another reason
+/// than results).
+void answer_held_polls(run_entry& r);
+/// A worker session ended: its leased results go to the run's other workers.
+void consumer_gone(self_ptr self, const caf::actor_addr& session);
 /// Results of `r` were stored: a held Poll reads them now.
 void results_stored(self_ptr self, run_entry& r);
-/// Poll: at most `max` results, `max_bytes` of them (one at least), after the consumer's
-/// cursor; a new consumer (a worker that reconnected) starts again from the first unacked.
+/// Poll: at most `max` results, `max_bytes` of them (one at least), leased to `session`:
+/// results of workers that went away first, then those not handed out yet.
 caf::result<std::string> poll(self_ptr self, const std::string& identity, std::int32_t max,
                               std::int32_t wait_ms, std::int64_t max_bytes,
                               const caf::actor& session);

@@ -113,6 +113,9 @@ std::string render_metrics(const json& stats) {
            "resultsStored");
   w.single("spiderhub_results_acked_total", "counter", "Results acked by workers.", d,
            "resultsAcked");
+  w.single("spiderhub_results_released_total", "counter",
+           "Results a worker held unacked when its connection closed, handed to the run's "
+           "other workers (or to it again when it reconnects).", d, "resultsReleased");
   w.single("spiderhub_result_bytes_total", "counter",
            "Bytes of downloaded results received from nodes.", d, "resultBytes");
   w.single("spiderhub_requests_skipped_total", "counter",

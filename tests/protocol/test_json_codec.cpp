@@ -394,6 +394,32 @@ TEST_CASE("job site: download properties go into the run's Site, bad ones named"
   CHECK(error({{"VerifyTls", "no"}}) == "property 'VerifyTls' must be true or false, not 'no'");
   CHECK(site_error(R"({"maxDepth":-2})") ==
         "$.maxDepth: must be >= 0 (0 = no limit), or -1 for the default");
+  // Private addresses, canonicalisation and workers per run: off / 1 unless asked.
+  auto plain = site_of_job({});
+  CHECK(!plain.allow_private_addresses);
+  CHECK(!plain.sort_query);
+  CHECK(!plain.strip_session_ids);
+  CHECK(!plain.strip_tracking);
+  CHECK(plain.workers_per_run == 1);
+  auto asked = site_of_job({{"AllowPrivateAddresses", "true"}, {"SortQuery", "true"},
+                            {"StripSessionIds", "true"}, {"StripTracking", "true"},
+                            {"WorkersPerRun", "0"}});
+  CHECK(asked.allow_private_addresses);
+  CHECK(asked.sort_query);
+  CHECK(asked.strip_session_ids);
+  CHECK(asked.strip_tracking);
+  CHECK(asked.workers_per_run == 0);
+  auto back = decode<site>(to_json(asked));
+  CHECK(back.allow_private_addresses);
+  CHECK(back.sort_query);
+  CHECK(back.strip_tracking);
+  CHECK(back.workers_per_run == 0);
+  CHECK(error({{"SortQuery", "yes"}}) == "property 'SortQuery' must be true or false, not 'yes'");
+  CHECK(error({{"WorkersPerRun", "-1"}}) ==
+        "property 'WorkersPerRun' must be an integer from 0 to 1000 (0 = every worker of the "
+        "class), not '-1'");
+  CHECK(site_error(R"({"workersPerRun":1001})") ==
+        "$.workersPerRun: must be 0 (every worker of the class) to 1000");
 }
 
 TEST_CASE("codec: redirects and encoding round-trip through both codecs") {
