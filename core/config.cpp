@@ -458,6 +458,7 @@ node_config parse_node_config(const std::string& yaml, const std::string& name) 
     s.get("results_batch", d.results_batch, 1, 100000);
     s.get("results_batch_bytes", d.results_batch_bytes, 1024, 1LL << 32);
     s.get("max_buffered_bytes", d.max_buffered_bytes, 1LL << 20, 1LL << 40);
+    s.get("allow_private_addresses", d.allow_private_addresses);
     s.get_ms("results_flush_ms", d.results_flush, 1, 60000);
     s.finish();
   }

@@ -162,6 +162,7 @@ struct node_config {
     std::int32_t results_batch = 50;     // results per SaveBlockResponse
     std::int64_t results_batch_bytes = 4 << 20;  // ...or fewer once their bodies reach this
     std::int64_t max_buffered_bytes = 256 << 20; // bodies not yet stored by the broker; then no new transfer
+    bool allow_private_addresses = false;        // downloads may reach loopback/private addresses
     milliseconds results_flush{200};     // a partial batch waits at most this long
   } download;
   struct reconnect_t {

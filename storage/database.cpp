@@ -143,6 +143,11 @@ ALTER TABLE Result ADD COLUMN Segment INTEGER;
 ALTER TABLE Result ADD COLUMN Pos INTEGER;
 ALTER TABLE Result ADD COLUMN Length INTEGER;
 )sql",
+  // 11: a block run's requests cut by its scope and trap limits, by reason (a JSON object
+  // {"too_deep": 12, ...}; "" when none were).
+  R"sql(
+ALTER TABLE JobStatus ADD COLUMN Cut TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,

@@ -22,7 +22,7 @@ class Statement;
 namespace spiderhub::storage {
 
 /// Schema version this build writes; a database with a higher version is refused.
-constexpr int schema_version = 10;
+constexpr int schema_version = 11;
 
 /// A write refused because this broker is no longer the leader: another broker took the
 /// lease (its fencing token is newer). Nothing of the transaction was written.

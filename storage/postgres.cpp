@@ -116,6 +116,9 @@ CREATE INDEX Request_Spilled ON Request(Identity, Seq) WHERE State = 4;
 ALTER TABLE Result ADD COLUMN Seq BIGINT, ADD COLUMN Segment BIGINT, ADD COLUMN Pos BIGINT,
   ADD COLUMN Length BIGINT;
 )sql",
+  R"sql(
+ALTER TABLE JobStatus ADD COLUMN Cut TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 static_assert(sizeof(migrations) / sizeof(migrations[0]) == schema_version,

@@ -69,6 +69,9 @@ struct job_status_row {
   // Block runs, the run's row: the blocks it delivered, counted when its Block rows are
   // purged after it finished (0 until then; upsert_status leaves it alone).
   std::int64_t blocks = 0;
+  // Block runs: requests the run's scope and trap limits cut, by reason
+  // (core::cut_reasons), as a JSON object; "" when none were.
+  std::string cut;
 };
 
 /// An uploaded application package; the bytes live in the package directory as

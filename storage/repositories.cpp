@@ -333,13 +333,14 @@ job_status_row read_status(statement& q) {
   s.update_time = q.getColumn(9).getString();
   s.skipped = q.getColumn(11).getInt64();
   s.blocks = q.getColumn(12).getInt64();
+  s.cut = q.getColumn(13).getString();
   if (!q.getColumn(10).isNull())
     s.exit_code = q.getColumn(10).getInt();
   return s;
 }
 constexpr const char* status_columns = "SELECT JobId, Identity, NodeId, Status, \"Left\", Success, "
                                        "Error, Total, Reason, UpdateTime, ExitCode, Skipped, "
-                                       "Blocks FROM JobStatus ";
+                                       "Blocks, Cut FROM JobStatus ";
 } // namespace
 
 std::vector<running_row> run_repository::running() {
@@ -361,11 +362,12 @@ std::optional<running_row> run_repository::find_running(const std::string& ident
 void run_repository::upsert_status(const job_status_row& s) {
   auto& q = db_.prepare(
     "INSERT INTO JobStatus (JobId, Identity, NodeId, Status, \"Left\", Success, Error, Total, Reason, "
-    "UpdateTime, ExitCode, Skipped) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+    "UpdateTime, ExitCode, Skipped, Cut) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
     "ON CONFLICT(JobId, Identity, NodeId) "
     "DO UPDATE SET Status=excluded.Status, \"Left\"=excluded.\"Left\", Success=excluded.Success, "
     "Error=excluded.Error, Total=excluded.Total, Reason=excluded.Reason, "
-    "UpdateTime=excluded.UpdateTime, ExitCode=excluded.ExitCode, Skipped=excluded.Skipped");
+    "UpdateTime=excluded.UpdateTime, ExitCode=excluded.ExitCode, Skipped=excluded.Skipped, "
+    "Cut=excluded.Cut");
   q.bind(1, s.job_id);
   q.bind(2, s.identity);
   q.bind(3, s.node_id);
@@ -381,6 +383,7 @@ void run_repository::upsert_status(const job_status_row& s) {
   else
     q.bind(11);
   q.bind(12, static_cast<std::int64_t>(s.skipped));
+  q.bind(13, s.cut);
   q.exec();
 }
 

@@ -207,6 +207,7 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
   dopts.results_batch = static_cast<std::size_t>(cfg.download.results_batch);
   dopts.results_batch_bytes = static_cast<std::size_t>(cfg.download.results_batch_bytes);
   dopts.max_buffered_bytes = cfg.download.max_buffered_bytes;
+  dopts.allow_private_addresses = cfg.download.allow_private_addresses;
   dopts.results_flush = cfg.download.results_flush;
   if (cfg.render.enabled) {
     dopts.render_tabs = cfg.render.max_tabs;

@@ -27,10 +27,20 @@ const char* error_kind_of_status(long status);
 /// run's (Site.maxBodyBytes, set by the broker) when that is smaller; 0 = unset.
 std::int64_t block_max_body(std::int64_t node_max, std::int64_t site_max);
 
-/// Addresses no download may connect to, whatever the job says: IPv4 link-local
-/// (169.254.0.0/16, where cloud metadata services answer), IPv6 link-local (fe80::/10) and
-/// the IPv6 metadata address fd00:ec2::254 (SSRF guard).
-bool blocked_address(const struct sockaddr* addr);
+/// What a resolved address is, for the SSRF guard.
+enum class address_kind {
+  global,      // anything else: downloads go there
+  internal,    // loopback, private (RFC 1918), shared (100.64/10), "this network" (0/8),
+               // IPv6 loopback, unspecified and unique-local (fc00::/7), IPv4-mapped forms
+  link_local,  // IPv4 169.254/16 (cloud metadata services answer there), IPv6 fe80::/10,
+               // the IPv6 metadata address fd00:ec2::254
+};
+address_kind classify_address(const struct sockaddr* addr);
+
+/// Whether a download may not connect to `addr`: link-local and metadata addresses never,
+/// internal ones unless the node's config (download.allow_private_addresses) or the run
+/// (job property AllowPrivateAddresses) allows them.
+bool blocked_address(const struct sockaddr* addr, bool allow_internal = false);
 
 /// "body of 20971520 bytes is over the limit of 10485760" (size < 0: not known).
 std::string too_large_error(std::int64_t size, std::int64_t limit);

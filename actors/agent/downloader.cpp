@@ -338,6 +338,8 @@ struct transfer {
   const std::vector<std::string>* allowed_types = nullptr;
   bool skipped_type = false;
   bool refused_address = false;  // the resolved address is one no download may reach
+  bool refused_internal = false;  // ... because it is loopback or private (not link-local)
+  bool allow_internal = false;    // the node or the run allows loopback/private addresses
   long hop_status = 0;           // status of the response whose headers are coming in
   std::int64_t announced = -1;   // its Content-Length (-1: none)
   std::int64_t received = 0;     // body bytes that arrived (kept or not)
@@ -386,8 +388,9 @@ std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
 /// guard), checked on the address curl resolved, so a name pointing there is caught too.
 curl_socket_t on_open_socket(void* user, curlsocktype, struct curl_sockaddr* a) {
   auto* t = static_cast<transfer*>(user);
-  if (blocked_address(&a->addr)) {
+  if (blocked_address(&a->addr, t->allow_internal)) {
     t->refused_address = true;
+    t->refused_internal = classify_address(&a->addr) == address_kind::internal;
     return CURL_SOCKET_BAD;
   }
   return ::socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
@@ -777,6 +780,8 @@ struct downloader::impl {
     t->too_big = false;
     t->skipped_type = false;
     t->refused_address = false;
+    t->refused_internal = false;
+    t->allow_internal = opts.allow_private_addresses || bs.b.site_settings.allow_private_addresses;
     t->begin_response(0);
     t->current_url = rq.url;
     t->hops.clear();
@@ -970,7 +975,10 @@ struct downloader::impl {
     } else if (t->refused_address) {
       kind = "blocked_address";
       error = "refused to connect: the address of " + core::url_host(rq.url) +
-              " is link-local or a metadata service";
+              (t->refused_internal
+                 ? " is loopback or private (allowed by the node's "
+                   "download.allow_private_addresses or the job's AllowPrivateAddresses)"
+                 : " is link-local or a metadata service");
       t->body.clear();
     } else if (t->skipped_type) {
       kind = "skipped_type";

@@ -32,6 +32,7 @@ struct downloader_options {
   std::size_t results_batch_bytes = 4 << 20;         // ...or fewer once their bodies reach this
   std::chrono::milliseconds results_flush{200};      // a partial batch waits at most this long
   std::int64_t max_buffered_bytes = 256 << 20;       // bodies finished and not yet confirmed
+  bool allow_private_addresses = false;  // loopback/private addresses for every run (SSRF guard)
                                                      // (results_confirmed) beyond which no new
                                                      // transfer starts
   std::string user_agent = "spiderhub/0.1";          // when the site sets none

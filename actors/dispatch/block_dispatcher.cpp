@@ -124,6 +124,8 @@ storage::job_status_row status_row(const run_entry& r, const std::string& node_i
   s.left = node_id.empty()
              ? std::max<std::int64_t>(0, total - c.success - c.error - c.skipped)
              : 0;
+  if (node_id.empty() && !r.cut.empty())
+    s.cut = json(r.cut).dump();
   return s;
 }
 
@@ -705,9 +707,19 @@ void restore(self_ptr self, std::vector<restored_run>& runs) {
     r.unacked = static_cast<std::int64_t>(rr.unacked.size());
     for (auto [id, bytes] : rr.unacked)
       add_unacked(r, id, bytes);
-    for (auto& st : rr.statuses)
-      if (!st.node_id.empty())
+    for (auto& st : rr.statuses) {
+      if (!st.node_id.empty()) {
         r.per_node[st.node_id] = counters{st.success, st.error, 0};
+      } else if (!st.cut.empty()) {
+        // What the limits cut before the restart (those requests are not stored, so only
+        // the status row remembers them).
+        auto j = json::parse(st.cut, nullptr, false);
+        if (j.is_object())
+          for (auto& [reason, n] : j.items())
+            if (n.is_number_integer())
+              r.cut[reason] = n.get<std::int64_t>();
+      }
+    }
     // Leases died with the old process: every request not downloaded is queued again
     // (robots.txt is fetched again too).
     host_queues::settled out;
@@ -876,6 +888,7 @@ void admit(self_ptr self, run_entry& run, std::vector<fast::raw_request>& reques
           // A trap or a limit of the run: not taken (and, being seen, not counted again).
           ++r->cut[reason];
           ++self->state.cut[reason];
+          r->status_dirty = true;
           continue;
         }
         storage::request_row row;

@@ -6,11 +6,20 @@ namespace spiderhub::actors {
 
 using json = nlohmann::json;
 
+namespace {
+// The stored {"reason": count} text of a run's cut requests; {} when none (or unreadable).
+json cut_json(const std::string& text) {
+  auto j = text.empty() ? json::object() : json::parse(text, nullptr, false);
+  return j.is_object() ? j : json::object();
+}
+} // namespace
+
 json status_json(const storage::job_status_row& s) {
   return {{"jobId", s.job_id},   {"identity", s.identity}, {"nodeId", s.node_id},
           {"status", s.status},  {"left", s.left},         {"success", s.success},
           {"error", s.error},    {"total", s.total},       {"reason", s.reason},
           {"skipped", s.skipped},
+          {"cut", cut_json(s.cut)},
           {"updateTime", s.update_time},
           {"exitCode", s.exit_code ? json(*s.exit_code) : json(nullptr)}};
 }

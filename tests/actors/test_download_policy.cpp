@@ -10,7 +10,7 @@
 using namespace spiderhub::actors;
 
 namespace {
-bool blocked(const std::string& ip) {
+bool blocked(const std::string& ip, bool allow_internal = false) {
   sockaddr_storage ss{};
   if (ip.find(':') == std::string::npos) {
     auto* a = reinterpret_cast<sockaddr_in*>(&ss);
@@ -21,18 +21,35 @@ bool blocked(const std::string& ip) {
     a->sin6_family = AF_INET6;
     REQUIRE(::inet_pton(AF_INET6, ip.c_str(), &a->sin6_addr) == 1);
   }
-  return blocked_address(reinterpret_cast<const sockaddr*>(&ss));
+  return blocked_address(reinterpret_cast<const sockaddr*>(&ss), allow_internal);
 }
 } // namespace
 
-TEST_CASE("download policy: link-local and metadata addresses are refused, others not") {
+TEST_CASE("download policy: link-local and metadata addresses are refused always, internal "
+          "ones unless allowed, others never") {
+  // Link-local and metadata: refused even when private addresses are allowed.
   for (const char* ip : {"169.254.169.254", "169.254.0.1", "169.254.255.255", "fe80::1",
-                         "febf::1", "fd00:ec2::254", "::ffff:169.254.169.254"})
+                         "febf::1", "fd00:ec2::254", "::ffff:169.254.169.254"}) {
     CHECK_MESSAGE(blocked(ip), ip);
-  for (const char* ip : {"127.0.0.1", "10.0.0.1", "192.168.1.1", "169.253.255.255",
-                         "169.255.0.0", "8.8.8.8", "::1", "fec0::1", "fd00:ec2::253",
-                         "::ffff:127.0.0.1", "2001:db8::1"})
+    CHECK_MESSAGE(blocked(ip, true), ip);
+  }
+  // Loopback, RFC 1918, shared address space, "this network", IPv6 loopback, unspecified,
+  // unique-local, and their IPv4-mapped forms: refused unless allowed.
+  for (const char* ip : {"127.0.0.1", "127.255.255.254", "10.0.0.1", "10.255.255.255",
+                         "172.16.0.1", "172.31.255.255", "192.168.1.1", "100.64.0.1",
+                         "100.127.255.255", "0.0.0.0", "0.1.2.3", "::1", "::", "fc00::1",
+                         "fd12:3456::1", "fd00:ec2::253", "::ffff:127.0.0.1", "::ffff:10.1.2.3"}) {
+    CHECK_MESSAGE(blocked(ip), ip);
+    CHECK_MESSAGE(!blocked(ip, true), ip);
+  }
+  // Global addresses (and the edges just outside the ranges above): never refused.
+  for (const char* ip : {"8.8.8.8", "169.253.255.255", "169.255.0.0", "172.15.255.255",
+                         "172.32.0.0", "192.167.255.255", "192.169.0.0", "100.63.255.255",
+                         "100.128.0.0", "1.0.0.0", "11.0.0.0", "126.255.255.255", "128.0.0.0",
+                         "fec0::1", "fe00::1", "2001:db8::1", "::2", "::ffff:8.8.8.8"}) {
     CHECK_MESSAGE(!blocked(ip), ip);
+    CHECK_MESSAGE(!blocked(ip, true), ip);
+  }
   CHECK(!blocked_address(nullptr));
 }
 

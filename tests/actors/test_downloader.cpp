@@ -440,6 +440,7 @@ protocol::block make_block(const std::string& id, const std::string& identity,
 
 downloader_options fast_options() {
   downloader_options o;
+  o.allow_private_addresses = true;  // the test servers are on loopback
   o.timeout = 5000ms;
   o.connect_timeout = 2000ms;
   o.retry_backoff = 20ms;
@@ -1269,6 +1270,28 @@ TEST_CASE("downloader: link-local and metadata addresses are refused before conn
   CHECK(r.error_kind == "blocked_address");
   CHECK(r.status_code == 0);
   CHECK(dl.get_stats().retries == 0);
+}
+
+TEST_CASE("downloader: loopback is refused unless the node or the run allows it") {
+  test_server srv;
+  collector c;
+  auto o = fast_options();
+  o.allow_private_addresses = false;
+  downloader dl(o, c.results_fn(), c.done_fn());
+  dl.start();
+  auto url = srv.url("/page/7");
+  REQUIRE(dl.submit(make_block("plain", "run", {url})));
+  auto allowed = make_block("allowed", "run", {url});
+  allowed.site_settings.allow_private_addresses = true;  // job property AllowPrivateAddresses
+  REQUIRE(dl.submit(allowed));
+  REQUIRE(c.wait_done("plain"));
+  REQUIRE(c.wait_done("allowed"));
+  auto refused = c.result("plain", url);
+  CHECK(refused.error_kind == "blocked_address");
+  CHECK(refused.error.find("loopback or private") != std::string::npos);
+  CHECK(refused.status_code == 0);
+  CHECK(c.result("allowed", url).status_code == 200);
+  CHECK(srv.hits("/page/7") == 1);  // the refused one never connected
 }
 
 TEST_CASE("downloader: TLS certificates are verified unless the run says VerifyTls false") {

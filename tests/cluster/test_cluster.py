@@ -165,6 +165,7 @@ reconnect:
   max_ms: 1000
 download:
   results_flush_ms: 100
+  allow_private_addresses: true  # the lab's site is on a private address
 """)
         os.chmod(conf, 0o600)
         p = self.env.spawn(name, host.argv(list(wrap) + [self.args.bin, "node", "-c", conf]))
@@ -472,6 +473,8 @@ heartbeat_interval_ms: {HEARTBEAT_MS}
 reconnect:
   initial_ms: 500
   max_ms: 2000
+download:
+  allow_private_addresses: true
 """)
     os.chmod(conf, 0o600)
     return conf

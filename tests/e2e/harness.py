@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -195,8 +196,10 @@ http:
         return p
 
     def start_node(self, broker, name="node", extra_yaml=""):
-        """`broker`: a broker process, or a list of them (the node follows the active one)."""
+        """`broker`: a broker process, or a list of them (the node follows the active one).
+        Its downloads may reach loopback (the test sites): with_private(extra_yaml)."""
         brokers = broker if isinstance(broker, list) else [broker]
+        extra_yaml = with_private(extra_yaml)
         conf = self.write(f"{name}.yaml", f"""
 broker: [{", ".join(b.base + "/" for b in brokers)}]
 token: {TOKEN}
@@ -506,6 +509,17 @@ def metrics(broker):
 
 def sign(subject, ts, token=TOKEN):
     return hmac.new(token.encode(), f"{subject}\n{ts}".encode(), hashlib.sha256).hexdigest()
+
+
+def with_private(node_yaml):
+    """A node's YAML (or the part of it after the broker and token) with
+    download.allow_private_addresses on: the test sites are on loopback, which nodes refuse
+    by default (SSRF guard)."""
+    if re.search(r"^download:\s*$", node_yaml, re.M):
+        return re.sub(r"^download:\s*$", "download:\n  allow_private_addresses: true",
+                      node_yaml, count=1, flags=re.M)
+    return node_yaml.rstrip("\n") + ("\n" if node_yaml.strip() else "") + \
+        "download:\n  allow_private_addresses: true\n"
 
 
 def start_py_worker(env, broker_url, cls, output, name="pyworker", extra=()):

@@ -91,8 +91,8 @@ def main():
         common = (f"token: {h.TOKEN}\nheartbeat_interval_ms: 1000\n"
                   f"reconnect:\n  initial_ms: 200\n  max_ms: 2000\n")
         for name, broker_yaml in (("node1", listed), ("node2", " " + ", ".join(urls))):
-            conf = env.write(f"{name}.yaml", f"broker:{broker_yaml}\n{common}"
-                                             f"id_file: {env.path(name + '.id')}\n")
+            conf = env.write(f"{name}.yaml", h.with_private(
+                f"broker:{broker_yaml}\n{common}id_file: {env.path(name + '.id')}\n"))
             env.spawn(name, [args.bin, "node", "-c", conf])
         env.spawn("worker", [args.bin, "worker-sample", "--broker", ",".join(urls),
                              "--token", h.TOKEN, "--runs", "2"])

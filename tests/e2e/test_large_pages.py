@@ -236,7 +236,7 @@ def broker_yaml(env, name, http_extra="", dispatch_extra=""):
 
 
 def node_yaml(env, name, broker_base, download_extra=""):
-    return env.write(f"{name}.yaml", (
+    return env.write(f"{name}.yaml", h.with_private(
         f"broker: [{broker_base}/]\ntoken: {h.TOKEN}\nid_file: {env.path(name + '.id')}\n"
         "heartbeat_interval_ms: 1000\nreconnect:\n  initial_ms: 200\n  max_ms: 2000\n"
         + (f"download:\n{download_extra}" if download_extra else "")))

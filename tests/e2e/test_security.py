@@ -202,6 +202,8 @@ broker: {broker.base}/
 token: {NODE}
 id_file: {env.path('node.id')}
 heartbeat_interval_ms: 1000
+download:
+  allow_private_addresses: true
 """)])
         worker = env.spawn("worker", [args.bin, "worker-sample", "--broker", broker.base + "/",
                                       "--token", WORKER, "--runs", "1"])

@@ -447,6 +447,7 @@ template <class Open> void check_request_rekeyed(Open open, bool sqlite) {
              (sqlite ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGSERIAL PRIMARY KEY") +
              ", Identity TEXT NOT NULL, BlockId TEXT NOT NULL, RequestHash TEXT NOT NULL, "
              "Body TEXT NOT NULL, CreationTime TEXT NOT NULL)");
+    db->exec("ALTER TABLE JobStatus DROP COLUMN Cut");  // added by migration 11
     db->exec("INSERT INTO Request (Identity, Hash, Body, State, Seq) VALUES "
              "('r', 'b2', '{\"n\":1}', 0, NULL), ('r', 'a1', NULL, 1, NULL), "
              "('r', 'c3', '{\"n\":2}', 4, 1), ('r', 'd4', '{\"n\":3}', 4, 2), "
