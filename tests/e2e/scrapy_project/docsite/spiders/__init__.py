@@ -1,0 +1,1 @@
+# Spiders of the docsite project (scrapy crawl docs).
