@@ -638,15 +638,16 @@ class HubSide(unittest.TestCase):
 
     def test_acks_wait_for_request_sides(self):
         b = self.bridge()
+        b.chain_opened()                  # a request side that answers later
         b.done(result(resultId=1))
-        b.chain_opened()
         b.settle()
         self.assertEqual(b.calls, [])
         b.queue_push({"url": "http://h/child"})
         b.chain_closed()
+        b.done(result(resultId=2))
         b.settle()
         self.assertEqual([c[0] for c in b.calls], ["Push", "Ack"])  # children first
-        self.assertEqual(b.calls[1][1], ("r", [1]))
+        self.assertEqual(b.calls[1][1], ("r", [1, 2]))
 
     def test_push_counts_duplicates_and_splits_refusals(self):
         b = self.bridge()
@@ -716,13 +717,19 @@ class HubSide(unittest.TestCase):
             path = os.path.join(tmp, "items.jsonl")
             f = shub.ItemsFile(path)
             f.write_hash("h1", [{"a": "é"}])
+            f.write_hash("h2", [{"b": 2}])
+            f.write_hash("", [{"c": 3}])
             self.assertEqual(os.path.getsize(path), 0)
             self.assertTrue(f.already_hash("h1"))
+            f.flush(["h1"])  # h1 acked, h2 still being scraped
+            with open(path, encoding="utf-8") as fh:
+                self.assertEqual(fh.read(), '{"a": "é", "requestHash": "h1"}\n'
+                                 '{"c": 3, "requestHash": ""}\n')
             f.flush()
             f.f.close()
-            with open(path, encoding="utf-8") as fh:
-                self.assertEqual(fh.read(), '{"a": "é", "requestHash": "h1"}\n')
-            self.assertTrue(shub.ItemsFile(path).already_hash("h1"))
+            again = shub.ItemsFile(path)
+            self.assertTrue(again.already_hash("h1") and again.already_hash("h2"))
+            again.f.close()
 
 
 @needs_scrapy

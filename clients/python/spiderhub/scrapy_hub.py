@@ -28,14 +28,16 @@ PUSH_CHUNK = 500           # requests per Push
 
 
 class ItemsFile(JsonLinesSink):
-    """The exactly-once items file (JSON lines with each page's requestHash): lines are
-    kept in memory until ``flush``, which writes and fsyncs them right before their pages
-    are acked, so a bridge killed before the ack left nothing of those pages on disk (their
-    results go to another bridge of the run, or come back to this one started again)."""
+    """The exactly-once items file (JSON lines with each page's requestHash). A page's
+    lines stay in memory until ``flush`` is given its hash, right before the page is acked:
+    a bridge killed before the ack left nothing of it on disk (its result goes to another
+    bridge of the run, or comes back to this one started again), and one killed between
+    the write and the ack's answer (a round trip) left lines another bridge writes again
+    (with a restart on the same file, the page is skipped: exactly once)."""
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
-        self._lines: list[bytes] = []
+        self._pending: dict[str, list[bytes]] = {}
         self._lock = threading.Lock()
 
     def write_hash(self, request_hash: str, items: list[dict]) -> None:
@@ -45,13 +47,16 @@ class ItemsFile(JsonLinesSink):
             item.setdefault("requestHash", request_hash)
             out.append(json.dumps(item, ensure_ascii=False, default=str).encode() + b"\n")
         with self._lock:
-            self._lines.extend(out)
+            self._pending.setdefault(request_hash, []).extend(out)
         if items:
             self.seen.add(request_hash)
 
-    def flush(self) -> None:
+    def flush(self, hashes=None) -> None:
+        """Writes and fsyncs the lines of the pages ``hashes`` (all when None; lines of no
+        page, from responses a middleware answered here, always)."""
         with self._lock:
-            lines, self._lines = self._lines, []
+            keys = list(self._pending) if hashes is None else [*hashes, ""]
+            lines = [line for k in keys for line in self._pending.pop(k, ())]
         if lines:
             self.f.write(b"".join(lines))
             self.f.flush()
@@ -77,6 +82,7 @@ class Bridge:
         self.ready_bytes = 0
         self.to_push: list[dict] = []      # Push JSON, sent at the next settle
         self.finished: list[dict] = []     # results Scrapy is done with, acked at a settle
+        self.held: list[dict] = []         # done while request sides were under way
         self.open_chains = 0               # request sides under way (their pushes pending)
         self.start_done = False            # every start request went through the scheduler
         self.completed = False             # start requests pushed, Complete answered
@@ -133,11 +139,18 @@ class Bridge:
     def chain_closed(self) -> None:
         with self.lock:
             self.open_chains -= 1
+            if self.open_chains == 0 and self.held:
+                self.finished.extend(self.held)
+                self.held = []
 
     def done(self, result: dict) -> None:
-        """Scrapy is done with ``result``: acked at a settle with no request side under way."""
+        """Scrapy is done with ``result``: acked at the next settle, after the requests
+        queued so far. While a downloader middleware's request side is under way (one that
+        answers later: its request may come from ``result``) it is held until none is.
+        Called on the reactor thread, like chain_opened/closed: a request side that
+        finishes at once is never seen under way."""
         with self.lock:
-            self.finished.append(result)
+            (self.held if self.open_chains else self.finished).append(result)
 
     def take_result(self) -> dict | None:
         with self.lock:
@@ -227,19 +240,16 @@ class Bridge:
         self.log(f"spiderhub-scrapy: {len(batch)} start requests pushed, run complete")
 
     def settle(self) -> None:
-        """Pushes what was queued, then acks the results Scrapy finished with, unless a
-        downloader middleware's request side is still under way (its requests come from
-        one of those results and are not queued yet): then they wait for the next settle."""
+        """Pushes what was queued, then acks the results Scrapy finished with (taken in one
+        go: a result is in ``finished`` only after its requests are in ``to_push``)."""
         with self.lock:
-            finished: list[dict] = []
-            if self.open_chains == 0:
-                finished, self.finished = self.finished, []
+            finished, self.finished = self.finished, []
             batch, self.to_push = self.to_push, []
         if batch:
             self.push(batch)
         if finished:
-            if self.sink:
-                self.sink.flush()  # items on disk before their pages are acked
+            if self.sink:  # items on disk before their pages are acked
+                self.sink.flush([r.get("requestHash", "") for r in finished])
             ids = [int(r["resultId"]) for r in finished]
             try:
                 self.w._call("Ack", self.run["identity"], ids)
