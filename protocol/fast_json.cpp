@@ -302,6 +302,8 @@ void read_request(od::object& obj, request& r, const std::string& path) {
       r.fingerprint = get_string(v, p());
       if (r.fingerprint.empty() || r.fingerprint.size() > max_fingerprint_bytes)
         fail(p(), "must be 1 to " + std::to_string(max_fingerprint_bytes) + " bytes");
+    } else if (key == "dontFilter") {
+      r.dont_filter = get_bool(v, p());
     } else if (key == "payload") {
       r.payload = get_string(v, p());
       if (r.payload.size() > max_payload_bytes)
@@ -629,7 +631,17 @@ std::pair<std::string, std::vector<raw_request>> parse_push(std::string_view arg
       json.assign(raws[i]);
     }
     auto hash = request_hash(r);
-    out.push_back({std::move(hash), std::move(json), std::move(r.url), r.depth});
+    std::string url_hash;
+    if (!r.fingerprint.empty() && !r.dont_filter && (r.method == "GET" || r.method == "HEAD") &&
+        r.content.empty()) {
+      // Whatever the pusher's fingerprint says, the same URL fetched the same way is the
+      // same page (Scrapy's default fingerprint agrees): a redirect's target, which the
+      // broker keys by URL, is not downloaded again when the spider links it too.
+      request plain = r;
+      plain.fingerprint.clear();
+      url_hash = request_hash(plain);
+    }
+    out.push_back({std::move(hash), std::move(json), std::move(r.url), r.depth, std::move(url_hash)});
   }
   return {std::move(identity), std::move(out)};
 }
@@ -770,6 +782,10 @@ void append_json(std::string& out, const request& r) {
   }
   if (!r.fingerprint.empty())
     field(out, "fingerprint", r.fingerprint);
+  if (r.dont_filter) {
+    key(out, "dontFilter");
+    out += "true";
+  }
   if (!r.payload.empty())
     field(out, "payload", r.payload);
   out += '}';

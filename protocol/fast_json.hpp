@@ -67,6 +67,9 @@ struct raw_request {
   std::string json;
   std::string url;
   std::int32_t depth = 0;
+  // A fingerprinted GET/HEAD without body and dontFilter: the hash of its canonical URL,
+  // which dedups it too (and is recorded as taken).
+  std::string url_hash;
 };
 
 /// Decodes the arguments of a Push call ([identity, Request[]]): validates every request
@@ -74,7 +77,7 @@ struct raw_request {
 std::pair<std::string, std::vector<raw_request>> parse_push(std::string_view arguments_json);
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, raw_request& x) {
-  return f(x.hash, x.json, x.url, x.depth);
+  return f(x.hash, x.json, x.url, x.depth, x.url_hash);
 }
 
 /// Decodes the arguments of a Receive call ([Block]) as decode<block> does, without a DOM

@@ -148,6 +148,8 @@ json to_json(const request& x) {
   }
   if (!x.fingerprint.empty())
     j["fingerprint"] = x.fingerprint;
+  if (x.dont_filter)
+    j["dontFilter"] = true;
   if (!x.payload.empty())
     j["payload"] = x.payload;
   return j;
@@ -174,6 +176,7 @@ template <> request decode<request>(const json& j, const std::string& path) {
   if (j.contains("fingerprint") &&
       (r.fingerprint.empty() || r.fingerprint.size() > max_fingerprint_bytes))
     fail(path + ".fingerprint", "must be 1 to " + std::to_string(max_fingerprint_bytes) + " bytes");
+  read(j, "dontFilter", r.dont_filter, path);
   read(j, "payload", r.payload, path);
   if (r.payload.size() > max_payload_bytes)
     fail(path + ".payload", "is longer than " + std::to_string(max_payload_bytes) + " bytes");

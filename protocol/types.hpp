@@ -36,6 +36,10 @@ struct request {
   // Set by a pusher with its own dedup rule (the Scrapy bridge: Scrapy's request
   // fingerprint): the dedup key is made of it instead of the canonical URL.
   std::string fingerprint;
+  // With a fingerprint: the pusher wants this request downloaded even when its URL was
+  // (Scrapy's dont_filter). Without it, a GET/HEAD without body is also a duplicate of
+  // any request of the run to the same canonical URL (a redirect's target, say).
+  bool dont_filter = false;
   // Opaque bytes of the pusher (the Scrapy bridge: the serialized Scrapy request), stored
   // with the request and handed back in its result, so any worker of the run can take it.
   std::string payload;

@@ -14,6 +14,15 @@ namespace spiderhub::sdk {
 
 namespace {
 
+constexpr std::string_view html_ws = " \t\n\f\r";
+
+std::string_view trim_ws(std::string_view s) {
+  auto b = s.find_first_not_of(html_ws);
+  if (b == std::string_view::npos)
+    return {};
+  return s.substr(b, s.find_last_not_of(html_ws) - b + 1);
+}
+
 std::string collapse_whitespace(const std::string& s) {
   std::string out;
   bool pending_space = false;
@@ -40,6 +49,7 @@ struct sax_state {
   bool in_title = false;
   std::string title;
   int inert_depth = 0;             // inside <template> or <svg>: links/titles don't count
+  meta_refresh refresh;            // the first <meta http-equiv=refresh> that parses
 };
 
 const char* attr(const xmlChar** attrs, const char* name) {
@@ -57,7 +67,7 @@ bool is(const xmlChar* name, const char* tag) {
 
 // Element names of interest, by their first letter: most tags of a page (p, li, div, ...)
 // are rejected by one byte compare instead of a case-insensitive compare per name.
-enum class tag { other, a_or_area, base, inert, title };
+enum class tag { other, a_or_area, base, inert, title, meta };
 
 tag classify(const xmlChar* name) {
   switch (name[0] | 0x20) { // ASCII lower case; libxml2 lower-cases names already
@@ -65,6 +75,8 @@ tag classify(const xmlChar* name) {
       return is(name, "a") || is(name, "area") ? tag::a_or_area : tag::other;
     case 'b':
       return is(name, "base") ? tag::base : tag::other;
+    case 'm':
+      return is(name, "meta") ? tag::meta : tag::other;
     case 's':
       return is(name, "svg") ? tag::inert : tag::other;
     case 't':
@@ -93,6 +105,13 @@ void on_start(void* ctx, const xmlChar* name, const xmlChar** attrs) {
     }
   } else if (t == tag::title && !st.have_title) {
     st.in_title = true;
+  } else if (t == tag::meta && !st.refresh.ok) {
+    auto equiv = attr(attrs, "http-equiv");
+    auto content = attr(attrs, "content");
+    if (equiv && content && *content &&
+        xmlStrcasecmp(reinterpret_cast<const xmlChar*>(std::string(trim_ws(equiv)).c_str()),
+                      reinterpret_cast<const xmlChar*>("refresh")) == 0)
+      st.refresh = parse_meta_refresh(content);
   }
 }
 
@@ -165,6 +184,79 @@ struct parser_init {
 
 } // namespace
 
+meta_refresh parse_meta_refresh(std::string_view s) {
+  meta_refresh out;
+  const std::size_t n = s.size();
+  auto ws = [&](std::size_t k) { return k < n && html_ws.find(s[k]) != std::string_view::npos; };
+  auto digit = [&](std::size_t k) { return k < n && s[k] >= '0' && s[k] <= '9'; };
+  std::size_t i = 0;
+  while (ws(i))
+    ++i;
+  std::size_t j = i;
+  while (digit(j))
+    ++j;
+  if (j == i && (i >= n || s[i] != '.'))
+    return out;  // no delay: not a refresh
+  long long delay = 0;
+  for (std::size_t k = i; k < j && delay < 1000000000; ++k)
+    delay = delay * 10 + (s[k] - '0');
+  i = j;
+  while (digit(i) || (i < n && s[i] == '.'))
+    ++i;
+  out.ok = true;
+  out.delay = static_cast<int>(delay);
+  if (i >= n)
+    return out;
+  if (s[i] != ';' && s[i] != ',' && !ws(i)) {
+    out.ok = false;
+    return out;
+  }
+  while (ws(i))
+    ++i;
+  if (i < n && (s[i] == ';' || s[i] == ','))
+    ++i;
+  while (ws(i))
+    ++i;
+  if (i >= n)
+    return out;
+  // "url=" (any case, blanks around '=') may come first, then the URL, maybe quoted.
+  std::size_t k = i;
+  bool skip_quotes = true;
+  if (s[k] == 'U' || s[k] == 'u') {
+    ++k;
+    skip_quotes = false;
+    if (k < n && (s[k] == 'R' || s[k] == 'r')) {
+      ++k;
+      if (k < n && (s[k] == 'L' || s[k] == 'l')) {
+        ++k;
+        while (ws(k))
+          ++k;
+        if (k < n && s[k] == '=') {
+          ++k;
+          while (ws(k))
+            ++k;
+          skip_quotes = true;
+        }
+      }
+    }
+  }
+  std::string_view url = s.substr(i);
+  if (skip_quotes) {
+    char quote = k < n && (s[k] == '\'' || s[k] == '"') ? s[k] : 0;
+    if (quote)
+      ++k;
+    url = s.substr(k);
+    if (quote) {
+      auto q = url.find(quote);
+      if (q != std::string_view::npos)
+        url = url.substr(0, q);
+    }
+  }
+  out.has_url = true;
+  out.url = std::string(url);
+  return out;
+}
+
 page_info extract_links(std::string_view html, const std::string& base_url,
                         const std::string& document_encoding) {
   static parser_init init;
@@ -196,6 +288,15 @@ page_info extract_links(std::string_view html, const std::string& base_url,
       base = std::move(resolved);
   }
   const bool legacy = !document_encoding.empty() && document_encoding != "UTF-8";
+  if (st.refresh.ok) {
+    info.refresh_delay = st.refresh.delay;
+    if (st.refresh.has_url) {
+      auto url = core::resolve_url(
+        base, legacy ? query_in_encoding(st.refresh.url, document_encoding) : st.refresh.url);
+      if (url != base_url)
+        info.refresh_url = std::move(url);
+    }
+  }
   std::unordered_set<std::string> seen;
   for (const auto& h : hrefs) {
     auto url = core::resolve_url(base, legacy ? query_in_encoding(h, document_encoding) : h);

@@ -13,6 +13,7 @@
 #include "core/url.hpp"
 #include "sdk/html_links.hpp"
 #include "sdk/link_filter.hpp"
+#include "sdk/sitemap.hpp"
 
 namespace spiderhub::sdk {
 
@@ -25,7 +26,7 @@ using json = nlohmann::json;
 constexpr std::int32_t max_depth_limit = 1000;
 
 constexpr const char* arguments_example =
-  R"({"startUrl": "https://example.com/", "maxDepth": 3, "output": "items.jsonl", "sameDomain": true})";
+  R"({"startUrl": "https://example.com/", "maxDepth": 3, "output": "items.jsonl", "sameDomain": true, "sitemaps": false})";
 
 [[noreturn]] void bad_arguments(const std::string& why) {
   throw core::input_error("site_spider: bad run arguments: " + why + " (expected e.g. " +
@@ -85,7 +86,8 @@ site_arguments parse_site_arguments(const std::string& arguments) {
     bad_arguments("expected a JSON object, got " + std::string(j.type_name()));
   for (auto kv = j.begin(); kv != j.end(); ++kv) {
     const auto& key = kv.key();
-    if (key != "startUrl" && key != "maxDepth" && key != "output" && key != "sameDomain")
+    if (key != "startUrl" && key != "maxDepth" && key != "output" && key != "sameDomain" &&
+        key != "sitemaps")
       bad_arguments("unknown key '" + key + "'");
   }
   site_arguments a;
@@ -116,6 +118,11 @@ site_arguments parse_site_arguments(const std::string& arguments) {
     if (!j["sameDomain"].is_boolean())
       bad_arguments("'sameDomain' must be true or false");
     a.same_domain = j["sameDomain"].get<bool>();
+  }
+  if (j.contains("sitemaps")) {
+    if (!j["sitemaps"].is_boolean())
+      bad_arguments("'sitemaps' must be true or false");
+    a.sitemaps = j["sitemaps"].get<bool>();
   }
   return a;
 }
@@ -210,7 +217,52 @@ std::vector<protocol::request> site_spider::start_requests(const protocol::worke
   r.url = s.args.start_url;
   r.depth = 0;
   s.requested.insert(url_key(r.url));
-  return {r};
+  std::vector<protocol::request> out{r};
+  if (s.args.sitemaps) {
+    auto robots = core::resolve_url(s.args.start_url, "/robots.txt");
+    if (!robots.empty() && s.requested.insert(url_key(robots))) {
+      protocol::request rr;
+      rr.url = robots;
+      out.push_back(std::move(rr));
+    }
+  }
+  return out;
+}
+
+bool site_spider::read_sitemap_file(run_state& s, const protocol::result& r,
+                                    std::string_view body, parse_result& out) {
+  const auto& where = r.final_url.empty() ? r.url : r.final_url;
+  std::vector<std::string> locs;
+  std::int32_t depth = 0;  // robots.txt and sitemap files are not pages
+  if (core::resolve_url(r.url, "/robots.txt") == r.url) {
+    locs = robots_sitemaps(body, where);  // none when it failed
+  } else {
+    if (body.empty() || looks_like_html(r.headers))
+      return false;
+    auto map = parse_sitemap(body, where);
+    if (!map.error.empty())
+      std::fprintf(stderr, "site_spider: %s: %s\n", where.c_str(), map.error.c_str());
+    if (map.type == sitemap::kind::none)
+      return !map.error.empty();  // a damaged sitemap is still not a page
+    if (map.type == sitemap::kind::urlset)
+      depth = 1;
+    locs = std::move(map.locs);
+  }
+  if (depth > s.args.max_depth)
+    return true;
+  for (auto& url : locs) {
+    if (s.args.same_domain && scope_of(url) != s.start_host)
+      continue;
+    if (has_binary_extension(url) && depth == 1)
+      continue;
+    if (!s.requested.insert(url_key(url)))
+      continue;
+    protocol::request child;
+    child.url = std::move(url);
+    child.depth = depth;
+    out.requests.push_back(std::move(child));
+  }
+  return true;
 }
 
 parse_result site_spider::parse(const protocol::worker_run& run, const protocol::result& r,
@@ -236,6 +288,14 @@ parse_result site_spider::parse(const protocol::worker_run& run, const protocol:
                            : extract_links(decoded, base, r.encoding);
   }
 
+  {
+    // robots.txt and sitemaps of a sitemaps run: their URLs, no item.
+    std::lock_guard<std::mutex> lk(mu_);
+    auto& s = state_for(run);
+    auto readable = ok ? std::string_view(body) : std::string_view();
+    if (s.args.sitemaps && read_sitemap_file(s, r, readable, out))
+      return out;
+  }
   json item = {{"url", r.url},          {"title", info.title}, {"status", r.status_code},
                {"depth", r.depth},      {"run", run.identity}};
   if (!r.error.empty())
@@ -253,6 +313,10 @@ parse_result site_spider::parse(const protocol::worker_run& run, const protocol:
   std::lock_guard<std::mutex> lk(mu_);
   auto& s = state_for(run);
   if (r.depth < s.args.max_depth) {
+    // A short <meta refresh> is where a browser goes next: followed first, like a link.
+    if (info.refresh_delay >= 0 && info.refresh_delay < meta_refresh_max_delay &&
+        !info.refresh_url.empty() && info.refresh_url != r.url)
+      info.links.insert(info.links.begin(), info.refresh_url);
     for (auto& link : info.links) {
       if (s.args.same_domain && scope_of(link) != s.start_host)
         continue;

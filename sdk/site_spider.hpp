@@ -6,8 +6,13 @@
 //   {"startUrl": "https://example.com/",   required, http or https
 //    "maxDepth": 3,                         optional, links followed at most this deep (0-100)
 //    "output": "items.jsonl",               optional, appended to, relative to the cwd
-//    "sameDomain": true}                    optional, follow only links of the start URL's
+//    "sameDomain": true,                    optional, follow only links of the start URL's
 //                                           registrable domain (IP hosts: its host:port)
+//    "sitemaps": false}                     optional, also start from the sitemaps the start
+//                                           host's robots.txt names (sdk/sitemap.hpp): robots
+//                                           and sitemap files are depth 0 and write no item,
+//                                           the pages they list are depth 1
+// A <meta http-equiv="refresh"> of under 100 s is followed like a link.
 // Unknown keys are rejected so a typo does not silently change the crawl.
 #include <atomic>
 #include <chrono>
@@ -18,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include "core/digest_set.hpp"
 #include "sdk/worker.hpp"
 
@@ -28,6 +34,7 @@ struct site_arguments {
   std::int32_t max_depth = 3;
   std::string output = "items.jsonl";
   bool same_domain = true;
+  bool sitemaps = false;
 };
 
 /// Parses and validates run arguments; throws core::input_error naming the bad key.
@@ -72,6 +79,11 @@ class site_spider : public spider {
   };
 
   run_state& state_for(const protocol::worker_run& run);  // with mu_ held
+  /// A sitemaps run's robots.txt (`r.url` is one) or sitemap file (`body` reads as one):
+  /// the URLs it lists go to `out.requests`, and true (no item); false for anything else.
+  /// With mu_ held.
+  bool read_sitemap_file(run_state& s, const protocol::result& r, std::string_view body,
+                         parse_result& out);
   std::shared_ptr<std::ofstream> open_output(const std::string& path);
   void report_progress();
 

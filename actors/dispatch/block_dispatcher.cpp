@@ -835,6 +835,7 @@ redirect_step follow_redirect(const queued_request& q, std::int32_t status,
   // The pusher's fingerprint named the first URL: the target is deduplicated by its own
   // canonical URL like any link (its payload still travels with it).
   rq.fingerprint.clear();
+  rq.dont_filter = false;
   fast::raw_request next;
   fast::append_json(next.json, rq);
   next.hash = request_hash(rq);
@@ -880,10 +881,14 @@ void admit(self_ptr self, run_entry& run, std::vector<fast::raw_request>& reques
       for (auto& req : requests) {
         apply_run_canonical(r->site_settings, req);
         // Hashes come from parse_push: always 16 hex digits.
-        if (!r->seen.insert(core::parse_digest(req.hash).value_or(0))) {
+        auto url_digest = req.url_hash.empty() ? std::nullopt : core::parse_digest(req.url_hash);
+        if ((url_digest && r->seen.contains(*url_digest)) ||
+            !r->seen.insert(core::parse_digest(req.hash).value_or(0))) {
           ++self->state.duplicates;
           continue;
         }
+        if (url_digest)
+          r->seen.insert(*url_digest);
         if (auto reason = r->scope->admit(req.url, req.depth)) {
           // A trap or a limit of the run: not taken (and, being seen, not counted again).
           ++r->cut[reason];

@@ -426,6 +426,19 @@ TEST_CASE("fast_json: a pushed fingerprint is the dedup key, the payload comes b
   REQUIRE(polled.size() == 1);
   CHECK(polled[0].payload == "p\xc3\xa9");
   CHECK(decode<result>(to_json(r)).payload == r.payload);
+  // A fingerprinted GET without body is also keyed by its URL (a redirect target's key);
+  // not with dontFilter, not a POST with a body, not without a fingerprint.
+  auto [id2, more] = fast::parse_push(
+    R"(["run",[{"url":"http://a/t","fingerprint":"f"},)"
+    R"({"url":"http://a/t","fingerprint":"g","dontFilter":true},)"
+    R"({"url":"http://a/t","fingerprint":"h","method":"POST","content":"x=1"},)"
+    R"({"url":"http://a/t"}]])");
+  REQUIRE(more.size() == 4);
+  CHECK(more[0].url_hash == more[3].hash);
+  CHECK(more[1].url_hash.empty());
+  CHECK(more[2].url_hash.empty());
+  CHECK(more[3].url_hash.empty());
+  CHECK(decode<request>(json::parse(more[1].json)).dont_filter);
   // Bounds: an empty or overlong fingerprint, an overlong payload.
   CHECK(error_of([] { fast::parse_push(R"(["r",[{"url":"http://a/","fingerprint":""}]])"); }) ==
         "Push.arguments[1][0].fingerprint: must be 1 to 256 bytes");

@@ -178,10 +178,15 @@ def wire_request(request: Any, fingerprint: str, payload: str) -> dict:
     headers = {}
     for k, v in request.headers.items():
         headers[k.decode("latin-1")] = b", ".join(v).decode("latin-1")
-    return {"url": request.url, "method": request.method, "referer": "", "origin": "",
+    wire = {"url": request.url, "method": request.method, "referer": "", "origin": "",
             "content": content, "depth": int(request.meta.get("depth", 0) or 0),
             "cycleTriedTimes": 0, "headers": headers, "fingerprint": fingerprint,
             "payload": payload}
+    if request.dont_filter:
+        # Not a duplicate of a request to the same URL either (the broker dedups a
+        # fingerprinted GET by its URL too: a redirect's target is keyed by URL).
+        wire["dontFilter"] = True
+    return wire
 
 
 def replay_request(result: dict, data: Any, spider: Any, log=print):
