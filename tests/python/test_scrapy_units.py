@@ -210,6 +210,11 @@ class Payloads(unittest.TestCase):
         self.assertEqual((w["url"], w["method"], w["content"], w["depth"], w["fingerprint"],
                           w["payload"]), ("http://h/form", "POST", "a=é", 3, "fp#1", "s1.x.y"))
         self.assertEqual(w["headers"], {"X-A": "1, 2", "User-Agent": "ua"})
+        self.assertNotIn("dontFilter", w)  # the broker may take it as a duplicate by URL too
+        self.assertTrue(sr.wire_request(scrapy.Request("http://h/", dont_filter=True), "f#1",
+                                        "p")["dontFilter"])
+        self.assertTrue(sr.wire_request(scrapy.Request("http://h/"), "f", "p",
+                                        by_url=False)["dontFilter"])
         with self.assertRaisesRegex(sr.UnserializableRequest, "UTF-8"):
             sr.wire_request(scrapy.Request("http://h/", method="POST", body=b"\xff\xfe"), "f", "p")
 
@@ -295,6 +300,12 @@ if HAS_SCRAPY:
     class MyFilter(RFPDupeFilter):
         pass
 
+    class QueryBlindFilter(RFPDupeFilter):
+        """A project's filter with its own rule: the URL without its query."""
+
+        def request_fingerprint(self, request):
+            return request.url.split("?")[0]
+
     class OtherFilter(BaseDupeFilter):
         def request_seen(self, request):
             return "x" in request.url
@@ -368,6 +379,7 @@ class SchedulerAndDownloader(unittest.TestCase):
                 scrapy.Request("http://h/a", dont_filter=True)))
         fps = [x["fingerprint"] for x in w.bridge.to_push]
         self.assertEqual(fps[1:], [fps[0] + "#1", fps[0] + "#2"])
+        self.assertEqual([x.get("dontFilter") for x in w.bridge.to_push], [None, True, True])
         # Start requests of two bridges (each its first dont_filter push): one key.
         other = make_world()
         other.scheduler.enqueue_request(scrapy.Request("http://h/a", dont_filter=True))
@@ -378,12 +390,23 @@ class SchedulerAndDownloader(unittest.TestCase):
         for _ in range(3):
             self.assertTrue(w.scheduler.enqueue_request(scrapy.Request("http://h/a")))
         self.assertEqual([x["fingerprint"][-2:] for x in w.bridge.to_push], ["#1", "#2", "#3"])
+        self.assertTrue(all(x["dontFilter"] for x in w.bridge.to_push))
 
     def test_fingerprinter_setting_is_the_broker_key(self):
         w = make_world({"REQUEST_FINGERPRINTER_CLASS": f"{__name__}.PathFingerprinter"})
         w.scheduler.enqueue_request(scrapy.Request("http://h/a?x=1"))
         self.assertFalse(w.scheduler.enqueue_request(scrapy.Request("http://h/a?x=2")))
         self.assertEqual(w.bridge.to_push[0]["fingerprint"], b"/a".hex())
+        self.assertTrue(w.bridge.to_push[0]["dontFilter"])  # its fingerprint is the only key
+        w = make_world({"DUPEFILTER_CLASS": f"{__name__}.QueryBlindFilter"})
+        w.scheduler.enqueue_request(scrapy.Request("http://h/a?x=1"))
+        self.assertFalse(w.scheduler.enqueue_request(scrapy.Request("http://h/a?x=2")))
+        self.assertEqual((w.bridge.to_push[0]["fingerprint"], w.bridge.to_push[0]["dontFilter"]),
+                         ("http://h/a", True))
+        for settings in ({"DUPEFILTER_CLASS": f"{__name__}.MyFilter"}, {}):
+            w = make_world(settings)
+            w.scheduler.enqueue_request(scrapy.Request("http://h/a"))
+            self.assertNotIn("dontFilter", w.bridge.to_push[0])
 
     def test_a_middleware_answers_or_reschedules(self):
         w = make_world({"DOWNLOADER_MIDDLEWARES": {f"{__name__}.CacheHit": 543,
@@ -409,6 +432,21 @@ class SchedulerAndDownloader(unittest.TestCase):
                                      payload=w.bridge.to_push.pop()["payload"]))
         out = fetch(w, w.scheduler.next_request())
         self.assertEqual(out.url, "http://h/refreshed")
+
+    def test_results_handled_at_once(self):
+        self.assertEqual(make_world().downloader.total_concurrency, sc.DEFAULT_CONCURRENCY)
+        w = make_world({"CONCURRENT_REQUESTS": 2})
+        self.assertEqual(w.downloader.total_concurrency, 2)
+        for i in range(3):
+            w.scheduler.enqueue_request(scrapy.Request(f"http://h/{i}"))
+        w.bridge.ready.extend(result(resultId=i, payload=x["payload"])
+                              for i, x in enumerate(w.bridge.to_push))
+        got = [w.scheduler.next_request() for _ in range(2)]
+        for r in got:
+            fetch(w, r)
+        self.assertTrue(w.downloader.needs_backout())  # fetched, their callbacks not done
+        w.engine.slot.remove_request(got[0])
+        self.assertFalse(w.downloader.needs_backout())
 
     def test_invalid_url_fails_to_the_errback(self):
         w = make_world()

@@ -42,6 +42,17 @@ DEFAULT_BROKER = "http://127.0.0.1:55626/"
 logger = logging.getLogger("spiderhub.scrapy")
 
 
+def __getattr__(name: str):
+    """The Scrapy components under their former home (settings may name
+    spiderhub.scrapy_bridge.ResultHandler), imported when asked for: Scrapy's modules are
+    not loaded before the command line says what to run."""
+    if name in ("ResultHandler", "SpiderhubScheduler", "SpiderhubDownloader",
+                "BridgeSpiderMiddleware"):
+        from . import scrapy_components
+        return getattr(scrapy_components, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class BadInput(Exception):
     """Input the bridge refuses before anything is pushed (exit status 2)."""
 

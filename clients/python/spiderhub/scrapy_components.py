@@ -31,11 +31,12 @@ import re
 from scrapy import Request, signals
 from scrapy.core.downloader import Downloader
 from scrapy.core.scheduler import BaseScheduler
-from scrapy.dupefilters import BaseDupeFilter
+from scrapy.dupefilters import BaseDupeFilter, RFPDupeFilter
 from scrapy.exceptions import NotSupported, _InvalidOutput
 from scrapy.http import Headers, Response, TextResponse
 from scrapy.utils.defer import deferred_from_coro, mustbe_deferred
 from scrapy.utils.misc import create_instance, load_object
+from scrapy.utils.request import RequestFingerprinter
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
@@ -72,6 +73,11 @@ class SpiderhubScheduler(BaseScheduler):
         self.stats = crawler.stats
         # BaseDupeFilter filters nothing: every request is one "the broker must not filter".
         self.filters = type(dupefilter) is not BaseDupeFilter
+        # Scrapy's own fingerprint is the URL's (with method and body): the broker may take
+        # a GET to a URL it has as a duplicate. Any other must be the only key.
+        own = getattr(type(dupefilter), "request_fingerprint", None)
+        self.by_url = self.filters and own is RFPDupeFilter.request_fingerprint and \
+            type(crawler.request_fingerprinter) is RequestFingerprinter
         self.dont_filter_pushed: collections.Counter = collections.Counter()
         self.local: collections.deque = collections.deque()  # answered in this process
         self.warned: set[str] = set()
@@ -143,7 +149,8 @@ class SpiderhubScheduler(BaseScheduler):
             self.dont_filter_pushed[fp] += 1
             n = self.dont_filter_pushed[fp]
         self._warn_unsupported(request)
-        self.crawler.engine.downloader.send(request, self.spider, broker_fingerprint(fp, n))
+        self.crawler.engine.downloader.send(request, self.spider, broker_fingerprint(fp, n),
+                                            self.by_url)
         self.stats.inc_value("scheduler/enqueued/spiderhub", spider=self.spider)
         self.stats.inc_value("scheduler/enqueued", spider=self.spider)
         return True
@@ -238,12 +245,14 @@ class SpiderhubDownloader(Downloader):
 
     # ---- out: the request side, then the broker ------------------------------------------
 
-    def send(self, request, spider, fingerprint: str) -> None:
+    def send(self, request, spider, fingerprint: str, by_url: bool = True) -> None:
         """Runs the middlewares' process_request on ``request`` (its headers, meta, cookies
-        as Scrapy sends them), then queues it for the broker under ``fingerprint``."""
+        as Scrapy sends them), then queues it for the broker under ``fingerprint`` (and its
+        URL, when ``by_url``: wire_request)."""
         self.bridge.chain_opened()
         d = self._request_side(request, spider)
-        d.addCallbacks(self._sent, self._answered_here, callbackArgs=(request, spider, fingerprint),
+        d.addCallbacks(self._sent, self._answered_here,
+                       callbackArgs=(request, spider, fingerprint, by_url),
                        errbackArgs=(request,))
         d.addErrback(self._bug, request)
 
@@ -260,7 +269,7 @@ class SpiderhubDownloader(Downloader):
                 return out
         return None
 
-    def _sent(self, out, request, spider, fingerprint: str) -> None:
+    def _sent(self, out, request, spider, fingerprint: str, by_url: bool) -> None:
         if isinstance(out, Response):  # e.g. an HTTP cache hit: never leaves this process
             self._answered_here(out, request)
             return
@@ -276,7 +285,7 @@ class SpiderhubDownloader(Downloader):
             return
         try:
             payload = self.bridge.codec.encode(request_dict(request, spider))
-            wire = wire_request(request, fingerprint, payload)
+            wire = wire_request(request, fingerprint, payload, by_url)
         except UnserializableRequest as e:
             self._unserializable(request, spider, e)
             return

@@ -7,7 +7,8 @@ downloader middlewares set:
 * ``fingerprint`` — the broker's dedup key: Scrapy's request fingerprint (the duplicate
   filter's, so REQUEST_FINGERPRINTER_CLASS/_IMPLEMENTATION apply), with ``#n`` after it for
   the n-th request of that fingerprint this process pushed with ``dont_filter``
-  (broker_fingerprint);
+  (broker_fingerprint); ``dontFilter`` when the URL must not be a dedup key too
+  (wire_request);
 * ``payload`` — the Scrapy request itself, as Scrapy's own disk queues store it
   (``Request.to_dict``: callback and errback by name, ``meta``, ``cb_kwargs``, headers,
   body), pickled, base64, with an HMAC of the worker token in front (PayloadCodec), so any
@@ -25,7 +26,6 @@ import pickle
 import urllib.parse
 from typing import Any
 
-from .links import canonical_url
 from .worker import _redirects_of
 
 PAYLOAD_LIMIT = 262_144     # bytes of a Request's payload the broker stores
@@ -74,9 +74,10 @@ def broker_fingerprint(fingerprint: str, dont_filter_n: int = 0) -> str:
 
 
 def url_problem(url: str) -> str:
-    """Why the nodes cannot download ``url`` ("" when they can): not http(s), no host, a
-    port that is no number (w3lib encodes the port of a link found on a UTF-16 page in
-    UTF-16), or no canonical form (docs/urls.md). Scrapy's downloader fails these."""
+    """Why the nodes cannot download ``url`` ("" when they can): not http(s), no host, or
+    a port that is no number (w3lib encodes the port of a link found on a UTF-16 page in
+    UTF-16). Scrapy's downloader fails these. (A URL the broker still refuses, having no
+    canonical form, is refused alone: Bridge.push.)"""
     try:
         u = urllib.parse.urlsplit(url)
         u.port  # noqa: B018 - raises ValueError for a port that is no number
@@ -86,8 +87,6 @@ def url_problem(url: str) -> str:
         return f"unsupported URL scheme {u.scheme!r}: the nodes download http(s) only"
     if not u.hostname:
         return "no host"
-    if not canonical_url(url):
-        return "not an absolute http(s) URL the broker accepts"
     return ""
 
 
@@ -166,10 +165,16 @@ def request_dict(request: Any, spider: Any) -> dict:
     return d
 
 
-def wire_request(request: Any, fingerprint: str, payload: str) -> dict:
+def wire_request(request: Any, fingerprint: str, payload: str, by_url: bool = True) -> dict:
     """The Push JSON of a Scrapy request as the downloader middlewares left it: its headers
     (one value per name, Scrapy's repeated values joined with ", "; the node adds what the
-    job's Site says for names the request does not set), its body as text."""
+    job's Site says for names the request does not set), its body as text.
+
+    The broker takes a fingerprinted GET or HEAD without body as a duplicate of any
+    request of the run to the same canonical URL too (a redirect's target, which it keys
+    by URL, is the page a link names), unless ``dontFilter``: sent for ``dont_filter``
+    requests, and for all when ``by_url`` is False (a fingerprint that is not the URL's:
+    a project's REQUEST_FINGERPRINTER_CLASS, BaseDupeFilter)."""
     try:
         content = request.body.decode("utf-8") if request.body else ""
     except UnicodeDecodeError as e:
@@ -182,9 +187,7 @@ def wire_request(request: Any, fingerprint: str, payload: str) -> dict:
             "content": content, "depth": int(request.meta.get("depth", 0) or 0),
             "cycleTriedTimes": 0, "headers": headers, "fingerprint": fingerprint,
             "payload": payload}
-    if request.dont_filter:
-        # Not a duplicate of a request to the same URL either (the broker dedups a
-        # fingerprinted GET by its URL too: a redirect's target is keyed by URL).
+    if request.dont_filter or not by_url:
         wire["dontFilter"] = True
     return wire
 
