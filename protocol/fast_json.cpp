@@ -6,6 +6,7 @@
 
 #include "core/canonical_url.hpp"
 #include "core/error.hpp"
+#include "core/proxy.hpp"
 #include "core/text.hpp"
 #include "protocol/json_codec.hpp"
 
@@ -90,6 +91,20 @@ template <class Fn> void for_each_field(od::object& obj, const std::string& path
 }
 
 // [{status, url}, ...] of a result's redirects.
+void read_strings(od::value v, std::vector<std::string>& out, const std::string& path) {
+  od::array arr;
+  if (v.get_array().get(arr) != simdjson::SUCCESS)
+    fail(path, "expected an array");
+  std::size_t i = 0;
+  for (auto item : arr) {
+    std::string_view sv;
+    if (item.get_string().get(sv) != simdjson::SUCCESS)
+      fail(path + "[" + std::to_string(i) + "]", "expected a string");
+    out.emplace_back(sv);
+    ++i;
+  }
+}
+
 void read_redirects(od::value v, std::vector<redirect_hop>& out, const std::string& path) {
   od::array arr;
   if (v.get_array().get(arr) != simdjson::SUCCESS)
@@ -173,6 +188,10 @@ bool read_result(od::object obj, result& r, const std::string& path) {
       r.redirected_from = get_string(v, p);
     } else if (key == "payload") {
       r.payload = get_string(v, p);
+    } else if (key == "proxy") {
+      r.proxy = get_string(v, p);
+    } else if (key == "proxyErrors") {
+      read_strings(v, r.proxy_errors, p);
     }
   });
   if (!has_url)
@@ -223,6 +242,10 @@ bool read_result_summary(od::object obj, result& r, const std::string& path) {
       r.size = get_int(v, path + ".size");
     } else if (key == "redirectTo") {
       r.redirect_to = get_string(v, path + ".redirectTo");
+    } else if (key == "proxy") {
+      r.proxy = get_string(v, path + ".proxy");
+    } else if (key == "proxyErrors") {
+      read_strings(v, r.proxy_errors, path + ".proxyErrors");
     }
   });
   if (!has_url)
@@ -304,6 +327,15 @@ void read_request(od::object& obj, request& r, const std::string& path) {
         fail(p(), "must be 1 to " + std::to_string(max_fingerprint_bytes) + " bytes");
     } else if (key == "dontFilter") {
       r.dont_filter = get_bool(v, p());
+    } else if (key == "proxy") {
+      r.proxy = get_string(v, p());
+      if (!r.proxy.empty() && r.proxy != "direct") {
+        try {
+          core::parse_proxy_url(r.proxy);
+        } catch (const core::input_error& e) {
+          fail(p(), e.what());
+        }
+      }
     } else if (key == "payload") {
       r.payload = get_string(v, p());
       if (r.payload.size() > max_payload_bytes)
@@ -457,6 +489,8 @@ raw_block_response parse_block_response(std::string_view arguments_json) {
     rr.response_time = r.response_time;
     rr.deferred = r.deferred;
     rr.retry_after_ms = r.retry_after_ms;
+    rr.proxy = std::move(r.proxy);
+    rr.proxy_errors = std::move(r.proxy_errors);
     if (has_id) {
       // Stored bodies never carry resultId (the broker splices its own): re-encode.
       simdjson::padded_string again(raw_results[i]);
@@ -786,6 +820,8 @@ void append_json(std::string& out, const request& r) {
     key(out, "dontFilter");
     out += "true";
   }
+  if (!r.proxy.empty())
+    field(out, "proxy", r.proxy);
   if (!r.payload.empty())
     field(out, "payload", r.payload);
   out += '}';
@@ -827,6 +863,18 @@ void append_json(std::string& out, const result& r) {
     field(out, "redirectedFrom", r.redirected_from);
   if (!r.payload.empty())
     field(out, "payload", r.payload);
+  if (!r.proxy.empty())
+    field(out, "proxy", r.proxy);
+  if (!r.proxy_errors.empty()) {
+    key(out, "proxyErrors");
+    out += '[';
+    for (std::size_t i = 0; i < r.proxy_errors.size(); ++i) {
+      if (i)
+        out += ',';
+      append_json_string(out, r.proxy_errors[i]);
+    }
+    out += ']';
+  }
   if (!r.encoding.empty()) {
     field(out, "encoding", r.encoding);
     field(out, "encodingSource", r.encoding_source);

@@ -38,6 +38,8 @@ struct raw_result {
   std::int64_t response_time = 0;    // ms
   bool deferred = false;             // see protocol::result::deferred
   std::int64_t retry_after_ms = -1;
+  std::string proxy;                      // redacted, "" = none
+  std::vector<std::string> proxy_errors;  // proxies of the attempts that failed there
   std::string body;  // JSON object text without resultId, ready to store
 };
 

@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "core/media_type.hpp"
 #include "core/politeness.hpp"
+#include "core/proxy.hpp"
 #include "protocol/json_codec.hpp"
 
 namespace spiderhub::protocol {
@@ -87,6 +88,25 @@ site site_of_job(const std::map<std::string, std::string>& properties) {
   flag("StripTracking", s.strip_tracking);
   if (auto n = integer(properties, "WorkersPerRun", 0, 1000, "0 = every worker of the class"))
     s.workers_per_run = static_cast<std::int32_t>(*n);
+  if (auto* text = find(properties, "Proxies")) {
+    try {
+      if (s.proxies.empty())
+        s.proxies = core::parse_proxy_list(*text);
+    } catch (const core::input_error& e) {
+      throw core::input_error(std::string("property 'Proxies': ") + e.what());
+    }
+  }
+  if (auto* text = find(properties, "ProxyRotation")) {
+    if (!core::valid_proxy_rotation(*text))
+      throw core::input_error("property 'ProxyRotation' must be round_robin, random or "
+                              "per_host, not '" + *text + "'");
+    if (s.proxy_rotation.empty())
+      s.proxy_rotation = *text;
+  }
+  if (auto n = integer(properties, "ProxyMaxFailures", 1, 1000, "failures in a row"))
+    s.proxy_max_failures = static_cast<std::int32_t>(*n);
+  if (auto n = integer(properties, "ProxyBenchMs", 0, 86400000, "ms"))
+    s.proxy_bench_ms = static_cast<std::int32_t>(*n);
   if (auto* text = find(properties, "AllowedContentTypes")) {
     try {
       if (s.allowed_content_types.empty())

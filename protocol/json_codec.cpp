@@ -4,6 +4,7 @@
 #include <array>
 
 #include "core/media_type.hpp"
+#include "core/proxy.hpp"
 #include "protocol/limits.hpp"
 
 namespace spiderhub::protocol {
@@ -150,6 +151,8 @@ json to_json(const request& x) {
     j["fingerprint"] = x.fingerprint;
   if (x.dont_filter)
     j["dontFilter"] = true;
+  if (!x.proxy.empty())
+    j["proxy"] = x.proxy;
   if (!x.payload.empty())
     j["payload"] = x.payload;
   return j;
@@ -177,6 +180,14 @@ template <> request decode<request>(const json& j, const std::string& path) {
       (r.fingerprint.empty() || r.fingerprint.size() > max_fingerprint_bytes))
     fail(path + ".fingerprint", "must be 1 to " + std::to_string(max_fingerprint_bytes) + " bytes");
   read(j, "dontFilter", r.dont_filter, path);
+  read(j, "proxy", r.proxy, path);
+  if (!r.proxy.empty() && r.proxy != "direct") {
+    try {
+      core::parse_proxy_url(r.proxy);
+    } catch (const core::input_error& e) {
+      fail(path + ".proxy", e.what());
+    }
+  }
   read(j, "payload", r.payload, path);
   if (r.payload.size() > max_payload_bytes)
     fail(path + ".payload", "is longer than " + std::to_string(max_payload_bytes) + " bytes");
@@ -219,7 +230,11 @@ json to_json(const site& x) {
           {"sortQuery", x.sort_query},
           {"stripSessionIds", x.strip_session_ids},
           {"stripTracking", x.strip_tracking},
-          {"workersPerRun", x.workers_per_run}};
+          {"workersPerRun", x.workers_per_run},
+          {"proxies", x.proxies},
+          {"proxyRotation", x.proxy_rotation},
+          {"proxyMaxFailures", x.proxy_max_failures},
+          {"proxyBenchMs", x.proxy_bench_ms}};
 }
 
 template <> site decode<site>(const json& j, const std::string& path) {
@@ -297,6 +312,23 @@ template <> site decode<site>(const json& j, const std::string& path) {
   read(j, "workersPerRun", s.workers_per_run, path);
   if (s.workers_per_run < 0 || s.workers_per_run > 1000)
     fail(path + ".workersPerRun", "must be 0 (every worker of the class) to 1000");
+  read(j, "proxies", s.proxies, path);
+  for (std::size_t i = 0; i < s.proxies.size(); ++i) {
+    try {
+      core::parse_proxy_url(s.proxies[i]);
+    } catch (const core::input_error& e) {
+      fail(path + ".proxies[" + std::to_string(i) + "]", e.what());
+    }
+  }
+  read(j, "proxyRotation", s.proxy_rotation, path);
+  if (!s.proxy_rotation.empty() && !core::valid_proxy_rotation(s.proxy_rotation))
+    fail(path + ".proxyRotation", "must be \"round_robin\", \"random\" or \"per_host\"");
+  read(j, "proxyMaxFailures", s.proxy_max_failures, path);
+  if (s.proxy_max_failures < 1 || s.proxy_max_failures > 1000)
+    fail(path + ".proxyMaxFailures", "must be 1 to 1000");
+  read(j, "proxyBenchMs", s.proxy_bench_ms, path);
+  if (s.proxy_bench_ms < 0 || s.proxy_bench_ms > 86400000)
+    fail(path + ".proxyBenchMs", "must be 0 to 86400000");
   for (auto& t : s.allowed_content_types)
     if (!core::valid_media_range(t))
       fail(path + ".allowedContentTypes",
@@ -361,6 +393,10 @@ json to_json(const result& x) {
     j["redirectedFrom"] = x.redirected_from;
   if (!x.payload.empty())
     j["payload"] = x.payload;
+  if (!x.proxy.empty())
+    j["proxy"] = x.proxy;
+  if (!x.proxy_errors.empty())
+    j["proxyErrors"] = x.proxy_errors;
   if (!x.encoding.empty()) {
     j["encoding"] = x.encoding;
     j["encodingSource"] = x.encoding_source;
@@ -397,6 +433,8 @@ template <> result decode<result>(const json& j, const std::string& path) {
   read(j, "redirectTo", r.redirect_to, path);
   read(j, "redirectedFrom", r.redirected_from, path);
   read(j, "payload", r.payload, path);
+  read(j, "proxy", r.proxy, path);
+  read(j, "proxyErrors", r.proxy_errors, path);
   read(j, "encoding", r.encoding, path);
   read(j, "encodingSource", r.encoding_source, path);
   return r;

@@ -40,6 +40,8 @@ struct request {
   // (Scrapy's dont_filter). Without it, a GET/HEAD without body is also a duplicate of
   // any request of the run to the same canonical URL (a redirect's target, say).
   bool dont_filter = false;
+  // This request's proxy (a proxy URL, or "direct" for none), instead of the run's pool.
+  std::string proxy;
   // Opaque bytes of the pusher (the Scrapy bridge: the serialized Scrapy request), stored
   // with the request and handed back in its result, so any worker of the run can take it.
   std::string payload;
@@ -109,6 +111,13 @@ struct site {
   // Job property WorkersPerRun: how many connected workers of the job's class get the run
   // (1 by default; 0 = every one, also those connecting later). Each result goes to one.
   std::int32_t workers_per_run = 1;
+  // Proxies of the run (job properties Proxies, ProxyRotation, ProxyMaxFailures,
+  // ProxyBenchMs; core/proxy.hpp): each download goes through one of them, chosen by the
+  // rotation; one failing max_failures times in a row is benched for bench_ms on that node.
+  std::vector<std::string> proxies;
+  std::string proxy_rotation;          // "" = round_robin | "random" | "per_host"
+  std::int32_t proxy_max_failures = 3;
+  std::int32_t proxy_bench_ms = 60000;
 };
 
 enum class block_command : std::int32_t { none = 0, download = 1, pause = 2, resume = 3, exit = 4 };
@@ -157,6 +166,8 @@ struct result {
   std::string redirect_to;      // a 3xx handed back to the broker: where it points (absolute)
   std::string redirected_from;  // the request's redirected_from: the URL first asked for
   std::string payload;          // the request's payload, as pushed
+  std::string proxy;            // the proxy the download went through, redacted (scheme://host:port)
+  std::vector<std::string> proxy_errors;  // proxies (redacted) of attempts that failed at the proxy
 };
 
 /// The closed list of what went wrong with a download, shared by the SDKs, JobStatus and

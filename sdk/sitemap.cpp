@@ -141,23 +141,25 @@ sitemap parse_sitemap(std::string_view body, const std::string& base_url) {
       out.error = "malformed sitemap XML";
     return out;
   }
-  if (doc->intSubset || doc->extSubset) {
-    out.error = "a sitemap with a DTD is not read (entities)";
-    return out;
-  }
   auto* root = xmlDocGetRootElement(doc.get());
   if (!root)
     return out;
   const char* entry_name = nullptr;
+  auto type = sitemap::kind::none;
   if (std::strcmp(local_name(root), "urlset") == 0) {
-    out.type = sitemap::kind::urlset;
+    type = sitemap::kind::urlset;
     entry_name = "url";
   } else if (std::strcmp(local_name(root), "sitemapindex") == 0) {
-    out.type = sitemap::kind::index;
+    type = sitemap::kind::index;
     entry_name = "sitemap";
   } else {
+    return out;  // another XML document (XHTML with its DOCTYPE, a feed...): not a sitemap
+  }
+  if (doc->intSubset || doc->extSubset) {
+    out.error = "a sitemap with a DTD is not read (entities)";
     return out;
   }
+  out.type = type;
   std::unordered_set<std::string> seen;
   for (auto* n = root->children; n; n = n->next) {
     if (n->type != XML_ELEMENT_NODE || std::strcmp(local_name(n), entry_name) != 0)

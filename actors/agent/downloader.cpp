@@ -33,6 +33,8 @@
 #include <vector>
 
 #include "actors/agent/download_policy.hpp"
+#include "actors/agent/proxy_pool.hpp"
+#include "core/proxy.hpp"
 #include "actors/agent/renderer.hpp"
 #include "core/encoding.hpp"
 #include "core/media_type.hpp"
@@ -264,6 +266,7 @@ struct identity_jar {
   std::unordered_set<std::string> seeded; // host + '\n' + seed cookies already added
   int blocks = 0;                         // active blocks using the jar
   time_point idle_since;
+  std::unique_ptr<proxy_pool> proxies;    // the run's proxies on this node (Site.proxies)
 
   identity_jar() {
     share = curl_share_init();
@@ -284,6 +287,7 @@ struct work_item {
   std::uint16_t attempt = 0; // 0 on the first attempt
   bool ip_retried = false;   // already repeated once after a change-IP match
   time_point due{};
+  std::vector<std::string> proxy_errors;  // proxies of its attempts that failed there
 };
 
 struct block_state {
@@ -340,6 +344,8 @@ struct transfer {
   bool refused_address = false;  // the resolved address is one no download may reach
   bool refused_internal = false;  // ... because it is loopback or private (not link-local)
   bool allow_internal = false;    // the node or the run allows loopback/private addresses
+  int proxy_index = -1;           // the pool proxy this transfer goes through (-1: none)
+  std::string proxy_name;         // the proxy it goes through, redacted ("" = none)
   long hop_status = 0;           // status of the response whose headers are coming in
   std::int64_t announced = -1;   // its Content-Length (-1: none)
   std::int64_t received = 0;     // body bytes that arrived (kept or not)
@@ -788,6 +794,7 @@ struct downloader::impl {
     t->errbuf[0] = 0;
     CURL* e = t->easy;
     curl_easy_setopt(e, CURLOPT_URL, rq.url.c_str());
+    choose_proxy(bs, *t, rq);
     t->allowed_types = &bs.b.site_settings.allowed_content_types;
     // VerifyTls false (the job's choice, warned at the broker): any certificate is taken.
     const long verify = bs.b.site_settings.verify_tls ? 1L : 0L;
@@ -891,7 +898,7 @@ struct downloader::impl {
     bs.halted = true;
     std::size_t n = 0;
     for (; bs.next < bs.b.requests.size(); ++bs.next, ++n)
-      defer_request(bs, work_item{static_cast<std::uint32_t>(bs.next), 0, false, {}}, 0, -1,
+      defer_request(bs, work_item{static_cast<std::uint32_t>(bs.next), 0, false, {}, {}}, 0, -1,
                     why);
     for (auto* list : {&bs.retries, &bs.ip_waiting}) {
       for (auto& item : *list) {
@@ -905,6 +912,27 @@ struct downloader::impl {
     flush(bs);
   }
 
+  /// Sets the transfer's proxy: the request's own ("direct": none), else one of the run's
+  /// pool, else none (libcurl's defaults, the node's environment).
+  void choose_proxy(block_state& bs, transfer& t, const protocol::request& rq) {
+    t.proxy_index = -1;
+    t.proxy_name.clear();
+    const char* url = nullptr;
+    if (rq.proxy == "direct") {
+      url = "";  // "" turns every proxy off, the environment's too
+    } else if (!rq.proxy.empty()) {
+      url = rq.proxy.c_str();
+      t.proxy_name = core::redacted_proxy(rq.proxy);
+    } else if (bs.jar->proxies) {
+      t.proxy_index = bs.jar->proxies->pick(core::url_host(rq.url), steady::now());
+      if (t.proxy_index >= 0) {
+        url = bs.jar->proxies->url(t.proxy_index).c_str();
+        t.proxy_name = bs.jar->proxies->name(t.proxy_index);
+      }
+    }
+    curl_easy_setopt(t.easy, CURLOPT_PROXY, url);
+  }
+
   /// A finished transfer: retry it, park it for the change-IP command, or make a result.
   void on_transfer_done(transfer* t, CURLcode rc, time_point now) {
     auto& bs = *t->blk;
@@ -916,6 +944,20 @@ struct downloader::impl {
     const auto& rq = bs.b.requests[t->item.index];
     long status = 0;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (!t->proxy_name.empty() && proxy_failure(rc, status) &&
+        t->item.proxy_errors.size() < 16)
+      t->item.proxy_errors.push_back(t->proxy_name);
+    if (t->proxy_index >= 0 && bs.jar->proxies) {
+      auto& pool = *bs.jar->proxies;
+      if (!proxy_failure(rc, status))
+        pool.succeeded(t->proxy_index);
+      else if (pool.failed(t->proxy_index, now))
+        spdlog::warn("downloader: proxy {} of run {} failed {} times in a row ({}): benched "
+                     "for {} ms", t->proxy_name, bs.b.identity,
+                     bs.b.site_settings.proxy_max_failures,
+                     rc != CURLE_OK ? curl_easy_strerror(rc) : "HTTP 407",
+                     bs.b.site_settings.proxy_bench_ms);
+    }
     curl_off_t total_us = 0;
     curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us);
     const auto elapsed_ms = static_cast<std::int64_t>(total_us / 1000);
@@ -1052,6 +1094,9 @@ struct downloader::impl {
     }
     r.redirected_from = rq.redirected_from;
     r.payload = rq.payload;
+    if (t)
+      r.proxy = t->proxy_name;
+    r.proxy_errors = item.proxy_errors;
     if (t && body && !body->empty() && error.empty() && is_text_type(t->content_type)) {
       auto e = core::sniff_encoding(*body, t->content_type, bs.b.site_settings.encoding_name);
       r.encoding = std::move(e.name);
@@ -1236,6 +1281,15 @@ struct downloader::impl {
     bs->headers_body = build_headers(opts, site, nullptr, true);
     bs->jar = jar_for(bs->b.identity);
     ++bs->jar->blocks;
+    const std::chrono::milliseconds bench(site.proxy_bench_ms);
+    if (site.proxies.empty()) {
+      bs->jar->proxies.reset();
+    } else if (!bs->jar->proxies ||
+               !bs->jar->proxies->same_settings(site.proxies, site.proxy_rotation,
+                                                site.proxy_max_failures, bench)) {
+      bs->jar->proxies = std::make_unique<proxy_pool>(site.proxies, site.proxy_rotation,
+                                                      site.proxy_max_failures, bench);
+    }
     spdlog::debug("downloader: block {} of {}: {} requests, {} slots", bs->b.block_id,
                   bs->b.identity, bs->b.requests.size(), slots);
     blocks.push_back(std::move(bs));

@@ -845,6 +845,23 @@ redirect_step follow_redirect(const queued_request& q, std::int32_t status,
   return step;
 }
 
+json proxies_json(const std::map<std::string, proxy_counters>& m) {
+  json out = json::object();
+  for (auto& [name, c] : m)
+    out[name] = {{"requests", c.requests}, {"failures", c.failures}};
+  return out;
+}
+
+/// The /metrics counters of a proxy (redacted name); past max_proxy_series names, the
+/// rest share "other" so a run of 10,000 proxies cannot blow up the metrics.
+proxy_counters& proxy_counter(self_ptr self, const std::string& name) {
+  constexpr std::size_t max_proxy_series = 1000;
+  auto& m = self->state.proxies;
+  if (auto it = m.find(name); it != m.end())
+    return it->second;
+  return m[m.size() < max_proxy_series ? name : std::string("other")];
+}
+
 /// The run's own canonicalisation (job properties SortQuery, StripSessionIds,
 /// StripTracking), on top of the one parse_push applied to every URL: a request it changes
 /// gets the new URL and dedup key.
@@ -1231,6 +1248,10 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
         self->state.result_bytes += res.body.size();
         if (!ok)
           ++self->state.download_errors[kind];
+        if (!res.proxy.empty())
+          ++proxy_counter(self, res.proxy).requests;
+        for (auto& p : res.proxy_errors)
+          ++proxy_counter(self, p).failures;
         storage::result_row row;
         row.identity = resp.identity;
         row.block_id = resp.block_id;
@@ -1504,6 +1525,7 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
                   {"resultsAcked", st.results_acked}, {"runsFinished", st.runs_finished},
                   {"resultsReleased", st.results_released},
                   {"resultBytes", st.result_bytes}, {"downloadErrors", st.download_errors},
+                  {"proxies", proxies_json(st.proxies)},
                   {"requestsSkipped", st.skipped}, {"requestsDeferred", st.deferred},
                   {"requestsFailedUndownloaded", st.failed_undownloaded},
                   {"robotsFetched", st.robots_fetched}, {"hostPauses", st.pauses},

@@ -108,6 +108,11 @@ struct run_entry {
   bool unspilling = false;
 };
 
+struct proxy_counters {
+  std::uint64_t requests = 0;  // results downloaded through it
+  std::uint64_t failures = 0;  // attempts that failed at it (retried elsewhere or not)
+};
+
 struct node_entry {
   caf::actor session;
   int capacity = 4;
@@ -143,6 +148,7 @@ struct dispatcher_state {
                 unspilled = 0, redirects = 0, results_released = 0;
   std::map<std::string, std::uint64_t> download_errors;  // by kind, see error_kind()
   std::map<std::string, std::uint64_t> cut;              // requests cut by crawl limits, by reason
+  std::map<std::string, proxy_counters> proxies;         // by redacted proxy name
   static inline const char* name = "block_dispatcher";
 };
 

@@ -19,6 +19,7 @@
 #include "core/cron.hpp"
 #include "core/digest.hpp"
 #include "core/politeness.hpp"
+#include "core/proxy.hpp"
 #include "net/http_server.hpp"
 #include "protocol/job_site.hpp"
 #include "protocol/json_codec.hpp"
@@ -97,6 +98,23 @@ std::vector<std::string> next_fire_times(const std::string& cron, const std::str
   return out;
 }
 
+/// A job's properties as the API shows them: proxy credentials (Proxies, Site.proxies)
+/// never leave the broker; nodes get them in blocks.
+std::map<std::string, std::string> shown_properties(std::map<std::string, std::string> props) {
+  if (auto it = props.find("Proxies"); it != props.end())
+    it->second = core::redacted_proxy_list(it->second);
+  if (auto it = props.find("Site"); it != props.end()) {
+    auto site = json::parse(it->second, nullptr, false);
+    if (site.is_object() && site.contains("proxies") && site["proxies"].is_array()) {
+      for (auto& p : site["proxies"])
+        if (p.is_string())
+          p = core::redacted_proxy(p.get<std::string>());
+      it->second = site.dump();
+    }
+  }
+  return props;
+}
+
 json job_json(const storage::job_row& j, const std::string& tz) {
   return {{"id", j.id},
           {"name", j.name},
@@ -105,7 +123,7 @@ json job_json(const storage::job_row& j, const std::string& tz) {
           {"description", j.description},
           {"isEnabled", j.is_enabled},
           {"creationTime", j.creation_time},
-          {"properties", j.properties},
+          {"properties", shown_properties(j.properties)},
           {"nextFireTimes", next_fire_times(j.cron, tz)}};
 }
 

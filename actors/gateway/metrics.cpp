@@ -185,6 +185,20 @@ std::string render_metrics(const json& stats) {
                number(d["downloadErrors"].value(kind, json(0))));
   }
 
+  if (d.contains("proxies") && d["proxies"].is_object() && !d["proxies"].empty()) {
+    w.family("spiderhub_proxy_requests_total", "counter",
+             "Results downloaded through a proxy (scheme://host:port, no credentials).");
+    for (auto& [name, c] : d["proxies"].items())
+      w.sample("spiderhub_proxy_requests_total", "proxy=\"" + escape_label(name) + "\"",
+               number(c.value("requests", json(0))));
+    w.family("spiderhub_proxy_failures_total", "counter",
+             "Download attempts that failed at a proxy (unreachable, 407, no answer); a node "
+             "benches a proxy after the run's ProxyMaxFailures in a row.");
+    for (auto& [name, c] : d["proxies"].items())
+      w.sample("spiderhub_proxy_failures_total", "proxy=\"" + escape_label(name) + "\"",
+               number(c.value("failures", json(0))));
+  }
+
   if (d.contains("requestsCut")) {
     w.family("spiderhub_requests_cut_total", "counter",
              "New requests a run's scope and trap limits did not take, by reason.");

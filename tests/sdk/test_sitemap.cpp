@@ -144,3 +144,11 @@ TEST_CASE("html links: meta refresh as HTML's declarative refresh steps read it"
   CHECK(self.refresh_url.empty());
   CHECK(extract_links("<p>no refresh</p>", "http://a.test/p").refresh_delay == -1);
 }
+
+TEST_CASE("sitemap: an XML page with a DOCTYPE is no sitemap (and no error)") {
+  auto xhtml = parse_sitemap(
+    "<?xml version=\"1.0\"?><!DOCTYPE html><html xmlns=\"http://www.w3.org/1999/xhtml\">"
+    "<body>x</body></html>");
+  CHECK(xhtml.type == sitemap::kind::none);
+  CHECK(xhtml.error.empty());
+}

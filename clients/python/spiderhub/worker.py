@@ -95,6 +95,9 @@ class Request:
     # (at most 262,144 bytes) the result of this request carries back as Response.payload.
     fingerprint: str = ""
     payload: str = ""
+    # This request's proxy URL (scheme://[user:password@]host:port), or "direct" for none,
+    # instead of the run's pool (job property Proxies).
+    proxy: str = ""
 
     def to_json(self) -> dict[str, Any]:
         j = {"url": self.url, "method": self.method, "referer": self.referer,
@@ -104,6 +107,8 @@ class Request:
             j["fingerprint"] = self.fingerprint
         if self.payload:
             j["payload"] = self.payload
+        if self.proxy:
+            j["proxy"] = self.proxy
         return j
 
 
@@ -681,4 +686,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python3 -m spiderhub.worker` runs this file as __main__, a second copy of the module
+    # next to the spiderhub.worker that spiders import: its Request class would not be
+    # theirs, and the Worker would not take their requests. Run the imported module's main.
+    from spiderhub import worker as _imported
+    sys.exit(_imported.main())
