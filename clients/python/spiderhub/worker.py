@@ -213,6 +213,26 @@ class Response:
         return text
 
     @property
+    def selector(self) -> Any:
+        """A parsel ``Selector`` over :attr:`text` (XML for XML content types), made on first
+        use (:mod:`spiderhub.selectors`; needs Debian's python3-parsel)."""
+        sel = self._cache.get("selector")
+        if sel is None:
+            from .selectors import selector_for
+            sel = self._cache["selector"] = selector_for(
+                self.text, self.header("content-type"), self.final_url)
+        return sel
+
+    def css(self, query: str) -> Any:
+        """``selector.css(query)``: a parsel SelectorList (``.get()``, ``.getall()``,
+        ``.re()``...)."""
+        return self.selector.css(query)
+
+    def xpath(self, query: str, **variables: Any) -> Any:
+        """``selector.xpath(query, **variables)``: a parsel SelectorList."""
+        return self.selector.xpath(query, **variables)
+
+    @property
     def base_url(self) -> str:
         """What this page's links are relative to: its first ``<base href>`` (resolved
         against the final URL) when it has a usable one, else ``final_url``."""
