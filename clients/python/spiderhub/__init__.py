@@ -1,17 +1,21 @@
 """spiderhub worker SDK for Python: spider logic served to a spiderhub broker.
 
-See :mod:`spiderhub.worker` (Spider, Worker, JsonLinesSink, ERROR_KINDS,
-has_binary_extension), :mod:`spiderhub.links` (resolve_link, meta_refresh_url),
-:mod:`spiderhub.sitemaps` (robots_sitemaps, parse_sitemap, SitemapError),
-:mod:`spiderhub.encoding` (WHATWG encodings) and :mod:`spiderhub.hub` (the SignalR JSON hub
-client). Standard library only.
+See :mod:`spiderhub.worker` (Spider, Worker, ERROR_KINDS, has_binary_extension),
+:mod:`spiderhub.sinks` (JsonLinesSink, CsvSink, SQLiteSink, PostgresSink, open_sink: items
+exactly once), :mod:`spiderhub.selectors` (ItemSpec, css, xpath; Response.css/xpath),
+:mod:`spiderhub.links` (resolve_link, meta_refresh_url), :mod:`spiderhub.sitemaps`
+(robots_sitemaps, parse_sitemap, SitemapError), :mod:`spiderhub.encoding` (WHATWG
+encodings) and :mod:`spiderhub.hub` (the SignalR JSON hub client). Standard library only,
+but for selectors (parsel) and the PostgreSQL sink (psycopg2), imported when used.
 """
 from typing import Any
 
-__all__ = ["BINARY_EXTENSIONS", "ConnectionLost", "ERROR_KINDS", "HubConnection", "HubError",
-           "JsonLinesSink", "META_REFRESH_MAX_DELAY", "Redirect", "Request", "Response",
-           "SitemapError", "Spider", "Worker", "has_binary_extension", "meta_refresh_url",
-           "parse_sitemap", "resolve_link", "robots_sitemaps"]
+__all__ = ["BINARY_EXTENSIONS", "ConnectionLost", "CsvSink", "ERROR_KINDS", "HubConnection",
+           "HubError", "ItemSpec", "JsonLinesSink", "META_REFRESH_MAX_DELAY", "PostgresSink",
+           "Redirect", "Request", "Response", "SQLiteSink", "Sink", "SinkError",
+           "SitemapError", "Spider", "Worker", "css", "has_binary_extension",
+           "meta_refresh_url", "open_sink", "parse_sitemap", "resolve_link",
+           "robots_sitemaps", "xpath"]
 __version__ = "0.1.0"
 
 
@@ -26,6 +30,13 @@ def __getattr__(name: str) -> Any:
     if name in ("SitemapError", "parse_sitemap", "robots_sitemaps"):
         from . import sitemaps
         return getattr(sitemaps, name)
+    if name in ("CsvSink", "JsonLinesSink", "PostgresSink", "SQLiteSink", "Sink", "SinkError",
+                "open_sink"):
+        from . import sinks
+        return getattr(sinks, name)
+    if name in ("ItemSpec", "css", "xpath"):
+        from . import selectors
+        return getattr(selectors, name)
     if name in __all__:
         from . import worker
         return getattr(worker, name)

@@ -12,9 +12,10 @@ and a batch's results are acked only after its children were pushed (stored by t
 broker) and its items written, which is what lets the broker tell when a run is done and
 why nothing is lost when the worker dies: unacked results are delivered again.
 
-Delivery is at-least-once. :class:`JsonLinesSink` makes the items file exactly-once: every
-line carries the ``requestHash`` of the response it came from, and a restarted worker
-reads the file back and skips responses already written.
+Delivery is at-least-once; items are exactly-once: the worker's sinks
+(:mod:`spiderhub.sinks`: JSON lines, CSV, SQLite, PostgreSQL) commit a batch's items
+together with the record of the pages they came from before its results are acked, and a
+restarted worker skips the pages a sink already committed.
 
 Command line: ``python3 -m spiderhub.worker --help``.
 """
@@ -37,6 +38,8 @@ from typing import Any, Iterable, Iterator, List, NamedTuple, Optional
 from . import encoding as _enc
 from .hub import ConnectionLost, HubConnection, HubError, split_brokers, worker_query
 from .links import find_base_href, meta_refresh_url, resolve_link  # noqa: F401 - re-exported
+from .sinks import (JsonLinesSink, Page, Sink, SinkError, open_sink,  # noqa: F401 - re-exported
+                    redact, scrub)
 
 # What went wrong with a download: a Result's errorKind is one of these, or "" (docs/protocol.md).
 ERROR_KINDS = frozenset({
@@ -286,7 +289,13 @@ class Response:
 
 class Spider:
     """User logic. Called on the worker's one thread, so a spider needs no locks; several
-    runs may be active at once (``response.run["identity"]`` tells them apart)."""
+    runs may be active at once (``response.run["identity"]`` tells them apart).
+
+    ``item_schema`` (optional): the items' columns for the CSV and SQL sinks, {name: type}
+    with types text, integer, real, boolean, json (``ItemSpec.schema()`` makes one); without
+    it a sink takes the first item's keys."""
+
+    item_schema: Optional[dict[str, str]] = None
 
     def start_requests(self, run: dict[str, Any]) -> Iterable[Request]:
         """Requests to start a run with; ``run`` has ``jobId``, ``identity`` and
@@ -299,52 +308,6 @@ class Spider:
 
     def run_finished(self, run: dict[str, Any]) -> None:
         """The broker ended the run (Exit)."""
-
-
-class JsonLinesSink:
-    """Items as JSON lines, exactly once per response: each line carries the
-    ``requestHash`` of its response; responses already in the file are skipped."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.seen: set[str] = set()
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                lines = f.read().split(b"\n")
-            good = []
-            for line in lines:
-                try:
-                    item = json.loads(line)
-                except ValueError:
-                    continue  # a line cut by a crash: written again with its response
-                self.seen.add(item.get("requestHash", ""))
-                good.append(line)
-            with open(path, "wb") as f:
-                f.write(b"".join(g + b"\n" for g in good))
-        self.f = open(path, "ab")
-
-    def already(self, response: Response) -> bool:
-        return self.already_hash(response.request_hash)
-
-    def already_hash(self, request_hash: str) -> bool:
-        return request_hash in self.seen
-
-    def write(self, response: Response, items: list[dict]) -> None:
-        self.write_hash(response.request_hash, items)
-
-    def write_hash(self, request_hash: str, items: list[dict]) -> None:
-        out = b""
-        for item in items:
-            item = dict(item)
-            item.setdefault("requestHash", request_hash)
-            out += json.dumps(item, ensure_ascii=False, default=str).encode() + b"\n"
-        self.f.write(out)
-        if items:
-            self.seen.add(request_hash)
-
-    def flush(self) -> None:
-        self.f.flush()
-        os.fsync(self.f.fileno())
 
 
 @dataclass
@@ -369,16 +332,22 @@ class Worker:
     parsed the next Poll is already on its way (prefetch), so the worker holds two batches
     at most, each bounded in bytes: its memory for pages is about 2 x ``poll_max_bytes``
     of bodies (more when one page alone is larger), plus what JSON, base64 and the
-    decoded bytes add to them. Brokers older than the ``maxBytes`` argument ignore it."""
+    decoded bytes add to them. Brokers older than the ``maxBytes`` argument ignore it.
+
+    ``sink`` is one sink or a list of them (:mod:`spiderhub.sinks`; ``sinks`` the same):
+    every batch's items are committed to each, in order, before its results are acked.
+    A sink that fails (a database down) is tried again, 1 s doubling to 30 s, without
+    acking: nothing is lost, the run waits."""
 
     switch_delay = 0.2  # between two brokers of one round
 
     def __init__(self, broker: str | list[str], token: str, full_class_name: str, spider: Spider,
-                 sink: JsonLinesSink | None = None, poll_max: int = 500,
+                 sink: Sink | list[Sink] | None = None, poll_max: int = 500,
                  push_chunk: int = 500, reconnect_max: float = 10.0,
                  call_timeout: float = 60.0, idle_timeout: float = 20.0,
                  poll_wait: float = 1.0, log=print,
-                 poll_max_bytes: int = 4 * 1024 * 1024) -> None:
+                 poll_max_bytes: int = 4 * 1024 * 1024,
+                 sinks: list[Sink] | None = None) -> None:
         if isinstance(poll_max_bytes, bool) or not isinstance(poll_max_bytes, int) \
                 or poll_max_bytes < 1:
             raise ValueError(f"poll_max_bytes must be an integer >= 1, got {poll_max_bytes!r}")
@@ -389,7 +358,8 @@ class Worker:
         self.token = token
         self.cls = full_class_name
         self.spider = spider
-        self.sink = sink
+        self.sinks: list[Sink] = (list(sink) if isinstance(sink, (list, tuple)) else
+                                  [sink] if sink is not None else []) + list(sinks or [])
         self.poll_max = poll_max
         self.poll_max_bytes = poll_max_bytes  # result body bytes per Poll (maxBytes)
         # Seconds the broker may hold a Poll that finds nothing new (long poll), asked while
@@ -409,7 +379,7 @@ class Worker:
         self._connected_at = -1e9  # monotonic time of the last connection made
         self._flap = 0.1           # backoff against connections that drop at once
         self.stats = {"pushed": 0, "accepted": 0, "results": 0, "items": 0, "acked": 0,
-                      "reconnects": 0}
+                      "reconnects": 0, "skipped": 0}
 
     # ---- connection -------------------------------------------------------------------
 
@@ -549,18 +519,24 @@ class Worker:
             return False
         if self.hub and not self.hub.closed:
             rs.prefetch = self.hub.send("Poll", *poll)
-        children: list[Request] = []
-        written: list[tuple[Response, list[dict]]] = []
-        ids = []
+        responses: list[Response] = []
         for r in batch:
             try:
-                resp = Response.from_json(rs.run, r)
+                responses.append(Response.from_json(rs.run, r))
             except (KeyError, ValueError, TypeError) as e:
                 self.log(f"worker: run {identity}: unreadable result skipped: {e!r}")
-                continue
-            ids.append(resp.result_id)
-            self.stats["results"] += 1
-            if self.sink and self.sink.already(resp):
+        ids = [resp.result_id for resp in responses]
+        self.stats["results"] += len(responses)
+        keys = [page_key(resp) for resp in responses]
+        # Pages each sink committed in an earlier life (killed before its ack): a page every
+        # sink has is not parsed again (its children were pushed before that commit).
+        done = [self._with_sink(s, "committed", s.committed, identity, keys) if keys else set()
+                for s in self.sinks]
+        children: list[Request] = []
+        pages: list[Page] = []
+        for resp, key in zip(responses, keys):
+            if self.sinks and all(key in d for d in done):
+                self.stats["skipped"] += 1
                 continue
             items = []
             try:
@@ -571,17 +547,33 @@ class Worker:
                         items.append(out)
             except Exception as e:  # noqa: BLE001 - one page must not stop the run
                 self.log(f"worker: run {identity}: parse of {resp.url} failed: {e!r}")
-            written.append((resp, items))
+            pages.append(Page(key, resp.result_id, items))
         self._push(identity, children)          # children stored before the ack
-        if self.sink:
-            for resp, items in written:
-                self.sink.write(resp, items)
-            self.sink.flush()                   # items durable before the ack
-        self.stats["items"] += sum(len(i) for _, i in written)
+        for s, d in zip(self.sinks, done):      # items committed before the ack
+            todo = [p for p in pages if p.request_hash not in d]
+            if todo:
+                self._with_sink(s, "commit", s.commit, identity, todo)
+        self.stats["items"] += sum(len(p.items) for p in pages)
         if ids:
             self._call("Ack", identity, ids)
             self.stats["acked"] += len(ids)
         return True
+
+    def _with_sink(self, sink: Sink, what: str, fn: Any, *args: Any) -> Any:
+        """``fn(*args)``, tried again while it fails (1 s doubling to 30 s): the batch is not
+        acked until every sink has it, so its results wait for the sink, not lost."""
+        delay = 1.0
+        while True:
+            try:
+                return fn(*args)
+            except Exception as e:  # noqa: BLE001 - a database error must not end the worker
+                if self.stopping:
+                    raise ConnectionLost("stopping") from e
+                self.log(f"worker: sink {sink.name}: {what} failed ({type(e).__name__}: "
+                         f"{str(e).strip()[:300]}); results not acked, again in {delay:.0f}s")
+                with self.cv:
+                    self.cv.wait(delay)
+                delay = min(delay * 2, 30.0)
 
     def _apply_inbox(self) -> None:
         for kind, x in self.take_events():
@@ -629,6 +621,11 @@ class Worker:
             self.cv.notify_all()
 
 
+def page_key(response: Response) -> str:
+    """What sinks remember a page by: its request hash ("result:<id>" without one)."""
+    return response.request_hash or f"result:{response.result_id}"
+
+
 def _load_spider(spec: str) -> Spider:
     module, _, name = spec.partition(":")
     if not name:
@@ -652,8 +649,21 @@ def main(argv: list[str] | None = None) -> int:
         prog="python3 -m spiderhub.worker",
         description="Runs a Python spider as a spiderhub worker: the broker starts runs for "
                     "its class name (jobs whose FullClassName property names it), its nodes "
-                    "download, and the spider parses. Items go to --output as JSON lines, "
-                    "exactly once per page even across restarts of this worker.")
+                    "download, and the spider parses. Items go to every --output, exactly "
+                    "once per page even across restarts of this worker (kill -9 included).",
+        epilog="Destinations of -o (repeat it to write several at once):\n"
+               "  PATH, jsonl:PATH          JSON lines (each item with its requestHash)\n"
+               "  PATH.csv, csv:PATH        CSV with a header (and a request_hash column)\n"
+               "  sqlite:PATH[?PARAMS]      SQLite database file (sqlite:///abs/path.db is\n"
+               "                            /abs/path.db, sqlite:rel.db is relative)\n"
+               "  postgresql://[USER@]HOST[:PORT]/DB[?PARAMS]   PostgreSQL (libpq URI; put\n"
+               "                            the password in PGPASSWORD or ~/.pgpass rather\n"
+               "                            than in the URL, which ps shows; never printed)\n"
+               "PARAMS of the databases: table=NAME (default items), key=FIELD (upsert by\n"
+               "that field; default: insert once per page and item index),\n"
+               "columns=NAME:TYPE,... (declared schema; types text, integer, real, boolean,\n"
+               "json; default: the spider's item_schema, else the first item's keys).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--broker", default="http://127.0.0.1:55626/",
                     help="broker base URL, or several comma-separated (brokers sharing one "
                          "database: the worker connects to the active one)")
@@ -664,7 +674,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the class name jobs use in FullClassName")
     ap.add_argument("--spider", required=True,
                     help="MODULE:CLASS or FILE.py:CLASS of a spiderhub.worker.Spider")
-    ap.add_argument("-o", "--output", help="items file (JSON lines)")
+    ap.add_argument("-o", "--output", action="append", default=[], metavar="DEST",
+                    help="where items go (below); repeat for several: each batch is "
+                         "committed to every one, in this order, before it is acked")
     ap.add_argument("--runs", type=int, default=0,
                     help="exit after this many runs finished (0: serve until killed)")
     ap.add_argument("--poll-max", type=int, default=500, help="results per Poll")
@@ -692,16 +704,30 @@ def main(argv: list[str] | None = None) -> int:
         split_brokers(a.broker)
     except ValueError as e:
         ap.error(str(e))
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     spider = _load_spider(a.spider)
-    sink = JsonLinesSink(a.output) if a.output else None
-    w = Worker(a.broker, a.token, a.cls, spider, sink=sink, poll_max=a.poll_max,
+    sinks: list[Sink] = []
+    for dest in a.output:
+        try:
+            sinks.append(open_sink(dest, schema=getattr(spider, "item_schema", None), log=log))
+        except SinkError as e:
+            ap.error(str(e))
+        except Exception as e:  # noqa: BLE001 - a database that refuses, a missing module
+            log(f"worker: cannot open {redact(dest)}: {scrub(str(e), dest)}")
+            return 1
+        log(f"worker: items to {sinks[-1].name}"
+            + (f" ({sinks[-1].mode})" if hasattr(sinks[-1], "mode") else ""))
+    w = Worker(a.broker, a.token, a.cls, spider, sinks=sinks, poll_max=a.poll_max,
                poll_wait=a.poll_wait, poll_max_bytes=a.poll_max_bytes,
-               idle_timeout=a.idle_timeout, log=lambda m: print(m, file=sys.stderr, flush=True))
+               idle_timeout=a.idle_timeout, log=log)
     try:
         w.serve(runs=a.runs)
     except KeyboardInterrupt:
         w.stop()
-    print(json.dumps(w.stats), file=sys.stderr, flush=True)
+    for s in sinks:
+        s.close()
+    print(json.dumps(dict(w.stats, sinks={s.name: s.stats for s in sinks})),
+          file=sys.stderr, flush=True)
     return 0
 
 
