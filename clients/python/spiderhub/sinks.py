@@ -33,7 +33,6 @@ import io
 import json
 import os
 import re
-import sqlite3
 import time
 import urllib.parse
 from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence
@@ -563,6 +562,8 @@ class SQLiteSink(_SqlSink):
         if key:
             q["key"] = key
         self.name = "sqlite:" + path + "?" + urllib.parse.urlencode(q)
+        import sqlite3  # here: a Python built without it still runs the other sinks
+        self._sqlite = sqlite3
         self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
@@ -679,7 +680,7 @@ class SQLiteSink(_SqlSink):
             try:
                 db.execute("ROLLBACK")
                 self.columns = self._table_columns()
-            except sqlite3.Error:
+            except self._sqlite.Error:
                 self.columns = columns_before
             self.indexed = False
             raise

@@ -647,9 +647,9 @@ def _load_spider(spec: str) -> Spider:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python3 -m spiderhub.worker",
-        description="Runs a Python spider as a spiderhub worker: the broker starts runs for "
-                    "its class name (jobs whose FullClassName property names it), its nodes "
-                    "download, and the spider parses. Items go to every --output, exactly "
+        description="Runs a Python spider as a spiderhub worker: the broker starts runs for\n"
+                    "its class name (jobs whose FullClassName property names it), its nodes\n"
+                    "download, and the spider parses. Items go to every --output, exactly\n"
                     "once per page even across restarts of this worker (kill -9 included).",
         epilog="Destinations of -o (repeat it to write several at once):\n"
                "  PATH, jsonl:PATH          JSON lines (each item with its requestHash)\n"
