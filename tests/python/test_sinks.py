@@ -737,6 +737,7 @@ _PG = None
 def tearDownModule():
     if _PG is not None:
         _PG.stop()
+        __import__("shutil").rmtree(_PG.parent, ignore_errors=True)
 
 
 def postgres():
