@@ -9,6 +9,7 @@
 #include "core/media_type.hpp"
 #include "core/politeness.hpp"
 #include "core/proxy.hpp"
+#include "core/text_pattern.hpp"
 #include "protocol/json_codec.hpp"
 
 namespace spiderhub::protocol {
@@ -102,6 +103,12 @@ site site_of_job(const std::map<std::string, std::string>& properties) {
                               "per_host, not '" + *text + "'");
     if (s.proxy_rotation.empty())
       s.proxy_rotation = *text;
+  }
+  if (auto* text = find(properties, "ChangeIpPattern")) {
+    if (auto why = core::pattern_problem(*text); !why.empty())
+      throw core::input_error("property 'ChangeIpPattern' is not a usable pattern: " + why);
+    if (s.change_ip_pattern.empty())
+      s.change_ip_pattern = *text;
   }
   if (auto n = integer(properties, "ProxyMaxFailures", 1, 1000, "failures in a row"))
     s.proxy_max_failures = static_cast<std::int32_t>(*n);

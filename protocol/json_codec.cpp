@@ -5,6 +5,7 @@
 
 #include "core/media_type.hpp"
 #include "core/proxy.hpp"
+#include "core/text_pattern.hpp"
 #include "protocol/limits.hpp"
 
 namespace spiderhub::protocol {
@@ -234,7 +235,8 @@ json to_json(const site& x) {
           {"proxies", x.proxies},
           {"proxyRotation", x.proxy_rotation},
           {"proxyMaxFailures", x.proxy_max_failures},
-          {"proxyBenchMs", x.proxy_bench_ms}};
+          {"proxyBenchMs", x.proxy_bench_ms},
+          {"changeIpPattern", x.change_ip_pattern}};
 }
 
 template <> site decode<site>(const json& j, const std::string& path) {
@@ -326,6 +328,9 @@ template <> site decode<site>(const json& j, const std::string& path) {
   read(j, "proxyMaxFailures", s.proxy_max_failures, path);
   if (s.proxy_max_failures < 1 || s.proxy_max_failures > 1000)
     fail(path + ".proxyMaxFailures", "must be 1 to 1000");
+  read(j, "changeIpPattern", s.change_ip_pattern, path);
+  if (auto why = core::pattern_problem(s.change_ip_pattern); !why.empty())
+    fail(path + ".changeIpPattern", why);
   read(j, "proxyBenchMs", s.proxy_bench_ms, path);
   if (s.proxy_bench_ms < 0 || s.proxy_bench_ms > 86400000)
     fail(path + ".proxyBenchMs", "must be 0 to 86400000");

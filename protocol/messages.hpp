@@ -50,8 +50,9 @@ using write_fn = std::function<void(storage::database&)>;
 using read_fn = std::function<caf::message(storage::database&)>;
 
 // --- node sessions <-> dispatcher -------------------------------------------
-/// (node_up_atom, node_id, session, max_blocks, render_tabs): a node connected (max_blocks
-/// 0: unknown; render_tabs 0: it cannot render).
+/// (node_up_atom, node_id, session, max_blocks, render_tabs, change_ip): a node connected
+/// (max_blocks 0: unknown; render_tabs 0: it cannot render; change_ip: it has a change-IP
+/// command, so it may take ChangeIpPattern runs).
 using node_up_atom = caf::atom_constant<caf::atom("node_up")>;
 /// (node_down_atom, node_id, session): its connection ended; leases return to ready.
 using node_down_atom = caf::atom_constant<caf::atom("node_down")>;

@@ -118,6 +118,10 @@ struct site {
   std::string proxy_rotation;          // "" = round_robin | "random" | "per_host"
   std::int32_t proxy_max_failures = 3;
   std::int32_t proxy_bench_ms = 60000;
+  // Job property ChangeIpPattern (the seed's BlockDto.ChangeIpPattern): a body matching it
+  // makes the node run its change-IP command and download the request again. Runs with a
+  // pattern are only given to nodes that have the command (download.change_ip_command).
+  std::string change_ip_pattern;
 };
 
 enum class block_command : std::int32_t { none = 0, download = 1, pause = 2, resume = 3, exit = 4 };
@@ -248,6 +252,7 @@ struct node_info {
   std::int32_t max_process_count = 0;  // application processes the node runs at once
   std::int32_t max_blocks = 0;         // blocks it downloads at once; 0 = not announced
   std::int32_t render_tabs = 0;        // pages it renders at once (headless Chromium); 0 = none
+  bool change_ip = false;              // it has a change-IP command (runs with ChangeIpPattern)
 };
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, request& x) {

@@ -242,6 +242,7 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
        {"maxProcessCount", std::to_string(cfg.max_process_count)},
        {"maxBlocks", std::to_string(cfg.download.max_blocks)},
        {"renderTabs", std::to_string(cfg.render.enabled ? cfg.render.max_tabs : 0)},
+       {"changeIp", cfg.download.change_ip_command.empty() ? "0" : "1"},
        {"ts", ts},
        {"sign", core::connection_sign(cfg.token, node_id, std::stoll(ts))}});
   };

@@ -213,7 +213,7 @@ caf::behavior node_session(node_ptr self, net::ws_ptr conn, node_info info, brok
                storage::node_repository(db).upsert(n);
              }));
   self->send(peers.dispatcher, node_up_atom::value, info.node_id, caf::actor{self},
-             info.max_blocks, info.render_tabs);
+             info.max_blocks, info.render_tabs, info.change_ip);
   self->send(peers.jobs, node_up_atom::value, info.node_id, caf::actor{self}, info);
   auto check_every = std::min(opts.keepalive, opts.heartbeat_interval);
   self->delayed_send(self, check_every, tick_atom::value);

@@ -228,7 +228,10 @@ std::string to_wire(const run_entry& r, const block_entry& b) {
   out += std::to_string(b.thread_num);
   out += ",\"delayMs\":";
   out += std::to_string(b.delay_ms);
-  out += ",\"changeIpPattern\":\"\",\"site\":";
+  out += ",\"changeIpPattern\":";
+  fast::append_json_string(out, b.robots_origin.empty() ? r.site_settings.change_ip_pattern
+                                                        : std::string());
+  out += ",\"site\":";
   out += site;
   out += ",\"cookies\":";
   fast::append_json_string(out, r.site_settings.cookies);
@@ -314,6 +317,12 @@ int render_leases(self_ptr self, const node_entry& n) {
 std::optional<std::string> lease_one(self_ptr self, run_entry& r, const std::string& node_id) {
   auto now = now_ms();
   auto limits = limits_for(self, node_id);
+  if (!r.site_settings.change_ip_pattern.empty()) {
+    // A ChangeIpPattern run: only nodes that can change their IP download it.
+    auto n = self->state.nodes.find(node_id);
+    if (n == self->state.nodes.end() || !n->second.change_ip)
+      return std::nullopt;
+  }
   if (r.site_settings.render) {
     // Only nodes that render take these, one tab per block, as many blocks as tabs.
     auto n = self->state.nodes.find(node_id);
@@ -1098,10 +1107,11 @@ caf::behavior dispatcher(self_ptr self, caf::actor storage, dispatch_options opt
       return rp;
     },
     [=](node_up_atom, const std::string& node_id, caf::actor session, std::int32_t max_blocks,
-        std::int32_t render_tabs) {
+        std::int32_t render_tabs, bool change_ip) {
       auto& n = self->state.nodes[node_id];
       n.session = session;
       n.render_tabs = render_tabs;
+      n.change_ip = change_ip;
       n.capacity = max_blocks > 0 ? std::min(max_blocks, self->state.opts.blocks_per_node)
                                   : self->state.opts.blocks_per_node;
       n.disabled = self->state.disabled.count(node_id) > 0;

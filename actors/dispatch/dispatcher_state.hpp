@@ -122,6 +122,7 @@ struct node_entry {
   double slot_rate = 0;          // requests/s per download slot over its recent blocks (0: unknown)
   bool measured = false;         // it finished a block since it connected
   int render_tabs = 0;           // render blocks it may hold at once (0: it cannot render)
+  bool change_ip = false;        // it has a change-IP command (ChangeIpPattern runs)
 };
 
 struct dispatcher_state {

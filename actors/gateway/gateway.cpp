@@ -64,6 +64,7 @@ node_info node_info_of(const net::http_request& req) {
   info.render_tabs = int_param(req, "renderTabs", 0);
   if (info.render_tabs < 0 || info.render_tabs > 64)
     throw core::input_error("renderTabs must be 0..64");
+  info.change_ip = int_param(req, "changeIp", 0) != 0;  // older nodes: none
   if (info.node_type != 1 && info.node_type != 2)
     throw core::input_error("nodeType must be 1 (console) or 2 (web)");
   return info;
