@@ -217,6 +217,18 @@ class Payloads(unittest.TestCase):
                                         by_url=False)["dontFilter"])
         with self.assertRaisesRegex(sr.UnserializableRequest, "UTF-8"):
             sr.wire_request(scrapy.Request("http://h/", method="POST", body=b"\xff\xfe"), "f", "p")
+        # meta["proxy"]: the request's own proxy on the node; None = none; credentials kept
+        # on the wire (the node needs them) and out of the error message.
+        self.assertNotIn("proxy", w)
+        self.assertEqual(sr.wire_request(scrapy.Request("http://h/", meta={
+            "proxy": "http://u:pw@p.test:3128"}), "f", "p")["proxy"], "http://u:pw@p.test:3128")
+        self.assertEqual(sr.wire_request(scrapy.Request("http://h/", meta={"proxy": None}),
+                                         "f", "p")["proxy"], "direct")
+        for bad in ("p.test:3128", "ftp://p.test:21", "http://u:pw@p.test", "http://p.test:1/x"):
+            with self.subTest(proxy=bad):
+                with self.assertRaises(sr.UnserializableRequest) as ctx:
+                    sr.wire_request(scrapy.Request("http://h/", meta={"proxy": bad}), "f", "p")
+                self.assertNotIn("pw", str(ctx.exception))
 
     def test_url_problem(self):
         self.assertEqual(sr.url_problem("http://h/a"), "")
@@ -483,8 +495,10 @@ class SchedulerAndDownloader(unittest.TestCase):
                 w.scheduler.enqueue_request(scrapy.Request(f"http://h/{i}", priority=1, meta={
                     "proxy": "http://p:1", "download_timeout": 5,
                     "handle_httpstatus_list": [301]}))
-        self.assertEqual(len(logs.output), 4, logs.output)
+        # meta["proxy"] is applied (the request's own proxy on the node), the others warned.
+        self.assertEqual(len(logs.output), 3, logs.output)
         self.assertEqual(len(w.bridge.to_push), 3)
+        self.assertEqual(w.bridge.to_push[0]["proxy"], "http://p:1")
         self.assertNotIn("Proxy-Authorization", w.bridge.to_push[0]["headers"])
 
     def test_results_without_or_with_a_foreign_payload_are_acked(self):

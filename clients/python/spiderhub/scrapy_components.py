@@ -51,7 +51,6 @@ DEFAULT_CONCURRENCY = 64  # results handled at once when CONCURRENT_REQUESTS is 
 
 # Meta keys Scrapy's downloader reads that the nodes cannot apply: warned once each.
 IGNORED_META = {
-    "proxy": "the nodes use no proxy",
     "download_timeout": "the node's download.timeout applies",
     "dont_redirect": "the broker follows redirects; a 3xx never reaches a callback",
     "handle_httpstatus_all": "the broker follows redirects; a 3xx never reaches a callback",

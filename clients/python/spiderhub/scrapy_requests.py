@@ -189,7 +189,35 @@ def wire_request(request: Any, fingerprint: str, payload: str, by_url: bool = Tr
             "payload": payload}
     if request.dont_filter or not by_url:
         wire["dontFilter"] = True
+    if "proxy" in request.meta:
+        # Scrapy's meta["proxy"] (None: no proxy, as HttpProxyMiddleware reads it) is the
+        # request's own proxy on the node, instead of the job's pool (Proxies).
+        wire["proxy"] = proxy_for_node(request.meta["proxy"])
     return wire
+
+
+_PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
+
+
+def proxy_for_node(proxy: Any) -> str:
+    """meta["proxy"] as the broker takes it: "direct" for None or "", else the URL, which
+    must name a scheme the nodes speak, a host and a port (the broker refuses others)."""
+    if not proxy:
+        return "direct"
+    import urllib.parse
+    text = str(proxy).strip()
+    u = urllib.parse.urlsplit(text)
+    try:
+        port = u.port
+    except ValueError:
+        port = None
+    if "://" not in text or u.scheme.lower() not in _PROXY_SCHEMES or not u.hostname \
+            or not port or u.path not in ("", "/") or u.query or u.fragment:
+        shown = f"{u.scheme}://{u.hostname}:{port}" if "://" in text else "proxy"
+        raise UnserializableRequest(
+            f"meta['proxy'] {shown!r} is not a proxy URL the nodes can use "
+            "(scheme http, https, socks4, socks4a, socks5 or socks5h, a host and a port)")
+    return text
 
 
 def replay_request(result: dict, data: Any, spider: Any, log=print):
