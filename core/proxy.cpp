@@ -81,6 +81,18 @@ std::string_view trim(std::string_view s) {
   return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
 }
 
+/// Calls `fn` with each item of a list separated by commas, blanks or new lines.
+template <class Fn> void for_each_item(std::string_view text, Fn fn) {
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    auto end = text.find_first_of(", \t\r\n", pos);
+    auto item = text.substr(pos, end == std::string_view::npos ? end : end - pos);
+    pos = end == std::string_view::npos ? text.size() : end + 1;
+    if (!item.empty())
+      fn(item);
+  }
+}
+
 } // namespace
 
 std::string parse_proxy_url(std::string_view url) {
@@ -95,17 +107,11 @@ std::string parse_proxy_url(std::string_view url) {
 std::vector<std::string> parse_proxy_list(std::string_view text) {
   std::vector<std::string> out;
   std::set<std::string> seen;
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    auto end = text.find_first_of(", \t\r\n", pos);
-    auto item = text.substr(pos, end == std::string_view::npos ? end : end - pos);
-    pos = end == std::string_view::npos ? text.size() : end + 1;
-    if (item.empty())
-      continue;
+  for_each_item(text, [&](std::string_view item) {
     auto url = parse_proxy_url(item);
     if (seen.insert(url).second)
       out.push_back(std::move(url));
-  }
+  });
   if (out.empty())
     throw input_error("no proxy given (URLs separated by commas, blanks or new lines)");
   if (out.size() > 10000)
@@ -125,17 +131,11 @@ std::string redacted_proxy(std::string_view url) {
 
 std::string redacted_proxy_list(std::string_view text) {
   std::string out;
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    auto end = text.find_first_of(", \t\r\n", pos);
-    auto item = text.substr(pos, end == std::string_view::npos ? end : end - pos);
-    pos = end == std::string_view::npos ? text.size() : end + 1;
-    if (item.empty())
-      continue;
+  for_each_item(text, [&](std::string_view item) {
     if (!out.empty())
       out += ',';
     out += redacted_proxy(item);
-  }
+  });
   return out;
 }
 

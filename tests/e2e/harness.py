@@ -17,6 +17,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -509,6 +510,34 @@ def metrics(broker):
 
 def sign(subject, ts, token=TOKEN):
     return hmac.new(token.encode(), f"{subject}\n{ts}".encode(), hashlib.sha256).hexdigest()
+
+
+def serve_http(respond):
+    """A threaded HTTP server on 127.0.0.1 for a test's own site: `respond(handler)` gets
+    the request handler (path, headers) and returns (status, content type, body bytes), or
+    None for a 404. Returns (server, base URL); server.shutdown() ends it."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            answer = respond(self)
+            if answer is None:
+                self.send_error(404)
+                return
+            status, ctype, body = answer
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}"
 
 
 def with_private(node_yaml):

@@ -10,7 +10,6 @@ one has download.change_ip_command.
 - A pattern that is no usable regex is refused when the job is created (400).
 """
 import collections
-import http.server
 import os
 import threading
 
@@ -27,33 +26,22 @@ def blocking_site(ip_dir):
     lock = threading.Lock()
     links = "".join(f'<a href="/p/{i}.html">{i}</a>' for i in range(1, PAGES))
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            ip = len(os.listdir(ip_dir))
-            with lock:
-                served[ip] += 1
-                blocked = self.path != "/robots.txt" and served[ip] > BLOCK_AFTER
-            if blocked:
-                body = b"<title>blocked</title><p>You are blocked: too many requests</p>"
-            elif self.path == "/robots.txt":
-                body = b"User-agent: *\nAllow: /\n"
-            elif self.path == "/index.html":
-                body = f"<title>index</title>{links}".encode()
-            else:
-                body = f"<title>page {self.path}</title>".encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def respond(req):
+        ip = len(os.listdir(ip_dir))
+        with lock:
+            served[ip] += 1
+            blocked = req.path != "/robots.txt" and served[ip] > BLOCK_AFTER
+        if blocked:
+            body = b"<title>blocked</title><p>You are blocked: too many requests</p>"
+        elif req.path == "/robots.txt":
+            body = b"User-agent: *\nAllow: /\n"
+        elif req.path == "/index.html":
+            body = f"<title>index</title>{links}".encode()
+        else:
+            body = f"<title>page {req.path}</title>".encode()
+        return 200, "text/html; charset=utf-8", body
 
-        def log_message(self, *a):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
+    return h.serve_http(respond)
 
 
 def main():
@@ -61,8 +49,7 @@ def main():
     with h.Env(args, "change-ip") as env:
         ip_dir = env.path("ips")
         os.makedirs(ip_dir)
-        srv = blocking_site(ip_dir)
-        base = f"http://127.0.0.1:{srv.server_address[1]}"
+        srv, base = blocking_site(ip_dir)
         broker = env.start_broker()
         command = f"touch {ip_dir}/ip-$(date +%s%N)"
         env.start_node(broker, "changer", extra_yaml=(

@@ -9,8 +9,6 @@ target in five spellings (parameters in another order, utm_* and gclid added, a 
 in the query and as ;jsessionid) is downloaded five times without the options and once
 with them (the test server counts)."""
 import collections
-import http.server
-import threading
 
 import harness as h
 
@@ -23,30 +21,22 @@ def spellings_site():
     hits = collections.Counter()
     links = "".join(f'<a href="{s}">x</a>' for s in SPELLINGS)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            path = self.path.split("?")[0].split(";")[0]
-            hits[path] += 1
-            body = (f"<html><head><title>{path}</title></head><body>{links}</body></html>"
-                    if path == "/index.html" else f"<title>{self.path}</title>").encode()
-            code = 200 if path in ("/index.html", "/t") else 404
-            self.send_response(code)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def respond(req):
+        path = req.path.split("?")[0].split(";")[0]
+        hits[path] += 1
+        if path == "/index.html":
+            return 200, "text/html; charset=utf-8", \
+                f"<html><head><title>{path}</title></head><body>{links}</body></html>".encode()
+        if path == "/t":
+            return 200, "text/html; charset=utf-8", f"<title>{req.path}</title>".encode()
+        return None
 
-        def log_message(self, *a):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, hits
+    srv, base = h.serve_http(respond)
+    return srv, base, hits
 
 
 def canonical_options(env, broker):
-    srv, hits = spellings_site()
-    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    srv, base, hits = spellings_site()
     try:
         for props, want in (({}, len(SPELLINGS)),
                             ({"SortQuery": "true", "StripSessionIds": "true",

@@ -12,7 +12,6 @@ site that records the Via header of every request.
    property.
 """
 import collections
-import http.server
 import json
 import threading
 
@@ -28,32 +27,19 @@ def recording_site():
     lock = threading.Lock()
     links = "".join(f'<a href="/p/{i}.html">{i}</a>' for i in range(1, PAGES))
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            with lock:
-                seen.append((self.path, self.headers.get("Via", "")))
-            if self.path == "/robots.txt":
-                body, ctype = b"User-agent: *\nAllow: /\n", "text/plain"
-            elif self.path == "/index.html":
-                body, ctype = f"<title>index</title>{links}".encode(), "text/html"
-            elif self.path.startswith("/p/"):
-                body, ctype = f"<title>{self.path}</title>".encode(), "text/html"
-            else:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", ctype + "; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def respond(req):
+        with lock:
+            seen.append((req.path, req.headers.get("Via", "")))
+        if req.path == "/robots.txt":
+            return 200, "text/plain", b"User-agent: *\nAllow: /\n"
+        if req.path == "/index.html":
+            return 200, "text/html; charset=utf-8", f"<title>index</title>{links}".encode()
+        if req.path.startswith("/p/"):
+            return 200, "text/html; charset=utf-8", f"<title>{req.path}</title>".encode()
+        return None
 
-        def log_message(self, *a):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, seen
+    srv, base = h.serve_http(respond)
+    return srv, base, seen
 
 
 def crawl(env, broker, base, props, name):
@@ -80,8 +66,7 @@ def proxy_metrics(broker, kind):
 def main():
     args = h.parse_args()
     with h.Env(args, "proxies") as env:
-        srv, seen = recording_site()
-        base = f"http://127.0.0.1:{srv.server_address[1]}"
+        srv, base, seen = recording_site()
         proxies = [ForwardProxy(f"proxy{i}") for i in (1, 2, 3)]
         broker = env.start_broker()
         env.start_node(broker, "node1", extra_yaml="retry_download: 3\n")
