@@ -153,7 +153,9 @@ void parse_headers(std::string_view raw, protocol::header_map& out) {
     auto value = trim(line.substr(colon + 1));
     auto it = out.find(name);
     if (it != out.end()) {
-      it->second.append(", ").append(header_text(value));
+      // Repeats join with ", " (RFC 9110 5.3), but Set-Cookie values hold commas (Expires
+      // dates) and cannot be joined that way: one per line instead.
+      it->second.append(name == "set-cookie" ? "\n" : ", ").append(header_text(value));
     } else if (out.size() < max_header_count) {
       out.emplace(std::move(name), header_text(value));
     }

@@ -296,6 +296,9 @@ private:
       text("broken");
     } else if (rq.path == "/setcookie") {
       rs.headers.emplace_back("Set-Cookie", "sid=" + rq.param("v") + "; Path=/");
+      if (!rq.param("w").empty())
+        rs.headers.emplace_back("Set-Cookie", "w=" + rq.param("w") +
+                                                "; Expires=Wed, 21 Oct 2026 07:28:00 GMT");
       text("set");
     } else if (rq.path == "/cookie") {
       text(rq.header("cookie"));
@@ -675,9 +678,13 @@ TEST_CASE("downloader: cookies persist within an identity, not across identities
   auto set_a = server.url("/setcookie?v=alpha");
   auto show = server.url("/cookie");
 
-  REQUIRE(dl.submit(make_block("a1", "A", {set_a}, 1)));
+  auto set_two = server.url("/setcookie?v=alpha&w=x");
+  REQUIRE(dl.submit(make_block("a1", "A", {set_a, set_two}, 1)));
   REQUIRE(c.wait_done("a1"));
   CHECK(c.result("a1", set_a).headers["set-cookie"] == "sid=alpha; Path=/");
+  // Two Set-Cookie headers: one per line (their Expires dates hold commas).
+  CHECK(c.result("a1", set_two).headers["set-cookie"] ==
+        "sid=alpha; Path=/\nw=x; Expires=Wed, 21 Oct 2026 07:28:00 GMT");
 
   // B alone first: it runs on the pooled handle A just used, and must not see A's cookie.
   REQUIRE(dl.submit(make_block("b1", "B", {show}, 1)));

@@ -643,6 +643,9 @@ class Replay(unittest.TestCase):
             ("a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT; Path=/, b=2",
              ["a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT; Path=/", "b=2"]),
             ("a=x,y", ["a=x,y"]),
+            # Nodes now put one per line.
+            ("a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT\nb=x,y", [
+                "a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT", "b=x,y"]),
         ]
         for value, cookies in table:
             with self.subTest(value=value):

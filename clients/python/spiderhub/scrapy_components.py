@@ -371,8 +371,11 @@ _NEXT_COOKIE = re.compile(r",\s*(?=[^;,=\s]+=)")
 
 
 def split_set_cookie(value: str) -> list[str]:
-    """The Set-Cookie headers of a result: nodes join repeated response headers with ", ",
-    which Set-Cookie cannot take (RFC 9110 5.3); they are cut again before each cookie."""
+    """The Set-Cookie headers of a result: nodes put one per line; older nodes joined them
+    with ", " like other repeated headers, which Set-Cookie cannot take (RFC 9110 5.3):
+    those are cut again before each cookie."""
+    if "\n" in value:
+        return [v for v in value.split("\n") if v.strip()]
     return [v for v in _NEXT_COOKIE.split(value) if v.strip()]
 
 
