@@ -455,6 +455,7 @@ node_config parse_node_config(const std::string& yaml, const std::string& name) 
     s.get("max_redirects", d.max_redirects, 0, 100);
     s.get_ms("retry_backoff_ms", d.retry_backoff, 0, 600000);
     s.get("change_ip_command", d.change_ip_command);
+    s.get_ms("change_ip_min_interval_ms", d.change_ip_min_interval, 0, day_ms);
     s.get("results_batch", d.results_batch, 1, 100000);
     s.get("results_batch_bytes", d.results_batch_bytes, 1024, 1LL << 32);
     s.get("max_buffered_bytes", d.max_buffered_bytes, 1LL << 20, 1LL << 40);

@@ -159,6 +159,7 @@ struct node_config {
     std::int32_t max_redirects = 5;
     milliseconds retry_backoff{500};     // first retry delay, doubled each time
     std::string change_ip_command;
+    std::chrono::milliseconds change_ip_min_interval{5000};  // between two IP changes
     std::int32_t results_batch = 50;     // results per SaveBlockResponse
     std::int64_t results_batch_bytes = 4 << 20;  // ...or fewer once their bodies reach this
     std::int64_t max_buffered_bytes = 256 << 20; // bodies not yet stored by the broker; then no new transfer

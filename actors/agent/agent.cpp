@@ -204,6 +204,7 @@ caf::behavior agent(self_ptr self, core::node_config cfg, std::string node_id) {
   dopts.retry_download = cfg.retry_download;
   dopts.retry_backoff = cfg.download.retry_backoff;
   dopts.change_ip_command = cfg.download.change_ip_command;
+  dopts.change_ip_min_interval = cfg.download.change_ip_min_interval;
   dopts.results_batch = static_cast<std::size_t>(cfg.download.results_batch);
   dopts.results_batch_bytes = static_cast<std::size_t>(cfg.download.results_batch_bytes);
   dopts.max_buffered_bytes = cfg.download.max_buffered_bytes;

@@ -472,6 +472,10 @@ struct downloader::impl {
   pid_t ip_pid = 0;
   bool ip_stop = false; // set by stop(): spawn nothing more
   bool ip_running = false;
+  // A change is wanted: nothing new starts; it runs once the transfers in flight are done
+  // and download.change_ip_min_interval_ms passed since the last one ended.
+  bool ip_pending = false;
+  time_point ip_last_end{};
 
   // Rendered pages come back on the renderer's thread: queued here for the loop.
   struct render_completion {
@@ -1094,14 +1098,30 @@ struct downloader::impl {
   // ---- change IP ---------------------------------------------------------------------
 
   void request_ip_change() {
-    if (ip_running)
-      return; // the running command covers this request too
+    if (ip_running || ip_pending)
+      return; // the coming or running command covers this request too
     if (opts.change_ip_command.empty()) {
       release_ip_waiting();
       return;
     }
+    ip_pending = true;
+    spdlog::info("downloader: IP change wanted: starting nothing new, {} transfers in flight "
+                 "finish first", n_in_flight.load(std::memory_order_relaxed));
+  }
+
+  /// Runs the wanted change once nothing is in flight and the minimum interval passed;
+  /// else lowers `next_due` to when it may.
+  void maybe_start_ip_change(time_point now, time_point& next_due) {
+    if (!ip_pending || n_in_flight.load(std::memory_order_relaxed) > 0)
+      return;
+    auto allowed = ip_last_end + opts.change_ip_min_interval;
+    if (now < allowed) {
+      next_due = std::min(next_due, allowed);
+      return;
+    }
     if (ip_thread.joinable())
       ip_thread.join();
+    ip_pending = false;
     ip_running = true;
     ip_finished = false;
     spdlog::info("downloader: changing IP: {}", opts.change_ip_command);
@@ -1371,6 +1391,7 @@ struct downloader::impl {
       if (ip_running && ip_finished.exchange(false)) {
         ip_thread.join();
         ip_running = false;
+        ip_last_end = steady::now();
         release_ip_waiting();
       }
 
@@ -1390,9 +1411,10 @@ struct downloader::impl {
 
       now = steady::now();
       time_point next_due = now + max_poll_wait;
+      maybe_start_ip_change(now, next_due);
       for (std::size_t i = 0; i < blocks.size();) {
         auto& bs = *blocks[i];
-        if (!ip_running) // the node's IP is being changed: start nothing until it's done
+        if (!ip_running && !ip_pending)  // an IP change is due or running: start nothing
           pump(bs, now, next_due);
         if (bs.finished()) {
           flush(bs);

@@ -28,6 +28,7 @@ struct downloader_options {
                                                      // capped at 30 s
   std::string change_ip_command;                     // /bin/sh -c, when a body matches the
                                                      // block's change_ip_pattern
+  std::chrono::milliseconds change_ip_min_interval{5000};  // between two changes
   std::size_t results_batch = 50;                    // results per on_results call at most
   std::size_t results_batch_bytes = 4 << 20;         // ...or fewer once their bodies reach this
   std::chrono::milliseconds results_flush{200};      // a partial batch waits at most this long

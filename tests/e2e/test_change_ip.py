@@ -5,7 +5,8 @@ one has download.change_ip_command.
 
 - The job's ChangeIpPattern reaches the blocks; the node with the command matches the
   body, runs the command and downloads the page again: every page arrives once, none with
-  the blocked body, and the command ran.
+  the blocked body, and the command ran, never twice within the node's
+  download.change_ip_min_interval_ms.
 - The node without the command gets no block of that run (its connection announces it).
 - A pattern that is no usable regex is refused when the job is created (400).
 """
@@ -17,6 +18,7 @@ import harness as h
 
 PAGES = 120
 BLOCK_AFTER = 25
+MIN_INTERVAL_MS = 400
 
 
 def blocking_site(ip_dir):
@@ -53,7 +55,8 @@ def main():
         broker = env.start_broker()
         command = f"touch {ip_dir}/ip-$(date +%s%N)"
         env.start_node(broker, "changer", extra_yaml=(
-            f"download:\n  change_ip_command: \"{command}\"\n  max_blocks: 4\n"))
+            f"download:\n  change_ip_command: \"{command}\"\n  max_blocks: 4\n"
+            f"  change_ip_min_interval_ms: {MIN_INTERVAL_MS}\n"))
         env.start_node(broker, "plain")
         env.start_worker(broker, runs=1)
         h.wait_until("two nodes online", lambda: sum(
@@ -80,11 +83,17 @@ def main():
         assert not blocked, f"{len(blocked)} pages blocked or failed, e.g. {blocked[:3]}"
         changes = len(os.listdir(ip_dir))
         assert changes >= PAGES // BLOCK_AFTER - 1, f"the change-IP command ran {changes} times"
+        # The command's own clock (date +%s%N in each file name): never two changes closer
+        # than download.change_ip_min_interval_ms.
+        stamps = sorted(int(name.split("-")[1]) for name in os.listdir(ip_dir))
+        gaps_ms = [(b - a) / 1e6 for a, b in zip(stamps, stamps[1:])]
+        assert all(g >= MIN_INTERVAL_MS * 0.95 for g in gaps_ms), gaps_ms
         run = h.run_of(broker, job["id"])
         by_node = {n["nodeId"]: n for n in run.get("nodes", [])}
         assert by_node.get(plain_id, {}).get("success", 0) == 0, by_node.get(plain_id)
         print(f"change IP: {PAGES} pages once, none blocked; the command ran {changes} times "
-              f"(the site blocks after {BLOCK_AFTER} requests per IP); the node without the "
+              f"(the site blocks after {BLOCK_AFTER} requests per IP), at least "
+              f"{min(gaps_ms, default=0):.0f} ms apart; the node without the "
               "command got no block; a bad pattern refused with 400", flush=True)
         srv.shutdown()
 
