@@ -125,4 +125,19 @@ site site_of_job(const std::map<std::string, std::string>& properties) {
   return s;
 }
 
+std::map<std::string, std::string> shown_properties(std::map<std::string, std::string> props) {
+  if (auto it = props.find("Proxies"); it != props.end())
+    it->second = core::redacted_proxy_list(it->second);
+  if (auto it = props.find("Site"); it != props.end()) {
+    auto site = nlohmann::json::parse(it->second, nullptr, false);
+    if (site.is_object() && site.contains("proxies") && site["proxies"].is_array()) {
+      for (auto& p : site["proxies"])
+        if (p.is_string())
+          p = core::redacted_proxy(p.get<std::string>());
+      it->second = site.dump();
+    }
+  }
+  return props;
+}
+
 } // namespace spiderhub::protocol

@@ -15,4 +15,8 @@ namespace spiderhub::protocol {
 /// AllowedContentTypes (comma-separated media types, "type/*" and "*/*" allowed).
 site site_of_job(const std::map<std::string, std::string>& properties);
 
+/// A job's properties as the API and the console show them: proxy credentials (Proxies,
+/// Site.proxies) never leave the broker; nodes get them in blocks.
+std::map<std::string, std::string> shown_properties(std::map<std::string, std::string> props);
+
 } // namespace spiderhub::protocol

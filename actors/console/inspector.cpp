@@ -12,6 +12,7 @@
 #include "actors/storage/storage_actor.hpp"
 #include "core/auth.hpp"
 #include "core/digest.hpp"
+#include "protocol/job_site.hpp"
 #include "spiderhub/version.hpp"
 #include "storage/repositories.hpp"
 
@@ -380,7 +381,8 @@ void cmd_jobs(self_ptr self, promise rp, const std::string& command) {
                 out.push_back({{"id", j.id}, {"name", j.name}, {"jobType", j.job_type},
                                {"cron", j.cron}, {"description", j.description},
                                {"isEnabled", j.is_enabled}, {"creationTime", j.creation_time},
-                               {"lastFire", j.last_fire}, {"properties", j.properties}});
+                               {"lastFire", j.last_fire},
+                               {"properties", protocol::shown_properties(j.properties)}});
               rp.deliver(ok_reply(command, out));
             });
 }

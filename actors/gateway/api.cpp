@@ -19,7 +19,6 @@
 #include "core/cron.hpp"
 #include "core/digest.hpp"
 #include "core/politeness.hpp"
-#include "core/proxy.hpp"
 #include "net/http_server.hpp"
 #include "protocol/job_site.hpp"
 #include "protocol/json_codec.hpp"
@@ -96,23 +95,6 @@ std::vector<std::string> next_fire_times(const std::string& cron, const std::str
     // A stored job always has a valid cron; a zone change may break it: show none.
   }
   return out;
-}
-
-/// A job's properties as the API shows them: proxy credentials (Proxies, Site.proxies)
-/// never leave the broker; nodes get them in blocks.
-std::map<std::string, std::string> shown_properties(std::map<std::string, std::string> props) {
-  if (auto it = props.find("Proxies"); it != props.end())
-    it->second = core::redacted_proxy_list(it->second);
-  if (auto it = props.find("Site"); it != props.end()) {
-    auto site = json::parse(it->second, nullptr, false);
-    if (site.is_object() && site.contains("proxies") && site["proxies"].is_array()) {
-      for (auto& p : site["proxies"])
-        if (p.is_string())
-          p = core::redacted_proxy(p.get<std::string>());
-      it->second = site.dump();
-    }
-  }
-  return props;
 }
 
 json job_json(const storage::job_row& j, const std::string& tz) {

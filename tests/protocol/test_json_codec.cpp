@@ -443,3 +443,14 @@ TEST_CASE("codec: redirects and encoding round-trip through both codecs") {
                        "$.redirects[0].url: missing", input_error);
   CHECK_THROWS_AS(decode<result>(json::parse(R"({"url":"u","redirects":{}})")), input_error);
 }
+
+TEST_CASE("codec: the properties the API and the console show carry no proxy credentials") {
+  auto shown = shown_properties({{"Proxies", "http://u:S3cret@a.test:1, socks5://b.test:2"},
+                                 {"Site", R"({"proxies":["http://u:S3cret@c.test:3"],"delayMs":5})"},
+                                 {"Other", "http://u:kept@x.test/"}});
+  CHECK(shown.at("Proxies") == "http://a.test:1,socks5://b.test:2");
+  CHECK(shown.at("Site").find("S3cret") == std::string::npos);
+  CHECK(shown.at("Site").find("http://c.test:3") != std::string::npos);
+  CHECK(shown.at("Site").find("\"delayMs\":5") != std::string::npos);
+  CHECK(shown.at("Other") == "http://u:kept@x.test/");  // not a proxy property: as stored
+}
