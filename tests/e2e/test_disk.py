@@ -62,9 +62,12 @@ dispatch:
         created, refused = [], []
 
         def create_job():
+            # ~90 KB per job: small rows can fit in the WAL's free pages for as long as
+            # the test waits (a checkpointed WAL is reused), these soon cannot.
             status, body = h.api("POST", broker, "/api/v1.0/jobs", {
                 "name": f"during-full-{len(created) + len(refused)}", "jobType": "block",
-                "cron": "0 0 1 1 *", "properties": {"FullClassName": "x.Y", "Arguments": "{}"}})
+                "cron": "0 0 1 1 *", "properties": {"FullClassName": "x.Y", "Arguments": "{}",
+                                                    "Padding": "x" * 90000}})
             if status == 201:
                 created.append(body["id"])
             else:
