@@ -288,14 +288,6 @@ parse_result site_spider::parse(const protocol::worker_run& run, const protocol:
                            : extract_links(decoded, base, r.encoding);
   }
 
-  {
-    // robots.txt and sitemaps of a sitemaps run: their URLs, no item.
-    std::lock_guard<std::mutex> lk(mu_);
-    auto& s = state_for(run);
-    auto readable = ok ? std::string_view(body) : std::string_view();
-    if (s.args.sitemaps && read_sitemap_file(s, r, readable, out))
-      return out;
-  }
   json item = {{"url", r.url},          {"title", info.title}, {"status", r.status_code},
                {"depth", r.depth},      {"run", run.identity}};
   if (!r.error.empty())
@@ -308,10 +300,14 @@ parse_result site_spider::parse(const protocol::worker_run& run, const protocol:
     item["encoding"] = r.encoding;
   if (!r.screenshot.empty())
     item["screenshotBase64Bytes"] = r.screenshot.size();
-  out.items.push_back(std::move(item));
 
   std::lock_guard<std::mutex> lk(mu_);
   auto& s = state_for(run);
+  // robots.txt and sitemaps of a sitemaps run: their URLs, no item.
+  if (s.args.sitemaps &&
+      read_sitemap_file(s, r, ok ? std::string_view(body) : std::string_view(), out))
+    return out;
+  out.items.push_back(std::move(item));
   if (r.depth < s.args.max_depth) {
     // A short <meta refresh> is where a browser goes next: followed first, like a link.
     if (info.refresh_delay >= 0 && info.refresh_delay < meta_refresh_max_delay &&
